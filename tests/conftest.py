@@ -27,3 +27,45 @@ def lfw_dir() -> Path:
             f"(Labeled Faces in the Wild layout) or provide {DEFAULT_DATA_DIR}"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Tansu broker for the whole test run, on a free loopback port."""
+    from services.common.broker import EmbeddedBroker
+
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture
+def kafka_env(broker, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """LFR_* variables pointing a runner at the test broker, with a short group session."""
+    env = {
+        "LFR_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        # Tansu holds a new group's first join for about half the session timeout.
+        "LFR_SESSION_TIMEOUT_MS": "6000",
+        "LFR_HEARTBEAT_INTERVAL_MS": "1000",
+        "LFR_METRICS_PORT": "0",
+        "LFR_SHUTDOWN_TIMEOUT_S": "20",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def reader(broker):
+    """Factory of TopicReaders on the test broker; all are closed at teardown."""
+    from tests.kafka_helpers import TopicReader
+
+    readers = []
+
+    def make(topic: str) -> TopicReader:
+        readers.append(TopicReader(broker.bootstrap_servers, topic))
+        return readers[-1]
+
+    yield make
+    for topic_reader in readers:
+        topic_reader.close()

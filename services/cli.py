@@ -1,0 +1,143 @@
+"""``lfr``: the one command-line entry point. Subcommands import their modules lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from pathlib import Path
+
+# Service name -> "module:function" returning an exit code. Later services register here.
+SERVICES = {
+    "passthrough": "services.passthrough.service:main",
+}
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from services.common.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host)
+    try:
+        bootstrap = broker.start()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"lfr broker: {exc}", file=sys.stderr)
+        return 1
+    print(f"bootstrap servers: {bootstrap}", flush=True)
+    print(f"export LFR_KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        code = broker.wait()
+        print(f"lfr broker: broker exited with code {code}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        broker.stop()
+        print("broker stopped", flush=True)
+        return 0
+
+
+def _admin(args: argparse.Namespace):
+    from confluent_kafka.admin import AdminClient
+
+    from services.common.kafka_config import client_config
+    from services.common.settings import KafkaSettings, load_settings
+
+    overrides = {"kafka_bootstrap_servers": args.bootstrap_servers} if args.bootstrap_servers else {}
+    return AdminClient(client_config(load_settings(KafkaSettings, **overrides)))
+
+
+def _cmd_topics_apply(args: argparse.Namespace) -> int:
+    from services.common.topics import apply_topics, load_topic_specs
+
+    specs = load_topic_specs(args.config, args.replication_factor)
+    for result in apply_topics(_admin(args), specs):
+        print(f"{result.name:<24} {result.action:<10} {result.detail}".rstrip())
+    return 0
+
+
+def _cmd_topics_describe(args: argparse.Namespace) -> int:
+    from services.common.topics import describe_topics, format_retention, load_topic_specs
+
+    specs = load_topic_specs(args.config)
+    print(f"{'TOPIC':<24} {'PARTITIONS':>10} {'RETENTION':>10} {'CLEANUP':>8} {'SEGMENT':>8}  BIOMETRIC")
+    missing = 0
+    biometric = {spec.name: spec.biometric for spec in specs}
+    for topic in describe_topics(_admin(args), specs):
+        if topic.partitions is None:
+            missing += 1
+            print(f"{topic.name:<24} {'missing':>10}")
+            continue
+        cfg = topic.config
+        retention = format_retention(cfg.get("retention.ms")) if cfg.get("cleanup.policy", "delete") != "compact" else "compacted"
+        print(
+            f"{topic.name:<24} {topic.partitions:>10} {retention:>10} {cfg.get('cleanup.policy', '-'):>8} "
+            f"{format_retention(cfg.get('segment.ms')):>8}  {'yes' if biometric[topic.name] else 'no'}"
+        )
+    return 1 if missing else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    module_name, function = SERVICES[args.service].split(":")
+    return getattr(importlib.import_module(module_name), function)()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from services.demo.passthrough import run
+
+    return run(seconds=args.seconds, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lfr", description="OpenLFR live facial recognition pipeline")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (tests, demo)")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.set_defaults(func=_cmd_broker)
+
+    topics = commands.add_parser("topics", help="create or inspect the pipeline's topics")
+    topic_commands = topics.add_subparsers(dest="topics_command", required=True)
+    for name, func, helptext in (
+        ("apply", _cmd_topics_apply, "create or update every topic from the config file (idempotent)"),
+        ("describe", _cmd_topics_describe, "print each topic with its partitions and retention"),
+    ):
+        sub = topic_commands.add_parser(name, help=helptext)
+        sub.add_argument("--config", type=Path, default=None, help="topics TOML (default: the packaged topics.toml)")
+        sub.add_argument("--bootstrap-servers", default=None, help="overrides LFR_KAFKA_BOOTSTRAP_SERVERS")
+        if name == "apply":
+            sub.add_argument("--replication-factor", type=int, default=None)
+        sub.set_defaults(func=func)
+
+    run = commands.add_parser("run", help="run one service until SIGTERM")
+    run.add_argument("service", choices=sorted(SERVICES))
+    run.set_defaults(func=_cmd_run)
+
+    demo = commands.add_parser("demo", help="run the local demo on embedded defaults")
+    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for operators, not a traceback
+        from services.common.errors import SettingsError
+
+        if isinstance(exc, SettingsError):
+            print(f"lfr: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared plumbing for OpenLFR services: settings, schemas, envelopes, Kafka runner, metrics, logs."""

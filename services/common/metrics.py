@@ -1,0 +1,38 @@
+"""Prometheus metrics shared by every runner. Labels are bounded: service, topic, partition, reason."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+logger = logging.getLogger(__name__)
+
+MESSAGES_CONSUMED = Counter("lfr_messages_consumed_total", "Records consumed", ["service", "topic"])
+MESSAGES_PRODUCED = Counter("lfr_messages_produced_total", "Records produced and acknowledged", ["service", "topic"])
+MESSAGES_DEAD_LETTERED = Counter(
+    "lfr_messages_dead_lettered_total", "Records sent to the dead-letter topic", ["service", "topic", "reason"]
+)
+TRANSIENT_RETRIES = Counter("lfr_transient_retries_total", "Batches retried after a transient error", ["service"])
+REDELIVERIES = Counter("lfr_batch_redeliveries_total", "Batches rewound for redelivery (retries exhausted or produce failed)", ["service"])
+CONSUMER_ERRORS = Counter("lfr_consumer_errors_total", "Errors reported by the Kafka consumer", ["service"])
+STAGE_DURATION = Histogram(
+    "lfr_stage_duration_seconds",
+    "Time in the stage function per batch",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_SIZE = Histogram(
+    "lfr_batch_size_messages", "Records per consumed batch", ["service"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+)
+CONSUMER_LAG = Gauge(
+    "lfr_consumer_lag_messages", "Records behind the partition's high watermark", ["service", "topic", "partition"]
+)
+ASSIGNED_PARTITIONS = Gauge("lfr_assigned_partitions", "Partitions currently assigned to this consumer", ["service"])
+
+
+def start_metrics_server(port: int) -> None:
+    """Serve /metrics on ``port``; 0 leaves the endpoint off (tests running many runners)."""
+    if port:
+        start_http_server(port)
+        logger.info("metrics endpoint listening", extra={"port": port})

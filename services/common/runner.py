@@ -1,0 +1,385 @@
+"""The Kafka runner: consume a batch, run the stage, produce its outputs, then store offsets.
+
+Delivery is at-least-once. Offsets are stored (``enable.auto.offset.store=false``) only after
+every output and dead-letter record of the batch is acknowledged by the broker (idempotent
+producer, ``acks=all``); librdkafka's auto-commit then commits what was stored, and a revoke or
+shutdown commits synchronously. A crash therefore re-delivers at most the unfinished batch.
+
+Failure policy:
+- a record that cannot be decoded or validated, or on which the stage raises a non-transient
+  error, goes to the dead-letter topic with its original bytes and reason headers; the
+  partition keeps flowing;
+- a transient error (TransientError, ConnectionError, TimeoutError, or the service's own
+  list) retries the batch with exponential backoff; when the retry budget (half of
+  ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from . import metrics
+from .envelope import decode, encode
+from .errors import MessageError, OutputValidationError, TransientError, UnknownSchemaError
+from .kafka_config import consumer_config, producer_config
+from .schemas import SchemaRegistry, default_registry
+from .settings import RunnerSettings
+from .stage import Message, Output, Stage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+_ERROR_TEXT_LIMIT = 500
+
+
+class _Rewind(Exception):
+    """The batch could not be finished now; rewind its partitions and poll it again."""
+
+
+@dataclass(frozen=True)
+class _Record:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    kind: str  # "output" or the dead-letter reason
+    source_topic: str = ""
+
+
+class StageRunner:
+    """Runs one stage function against Kafka. One instance per process (or thread, in tests)."""
+
+    def __init__(
+        self,
+        service: str,
+        settings: RunnerSettings,
+        stage: Stage,
+        input_topics: Sequence[str],
+        *,
+        accepted_schemas: Iterable[str] | None = None,
+        transient_errors: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
+        registry: SchemaRegistry | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.stage = stage
+        self.input_topics = list(input_topics)
+        self.accepted_schemas = frozenset(accepted_schemas) if accepted_schemas is not None else None
+        self.transient_errors = transient_errors
+        self.registry = registry or default_registry()
+        self._stop = threading.Event()
+        self._exit_code = 0
+        self._next_lag_report = 0.0
+        self._lag_labels: set[tuple[str, str]] = set()
+        self._producer = Producer({**producer_config(settings), "error_cb": self._on_producer_error})
+        self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_consumer_error})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, commit and leave the group (SIGTERM does this)."""
+        if not self._stop.is_set():
+            logger.info("stop requested; draining", extra={"service": self.service})
+            self._stop.set()
+
+    def run(self) -> int:
+        """Poll until stopped; return the process exit code (0 after a clean drain)."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        self._consumer.subscribe(
+            self.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        logger.info("runner started", extra={"service": self.service, "topics": self.input_topics})
+        try:
+            while not self._stop.is_set():
+                records = self._consumer.consume(
+                    num_messages=self.settings.batch_max_messages, timeout=self.settings.poll_timeout_ms / 1000
+                )
+                if records:
+                    self._handle(records)
+                self._report_lag()
+        finally:
+            self._shutdown()
+        return self._exit_code
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.request_stop()
+        # Bound the drain: a stage stuck on a dead dependency must not hold the pod forever.
+        watchdog = threading.Timer(self.settings.shutdown_timeout_s, self._drain_timed_out)
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _drain_timed_out(self) -> None:
+        logger.error(
+            "drain did not finish in time; exiting without commit",
+            extra={"service": self.service, "timeout_s": self.settings.shutdown_timeout_s},
+        )
+        os._exit(3)
+
+    def _shutdown(self) -> None:
+        try:
+            self._commit()
+            self._consumer.close()
+        except KafkaException as exc:
+            logger.warning("consumer close failed", extra={"service": self.service, "error": str(exc)})
+        remaining = self._producer.flush(self.settings.shutdown_timeout_s)
+        if remaining:
+            logger.error("records left unsent at shutdown", extra={"service": self.service, "count": remaining})
+            self._exit_code = self._exit_code or 1
+        logger.info("runner stopped", extra={"service": self.service, "exit_code": self._exit_code})
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _handle(self, raw: list) -> None:
+        records = []
+        for record in raw:
+            error = record.error()
+            if error is not None:
+                metrics.CONSUMER_ERRORS.labels(self.service).inc()
+                logger.warning("consumer error", extra={"service": self.service, "error": error.str()})
+                continue
+            records.append(record)
+            metrics.MESSAGES_CONSUMED.labels(self.service, record.topic()).inc()
+        if not records:
+            return
+        metrics.BATCH_SIZE.labels(self.service).observe(len(records))
+        messages, dead = [], []
+        for record in records:
+            try:
+                messages.append(self._decode(record))
+            except MessageError as exc:
+                dead.append((record, exc))
+        by_position = {(r.topic(), r.partition(), r.offset()): r for r in records}
+        try:
+            outgoing, failed = self._process(messages) if messages else ([], [])
+            dead.extend((by_position[(m.topic, m.partition, m.offset)], exc) for m, exc in failed)
+            outgoing.extend(self._dead_letter(record, exc) for record, exc in dead)
+            self._deliver(outgoing)
+        except _Rewind:
+            self._rewind(records)
+            return
+        self._store_offsets(records)
+
+    def _decode(self, record) -> Message:
+        envelope = decode(record.value(), self.registry)
+        if self.accepted_schemas is not None and envelope.schema not in self.accepted_schemas:
+            raise UnknownSchemaError(f"{envelope.schema} is not accepted by {self.service}")
+        timestamp_type, timestamp = record.timestamp()
+        return Message(
+            schema=envelope.schema,
+            data=envelope.data,
+            topic=record.topic(),
+            partition=record.partition(),
+            offset=record.offset(),
+            key=record.key(),
+            timestamp_ms=timestamp if timestamp_type else 0,
+            headers=tuple(record.headers() or ()),
+        )
+
+    def _process(self, messages: list[Message]) -> tuple[list[_Record], list[tuple[Message, Exception]]]:
+        """Run the stage on the batch; on a non-transient error, isolate the failing messages."""
+        try:
+            return self._call_with_retry(messages), []
+        except _Rewind:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any stage failure is a property of some message
+            if len(messages) == 1:
+                return [], [(messages[0], exc)]
+        outgoing, failed = [], []
+        for message in messages:
+            try:
+                outgoing.extend(self._call_with_retry([message]))
+            except _Rewind:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                failed.append((message, exc))
+        return outgoing, failed
+
+    def _call_with_retry(self, messages: list[Message]) -> list[_Record]:
+        budget_s = self.settings.max_poll_interval_ms / 2000
+        started = time.monotonic()
+        delay = self.settings.retry_backoff_initial_s
+        while True:
+            try:
+                with metrics.STAGE_DURATION.labels(self.service).time():
+                    outputs = list(self.stage(messages))
+                return [self._encode(output) for output in outputs]
+            except self.transient_errors as exc:
+                metrics.TRANSIENT_RETRIES.labels(self.service).inc()
+                logger.warning(
+                    "transient error; retrying batch",
+                    extra={"service": self.service, "error_class": type(exc).__name__, "retry_in_s": round(delay, 3)},
+                )
+                if time.monotonic() - started + delay > budget_s or self._stop.wait(delay):
+                    raise _Rewind from exc
+                delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    def _encode(self, output: Output) -> _Record:
+        key = output.key.encode() if isinstance(output.key, str) else output.key
+        try:
+            value = encode(output.schema, output.data, self.registry)
+        except MessageError as exc:
+            raise OutputValidationError(f"stage output invalid: {exc}") from exc
+        return _Record(output.topic, key, value, list(output.headers), "output")
+
+    def _dead_letter(self, record, exc: BaseException) -> _Record:
+        """The original record, byte for byte, plus headers saying where it came from and why."""
+        reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
+        text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
+        added = {
+            "lfr_dlq_topic": record.topic(),
+            "lfr_dlq_partition": str(record.partition()),
+            "lfr_dlq_offset": str(record.offset()),
+            "lfr_dlq_service": self.service,
+            "lfr_dlq_reason": reason,
+            "lfr_dlq_error_class": type(exc).__name__,
+            "lfr_dlq_error": text,
+            "lfr_dlq_at_ms": str(int(time.time() * 1000)),
+        }
+        self.registry.validate("lfr.dlq.v1", added)
+        logger.warning(
+            "record dead-lettered",
+            extra={
+                "service": self.service,
+                "topic": record.topic(),
+                "partition": record.partition(),
+                "offset": record.offset(),
+                "reason": reason,
+                "error_class": type(exc).__name__,
+            },
+        )
+        headers = list(record.headers() or ()) + [(name, value.encode()) for name, value in added.items()]
+        return _Record(self.settings.dlq_topic, record.key(), record.value(), headers, reason, record.topic())
+
+    def _deliver(self, outgoing: list[_Record]) -> None:
+        """Produce everything and wait for acknowledgement; any failure rewinds the batch."""
+        if not outgoing:
+            return
+        failures: list[KafkaError] = []
+
+        def delivered(error, msg, record: _Record) -> None:
+            if error is not None:
+                failures.append(error)
+            elif record.kind == "output":
+                metrics.MESSAGES_PRODUCED.labels(self.service, msg.topic()).inc()
+            else:
+                metrics.MESSAGES_DEAD_LETTERED.labels(self.service, record.source_topic, record.kind).inc()
+
+        for record in outgoing:
+            while True:
+                try:
+                    self._producer.produce(
+                        record.topic,
+                        value=record.value,
+                        key=record.key,
+                        headers=record.headers or None,
+                        on_delivery=lambda err, msg, rec=record: delivered(err, msg, rec),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)  # local queue full: let deliveries drain
+        deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
+        while self._producer.flush(1.0) and time.monotonic() < deadline:
+            pass
+        if failures or len(self._producer):
+            logger.warning(
+                "produce failed; rewinding batch",
+                extra={"service": self.service, "failures": len(failures), "first_error": failures[0].str() if failures else "timeout"},
+            )
+            raise _Rewind
+
+    # -- offsets and rebalances ----------------------------------------------------------------
+
+    def _store_offsets(self, records: list) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic(), record.partition())
+            next_offsets[key] = max(next_offsets.get(key, 0), record.offset() + 1)
+        try:
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()])
+        except KafkaException as exc:
+            # The partition was revoked meanwhile; its new owner re-processes (at-least-once).
+            logger.warning("could not store offsets", extra={"service": self.service, "error": str(exc)})
+
+    def _rewind(self, records: list) -> None:
+        metrics.REDELIVERIES.labels(self.service).inc()
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic(), record.partition())
+            first[key] = min(first.get(key, record.offset()), record.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                logger.warning("seek failed", extra={"service": self.service, "topic": topic, "partition": partition, "error": str(exc)})
+        self._stop.wait(self.settings.retry_backoff_initial_s)
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                logger.warning("commit failed", extra={"service": self.service, "error": str(exc)})
+
+    def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("partitions assigned", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._consumer.assignment()))
+
+    def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
+        # Called from inside consume(), so no batch is in flight: what is stored is complete.
+        self._commit()
+        self._forget_lag(partitions)
+        logger.info("partitions revoked", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+
+    def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
+        self._forget_lag(partitions)
+        logger.warning("partitions lost", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+
+    def _forget_lag(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            labels = (tp.topic, str(tp.partition))
+            if labels in self._lag_labels:
+                metrics.CONSUMER_LAG.remove(self.service, *labels)
+                self._lag_labels.discard(labels)
+        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(max(0, len(self._consumer.assignment()) - len(partitions)))
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_report:
+            return
+        self._next_lag_report = now + self.settings.lag_report_interval_s
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return
+        for tp in self._consumer.position(assignment):
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue
+            lag = high - (tp.offset if tp.offset >= 0 else low)
+            labels = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(self.service, *labels).set(max(0, lag))
+            self._lag_labels.add(labels)
+
+    # -- client callbacks (librdkafka threads) -------------------------------------------------
+
+    def _on_consumer_error(self, error: KafkaError) -> None:
+        metrics.CONSUMER_ERRORS.labels(self.service).inc()
+        logger.warning("kafka consumer error", extra={"service": self.service, "error": error.str()})
+
+    def _on_producer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            # An idempotent producer that lost its sequence cannot go on safely; restart clean.
+            logger.error("fatal producer error; stopping", extra={"service": self.service, "error": error.str()})
+            self._exit_code = 1
+            self._stop.set()
+        else:
+            logger.warning("kafka producer error", extra={"service": self.service, "error": error.str()})

@@ -1,0 +1,40 @@
+"""What a stage function sees and returns. No Kafka imports here: stages test without a broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One decoded, schema-valid input record."""
+
+    schema: str
+    data: Mapping[str, Any]
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+    timestamp_ms: int = 0
+    headers: Headers = ()
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record a stage wants produced; validated against ``schema`` before it is sent."""
+
+    topic: str
+    schema: str
+    data: Mapping[str, Any]
+    key: bytes | str | None = None
+    headers: Headers = field(default_factory=tuple)
+
+
+# A stage turns a batch of messages into outputs. It raises TransientError when a dependency is
+# down (the batch is retried) and any other exception for a message it cannot handle (the
+# runner then isolates the failing message and dead-letters it).
+Stage = Callable[[Sequence[Message]], Iterable[Output]]

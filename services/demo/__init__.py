@@ -1,0 +1,1 @@
+"""The local demo: everything on embedded defaults, one command."""

@@ -1,0 +1,1 @@
+"""Pass-through service: copies messages unchanged (mirroring, replaying a dead-letter backlog)."""
