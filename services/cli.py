@@ -11,6 +11,11 @@ from pathlib import Path
 # Service name -> "module:function" returning an exit code. Later services register here.
 SERVICES = {
     "passthrough": "services.passthrough.service:main",
+    "ingest": "services.ingest.service:main",
+    "detect": "services.detect.service:main",
+    "embed": "services.embed.service:main",
+    "matcher": "services.matcher.service:main",
+    "dispatch": "services.dispatch.service:main",
 }
 
 
@@ -86,9 +91,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from services.demo.passthrough import run
+    from services.demo.run import main as demo_main
 
-    return run(seconds=args.seconds, as_json=args.json)
+    return demo_main(args.data, args.seconds, args.json)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from services.evaluation.plot import plot_det
+    from services.evaluation.run import one_line, run_eval
+
+    if not args.data.is_dir():
+        print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
+        return 2
+    result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
+                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot_det(result, args.out.with_suffix(".png"))
+    print(one_line(result))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +140,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("service", choices=sorted(SERVICES))
     run.set_defaults(func=_cmd_run)
 
+    from services.ingest.cli import register as register_cameras
+    from services.watchlist.cli import register as register_watchlist
+
+    register_watchlist(commands)
+    register_cameras(commands)
+
+    evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, required=True, help="JSON result; a DET plot PNG is written beside it")
+    evaluate.add_argument("--seed", type=int, default=7)
+    evaluate.add_argument("--limit", type=int, default=None, help="first N identity folders only (quick runs)")
+    evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.set_defaults(func=_cmd_eval)
+
     demo = commands.add_parser("demo", help="run the local demo on embedded defaults")
-    demo.add_argument("--seconds", type=float, default=10.0)
+    demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
+    demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
     return parser

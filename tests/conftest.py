@@ -69,3 +69,11 @@ def reader(broker):
     yield make
     for topic_reader in readers:
         topic_reader.close()
+
+
+@pytest.fixture(scope="session")
+def face_engine():
+    """One detector and one embedder for the session (models converted once into the cache)."""
+    from services.face import FaceDetector, FaceEmbedder
+
+    return FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)

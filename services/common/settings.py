@@ -116,3 +116,130 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{env_name(field)}: {message}" if field else message)
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+class QdrantSettings(LfrSettings):
+    """Where the watchlist index lives: a Qdrant server URL, else local mode on a path."""
+
+    qdrant_url: str | None = Field(None, max_length=2048, description="e.g. http://qdrant:6333; unset = local mode")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: str = Field("var/qdrant", min_length=1, max_length=4096, description='local mode path, or ":memory:"')
+
+
+class WatchlistSettings(KafkaSettings, QdrantSettings):
+    """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
+
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
+    match_threshold_default: float = Field(0.5, ge=-1.0, le=1.0)
+    match_thresholds: str = Field("", max_length=4096, description='JSON object, e.g. {"missing_person_at_risk": 0.45}')
+    model_cache_dir: Path | None = None
+    intra_op_threads: int = Field(1, ge=1, le=64)
+
+
+class MatcherSettings(RunnerSettings, QdrantSettings):
+    """The matcher service."""
+
+    group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    input_topic: TopicName = "lfr.embeddings.v1"
+    output_topic: TopicName = "lfr.matches.v1"
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
+    match_threshold_default: float = Field(0.5, ge=-1.0, le=1.0)
+    match_thresholds: str = Field("", max_length=4096, description='JSON object, e.g. {"missing_person_at_risk": 0.45}')
+    match_top_k: int = Field(3, ge=1, le=50)
+    watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)
+    expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
+
+    @field_validator("match_thresholds")
+    @classmethod
+    def _thresholds_json(cls, value: str) -> str:
+        from services.watchlist.thresholds import Thresholds  # noqa: PLC0415 - avoid a cycle at import
+
+        Thresholds.parse(0.5, value)
+        return value
+
+
+class IngestSettings(KafkaSettings):
+    """The ingest service: cameras file in, lfr.frames.v1 out."""
+
+    cameras_file: Path = Path("cameras.json")
+    output_topic: TopicName = "lfr.frames.v1"
+    frame_queue_size: int = Field(4, ge=1, le=1000, description="frames queued per camera before the oldest is dropped")
+    max_frame_age_ms: int = Field(2_000, ge=50, le=600_000, description="older frames are dropped, never sent")
+    reconnect_backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    reconnect_backoff_max_s: float = Field(30.0, gt=0, le=600)
+    config_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
+    truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
+
+
+class FaceEngineSettings(LfrSettings):
+    """onnxruntime threads and the converted-model cache shared by detect and embed."""
+
+    model_cache_dir: Path | None = None
+    intra_op_threads: int = Field(1, ge=1, le=64)
+
+
+class DetectSettings(RunnerSettings, FaceEngineSettings):
+    """The detect service: frames in, quality-accepted aligned faces out."""
+
+    group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    input_topic: TopicName = "lfr.frames.v1"
+    output_topic: TopicName = "lfr.faces.v1"
+    batch_max_messages: int = Field(8, ge=1, le=256)
+    detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    max_frame_age_ms: int = Field(5_000, ge=50, le=600_000, description="stale frames are dropped unprocessed")
+    max_frame_pixels: int = Field(3840 * 2160, ge=64 * 64, le=8192 * 8192)
+    min_face_width_px: float = Field(40.0, ge=8, le=2000)
+    min_interocular_px: float = Field(15.0, ge=4, le=1000)
+    min_detector_score: float = Field(0.7, ge=0.0, le=1.0)
+    max_abs_roll_deg: float = Field(30.0, ge=0, le=90)
+    max_abs_yaw: float = Field(0.45, ge=0, le=2)
+    min_blur: float = Field(15.0, ge=0, le=10_000)
+
+
+class EmbedSettings(RunnerSettings, FaceEngineSettings):
+    """The embed service: faces in, embeddings (with the chip as evidence) out."""
+
+    group_id: str = Field("lfr-embed", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    input_topic: TopicName = "lfr.faces.v1"
+    output_topic: TopicName = "lfr.embeddings.v1"
+    batch_max_messages: int = Field(32, ge=1, le=512)
+    flip_augment: bool | None = Field(None, description="unset = the face engine's measured default")
+
+
+class DispatchSettings(KafkaSettings):
+    """The alert dispatcher (faust): matches in, one alert per subject, camera and cooldown window out."""
+
+    group_id: str = Field("lfr-dispatch", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="faust app id and consumer group")
+    input_topic: TopicName = "lfr.matches.v1"
+    output_topic: TopicName = "lfr.alerts.v1"
+    dlq_topic: TopicName = "lfr.dlq.v1"
+    cooldown_s: float = Field(60.0, ge=1, le=3600, description="sightings closer than this to the last one join the open alert")
+    state_grace_s: float = Field(3600.0, ge=0, le=86_400, description="state kept this long past the cooldown (covers redelivered matches)")
+    table_partitions: int | None = Field(None, ge=1, le=1024, description="unset = the input topic's partition count")
+    changelog_replication_factor: int = Field(1, ge=1, le=16)
+    table_store: Literal["memory://", "rocksdb://"] = "memory://"
+    state_dir: Path | None = Field(None, description="faust data directory; unset = a temporary directory")
+    session_timeout_ms: int = Field(45_000, ge=3_000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
+    auto_commit_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    retry_backoff_initial_s: float = Field(0.2, gt=0, le=60)
+    retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
+    shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
+    topic_wait_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the input topic")
+    webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2048, description="unset = no webhook sink")
+    webhook_token: SecretStr | None = None
+    webhook_timeout_s: float = Field(5.0, gt=0, le=120)
+    webhook_max_retries: int = Field(3, ge=0, le=20)
+    webhook_backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    webhook_backoff_max_s: float = Field(30.0, gt=0, le=600)
+    webhook_max_age_s: float = Field(900.0, gt=0, le=2_678_400, description="older alerts are not posted (a new group replays the topic)")
+    ce_source_prefix: str = Field("/openlfr", pattern=r"^[A-Za-z0-9][A-Za-z0-9+.-]*:[^\s]*$|^/[^\s]*$", max_length=256)
+
+    @model_validator(mode="after")
+    def _dispatch_heartbeat_below_session(self) -> DispatchSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("LFR_HEARTBEAT_INTERVAL_MS must be at most a third of LFR_SESSION_TIMEOUT_MS")
+        return self

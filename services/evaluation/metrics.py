@@ -1,0 +1,58 @@
+"""Open-set identification metrics (ISO/IEC 19795-1 style): TPIR, FPIR, thresholds, DET."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FPIR_TARGETS = (1e-2, 1e-3, 2.5e-4)
+
+
+@dataclass(frozen=True)
+class MatedResult:
+    acquired: bool
+    correct: bool  # top candidate is the right subject
+    score: float  # score of the top candidate (-inf when none)
+
+
+def threshold_for_fpir(nonmated_scores: np.ndarray, target: float) -> float:
+    """Lowest threshold whose FPIR is at most ``target`` (alarms are scores >= threshold)."""
+    scores = np.sort(nonmated_scores[np.isfinite(nonmated_scores)])[::-1]
+    allowed = int(np.floor(target * len(nonmated_scores) + 1e-9))
+    if allowed >= len(scores):
+        return float(scores[-1]) if len(scores) else 0.0
+    # Just above the (allowed+1)-th highest non-mated score, so it does not alarm.
+    return float(np.nextafter(np.float32(scores[allowed]), np.float32(np.inf)))
+
+
+def tpir(mated: list[MatedResult], threshold: float) -> float:
+    return sum(1 for m in mated if m.correct and m.score >= threshold) / max(1, len(mated))
+
+
+def fpir(nonmated_scores: np.ndarray, threshold: float) -> float:
+    return float(np.sum(nonmated_scores >= threshold)) / max(1, len(nonmated_scores))
+
+
+def det_curve(mated: list[MatedResult], nonmated_scores: np.ndarray, points: int = 200) -> list[dict[str, float]]:
+    """(threshold, FPIR, FNIR) over thresholds spread across the observed scores."""
+    finite = np.concatenate([nonmated_scores[np.isfinite(nonmated_scores)], [m.score for m in mated if np.isfinite(m.score)]])
+    if finite.size == 0:
+        return []
+    thresholds = np.unique(np.quantile(finite, np.linspace(0, 1, points)).astype(np.float32))
+    return [
+        {"threshold": round(float(t), 6), "fpir": round(fpir(nonmated_scores, float(t)), 6), "fnir": round(1 - tpir(mated, float(t)), 6)}
+        for t in thresholds
+    ]
+
+
+def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray) -> dict:
+    points = []
+    for target in FPIR_TARGETS:
+        t = threshold_for_fpir(nonmated_scores, target)
+        points.append({"fpir_target": target, "threshold": round(t, 6), "tpir": round(tpir(mated, t), 6), "fpir": round(fpir(nonmated_scores, t), 6)})
+    return {
+        "rank1": round(sum(1 for m in mated if m.correct) / max(1, len(mated)), 6),
+        "points": points,
+        "det": det_curve(mated, nonmated_scores),
+    }

@@ -1,0 +1,1 @@
+"""Matcher service: embeddings in, matches at or above the category threshold out."""

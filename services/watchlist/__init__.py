@@ -1,0 +1,1 @@
+"""Watchlist: governed entries, the compacted topic that is their source of truth, the Qdrant index."""

@@ -1,0 +1,134 @@
+"""Governed enrolment on real photos: refusals write nothing, look-alikes are flagged and audited."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from services.common.envelope import decode
+from services.common.settings import WatchlistSettings, load_settings
+from services.watchlist.admin import WatchlistAdmin
+from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
+from services.watchlist.store import WatchlistStore
+from services.watchlist.thresholds import Thresholds
+from tests.face_helpers import side_by_side
+from tests.kafka_helpers import create_topics, unique
+
+YEAR_MS = 365 * 86_400_000
+
+
+def request(subject: str, images: list[bytes], **changes) -> EnrolmentRequest:
+    now = int(time.time() * 1000)
+    fields = dict(
+        subject_id=subject, reference="W-" + subject, category="suspect", priority="red", image_source="custody",
+        image_captured_at_ms=now - YEAR_MS, legal_basis="PACE s.64A", added_by="PC 1234", expires_at_ms=now + YEAR_MS,
+        deployments=("van-1",), images=images,
+    )
+    fields.update(changes)
+    return EnrolmentRequest(**fields)
+
+
+@pytest.fixture(scope="module")
+def enroller(face_engine):
+    return Enroller(*face_engine)
+
+
+def photo(lfw_dir, name: str, n: int = 1) -> bytes:
+    return (lfw_dir / name / f"{name}_{n:04d}.jpg").read_bytes()
+
+
+def blurred(data: bytes) -> bytes:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.imencode(".jpg", cv2.GaussianBlur(image, (0, 0), 4))[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("unreadable", "unreadable_image"),
+        ("blank", "no_face"),
+        ("two_people", "multiple_faces"),
+        ("blurred", "low_quality"),
+        ("no_legal_basis", "missing_provenance"),
+        ("no_capture_date", "missing_provenance"),
+        ("expired", "expiry_in_past"),
+    ],
+)
+def test_refusals_name_their_reason(enroller, lfw_dir, case, reason):
+    putin = photo(lfw_dir, "Vladimir_Putin")
+    images, changes = [putin], {}
+    if case == "unreadable":
+        images = [b"\xff\xd8\xff\xe0 truncated jpeg"]
+    elif case == "blank":
+        images = [cv2.imencode(".png", np.full((250, 250, 3), 128, np.uint8))[1].tobytes()]
+    elif case == "two_people":
+        images = [side_by_side(lfw_dir / "Vladimir_Putin" / "Vladimir_Putin_0001.jpg", lfw_dir / "Ariel_Sharon" / "Ariel_Sharon_0001.jpg")]
+    elif case == "blurred":
+        images = [blurred(putin)]
+    elif case == "no_legal_basis":
+        changes = {"legal_basis": " "}
+    elif case == "no_capture_date":
+        changes = {"image_captured_at_ms": None}
+    elif case == "expired":
+        changes = {"expires_at_ms": int(time.time() * 1000) - 1}
+    with pytest.raises(EnrolmentRefused) as refused:
+        enroller.build(request("s1", images, **changes), int(time.time() * 1000))
+    assert refused.value.reason == reason
+
+
+def test_enrolment_keeps_model_identity_and_one_vector_per_photo(enroller, lfw_dir):
+    entry = enroller.build(request("sharon", [photo(lfw_dir, "Ariel_Sharon", 1), photo(lfw_dir, "Ariel_Sharon", 2)]), int(time.time() * 1000))
+    assert len(entry.embeddings) == 2
+    assert all(e.model == enroller.embedder.identity for e in entry.embeddings)
+    assert all(abs(float(np.linalg.norm(e.vector)) - 1) < 1e-3 for e in entry.embeddings)
+
+
+@pytest.fixture
+def admin(broker, face_engine, monkeypatch):
+    watchlist, audit = unique("watchlist"), unique("audit")
+    create_topics(broker.bootstrap_servers, watchlist, audit, partitions=1)
+    monkeypatch.setenv("LFR_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    monkeypatch.setenv("LFR_WATCHLIST_TOPIC", watchlist)
+    monkeypatch.setenv("LFR_AUDIT_TOPIC", audit)
+    settings = load_settings(WatchlistSettings)
+    return WatchlistAdmin(WatchlistStore(settings), Enroller(*face_engine), Thresholds(default=0.5)), watchlist, audit
+
+
+def test_refused_enrolment_writes_nothing(admin, reader, lfw_dir):
+    watchlist_admin, watchlist, audit = admin
+    outcome = watchlist_admin.add(request("s1", [photo(lfw_dir, "Vladimir_Putin")], legal_basis=""))
+    assert (outcome.status, outcome.reason) == ("refused", "missing_provenance")
+    assert watchlist_admin.store.read_all() == {}
+    assert reader(audit).poll() == [] and reader(watchlist).poll() == []
+
+
+def test_lookalike_is_flagged_in_output_and_audit(admin, reader, lfw_dir):
+    watchlist_admin, watchlist, audit = admin
+    assert watchlist_admin.add(request("putin-a", [photo(lfw_dir, "Vladimir_Putin", 1)])).status == "enrolled"
+    assert watchlist_admin.add(request("sharon", [photo(lfw_dir, "Ariel_Sharon", 1)])).lookalikes == ()
+    flagged = watchlist_admin.add(request("putin-b", [photo(lfw_dir, "Vladimir_Putin", 2)]))
+    assert flagged.status == "enrolled"
+    assert [x.subject_id for x in flagged.lookalikes] == ["putin-a"]
+    records = [decode(r.value()).data for r in reader(audit).read_until(4)]
+    actions = [(r["action"], r.get("subject_id")) for r in records]
+    assert actions == [("watchlist.add", "putin-a"), ("watchlist.add", "sharon"), ("watchlist.add", "putin-b"),
+                       ("watchlist.lookalike_flagged", "putin-b")]
+    assert records[3]["details"]["other_subject_id"] == "putin-a"
+    assert all(r["actor"] == "PC 1234" for r in records)
+    # The audit trail never carries images or embeddings.
+    assert all(len(r.value()) < 1024 for r in reader(audit).poll())
+    assert set(watchlist_admin.store.read_all()) == {"putin-a", "putin-b", "sharon"}
+
+
+def test_remove_writes_tombstone_and_audit(admin, reader, lfw_dir):
+    watchlist_admin, watchlist, audit = admin
+    watchlist_admin.add(request("sharon", [photo(lfw_dir, "Ariel_Sharon")]))
+    assert watchlist_admin.remove("sharon", "Sgt 42", "warrant executed")
+    assert not watchlist_admin.remove("sharon", "Sgt 42", "again")
+    records = reader(watchlist).read_until(2)
+    assert records[-1].key() == b"sharon" and records[-1].value() is None
+    assert decode(reader(audit).read_until(2)[-1].value()).data["action"] == "watchlist.remove"
+    assert watchlist_admin.store.read_all() == {}

@@ -1,0 +1,111 @@
+"""The matcher stage alone (no broker): thresholds, scoping, model identity. Real local Qdrant."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from services.common.envelope import decode, encode
+from services.common.stage import Message
+from services.face.models import SFACE, ModelIdentity
+from services.matcher.stage import EmbeddingRefused, MatcherDeps, process
+from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_to_bytes
+from services.watchlist.index import WatchlistIndex
+from services.watchlist.thresholds import Thresholds
+
+MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
+NOW = int(time.time() * 1000)
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def towards(base: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector with the given cosine similarity to ``base``."""
+    noise = unit(seed)
+    noise -= noise.dot(base) * base
+    noise /= np.linalg.norm(noise)
+    return (cosine * base + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
+
+
+def entry(subject: str, vector: np.ndarray, category: str = "suspect", deployments=("van-1",), expires=NOW + 10**9) -> WatchlistEntry:
+    return WatchlistEntry(subject, "W-" + subject, category, "red", Provenance("custody", 0, "PACE", "PC1", NOW), expires, deployments,
+                          (EnrolledEmbedding(MODEL, vector),))
+
+
+def probe(vector: np.ndarray, deployment: str = "van-1", model: ModelIdentity = MODEL) -> Message:
+    data = {
+        "face": {"frame": {"camera_id": "cam-1", "deployment_id": deployment, "seq": 1, "captured_at_ms": NOW, "width": 640, "height": 480},
+                 "face_index": 0, "box": [1, 2, 3, 4], "landmarks": [[1, 1]] * 5,
+                 "quality": {"face_width_px": 90, "interocular_px": 40, "blur": 100, "yaw": 0, "roll": 0, "detector_score": 0.9},
+                 "chip": {"media_type": "image/jpeg", "data": b"\xff\xd8chip"}, "detected_at_ms": NOW},
+        "model": {"name": model.name, "sha256": model.sha256},
+        "embedding": {"dtype": "float32le", "dim": 128, "data": vector_to_bytes(vector)},
+        "embedded_at_ms": NOW,
+    }
+    envelope = decode(encode("lfr.embeddings.v1", data))  # exactly what the runner hands the stage
+    return Message(schema=envelope.schema, data=envelope.data)
+
+
+@pytest.fixture
+def index():
+    idx = WatchlistIndex(QdrantClient(location=":memory:"), MODEL)
+    idx.ensure_collection()
+    return idx
+
+
+def deps(index, **thresholds) -> MatcherDeps:
+    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW)
+
+
+def test_only_candidates_at_or_above_threshold_are_emitted(index):
+    a, b = unit(1), unit(2)
+    index.upsert(entry("alice", a))
+    index.upsert(entry("bob", b))
+    outputs = process([probe(towards(a, 0.8, 10)), probe(towards(b, 0.3, 11)), probe(unit(99))], deps(index))
+    assert [(o.data["subject_id"], o.data["rank"]) for o in outputs] == [("alice", 1)]
+    match = outputs[0].data
+    assert match["threshold"] == 0.5 and abs(match["score"] - 0.8) < 1e-3
+    assert match["category"] == "suspect" and match["priority"] == "red" and match["reference"] == "W-alice"
+    assert match["face"]["chip"]["data"] == b"\xff\xd8chip" and outputs[0].key == "alice"
+    encode("lfr.matches.v1", match)  # valid against its schema
+
+
+def test_per_category_thresholds(index):
+    a = unit(3)
+    index.upsert(entry("missing", a, category="missing_person_at_risk"))
+    index.upsert(entry("witness", towards(a, 0.5, 4), category="witness_or_victim"))
+    query = towards(a, 0.6, 5)
+    loose = process([probe(query)], deps(index, missing_person_at_risk=0.55))
+    assert [o.data["subject_id"] for o in loose] == ["missing"]
+    strict = process([probe(query)], deps(index, missing_person_at_risk=0.7))
+    assert strict == []
+
+
+def test_deployment_scope_and_expiry(index):
+    a, b = unit(6), unit(7)
+    index.upsert(entry("scoped", a, deployments=("van-2",)))
+    index.upsert(entry("expired", b, expires=NOW - 1))
+    assert process([probe(a, deployment="van-1"), probe(b, deployment="van-1")], deps(index)) == []
+    assert [o.data["subject_id"] for o in process([probe(a, deployment="van-2")], deps(index))] == ["scoped"]
+
+
+def test_embeddings_of_another_model_are_refused_not_compared(index):
+    index.upsert(entry("alice", unit(8)))
+    other = ModelIdentity("arcface-r100", "0" * 64)
+    with pytest.raises(EmbeddingRefused, match="arcface-r100"):
+        process([probe(unit(8), model=other)], deps(index))
+
+
+def test_one_batched_query_per_batch(index, monkeypatch):
+    index.upsert(entry("alice", unit(9)))
+    calls = []
+    original = index.client.query_batch_points
+    monkeypatch.setattr(index.client, "query_batch_points", lambda *a, **k: calls.append(len(k["requests"])) or original(*a, **k))
+    process([probe(unit(i)) for i in range(20, 36)], deps(index))
+    assert calls == [16]
