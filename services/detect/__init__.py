@@ -1,0 +1,1 @@
+"""Detect service: frames in, quality-accepted aligned faces out."""

@@ -1,0 +1,40 @@
+"""Wires the detect stage to Kafka."""
+
+from __future__ import annotations
+
+import functools
+
+from services.common.service import run_service
+from services.common.settings import DetectSettings
+from services.face import FaceDetector, ImageLimits, QualityBounds
+
+from .stage import DetectDeps, process
+
+SERVICE = "detect"
+
+
+def build(settings: DetectSettings):
+    deps = DetectDeps(
+        detector=FaceDetector(
+            score_threshold=settings.detector_score_threshold,
+            max_batch=settings.batch_max_messages,
+            intra_op_threads=settings.intra_op_threads,
+            cache_dir=settings.model_cache_dir,
+        ),
+        bounds=QualityBounds(
+            min_face_width=settings.min_face_width_px,
+            min_inter_ocular=settings.min_interocular_px,
+            min_score=settings.min_detector_score,
+            max_abs_roll=settings.max_abs_roll_deg,
+            max_abs_yaw=settings.max_abs_yaw,
+            min_blur=settings.min_blur,
+        ),
+        limits=ImageLimits(max_pixels=settings.max_frame_pixels),
+        output_topic=settings.output_topic,
+        max_frame_age_ms=settings.max_frame_age_ms,
+    )
+    return functools.partial(process, deps=deps), [settings.input_topic]
+
+
+def main() -> int:
+    return run_service(SERVICE, DetectSettings, build, accepted_schemas={"lfr.frames.v1"})

@@ -1,0 +1,1 @@
+"""Embed service: faces in, embeddings with the chip as evidence out."""

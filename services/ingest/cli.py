@@ -1,0 +1,69 @@
+"""`lfr cameras add|remove|list`: edit the cameras file; a running ingest service picks it up."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .cameras import CameraConfig, load_cameras, redact, save_cameras
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    cameras = commands.add_parser("cameras", help="add, remove or list cameras (applied live by ingest)")
+    cameras.add_argument("--file", type=Path, default=None, help="cameras file (default: LFR_CAMERAS_FILE or cameras.json)")
+    sub = cameras.add_subparsers(dest="cameras_command", required=True)
+    add = sub.add_parser("add", help="add or replace a camera")
+    add.add_argument("--id", required=True)
+    add.add_argument("--deployment", required=True)
+    add.add_argument("--source", required=True, help="video file, rtsp:// or http(s):// URL, folder:<dir>, or synthetic:crowd")
+    add.add_argument("--fps", type=float, default=10.0)
+    add.add_argument("--max-width", type=int, default=1920)
+    add.add_argument("--max-height", type=int, default=1080)
+    add.add_argument("--jpeg-quality", type=int, default=85)
+    add.add_argument("--synthetic", default="{}", help="JSON options of the synthetic crowd camera")
+    add.set_defaults(func=_add)
+    remove = sub.add_parser("remove", help="remove a camera")
+    remove.add_argument("--id", required=True)
+    remove.set_defaults(func=_remove)
+    sub.add_parser("list", help="list cameras (credentials redacted)").set_defaults(func=_list)
+
+
+def _path(args: argparse.Namespace) -> Path:
+    return args.file or Path(os.environ.get("LFR_CAMERAS_FILE", "cameras.json"))
+
+
+def _add(args: argparse.Namespace) -> int:
+    path = _path(args)
+    try:
+        camera = CameraConfig(id=args.id, deployment_id=args.deployment, source=args.source, fps=args.fps, max_width=args.max_width,
+                              max_height=args.max_height, jpeg_quality=args.jpeg_quality, synthetic=json.loads(args.synthetic))
+    except (ValueError, TypeError) as exc:
+        print(f"lfr cameras add: {exc}", file=sys.stderr)
+        return 2
+    cameras = load_cameras(path)
+    cameras[camera.id] = camera
+    save_cameras(path, cameras)
+    print(f"camera {camera.id} saved to {path}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    path = _path(args)
+    cameras = load_cameras(path)
+    if cameras.pop(args.id, None) is None:
+        print(f"lfr cameras remove: no camera {args.id} in {path}", file=sys.stderr)
+        return 1
+    save_cameras(path, cameras)
+    print(f"camera {args.id} removed from {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    cameras = load_cameras(_path(args))
+    print(f"{'CAMERA':<20} {'DEPLOYMENT':<16} {'FPS':>5} {'MAX SIZE':>10}  SOURCE")
+    for c in cameras.values():
+        print(f"{c.id:<20} {c.deployment_id:<16} {c.fps:>5g} {f'{c.max_width}x{c.max_height}':>10}  {redact(c.source)}")
+    return 0

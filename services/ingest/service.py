@@ -1,0 +1,268 @@
+"""The ingest service: one worker thread per camera, one sender, the cameras file watched.
+
+Stale-frame policy ``drop-oldest``: each camera has a small queue between capture and the
+producer. A live system must not fall behind, so when the queue is full the oldest frame is
+dropped, and a frame older than LFR_MAX_FRAME_AGE_MS when its turn comes is dropped too.
+Every drop is counted per camera and reason (lfr_frames_dropped_total).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from confluent_kafka import Producer
+from prometheus_client import Counter, Gauge
+
+from services.common import metrics
+from services.common.envelope import encode
+from services.common.errors import SettingsError
+from services.common.kafka_config import producer_config
+from services.common.logs import configure_logging
+from services.common.settings import IngestSettings, load_settings
+
+from .cameras import CameraConfig, load_cameras, redact
+from .sources import CrowdSource, SourceError, open_source
+
+logger = logging.getLogger(__name__)
+SERVICE = "ingest"
+STALE_FRAME_POLICY = "drop-oldest"
+
+FRAMES_CAPTURED = Counter("lfr_frames_captured_total", "Frames read from cameras", ["camera"])
+FRAMES_DROPPED = Counter("lfr_frames_dropped_total", "Frames dropped by the stale-frame policy", ["camera", "reason"])
+CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a camera source was reopened", ["camera"])
+CAMERA_LAST_FRAME = Gauge("lfr_camera_last_frame_timestamp_seconds", "Capture time of the camera's latest frame", ["camera"])
+CAMERAS_ACTIVE = Gauge("lfr_cameras_active", "Cameras being read")
+
+
+@dataclass
+class _Frame:
+    camera: CameraConfig
+    seq: int
+    captured_at_ms: int
+    width: int
+    height: int
+    jpeg: bytes
+
+
+class CameraWorker:
+    def __init__(self, camera: CameraConfig, settings: IngestSettings) -> None:
+        self.camera = camera
+        self.settings = settings
+        self.queue: collections.deque[_Frame] = collections.deque()
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.seq = 0
+        self._truth = None
+        if settings.truth_dir is not None and camera.source == "synthetic:crowd":
+            settings.truth_dir.mkdir(parents=True, exist_ok=True)
+            self._truth = open(settings.truth_dir / f"{camera.id}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+        with self.lock:
+            dropped = len(self.queue)
+            self.queue.clear()
+        if dropped:
+            FRAMES_DROPPED.labels(self.camera.id, "camera_removed").inc(dropped)
+        if self._truth is not None:
+            self._truth.close()
+
+    def take(self) -> _Frame | None:
+        with self.lock:
+            return self.queue.popleft() if self.queue else None
+
+    def _enqueue(self, frame: _Frame) -> None:
+        with self.lock:
+            if len(self.queue) >= self.settings.frame_queue_size:
+                self.queue.popleft()
+                FRAMES_DROPPED.labels(self.camera.id, "queue_full").inc()
+            self.queue.append(frame)
+
+    def _run(self) -> None:
+        delay = self.settings.reconnect_backoff_initial_s
+        first = True
+        while not self.stop_event.is_set():
+            if not first:
+                CAMERA_RECONNECTS.labels(self.camera.id).inc()
+                if self.stop_event.wait(delay):
+                    return
+                delay = min(delay * 2, self.settings.reconnect_backoff_max_s)
+            first = False
+            try:
+                source = open_source(self.camera)
+            except (SourceError, OSError, ValueError, KeyError) as exc:
+                logger.warning("camera source unavailable", extra={"camera": self.camera.id, "source": redact(self.camera.source), "error": str(exc)})
+                continue
+            try:
+                if self._capture(source):
+                    delay = self.settings.reconnect_backoff_initial_s
+            finally:
+                source.close()
+
+    def _capture(self, source) -> bool:
+        """Read until stopped or the source fails; True if at least one frame came."""
+        interval = 1.0 / self.camera.fps
+        next_due = time.monotonic()
+        got_any = False
+        while not self.stop_event.is_set():
+            image = source.read()
+            if image is None:
+                logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
+                return got_any
+            now = time.monotonic()
+            if source.live and now < next_due:
+                continue  # the stream is faster than the target rate: skip, do not queue
+            got_any = True
+            captured_at_ms = int(time.time() * 1000)
+            self._enqueue(self._encode(image, captured_at_ms))
+            if isinstance(source, CrowdSource) and self._truth is not None:
+                self._truth.write(json.dumps({"camera_id": self.camera.id, "seq": self.seq - 1, "captured_at_ms": captured_at_ms, "faces": source.last_truth}) + "\n")
+                self._truth.flush()
+            next_due = max(next_due + interval, now) if not source.live else now + interval
+            if not source.live and self.stop_event.wait(max(0.0, next_due - time.monotonic())):
+                return got_any
+        return got_any
+
+    def _encode(self, image: np.ndarray, captured_at_ms: int) -> _Frame:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.camera.max_width / width, self.camera.max_height / height)
+        if scale < 1.0:
+            image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            height, width = image.shape[:2]
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.camera.jpeg_quality])
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        FRAMES_CAPTURED.labels(self.camera.id).inc()
+        CAMERA_LAST_FRAME.labels(self.camera.id).set(captured_at_ms / 1000)
+        frame = _Frame(self.camera, self.seq, captured_at_ms, width, height, jpeg.tobytes())
+        self.seq += 1
+        return frame
+
+
+class IngestService:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.workers: dict[str, CameraWorker] = {}
+        self.stop_event = threading.Event()
+        self._producer = Producer(producer_config(settings))
+        self._config_stamp: tuple[float, int] | None = None
+
+    def run(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: self.stop_event.set())
+        next_config_check = 0.0
+        logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
+        while not self.stop_event.is_set():
+            if time.monotonic() >= next_config_check:
+                self.reload()
+                next_config_check = time.monotonic() + self.settings.config_poll_interval_s
+            if not self._send_some():
+                self.stop_event.wait(0.005)
+            self._producer.poll(0)
+        for worker in list(self.workers.values()):
+            worker.stop_event.set()
+        while self._send_some():
+            pass
+        for worker in list(self.workers.values()):
+            worker.stop()
+        remaining = self._producer.flush(self.settings.shutdown_timeout_s)
+        logger.info("ingest stopped", extra={"unsent": remaining})
+        return 0 if remaining == 0 else 1
+
+    def reload(self) -> None:
+        """Apply the cameras file: start new cameras, stop removed ones, restart changed ones."""
+        path = self.settings.cameras_file
+        try:
+            stat = path.stat()
+            stamp = (stat.st_mtime, stat.st_size)
+        except FileNotFoundError:
+            stamp = (0.0, 0)
+        if stamp == self._config_stamp:
+            return
+        try:
+            cameras = load_cameras(path)
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            logger.error("cameras file invalid; keeping the current cameras", extra={"error": str(exc)})
+            self._config_stamp = stamp
+            return
+        self._config_stamp = stamp
+        for camera_id in list(self.workers):
+            if camera_id not in cameras or cameras[camera_id] != self.workers[camera_id].camera:
+                self.workers.pop(camera_id).stop()
+                logger.info("camera stopped", extra={"camera": camera_id})
+        for camera_id, camera in cameras.items():
+            if camera_id not in self.workers:
+                worker = CameraWorker(camera, self.settings)
+                self.workers[camera_id] = worker
+                worker.start()
+                logger.info("camera started", extra={"camera": camera_id, "source": redact(camera.source), "fps": camera.fps})
+        CAMERAS_ACTIVE.set(len(self.workers))
+
+    def _send_some(self) -> bool:
+        """One frame from each camera with something queued; False when all queues are empty."""
+        sent = False
+        now_ms = int(time.time() * 1000)
+        for worker in list(self.workers.values()):
+            frame = worker.take()
+            if frame is None:
+                continue
+            sent = True
+            if now_ms - frame.captured_at_ms > self.settings.max_frame_age_ms:
+                FRAMES_DROPPED.labels(frame.camera.id, "too_old").inc()
+                continue
+            value = encode(
+                "lfr.frames.v1",
+                {
+                    "camera_id": frame.camera.id,
+                    "deployment_id": frame.camera.deployment_id,
+                    "seq": frame.seq,
+                    "captured_at_ms": frame.captured_at_ms,
+                    "width": frame.width,
+                    "height": frame.height,
+                    "media_type": "image/jpeg",
+                    "image": frame.jpeg,
+                },
+            )
+            try:
+                self._producer.produce(self.settings.output_topic, key=frame.camera.id.encode(), value=value, on_delivery=self._delivered)
+            except BufferError:
+                # The producer is backed up: the frame goes back to the front of its queue, where
+                # the drop-oldest policy applies while the broker catches up.
+                with worker.lock:
+                    worker.queue.appendleft(frame)
+                self._producer.poll(0.05)
+        return sent
+
+    def _delivered(self, error, message) -> None:
+        if error is None:
+            metrics.MESSAGES_PRODUCED.labels(SERVICE, message.topic()).inc()
+        else:
+            FRAMES_DROPPED.labels((message.key() or b"").decode(), "delivery_failed").inc()
+            logger.warning("frame not delivered", extra={"error": error.str()})
+
+
+def main() -> int:
+    try:
+        settings = load_settings(IngestSettings)
+    except SettingsError as exc:
+        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(SERVICE, settings.log_level)
+    metrics.start_metrics_server(settings.metrics_port)
+    return IngestService(settings).run()

@@ -1,0 +1,103 @@
+"""Frame sources behind one small interface: read() gives the next BGR frame or None."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .cameras import CameraConfig, redact
+from .crowd import CrowdConfig, CrowdScene, cast_from_folder
+
+logger = logging.getLogger(__name__)
+
+
+class SourceError(Exception):
+    """The source cannot be opened or stopped delivering (the worker reconnects)."""
+
+
+class FrameSource:
+    #: Streams deliver at their own pace; files, folders and the synthetic camera are paced by us.
+    live = False
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class VideoSource(FrameSource):
+    """A video file or an RTSP/HTTP stream through OpenCV's FFmpeg backend. Files loop."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.live = source.startswith(("rtsp://", "rtsps://", "http://", "https://"))
+        self._capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+        if not self._capture.isOpened():
+            raise SourceError(f"cannot open {redact(source)}")
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        if not ok and not self.live:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._capture.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class FolderSource(FrameSource):
+    """Images of a folder in name order, looping; unreadable files are skipped and logged."""
+
+    def __init__(self, folder: Path) -> None:
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        if not self.paths:
+            raise SourceError(f"no images in {folder}")
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        for _ in range(len(self.paths)):
+            path = self.paths[self._next % len(self.paths)]
+            self._next += 1
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is not None:
+                return frame
+            logger.warning("unreadable image skipped", extra={"file": path.name})
+        return None
+
+
+class CrowdSource(FrameSource):
+    """The synthetic crowd camera (see crowd.py); ``truth`` collects ground truth per frame."""
+
+    def __init__(self, options: dict, fps: float) -> None:
+        data_dir = Path(options["data_dir"])
+        cast = cast_from_folder(data_dir, list(options["identities"]), int(options.get("photo_index", 1)))
+        config = CrowdConfig(
+            width=int(options.get("width", 1280)),
+            height=int(options.get("height", 720)),
+            fps=fps,
+            seed=int(options.get("seed", 7)),
+            max_walkers=int(options.get("max_walkers", 4)),
+            min_face_width=int(options.get("min_face_width", 48)),
+            max_face_width=int(options.get("max_face_width", 160)),
+        )
+        self.scene = CrowdScene(cast, config)
+        self.frame_index = 0
+        self.last_truth: list[dict] = []
+
+    def read(self) -> np.ndarray | None:
+        image, self.last_truth = self.scene.render(self.frame_index)
+        self.frame_index += 1
+        return image
+
+
+def open_source(camera: CameraConfig) -> FrameSource:
+    if camera.source == "synthetic:crowd":
+        return CrowdSource(camera.synthetic, camera.fps)
+    if camera.source.startswith("folder:"):
+        return FolderSource(Path(camera.source.removeprefix("folder:")))
+    return VideoSource(camera.source)
