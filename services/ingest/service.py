@@ -162,10 +162,14 @@ class IngestService:
         self._producer = Producer(producer_config(settings))
         self._config_stamp: tuple[float, int] | None = None
 
+    def request_stop(self) -> None:
+        """Stop the cameras, send what is queued, flush (SIGTERM does this)."""
+        self.stop_event.set()
+
     def run(self) -> int:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: self.stop_event.set())
+                signal.signal(signum, lambda *_: self.request_stop())
         next_config_check = 0.0
         logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
         while not self.stop_event.is_set():

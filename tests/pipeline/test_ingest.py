@@ -1,0 +1,79 @@
+"""Ingest: cameras file, credential redaction, the drop-oldest policy, reconnects, live config."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from services.common.envelope import decode
+from services.common.settings import IngestSettings, load_settings
+from services.ingest.cameras import CameraConfig, load_cameras, redact, save_cameras
+from services.ingest.service import CameraWorker, IngestService, _Frame
+from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_cameras_file_round_trip_and_validation(tmp_path):
+    path = tmp_path / "cameras.json"
+    cam = CameraConfig(id="north-1", deployment_id="van-1", source="rtsp://user:pw@10.1.2.3:554/s1", fps=12.5)
+    save_cameras(path, {cam.id: cam})
+    assert load_cameras(path) == {"north-1": cam}
+    with pytest.raises(ValueError, match="fps"):
+        CameraConfig(id="x", deployment_id="d", source="a.mp4", fps=500)
+    with pytest.raises(ValueError, match="ids"):
+        CameraConfig(id="bad id!", deployment_id="d", source="a.mp4")
+    path.write_text(json.dumps({"cameras": [{"id": "a", "deployment_id": "d", "source": "x"}] * 2}))
+    with pytest.raises(ValueError, match="twice"):
+        load_cameras(path)
+
+
+def test_stream_credentials_are_redacted():
+    assert redact("rtsp://admin:s3cret@10.0.0.5:554/stream1") == "rtsp://***@10.0.0.5:554/stream1"
+    assert "s3cret" not in redact("http://u:s3cret@cam.local/mjpeg")
+    assert redact("/videos/a.mp4") == "/videos/a.mp4"
+
+
+def test_drop_oldest_policy_counts_every_drop(tmp_path, monkeypatch):
+    monkeypatch.setenv("LFR_FRAME_QUEUE_SIZE", "2")
+    worker = CameraWorker(CameraConfig(id="q-cam", deployment_id="d", source="folder:/nowhere"), load_settings(IngestSettings))
+    before = _metric("lfr_frames_dropped_total", camera="q-cam", reason="queue_full")
+    for seq in range(5):
+        worker._enqueue(_Frame(worker.camera, seq, 0, 1, 1, b""))
+    assert [f.seq for f in worker.queue] == [3, 4]
+    assert _metric("lfr_frames_dropped_total", camera="q-cam", reason="queue_full") == before + 3
+
+
+def test_ingest_applies_camera_changes_live_and_reconnects(broker, kafka_env, monkeypatch, tmp_path, reader):
+    topic = unique("frames")
+    create_topics(broker.bootstrap_servers, topic)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    cameras = tmp_path / "cameras.json"
+    monkeypatch.setenv("LFR_CAMERAS_FILE", str(cameras))
+    monkeypatch.setenv("LFR_OUTPUT_TOPIC", topic)
+    monkeypatch.setenv("LFR_CONFIG_POLL_INTERVAL_S", "0.2")
+    monkeypatch.setenv("LFR_RECONNECT_BACKOFF_INITIAL_S", "0.1")
+    service = IngestService(load_settings(IngestSettings))
+    out = reader(topic)
+    broken = CameraConfig(id="broken", deployment_id="d", source=str(tmp_path / "missing.mp4"))
+    with running_in_thread(service):
+        save_cameras(cameras, {"folder-cam": CameraConfig(id="folder-cam", deployment_id="d", source=f"folder:{folder}", fps=20), "broken": broken})
+        out.read_until(5)
+        wait_until(lambda: _metric("lfr_camera_reconnects_total", camera="broken") >= 2, 15, "reconnect attempts")
+        save_cameras(cameras, {"broken": broken})  # remove the folder camera at run time
+        wait_until(lambda: "folder-cam" not in service.workers, 10, "the camera to stop")
+        seen = len(out.poll())
+        wait_until(lambda: len(out.poll()) == seen, 3, "no more frames")
+    frames = [decode(r.value()).data for r in out.poll()]
+    assert {f["camera_id"] for f in frames} == {"folder-cam"}
+    assert [f["seq"] for f in frames] == list(range(len(frames)))
+    assert all(f["media_type"] == "image/jpeg" and f["width"] == 160 for f in frames)
