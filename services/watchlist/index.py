@@ -94,6 +94,32 @@ class WatchlistIndex:
 
     def upsert(self, entry: WatchlistEntry) -> int:
         """Replace the subject's points by the entry's vectors for this model; returns the count."""
+        points = self._points(entry)
+        with self._lock, _transient_on_outage():
+            self._delete_where("subject_id", entry.subject_id)
+            if points:
+                self.client.upsert(self.collection, points=points, wait=True)
+        if not points:
+            logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
+        return len(points)
+
+    def add_new(self, entries: Iterable[WatchlistEntry], chunk: int = 1000) -> int:
+        """Bulk insert subjects not yet in the collection (no per-subject delete: linear, not quadratic)."""
+        count = 0
+        batch: list[models.PointStruct] = []
+        for entry in entries:
+            batch.extend(self._points(entry))
+            if len(batch) >= chunk:
+                count += self._upsert_points(batch)
+                batch = []
+        return count + (self._upsert_points(batch) if batch else 0)
+
+    def _upsert_points(self, points: list[models.PointStruct]) -> int:
+        with self._lock, _transient_on_outage():
+            self.client.upsert(self.collection, points=points, wait=True)
+        return len(points)
+
+    def _points(self, entry: WatchlistEntry) -> list[models.PointStruct]:
         vectors = entry.vectors_for(self.model)
         payload = {
             "subject_id": entry.subject_id,
@@ -103,17 +129,10 @@ class WatchlistIndex:
             "expires_at_ms": entry.expires_at_ms,
             "deployments": list(entry.deployments),
         }
-        points = [
+        return [
             models.PointStruct(id=str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), vector=v.tolist(), payload=payload)
             for i, v in enumerate(vectors)
         ]
-        with self._lock, _transient_on_outage():
-            self._delete_where("subject_id", entry.subject_id)
-            if points:
-                self.client.upsert(self.collection, points=points, wait=True)
-        if not points:
-            logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
-        return len(points)
 
     def remove(self, subject_id: str) -> None:
         with self._lock, _transient_on_outage():
@@ -141,10 +160,12 @@ class WatchlistIndex:
         """Make the collection hold exactly the live entries (idempotent; safe for replicas)."""
         self.ensure_collection()
         live = {sid: e for sid, e in entries.items() if not e.is_expired(now_ms)}
-        for stale in self.subjects() - set(live):
+        present = self.subjects()
+        for stale in present - set(live):
             self.remove(stale)
-        for entry in live.values():
-            self.upsert(entry)
+        for sid in present & set(live):
+            self.upsert(live[sid])  # may have changed: replace its points
+        self.add_new(e for sid, e in live.items() if sid not in present)
         logger.info("watchlist index rebuilt", extra={"collection": self.collection, "subjects": len(live)})
 
     def search(
