@@ -190,3 +190,11 @@ def test_envelope_carries_binary_as_bytes_not_base64():
     assert jpeg in value and base64.b64encode(jpeg)[:64] not in value
     assert decode(value).data["image"] == jpeg
     assert len(value) < len(jpeg) + 400
+
+
+def test_assigned_partitions_gauge_counts_cooperative_increments(broker, kafka_env, monkeypatch, reader):
+    """Regression: with cooperative-sticky, assignment() lags the on_assign increment, so the gauge read 0."""
+    settings, source, sink, _dlq, _group = _setup(broker, kafka_env, monkeypatch, "asg")
+    runner = StageRunner("asg-test", settings, functools.partial(passthrough, output_topic=sink), [source])
+    with running_in_thread(runner):
+        wait_until(lambda: _metric("lfr_assigned_partitions", service="asg-test") == 3, 20, "3 partitions assigned")

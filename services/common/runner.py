@@ -79,6 +79,7 @@ class StageRunner:
         self._exit_code = 0
         self._next_lag_report = 0.0
         self._lag_labels: set[tuple[str, str]] = set()
+        self._assigned: set[tuple[str, int]] = set()
         self._producer = Producer({**producer_config(settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_consumer_error})
 
@@ -331,8 +332,10 @@ class StageRunner:
                 logger.warning("commit failed", extra={"service": self.service, "error": str(exc)})
 
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
+        # Cooperative rebalancing hands out increments; assignment() does not include them yet.
+        self._assigned |= {(p.topic, p.partition) for p in partitions}
+        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._assigned))
         logger.info("partitions assigned", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
-        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._consumer.assignment()))
 
     def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
         # Called from inside consume(), so no batch is in flight: what is stored is complete.
@@ -350,7 +353,8 @@ class StageRunner:
             if labels in self._lag_labels:
                 metrics.CONSUMER_LAG.remove(self.service, *labels)
                 self._lag_labels.discard(labels)
-        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(max(0, len(self._consumer.assignment()) - len(partitions)))
+            self._assigned.discard((tp.topic, tp.partition))
+        metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._assigned))
 
     def _report_lag(self) -> None:
         now = time.monotonic()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
 from services.common import metrics
@@ -73,12 +73,19 @@ class CameraWorker:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(10)
+        if self.thread.is_alive():
+            self.thread.join(10)
         with self.lock:
             dropped = len(self.queue)
             self.queue.clear()
         if dropped:
             FRAMES_DROPPED.labels(self.camera.id, "camera_removed").inc(dropped)
+        # A removed camera is not a stale camera: drop its series so no alert fires for it.
+        for gauge in (CAMERA_LAST_FRAME,):
+            try:
+                gauge.remove(self.camera.id)
+            except KeyError:
+                pass
         if self._truth is not None:
             self._truth.close()
 
@@ -251,6 +258,10 @@ class IngestService:
                 with worker.lock:
                     worker.queue.appendleft(frame)
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                # e.g. larger than message.max.bytes: this frame can never be sent; the camera goes on.
+                FRAMES_DROPPED.labels(frame.camera.id, "unsendable").inc()
+                logger.warning("frame cannot be produced", extra={"camera": frame.camera.id, "error": exc.args[0].str()})
         return sent
 
     def _delivered(self, error, message) -> None:

@@ -77,3 +77,25 @@ def test_ingest_applies_camera_changes_live_and_reconnects(broker, kafka_env, mo
     assert {f["camera_id"] for f in frames} == {"folder-cam"}
     assert [f["seq"] for f in frames] == list(range(len(frames)))
     assert all(f["media_type"] == "image/jpeg" and f["width"] == 160 for f in frames)
+
+
+def test_oversized_frame_is_dropped_and_counted_not_fatal(broker, kafka_env, monkeypatch, tmp_path):
+    """Regression: a frame over the producer's message.max.bytes raised out of the sender loop."""
+    monkeypatch.setenv("LFR_CAMERAS_FILE", str(tmp_path / "none.json"))
+    service = IngestService(load_settings(IngestSettings))
+    camera = CameraConfig(id="huge-cam", deployment_id="d", source="folder:/nowhere")
+    worker = CameraWorker(camera, service.settings)
+    service.workers[camera.id] = worker
+    before = _metric("lfr_frames_dropped_total", camera="huge-cam", reason="unsendable")
+    worker._enqueue(_Frame(camera, 0, int(__import__("time").time() * 1000), 8000, 8000, b"\xff" * (9 * 1024 * 1024)))
+    assert service._send_some() is True
+    assert _metric("lfr_frames_dropped_total", camera="huge-cam", reason="unsendable") == before + 1
+
+
+def test_removed_camera_leaves_no_staleness_series(monkeypatch, tmp_path):
+    """Regression: a removed camera kept its last-frame gauge, so the stale-camera alert fired forever."""
+    worker = CameraWorker(CameraConfig(id="gone-cam", deployment_id="d", source="folder:/nowhere"), load_settings(IngestSettings))
+    worker._encode(np.zeros((64, 64, 3), np.uint8), 1_000)
+    assert REGISTRY.get_sample_value("lfr_camera_last_frame_timestamp_seconds", {"camera": "gone-cam"}) == 1.0
+    worker.stop()
+    assert REGISTRY.get_sample_value("lfr_camera_last_frame_timestamp_seconds", {"camera": "gone-cam"}) is None
