@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient
 from services.common.broker import EmbeddedBroker
 from services.common.topics import apply_topics, load_topic_specs
 
-SERVICES = ("detect", "embed", "matcher", "dispatch", "ingest")
 READY_MARKERS = {"ingest": '"msg": "ingest started"'}
 
 
@@ -30,6 +29,7 @@ class Pipeline:
         self.extra_env = extra_env or {}
         self.cameras_file = workdir / "cameras.json"
         self._log_offsets: dict[str, int] = {}
+        self._services: dict[str, str] = {}
         self.truth_dir = workdir / "truth"
 
     @property
@@ -54,9 +54,12 @@ class Pipeline:
         self.broker.start()
         apply_topics(AdminClient({"bootstrap.servers": self.bootstrap}), load_topic_specs())
 
-    def start(self, service: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        path = self.workdir / f"{service}.log"
-        self._log_offsets[service] = path.stat().st_size if path.exists() else 0
+    def start(self, service: str, env: dict[str, str] | None = None, name: str | None = None) -> subprocess.Popen:
+        """Start ``service`` as process ``name`` (default: the service; give replicas their own names)."""
+        name = name or service
+        path = self.workdir / f"{name}.log"
+        self._log_offsets[name] = path.stat().st_size if path.exists() else 0
+        self._services[name] = service
         log = open(path, "ab")  # noqa: SIM115 - owned by the process
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", service],
@@ -66,17 +69,17 @@ class Pipeline:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        self.processes[service] = process
+        self.processes[name] = process
         return process
 
-    def ready(self, service: str) -> bool:
-        """True once the service, since its latest start, logged that it is ready to work."""
-        marker = READY_MARKERS.get(service, '"msg": "partitions assigned"')
-        path = self.workdir / f"{service}.log"
+    def ready(self, name: str) -> bool:
+        """True once the process, since its latest start, logged that it is ready to work."""
+        marker = READY_MARKERS.get(self._services.get(name, name), '"msg": "partitions assigned"')
+        path = self.workdir / f"{name}.log"
         if not path.exists():
             return False
         with path.open("rb") as handle:
-            handle.seek(self._log_offsets.get(service, 0))
+            handle.seek(self._log_offsets.get(name, 0))
             return marker in handle.read().decode("utf-8", errors="replace")
 
     def wait_ready(self, services: tuple[str, ...], timeout_s: float = 90.0) -> None:
@@ -104,10 +107,11 @@ class Pipeline:
         return process.returncode
 
     def stop_all(self) -> dict[str, int]:
-        # Upstream first, so downstream services can finish what is in flight.
-        codes = {service: self.stop(service) for service in SERVICES if service in self.processes}
-        for service in list(self.processes):
-            codes[service] = self.stop(service)
+        # Upstream first (ingest, then detect...), so downstream services finish what is in flight.
+        order = {service: i for i, service in enumerate(("ingest", "detect", "embed", "matcher", "dispatch"))}
+        codes = {}
+        for name in sorted(self.processes, key=lambda n: order.get(self._services.get(n, n), 99)):
+            codes[name] = self.stop(name)
         self.broker.stop()
         return codes
 
