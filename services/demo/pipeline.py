@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from services.common.broker import EmbeddedBroker
 from services.common.topics import apply_topics, load_topic_specs
 
-READY_MARKERS = {"ingest": '"msg": "ingest started"'}
+READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"'}
 
 
 class Pipeline:

@@ -105,6 +105,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     out(f"watchlist: {len(cast.watchlist)} subjects; crowd: {len(cast.walkers)} of them and {len(cast.strangers)} strangers")
     pipeline.start_broker()
     tails: list[TopicTail] = []
+    ingest_code = None
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
         enrol(pipeline, cast, detector, embedder)
@@ -129,7 +130,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         deadline = time.monotonic() + options.seconds
         while time.monotonic() < deadline:
             drain_alerts(0.5)
-        pipeline.stop("ingest")
+        ingest_code = pipeline.stop("ingest")
         # Let the last frames through; stop once nothing new has arrived for a few seconds.
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < 4.0:
@@ -142,7 +143,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         for tail in tails:
             tail.close()
         codes = pipeline.stop_all()
-    summary["service_exit_codes"] = codes
+    summary["service_exit_codes"] = {"ingest": ingest_code, **codes}
     return summary
 
 

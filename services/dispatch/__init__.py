@@ -1,0 +1,1 @@
+"""Alert dispatch: matches -> one alert per subject, camera and cooldown window (CloudEvents)."""

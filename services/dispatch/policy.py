@@ -1,0 +1,235 @@
+"""The dispatch policy "cooldown-best-sighting/v1": when a watchlist match becomes an alert.
+
+Pure functions, no Kafka or faust imports: the faust runner (``service.py``) keeps one
+:class:`OpenAlert` per ``subject_id|camera_id`` in a changelog-backed table and calls
+:func:`decide` for every match, in partition order.
+
+The policy, with event time = the frame's ``captured_at_ms`` (never the wall clock):
+
+1. **New alert.** No open alert for this subject and camera, or the sighting is more than
+   ``cooldown_ms`` after the open alert's ``last_seen_ms``: a new window starts at this
+   sighting. Its ``alert_id`` is derived from (subject, camera, window start), so replaying
+   the same matches yields the same id. Emitted with ``revision`` 0.
+2. **Same window, not better.** Within the cooldown the sighting joins the open alert:
+   ``last_seen_ms`` and ``sightings`` are updated, nothing is emitted.
+3. **Same window, better.** Within the cooldown and with a score strictly above the best so
+   far: ``revision`` is bumped and an updated alert (same ``alert_id``) is emitted carrying
+   the better evidence (chip, score, reference, threshold, ...).
+4. **Idempotent under redelivery.** Input is at-least-once, so a match the state has
+   already accounted for changes nothing and emits nothing. A sighting is identified by
+   (``captured_at_ms``, frame ``seq``, ``face_index``); the state keeps the most recent
+   :data:`RECENT_SIGHTINGS` of them and a floor below which everything counts as seen.
+   A sighting older than the open window's start belongs to a closed window (or arrived
+   very late) and is ignored too, since it can no longer change the alert's identity.
+
+CloudEvent ids are deterministic: ``ce_id = f"{alert_id}.{revision}"``, so a replay re-emits
+the same id for the same decision and consumers can de-duplicate on (``ce_source``, ``ce_id``).
+
+The state holds ids, times, counts and the best score only: never a chip or an embedding,
+so the changelog topic carries no biometric data.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+POLICY = "cooldown-best-sighting/v1"
+RECENT_SIGHTINGS = 64
+ALERT_SCHEMA = "lfr.alerts.v1"
+MATCH_SCHEMA = "lfr.matches.v1"
+# Namespace of the alert ids (uuid5): fixed forever, or replays would change every id.
+ALERT_ID_NAMESPACE = uuid.UUID("6f1c2f0e-8d1b-5b7a-9c43-0f3a1d2e5b90")
+
+SightingId = tuple[int, int, int]  # (captured_at_ms, frame seq, face_index)
+Kind = Literal["new", "update"]
+
+
+def table_key(subject_id: str, camera_id: str) -> str:
+    """Key of the open-alert table. ``|`` cannot occur in an id (lfr.common.v1 id pattern)."""
+    return f"{subject_id}|{camera_id}"
+
+
+def alert_id_for(subject_id: str, camera_id: str, window_start_ms: int) -> str:
+    """Deterministic alert id of the window that starts at ``window_start_ms``."""
+    return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{subject_id}|{camera_id}|{window_start_ms}"))
+
+
+def ce_id_for(alert_id: str, revision: int) -> str:
+    """Deterministic CloudEvent id of one revision of one alert."""
+    return f"{alert_id}.{revision}"
+
+
+def sighting_id(match: Mapping[str, Any]) -> SightingId:
+    face = match["face"]
+    return (int(face["frame"]["captured_at_ms"]), int(face["frame"]["seq"]), int(face["face_index"]))
+
+
+@dataclass(frozen=True)
+class OpenAlert:
+    """The state of one (subject, camera) window; JSON-serialisable via to_json/from_json."""
+
+    alert_id: str
+    subject_id: str
+    camera_id: str
+    first_seen_ms: int
+    last_seen_ms: int
+    sightings: int
+    revision: int
+    best_score: float
+    recent: tuple[SightingId, ...] = ()  # sorted ascending, at most RECENT_SIGHTINGS
+    floor: SightingId | None = None  # every sighting <= floor is accounted for
+
+    def accounts_for(self, sid: SightingId) -> bool:
+        if sid[0] < self.first_seen_ms:
+            return True  # belongs to a closed window, or too late to change this one
+        if self.floor is not None and sid <= self.floor:
+            return True
+        index = bisect.bisect_left(self.recent, sid)
+        return index < len(self.recent) and self.recent[index] == sid
+
+    def remember(self, sid: SightingId) -> OpenAlert:
+        recent = list(self.recent)
+        bisect.insort(recent, sid)
+        floor = self.floor
+        while len(recent) > RECENT_SIGHTINGS:
+            evicted = recent.pop(0)
+            floor = evicted if floor is None else max(floor, evicted)
+        return replace(self, recent=tuple(recent), floor=floor)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "subject_id": self.subject_id,
+            "camera_id": self.camera_id,
+            "first_seen_ms": self.first_seen_ms,
+            "last_seen_ms": self.last_seen_ms,
+            "sightings": self.sightings,
+            "revision": self.revision,
+            "best_score": self.best_score,
+            "recent": [list(s) for s in self.recent],
+            "floor": list(self.floor) if self.floor is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OpenAlert:
+        return cls(
+            alert_id=data["alert_id"],
+            subject_id=data["subject_id"],
+            camera_id=data["camera_id"],
+            first_seen_ms=int(data["first_seen_ms"]),
+            last_seen_ms=int(data["last_seen_ms"]),
+            sightings=int(data["sightings"]),
+            revision=int(data["revision"]),
+            best_score=float(data["best_score"]),
+            recent=tuple(tuple(int(x) for x in s) for s in data.get("recent") or ()),  # type: ignore[misc]
+            floor=tuple(int(x) for x in data["floor"]) if data.get("floor") else None,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert to emit: the lfr.alerts.v1 body plus what the runner needs around it."""
+
+    kind: Kind
+    ce_id: str
+    data: dict[str, Any] = field(repr=False)  # holds the chip: keep it out of reprs and logs
+    emitted_at_ms: int = 0
+
+    @property
+    def alert_id(self) -> str:
+        return self.data["alert_id"]
+
+    @property
+    def subject_id(self) -> str:
+        return self.data["subject_id"]
+
+    @property
+    def camera_id(self) -> str:
+        return self.data["camera_id"]
+
+    @property
+    def deployment_id(self) -> str:
+        return self.data["deployment_id"]
+
+    @property
+    def priority(self) -> str:
+        return self.data["priority"]
+
+    @property
+    def revision(self) -> int:
+        return self.data["revision"]
+
+    @property
+    def capture_to_alert_ms(self) -> float:
+        return self.data["capture_to_alert_ms"]
+
+
+def decide(state: OpenAlert | None, match: Mapping[str, Any], cooldown_ms: int, now_ms: int) -> tuple[OpenAlert | None, Alert | None]:
+    """Apply one lfr.matches.v1 body to the open alert of its subject and camera.
+
+    Returns ``(new_state, alert_or_None)``. When the match is already accounted for, the
+    very same ``state`` object comes back (callers may skip the state write on ``is``).
+    ``now_ms`` is the emit time: it only sets ``capture_to_alert_ms``.
+    """
+    subject_id = match["subject_id"]
+    frame = match["face"]["frame"]
+    camera_id = frame["camera_id"]
+    if state is not None and (state.subject_id, state.camera_id) != (subject_id, camera_id):
+        raise ValueError("state belongs to another subject or camera")
+    sid = sighting_id(match)
+    captured_at = sid[0]
+    score = float(match["score"])
+
+    if state is not None:
+        if state.accounts_for(sid):
+            return state, None
+        if captured_at - state.last_seen_ms <= cooldown_ms:
+            joined = replace(state, last_seen_ms=max(state.last_seen_ms, captured_at), sightings=state.sightings + 1).remember(sid)
+            if score <= state.best_score:
+                return joined, None
+            better = replace(joined, revision=state.revision + 1, best_score=score)
+            return better, _alert(better, match, "update", now_ms)
+
+    opened = OpenAlert(
+        alert_id=alert_id_for(subject_id, camera_id, captured_at),
+        subject_id=subject_id,
+        camera_id=camera_id,
+        first_seen_ms=captured_at,
+        last_seen_ms=captured_at,
+        sightings=1,
+        revision=0,
+        best_score=score,
+    ).remember(sid)
+    return opened, _alert(opened, match, "new", now_ms)
+
+
+def _alert(state: OpenAlert, match: Mapping[str, Any], kind: Kind, now_ms: int) -> Alert:
+    frame = match["face"]["frame"]
+    data = {
+        "alert_id": state.alert_id,
+        "subject_id": state.subject_id,
+        "reference": match["reference"],
+        "category": match["category"],
+        "priority": match["priority"],
+        "score": match["score"],
+        "threshold": match["threshold"],
+        "camera_id": state.camera_id,
+        "deployment_id": frame["deployment_id"],
+        "first_seen_ms": state.first_seen_ms,
+        "last_seen_ms": state.last_seen_ms,
+        "sightings": state.sightings,
+        "revision": state.revision,
+        "model": dict(match["model"]),
+        "face": match["face"],
+        "capture_to_alert_ms": max(0, now_ms - int(frame["captured_at_ms"])),
+    }
+    return Alert(kind=kind, ce_id=ce_id_for(state.alert_id, state.revision), data=data, emitted_at_ms=now_ms)
+
+
+def expired(state: OpenAlert, now_ms: int, cooldown_ms: int, grace_ms: int) -> bool:
+    """True when the state can be dropped: its window closed and no redelivery can reach it."""
+    return now_ms - state.last_seen_ms > cooldown_ms + grace_ms
