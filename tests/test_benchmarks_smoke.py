@@ -1,0 +1,35 @@
+"""The benchmarks run end to end at tiny sizes, so they cannot rot. They time nothing here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, out: Path) -> dict:
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip(), "a benchmark prints a one-line summary"
+    return json.loads(out.read_text())
+
+
+def test_matcher_benchmark_smoke(tmp_path):
+    result = _run("matcher.py", tmp_path / "matcher.json")
+    assert result["smoke"] is True
+    assert all(row["qdrant_recall_at_1_vs_exact"] == 1.0 for row in result["sizes"])
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
+    result = _run("pipeline.py", tmp_path / "pipeline.json")
+    for run in ("pipeline_saturated", "pipeline_half_load", "pipeline_two_detect_replicas"):
+        assert result[run]["faces_per_s"] > 0, run
+        assert set(result[run]["peak_rss_mb"]) >= {"ingest", "embed", "matcher", "dispatch"}
+    assert set(result["ratios"]) == {"pipeline_over_baseline_faces_per_s", "pipeline_over_limit_faces_per_s", "two_detect_over_one_faces_per_s"}
