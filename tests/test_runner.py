@@ -14,7 +14,6 @@ from services.common.settings import PassthroughSettings, load_settings
 from services.common.stage import Output
 from services.passthrough.stage import process as passthrough
 from tests.kafka_helpers import (
-    TopicReader,
     audit_record,
     committed_total,
     create_topics,

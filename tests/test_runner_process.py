@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from services.common.envelope import decode
 from tests.kafka_helpers import audit_record, committed_total, create_topics, produce, unique, wait_until
 
@@ -100,9 +102,10 @@ def test_sigterm_drains_commits_and_exits_zero(broker, kafka_env, reader):
     assert '"msg": "runner stopped"' in stderr
 
 
-def test_bad_setting_fails_at_start_naming_the_variable(kafka_env):
+@pytest.mark.parametrize("service", ["passthrough", "ingest", "detect", "embed", "matcher", "dispatch"])
+def test_bad_setting_fails_at_start_naming_the_variable(kafka_env, service):
     env = {**kafka_env, "LFR_INPUT_TOPICS": "a", "LFR_OUTPUT_TOPIC": "b", "LFR_METRICS_PORT": "70000"}
-    result = subprocess.run([sys.executable, "-m", "services.cli", "run", "passthrough"], env={**os.environ, **env},
+    result = subprocess.run([sys.executable, "-m", "services.cli", "run", service], env={**os.environ, **env},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "LFR_METRICS_PORT" in result.stderr

@@ -102,15 +102,27 @@ class StageRunner:
         logger.info("runner started", extra={"service": self.service, "topics": self.input_topics})
         try:
             while not self._stop.is_set():
-                records = self._consumer.consume(
-                    num_messages=self.settings.batch_max_messages, timeout=self.settings.poll_timeout_ms / 1000
-                )
+                records = self._next_batch()
                 if records:
                     self._handle(records)
                 self._report_lag()
         finally:
             self._shutdown()
         return self._exit_code
+
+    def _next_batch(self) -> list:
+        """Adaptive batching: wait for one record, then take what is already fetched, up to the cap.
+
+        consume(n, timeout) would wait the whole timeout whenever fewer than n records are
+        there, adding up to a poll timeout of latency per stage at low rates; under load the
+        local queue is full and batches still fill.
+        """
+        first = self._consumer.poll(self.settings.poll_timeout_ms / 1000)
+        if first is None:
+            return []
+        if self.settings.batch_max_messages == 1:
+            return [first]
+        return [first, *self._consumer.consume(num_messages=self.settings.batch_max_messages - 1, timeout=0)]
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.request_stop()

@@ -5,15 +5,33 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .errors import SettingsError
 from .logs import configure_logging
 from .metrics import start_metrics_server
 from .runner import StageRunner
-from .settings import RunnerSettings, load_settings
+from .settings import LfrSettings, RunnerSettings, load_settings
 from .stage import Stage
 
 logger = logging.getLogger(__name__)
+S = TypeVar("S", bound=LfrSettings)
+
+
+EXIT_BAD_SETTINGS = 2
+
+
+def start_service(service: str, settings_class: type[S]) -> S | None:
+    """Every service's start: settings read once (a bad one is named, and the caller exits 2),
+    JSON logs, then /metrics. None means the settings were refused."""
+    try:
+        settings = load_settings(settings_class)
+    except SettingsError as exc:
+        print(f"lfr {service}: {exc}", file=sys.stderr)
+        return None
+    configure_logging(service, settings.log_level)
+    start_metrics_server(settings.metrics_port)
+    return settings
 
 
 def run_service(
@@ -22,13 +40,9 @@ def run_service(
     build: Callable[[RunnerSettings], tuple[Stage, Sequence[str]]],
     **runner_options: object,
 ) -> int:
-    """Load settings (failing fast with the variable's name), build the stage, run until stopped."""
-    try:
-        settings = load_settings(settings_class)
-    except SettingsError as exc:
-        print(f"lfr {service}: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(service, settings.log_level)
+    """Start, build the stage, run until stopped."""
+    settings = start_service(service, settings_class)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     stage, topics = build(settings)
-    start_metrics_server(settings.metrics_port)
     return StageRunner(service, settings, stage, topics, **runner_options).run()

@@ -42,7 +42,6 @@ import logging
 import os
 import shutil
 import ssl
-import sys
 import tempfile
 import threading
 import time
@@ -56,12 +55,11 @@ from confluent_kafka.admin import AdminClient
 
 from services.common import metrics as common_metrics
 from services.common.envelope import decode, encode
-from services.common.errors import DecodeError, MessageError, OutputValidationError, SettingsError, UnknownSchemaError
+from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
 from services.common.kafka_config import client_config
-from services.common.logs import configure_logging
-from services.common.metrics import start_metrics_server
 from services.common.schemas import default_registry
-from services.common.settings import DispatchSettings, load_settings
+from services.common.service import EXIT_BAD_SETTINGS, start_service
+from services.common.settings import DispatchSettings
 
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
@@ -429,14 +427,10 @@ def _quiet_faust(level: str) -> None:
 
 
 def main() -> int:
-    try:
-        settings = load_settings(DispatchSettings)
-    except SettingsError as exc:
-        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(SERVICE, settings.log_level)
+    settings = start_service(SERVICE, DispatchSettings)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     _quiet_faust(settings.log_level)
-    start_metrics_server(settings.metrics_port)
     try:
         partitions = settings.table_partitions or input_partitions(settings)
     except TimeoutError as exc:

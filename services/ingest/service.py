@@ -12,11 +12,9 @@ import collections
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,10 +23,9 @@ from prometheus_client import Counter, Gauge
 
 from services.common import metrics
 from services.common.envelope import encode
-from services.common.errors import SettingsError
 from services.common.kafka_config import producer_config
-from services.common.logs import configure_logging
-from services.common.settings import IngestSettings, load_settings
+from services.common.service import EXIT_BAD_SETTINGS, start_service
+from services.common.settings import IngestSettings
 
 from .cameras import CameraConfig, load_cameras, redact
 from .sources import CrowdSource, SourceError, open_source
@@ -273,11 +270,7 @@ class IngestService:
 
 
 def main() -> int:
-    try:
-        settings = load_settings(IngestSettings)
-    except SettingsError as exc:
-        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(SERVICE, settings.log_level)
-    metrics.start_metrics_server(settings.metrics_port)
+    settings = start_service(SERVICE, IngestSettings)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     return IngestService(settings).run()

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 
-from services.common.errors import SettingsError
-from services.common.logs import configure_logging
-from services.common.metrics import start_metrics_server
 from services.common.runner import StageRunner
-from services.common.settings import MatcherSettings, load_settings
+from services.common.service import EXIT_BAD_SETTINGS, start_service
+from services.common.settings import MatcherSettings
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.materialiser import WatchlistMaterialiser, now_ms
@@ -40,13 +37,9 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
 
 
 def main() -> int:
-    try:
-        settings = load_settings(MatcherSettings)
-    except SettingsError as exc:
-        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(SERVICE, settings.log_level)
-    start_metrics_server(settings.metrics_port)
+    settings = start_service(SERVICE, MatcherSettings)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
     materialiser, deps = build(settings)
     materialiser.start()
     try:
