@@ -99,3 +99,23 @@ def test_removed_camera_leaves_no_staleness_series(monkeypatch, tmp_path):
     assert REGISTRY.get_sample_value("lfr_camera_last_frame_timestamp_seconds", {"camera": "gone-cam"}) == 1.0
     worker.stop()
     assert REGISTRY.get_sample_value("lfr_camera_last_frame_timestamp_seconds", {"camera": "gone-cam"}) is None
+
+
+def test_video_file_source_reads_and_loops(tmp_path):
+    """A video file goes through OpenCV's FFmpeg backend, like an RTSP/HTTP stream, and loops."""
+    from services.ingest.sources import SourceError, VideoSource, open_source
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(3):
+        writer.write(np.full((120, 160, 3), 60 * i, np.uint8))
+    writer.release()
+    source = open_source(CameraConfig(id="v", deployment_id="d", source=str(path)))
+    assert isinstance(source, VideoSource) and not source.live
+    frames = [source.read() for _ in range(5)]  # 3 frames, then it starts again
+    source.close()
+    assert all(f is not None and f.shape == (120, 160, 3) for f in frames)
+    assert abs(int(frames[3].mean()) - int(frames[0].mean())) < 5
+    with pytest.raises(SourceError, match="cannot open"):
+        VideoSource(str(tmp_path / "missing.mp4"))
+
