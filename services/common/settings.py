@@ -126,30 +126,18 @@ class QdrantSettings(LfrSettings):
     qdrant_path: str = Field("var/qdrant", min_length=1, max_length=4096, description='local mode path, or ":memory:"')
 
 
-class WatchlistSettings(KafkaSettings, QdrantSettings):
-    """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
+class FaceEngineSettings(LfrSettings):
+    """onnxruntime threads and the converted-model cache shared by detect, embed and enrolment."""
 
-    watchlist_topic: TopicName = "lfr.watchlist.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
-    match_threshold_default: float = Field(0.5, ge=-1.0, le=1.0)
-    match_thresholds: str = Field("", max_length=4096, description='JSON object, e.g. {"missing_person_at_risk": 0.45}')
     model_cache_dir: Path | None = None
     intra_op_threads: int = Field(1, ge=1, le=64)
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings):
-    """The matcher service."""
+class MatchThresholdSettings(LfrSettings):
+    """Per-category match thresholds: used by the matcher, and by enrolment's look-alike check."""
 
-    group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    input_topic: TopicName = "lfr.embeddings.v1"
-    output_topic: TopicName = "lfr.matches.v1"
-    watchlist_topic: TopicName = "lfr.watchlist.v1"
-    qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
     match_threshold_default: float = Field(0.5, ge=-1.0, le=1.0)
     match_thresholds: str = Field("", max_length=4096, description='JSON object, e.g. {"missing_person_at_risk": 0.45}')
-    match_top_k: int = Field(3, ge=1, le=50)
-    watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)
-    expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
 
     @field_validator("match_thresholds")
     @classmethod
@@ -158,6 +146,26 @@ class MatcherSettings(RunnerSettings, QdrantSettings):
 
         Thresholds.parse(0.5, value)
         return value
+
+
+class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings):
+    """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
+
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
+
+
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings):
+    """The matcher service."""
+
+    group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    input_topic: TopicName = "lfr.embeddings.v1"
+    output_topic: TopicName = "lfr.matches.v1"
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
+    match_top_k: int = Field(3, ge=1, le=50)
+    watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)
+    expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
 
 
 class IngestSettings(KafkaSettings):
@@ -172,13 +180,6 @@ class IngestSettings(KafkaSettings):
     config_poll_interval_s: float = Field(1.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
-
-
-class FaceEngineSettings(LfrSettings):
-    """onnxruntime threads and the converted-model cache shared by detect and embed."""
-
-    model_cache_dir: Path | None = None
-    intra_op_threads: int = Field(1, ge=1, le=64)
 
 
 class DetectSettings(RunnerSettings, FaceEngineSettings):
