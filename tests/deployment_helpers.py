@@ -32,7 +32,9 @@ def active_deployment(
     start = now - 60_000 if start_ms is None else start_ms
     entries = list(entries)
     snapshot: Snapshot = freeze(entries, 1, now)
-    history = [Transition("draft", "PS creator", now - 2000), Transition("authorised", "Supt authoriser", now - 1000)]
+    history = [Transition("draft", "PS creator", now - 2000)]
+    if state != "draft":
+        history.append(Transition("authorised", "Supt authoriser", now - 1000))
     if state in ("active", "ended"):
         history.append(Transition("active", "PS creator", now - 500))
     if state == "ended":
@@ -44,8 +46,8 @@ def active_deployment(
         window=Window(start, start + int(hours * 3_600_000)), cameras=tuple(cameras), criteria=Criteria(CATEGORIES, PRIORITIES, 1000),
         match_threshold=threshold, footfall_per_hour=1000.0, rationale="test", dpia_ref="DPIA-T", eia_ref="EIA-T",
         public_notice={"signage": True, "notice_ref": "N-T"},
-        authorisation=Authorisation("Supt authoriser", "superintendent", now - 1000, threshold, 0.0, "test calibration"),
-        snapshot=snapshot,
+        authorisation=Authorisation("Supt authoriser", "superintendent", now - 1000, threshold, 0.0, "test calibration") if state != "draft" else None,
+        snapshot=snapshot if state != "draft" else None,
     )
 
 

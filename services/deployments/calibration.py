@@ -108,6 +108,14 @@ def from_eval(result: dict, source: dict) -> dict:
     }
 
 
+def dumps(document: dict) -> str:
+    """Readable and diff-friendly: one point per line."""
+    head = {k: v for k, v in document.items() if k != "points"}
+    lines = json.dumps(head, indent=1)[:-2] + ',\n "points": [\n'
+    lines += ",\n".join("  " + json.dumps(p) for p in document["points"])
+    return lines + "\n ]\n}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m services.deployments.calibration EVAL.json --out FILE``: write a calibration file."""
     import argparse
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     document = from_eval(json.loads(args.eval_json.read_text(encoding="utf-8")), {"command": args.command})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(dumps(document), encoding="utf-8")
     calibration = load(args.out)
     print(f"{args.out}: floor {calibration.floor():.2f} (FPIR {FLOOR_FPIR:g} at {FLOOR_WATCHLIST_SIZE} subjects)")
     return 0
