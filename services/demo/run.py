@@ -27,8 +27,8 @@ from services.watchlist.store import WatchlistStore
 from services.watchlist.thresholds import Thresholds
 
 from .cast import Cast, choose_cast, enrolment_request
-from .dataset import HOW_TO_GET_LFW
-from .deployment import open_deployment, PROJECT_ROOT, resolve_data_dir
+from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
+from .deployment import open_deployment
 from .pipeline import Pipeline
 from .score import summarise
 

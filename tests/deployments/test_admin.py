@@ -4,6 +4,7 @@ keeps the last valid state, and a snapshot is erased 24 h after its deployment e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -81,7 +82,7 @@ def test_refusals_are_named_and_write_nothing(broker, topics):
     env = {"LFR_DEPLOYMENTS_TOPIC": topics["deployments"], "LFR_WATCHLIST_TOPIC": topics["watchlist"], "LFR_AUDIT_TOPIC": topics["audit"]}
     result = subprocess.run([sys.executable, "-m", "services.cli", "deployment", "authorise", "dep-self", "--officer", "PS creator",
                              "--rank", "superintendent"], capture_output=True, text=True, timeout=120,
-                            env={**__import__("os").environ, **env})
+                            env={**os.environ, **env})
     assert result.returncode == 1 and "refused: authorising_officer: PS creator created this deployment" in result.stderr
 
 
@@ -131,6 +132,12 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
         admin.create(replace(draft(), window=Window(clock.now_ms, clock.now_ms + 4 * HOUR)))
         authorised = admin.authorise("dep-1", "Supt A", "superintendent")
         assert [s.subject_id for s in authorised.deployment.snapshot.subjects] == ["listed"]
+        shown = subprocess.run([sys.executable, "-m", "services.cli", "deployment", "show", "dep-1", "--json"], capture_output=True,
+                               text=True, timeout=120, env={**os.environ, **{f"LFR_{k.upper()}_TOPIC": v for k, v in topics.items()}})
+        document = json.loads(shown.stdout)
+        assert document["state"] == "authorised" and document["record"]["authorisation"]["officer"] == "Supt A"
+        assert document["manifest"]["hash"] == authorised.deployment.snapshot.hash
+        assert [s["subject_id"] for s in document["manifest"]["subjects"]] == ["listed"]
         admin.start("dep-1", "PS creator")
         admin.end("dep-1", "PS creator")
         from services.deployments.expiry import erase_due
