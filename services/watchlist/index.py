@@ -193,17 +193,26 @@ class WatchlistIndex:
         if len(vectors) == 0:
             return []
         excluded = tuple(exclude)
+        must_not = (Condition.any_of("subject_id", excluded),) if excluded else ()
+        category_condition = Condition.any_of("category", sorted(categories)) if categories is not None else None
+        # A snapshot holds one version per subject (10k at force scale) and every probe of a
+        # deployment shares the same set object: build its condition once per batch, so the
+        # backend can also reuse one converted filter for all of them.
+        filters: dict[tuple[str | None, int], Filter] = {}
         queries = []
         for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
-            must = [Condition.greater("expires_at_ms", now_ms)]
-            if deployment is not None:
-                must.append(Condition.match("deployments", deployment))
-            if versions is not None:
-                must.append(Condition.any_of("entry_version", sorted(versions[i])))
-            if categories is not None:
-                must.append(Condition.any_of("category", sorted(categories)))
-            must_not = (Condition.any_of("subject_id", excluded),) if excluded else ()
-            queries.append((vector, Filter(must=tuple(must), must_not=must_not)))
+            key = (deployment, id(versions[i]) if versions is not None else 0)
+            where = filters.get(key)
+            if where is None:
+                must = [Condition.greater("expires_at_ms", now_ms)]
+                if deployment is not None:
+                    must.append(Condition.match("deployments", deployment))
+                if versions is not None:
+                    must.append(Condition.any_of("entry_version", sorted(versions[i])))
+                if category_condition is not None:
+                    must.append(category_condition)
+                where = filters[key] = Filter(must=tuple(must), must_not=must_not)
+            queries.append((vector, where))
         # Several points may belong to one subject; over-fetch, then keep each subject's best.
         with self._lock:
             responses = self.backend.query_batch(self.collection, queries, limit * 4, _CANDIDATE_FIELDS)

@@ -349,16 +349,21 @@ class EdgeBackend:
     ) -> list[list[Hit]]:
         qe = self._qe
         selector = qe.PayloadSelector.Include(list(fields))
-        requests = [
-            qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-                filter=self._filter(where),
-                with_payload=selector,
-                params=self._params,
+        converted: dict[int, Any] = {}  # one engine filter per distinct Filter object in the batch
+        requests = []
+        for vector, where in queries:
+            engine_filter = converted.get(id(where))
+            if engine_filter is None:
+                engine_filter = converted[id(where)] = self._filter(where)
+            requests.append(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
+                    filter=engine_filter,
+                    with_payload=selector,
+                    params=self._params,
+                )
             )
-            for vector, where in queries
-        ]
         responses = self._shard(collection).query_batch(qe.QueryBatchRequest(requests))
         return [[Hit(float(p.score), p.payload or {}) for p in points] for points in responses]
 
