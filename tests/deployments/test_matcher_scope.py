@@ -93,7 +93,10 @@ def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_di
             try:
                 reader.poll()
                 reader.poll()
-                return sorted(d["subject_id"] for d in (decode(r.value()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq)
+                found = [d for d in (decode(r.value()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq]
+                # The authorised threshold (0.6) is a floor over the matcher's own (0.5).
+                assert all(d["threshold"] == 0.6 for d in found)
+                return sorted(d["subject_id"] for d in found)
             finally:
                 reader.close()
 
