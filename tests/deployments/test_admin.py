@@ -20,7 +20,6 @@ from services.deployments.store import DeploymentStore
 from services.deployments.view import DeploymentView
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.materialiser import WatchlistMaterialiser
-from services.watchlist.store import WatchlistStore
 from tests.deployment_helpers import active_deployment, publish_deployment
 from tests.deployments.test_rules import HOUR, MODEL, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, produce, unique, wait_until
