@@ -18,7 +18,7 @@ def test_protocol_is_seeded_and_disjoint():
     first, again, other = plan(identities, 7), plan(identities, 7), plan(identities, 8)
     assert first == again and first.enrolled != other.enrolled
     enrolled = {name for name, _ in first.enrolled}
-    assert all(path == identities[name][0] for name, path in first.enrolled)
+    assert all(paths == identities[name][:1] for name, paths in first.enrolled)
     assert all(name in enrolled and path != identities[name][0] for name, path in first.mated)
     assert max(sum(1 for n, _ in first.mated if n == name) for name in enrolled) == 10
     assert not {p.parent.name for p in first.nonmated} & enrolled
