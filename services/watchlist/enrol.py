@@ -145,12 +145,15 @@ class Enroller:
         return sizeable[0] if sizeable else max(detections, key=lambda d: d.width)
 
     def judge(self, report: QualityReport, name: str) -> tuple[str, ...]:
-        """Refuse only a face that cannot work: smaller than the live gate accepts (it would be
-        judged too small to match). Anything else short of the enrolment bar is enrolled with
-        one flag per failed check (QUALITY_FLAGS), for the authorising and reviewing officers:
-        on lfw-dev these marginal photos still match (services/evaluation, README)."""
-        if report.face_width < LIVE_BOUNDS.min_face_width or report.inter_ocular < LIVE_BOUNDS.min_inter_ocular:
+        """Refuse only a face that cannot work: smaller or blurrier than the live gate accepts
+        (a probe like it would never be searched). Anything else short of the enrolment bar is
+        enrolled with one flag per failed check (QUALITY_FLAGS), shown to the authorising and
+        reviewing officers: on lfw-dev such photos still match (README, accuracy section)."""
+        live = LIVE_BOUNDS
+        if report.face_width < live.min_face_width or report.inter_ocular < live.min_inter_ocular:
             raise EnrolmentRefused(LOW_QUALITY, f"{name}: face far below enrolment size ({report.face_width:.0f} px wide)")
+        if report.blur < live.min_blur:
+            raise EnrolmentRefused(LOW_QUALITY, f"{name}: too blurred to match (sharpness {report.blur:.0f})")
         return quality_flags(report, self.bounds)
 
     def build(self, request: EnrolmentRequest, now_ms: int) -> WatchlistEntry:
