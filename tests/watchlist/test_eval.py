@@ -34,6 +34,20 @@ def test_protocol_is_seeded_and_disjoint():
     assert len(enrolled) == len(multi) // 2
 
 
+def test_an_alias_of_an_enrolled_identity_is_never_a_nonmated_probe():
+    from services.evaluation.protocol import ALIASES
+
+    a, b = ALIASES[0]
+    identities = {a: [Path(f"{a}/{j}.jpg") for j in range(3)], b: [Path(f"{b}/{j}.jpg") for j in range(1)]}
+    identities.update({f"id{i}": [Path(f"id{i}/{j}.jpg") for j in range(2)] for i in range(3)})
+    for seed in range(10):
+        chosen = plan(identities, seed)
+        if a in {name for name, _ in chosen.enrolled}:
+            assert not [p for p in chosen.nonmated if p.parent.name == b]
+            return
+    raise AssertionError("no seed enrolled the alias")
+
+
 def test_threshold_meets_fpir_target_exactly_at_the_boundary():
     nonmated = np.array([0.9, 0.8, 0.7, 0.6] + [0.1] * 996)  # 1000 searches
     t = threshold_for_fpir(nonmated, 1e-3)  # one alarm allowed
