@@ -60,6 +60,7 @@ from services.common.kafka_config import client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
@@ -78,6 +79,16 @@ _ERROR_TEXT_LIMIT = 500
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def changelog_config(settings: DispatchSettings) -> dict[str, str]:
+    """The changelog's topic settings: compacted per key, and nothing kept past a state's life.
+
+    A state lives cooldown + grace (then the sweep deletes it), so the changelog's records,
+    where and when listed people were seen, are deleted after that too.
+    """
+    retention_ms = int((settings.cooldown_s + settings.state_grace_s) * 1000)
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms), "segment.ms": str(min(retention_ms, 600_000))}
 
 
 # -- wiring helpers ------------------------------------------------------------------------------
@@ -175,7 +186,10 @@ class Dispatcher:
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
-        self.table = self.app.Table(TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera")
+        self.table = self.app.Table(
+            TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera",
+            extra_topic_configs=changelog_config(settings),  # declared in topics.toml too
+        )
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
         self.app.on_rebalance_complete.connect(self._on_ready)
         self.webhook: WebhookConfig | None = None
@@ -317,7 +331,7 @@ class Dispatcher:
     # -- producing -----------------------------------------------------------------------------
 
     async def dead_letter(self, message: Any, exc: BaseException) -> None:
-        """The original record, byte for byte, plus the runner's dead-letter headers."""
+        """The runner's dead-letter headers, with the original value unless it is biometric."""
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
         added = {
@@ -330,14 +344,15 @@ class Dispatcher:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(now_ms()),
         }
+        value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value)  # matches and alerts carry chips
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
             extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                   "reason": reason, "error_class": type(exc).__name__},
+                   "reason": reason, "error_class": type(exc).__name__, "payload": added[PAYLOAD_HEADER]},
         )
         headers = _header_items(message.headers) + [(name, value.encode()) for name, value in added.items()]
-        await self._produce(self.dlq, message.key, message.value, headers, dead_letter_reason=reason, source_topic=message.topic)
+        await self._produce(self.dlq, message.key, value, headers, dead_letter_reason=reason, source_topic=message.topic)
 
     async def _produce(
         self,

@@ -1,4 +1,5 @@
-"""The matcher stage: one batched index query per batch; only candidates at or above threshold leave.
+"""The matcher stage: one batched index query per batch; at most one match per face, its best
+candidate at or above threshold (others above theirs travel inside it as ids and scores).
 
 Below threshold nothing is emitted and nothing is stored: the probe embedding is dropped
 with the batch. Embeddings of another model than the index's are refused, never compared.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.errors import MessageError
+from services.common.errors import FatalError, MessageError
 from services.common.stage import Message, Output
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
@@ -22,7 +23,14 @@ MATCH_SCHEMA = "lfr.matches.v1"
 
 
 class EmbeddingRefused(MessageError):
-    """Wrong model or a malformed vector: dead-lettered, never compared."""
+    """A malformed vector: dead-lettered (without its value), never compared."""
+
+
+class ModelMismatch(FatalError):
+    """Embeddings of another model than the index's: every probe would be refused alike (an
+    upgrade half done), so the matcher stops instead of dead-lettering a stream of faces."""
+
+    reason = "model_mismatch"
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class MatcherDeps:
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
     model = data["model"]
     if (model["name"], model["sha256"]) != (index.model.name, index.model.sha256):
-        raise EmbeddingRefused(f"embedding from model {model['name']}@{model['sha256'][:12]}, index is {index.model}")
+        raise ModelMismatch(f"embedding from model {model['name']}@{model['sha256'][:12]}, index is {index.model}")
     embedding = data["embedding"]
     try:
         vector = vector_from_bytes(embedding["data"], embedding["dim"])
@@ -55,28 +63,35 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     results = deps.index.search(vectors, deployments, now, limit=deps.top_k)
     outputs = []
     for message, candidates in zip(batch, results, strict=True):
-        for rank, candidate in enumerate(candidates, start=1):
-            threshold = deps.thresholds.for_category(candidate.category)
-            if candidate.score < threshold:
-                continue
-            outputs.append(
-                Output(
-                    deps.output_topic,
-                    MATCH_SCHEMA,
-                    {
-                        "subject_id": candidate.subject_id,
-                        "reference": candidate.reference,
-                        "category": candidate.category,
-                        "priority": candidate.priority,
-                        "score": round(candidate.score, 6),
-                        "threshold": threshold,
-                        "rank": rank,
-                        "model": message.data["model"],
-                        "face": message.data["face"],
-                        "embedded_at_ms": message.data["embedded_at_ms"],
-                        "matched_at_ms": now,
-                    },
-                    key=candidate.subject_id,
-                )
+        # One face, at most one match: its best candidate at or above that candidate's own
+        # threshold. Other candidates above theirs ride along as ids and scores for the officer,
+        # never as matches (and so never as alerts) of their own.
+        above = [(c, deps.thresholds.for_category(c.category)) for c in candidates]
+        above = [(c, t) for c, t in above if c.score >= t]
+        if not above:
+            continue
+        (best, threshold), others = above[0], above[1:]  # candidates come best first
+        outputs.append(
+            Output(
+                deps.output_topic,
+                MATCH_SCHEMA,
+                {
+                    "subject_id": best.subject_id,
+                    "reference": best.reference,
+                    "category": best.category,
+                    "priority": best.priority,
+                    "score": round(best.score, 6),
+                    "threshold": threshold,
+                    "rank": candidates.index(best) + 1,
+                    "other_candidates": [
+                        {"subject_id": c.subject_id, "score": round(c.score, 6), "threshold": t} for c, t in others
+                    ],
+                    "model": message.data["model"],
+                    "face": message.data["face"],
+                    "embedded_at_ms": message.data["embedded_at_ms"],
+                    "matched_at_ms": now,
+                },
+                key=best.subject_id,
             )
+        )
     return outputs
