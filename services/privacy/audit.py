@@ -20,7 +20,9 @@ Method (precise, so a finding means the same thing everywhere):
    pipeline's own rule for "same person"). Outside the stores meant to hold biometrics (the
    pipeline's biometric topics, the watchlist topic and index), any image or embedding at all
    is also a finding (``unattributed``): nothing there may hold one. The pipeline's biometric
-   topics themselves are not searched; their retention settings are verified instead.
+   topics themselves (declared biometric, delete policy, with a ``promise_ms`` that
+   `lfr topics verify` checks) are not searched; their retention settings are verified
+   instead. The dead-letter topic and the changelogs are always searched.
 
 No finding ever carries the artefact itself: only where it is, its kind and how it was matched.
 """
@@ -116,6 +118,11 @@ def read_topic(config: dict[str, str], topic: str, partitions: Iterable[int], ti
         consumer.close()
 
 
+def read_whole_topic(config: dict[str, str], topic: str, timeout_s: float = 30.0) -> list[Record]:
+    partitions = AdminClient(config).list_topics(topic, timeout=10).topics[topic].partitions
+    return read_topic(config, topic, partitions, timeout_s)
+
+
 def _kind(path: str) -> str:
     return "chip" if "chip" in path else ("embedding" if "embedding" in path else "frame")
 
@@ -199,10 +206,12 @@ class Auditor:
         self.checked["references"] = self.refs.counts()
         for name, topic_records in records.items():
             spec = declared.get(name)
-            biometric = spec is not None and spec.biometric
-            role = "biometric: settings verified, not searched" if biometric and name != WATCHLIST_TOPIC else "searched"
+            # Exempt: the biometric topics whose retention promise `lfr topics verify` checks.
+            exempt = spec is not None and spec.biometric and spec.promise_ms is not None and spec.config.get("cleanup.policy") == "delete"
+            biometric = exempt or name == WATCHLIST_TOPIC  # the watchlist holds listed people by design
+            role = "biometric: retention verified, not searched" if exempt else "searched"
             self.checked["topics"][name] = {"records": len(topic_records), "declared": spec is not None, "role": role}
-            if biometric and name != WATCHLIST_TOPIC:
+            if exempt:
                 continue
             for record in topic_records:
                 where = f"{record.partition}/{record.offset}"
