@@ -4,13 +4,15 @@ lfr.matches.v1 -> decide() per (subject, camera) -> lfr.alerts.v1 (CloudEvents, 
                                                  -> optional webhook (structured mode)
 
 State: a faust Table ``open-alerts`` keyed ``subject_id|camera_id``, in memory and backed by
-the compacted changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog``, which faust creates
-with the input topic's partition count. Each state write goes to the changelog partition of
+the changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog`` (declared in topics.toml, and
+created by faust otherwise) with the input topic's partition count, compacted and deleted
+after a state's lifetime (``changelog_config``). Each state write goes to the changelog partition of
 the match it came from, so the table is co-partitioned with lfr.matches.v1 (keyed by subject
 id): a worker that is assigned matches partition p restores changelog partition p first.
 
 Delivery guarantees (at-least-once in, de-duplicable out), per match, in partition order:
-1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers;
+1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers
+   (its value withheld: matches carry face chips);
 2. decide(); if it yields an alert, produce it and wait for the broker's acknowledgement;
 3. write the new state to the changelog and wait for its acknowledgement;
 4. only then ack the event (manual acks), so its offset can be committed.
@@ -28,8 +30,9 @@ closes both holes we hit.
 
 Webhook (only when LFR_WEBHOOK_URL is set): a second agent in the same consumer group reads
 the alerts topic, so deliveries survive restarts (at-least-once; receivers de-duplicate on
-the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert
-record goes, byte for byte, to the dead-letter topic.
+the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert's
+coordinates go to the dead-letter topic: its value carries a face chip, so it is withheld
+there (services/privacy/payload.py) and stays in the alerts topic only.
 
 SIGTERM: faust stops its agents, commits acknowledged offsets and leaves the group; the
 process exits 0. A drain that takes longer than LFR_SHUTDOWN_TIMEOUT_S exits 3.

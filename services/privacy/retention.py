@@ -94,12 +94,14 @@ def check_topic(spec: TopicSpec, effective: dict[str, str] | None, check_interva
                 "a producer's clock decides when retention starts; set LogAppendTime"
             )
         segment = _int(effective.get("segment.ms"))
-        if "compact" in policy and "delete" not in policy:
+        if spec.config.get("cleanup.policy") == "compact":  # the spec says which promise applies
             # A removed subject's record goes once its segment is closed (segment.ms) and the
             # cleaner must compact it (max.compaction.lag.ms); the tombstone carries no biometrics.
             lag = _int(effective.get("max.compaction.lag.ms"))
             if lag is None or segment is None or lag + segment > promise:
                 problems.append(f"segment.ms={segment} + max.compaction.lag.ms={lag} exceed the promise of {promise} ms")
+            if "compact" not in policy:
+                problems.append(f"cleanup.policy={effective.get('cleanup.policy')}: removals are never compacted away")
             if effective.get("min.cleanable.dirty.ratio") is None:
                 problems.append("min.cleanable.dirty.ratio not set")
         else:

@@ -28,18 +28,11 @@ from services.ingest.cameras import save_cameras
 from services.privacy.audit import AuditOptions, read_whole_topic, run_audit
 from services.privacy.payload import PAYLOAD_HEADER, WITHHELD
 from services.watchlist.thresholds import DEFAULT_THRESHOLD
-from tests.kafka_helpers import produce, wait_until
+from tests.kafka_helpers import NoValidation, produce, wait_until
 
 pytestmark = pytest.mark.slow
 
 CHANGELOG = "lfr-dispatch-open-alerts-changelog"
-
-
-class _NoValidation:
-    """Lets the test write a record the schema forbids (the corrupt face); real encoding otherwise."""
-
-    def validate(self, _schema: str, _data: object) -> None:
-        return None
 
 
 def _stranger_embeddings(lfw_dir: Path, names: list[str], detector, embedder) -> np.ndarray:
@@ -98,7 +91,7 @@ def test_no_stranger_data_outside_the_biometric_topics(lfw_dir, tmp_path, face_e
 
         # A corrupt face record (a stranger's real chip, face_index out of range) is dead-lettered by embed.
         corrupt = dict(found["face"]["face"], face_index=-1)
-        produce(bootstrap, "lfr.faces.v1", [encode("lfr.faces.v1", corrupt, registry=_NoValidation())], keys=[b"cam-1"])
+        produce(bootstrap, "lfr.faces.v1", [encode("lfr.faces.v1", corrupt, registry=NoValidation())], keys=[b"cam-1"])
 
         def dead_face():
             return [r for r in _records(bootstrap, "lfr.dlq.v1") if dict(r.headers).get("lfr_dlq_topic") == b"lfr.faces.v1"]
