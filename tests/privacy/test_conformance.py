@@ -144,3 +144,6 @@ def test_no_stranger_data_outside_the_biometric_topics(lfw_dir, tmp_path, face_e
     assert {t["topic"] for t in verdict["topics"]} >= {"lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1"}
     for topic in verdict["topics"]:
         assert topic["settings_ok"], (topic["topic"], topic["problems"])
+    # Every service ran the same check at start and said so in its log.
+    for service in ("ingest", "detect", "embed", "matcher", "dispatch"):
+        assert "biometric data can outlive the retention promise" in (workdir / f"{service}.log").read_text(), service
