@@ -46,7 +46,6 @@ from . import retention
 from .artefacts import Artefact, digest, envelope_blobs, from_envelope_blobs, from_raw, from_value, unit_vector
 
 WATCHLIST_TOPIC = "lfr.watchlist.v1"
-PIPELINE_TOPICS = ("lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1")
 _MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
@@ -121,10 +120,6 @@ def read_topic(config: dict[str, str], topic: str, partitions: Iterable[int], ti
 def read_whole_topic(config: dict[str, str], topic: str, timeout_s: float = 30.0) -> list[Record]:
     partitions = AdminClient(config).list_topics(topic, timeout=10).topics[topic].partitions
     return read_topic(config, topic, partitions, timeout_s)
-
-
-def _kind(path: str) -> str:
-    return "chip" if "chip" in path else ("embedding" if "embedding" in path else "frame")
 
 
 def build_references(records: dict[str, list[Record]], strangers: np.ndarray | None, threshold: float) -> References:
