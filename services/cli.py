@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_watchlist(commands)
     register_cameras(commands)
     register_privacy(commands)
+    from services.deployments.cli import register as register_deployments
+
+    register_deployments(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)

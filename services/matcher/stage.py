@@ -15,6 +15,7 @@ import numpy as np
 
 from services.common.errors import FatalError, MessageError
 from services.common.stage import Message, Output
+from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
@@ -40,6 +41,9 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
+    # The deployment's active snapshot and threshold (services/deployments/policy.py); the
+    # service always sets it. A probe whose deployment has no active snapshot matches nothing.
+    scope: Callable[[str], MatchScope | None] | None = None
 
 
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
@@ -60,17 +64,25 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]
-    results = deps.index.search(vectors, deployments, now, limit=deps.top_k)
+    scopes = [deps.scope(d) for d in deployments] if deps.scope is not None else None
+    versions = [s.entry_versions if s is not None else frozenset() for s in scopes] if scopes is not None else None
+    results = deps.index.search(vectors, deployments, now, limit=deps.top_k, versions=versions)
     outputs = []
-    for message, candidates in zip(batch, results, strict=True):
+    for i, (message, candidates) in enumerate(zip(batch, results, strict=True)):
         # One face, at most one match: its best candidate at or above that candidate's own
         # threshold. Other candidates above theirs ride along as ids and scores for the officer,
         # never as matches (and so never as alerts) of their own.
-        above = [(c, deps.thresholds.for_category(c.category)) for c in candidates]
-        above = [(c, t) for c, t in above if c.score >= t]
+        floor = scopes[i].threshold if scopes is not None and scopes[i] is not None else None
+        above = []
+        for rank, candidate in enumerate(candidates, start=1):
+            threshold = deps.thresholds.for_category(candidate.category)
+            if floor is not None:
+                threshold = max(threshold, floor)  # the authorised threshold is a floor
+            if candidate.score >= threshold:
+                above.append((rank, candidate, threshold))
         if not above:
             continue
-        (best, threshold), others = above[0], above[1:]  # candidates come best first
+        (rank, best, threshold), others = above[0], above[1:]  # candidates come best first
         outputs.append(
             Output(
                 deps.output_topic,
@@ -82,9 +94,9 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
                     "priority": best.priority,
                     "score": round(best.score, 6),
                     "threshold": threshold,
-                    "rank": candidates.index(best) + 1,
+                    "rank": rank,
                     "other_candidates": [
-                        {"subject_id": c.subject_id, "score": round(c.score, 6), "threshold": t} for c, t in others
+                        {"subject_id": c.subject_id, "score": round(c.score, 6), "threshold": t} for _, c, t in others
                     ],
                     "model": message.data["model"],
                     "face": message.data["face"],

@@ -18,6 +18,7 @@ import pytest
 
 from services.common.envelope import decode, encode
 from services.demo.cast import choose_cast
+from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, DemoOptions, crowd_camera, enrol
 from services.face import LIVE_BOUNDS, align_face, assess_quality, decode_image
@@ -63,6 +64,7 @@ def test_no_stranger_data_outside_the_biometric_topics(lfw_dir, tmp_path, face_e
     stopped = {}
     try:
         enrol(pipeline, cast, *face_engine)
+        open_deployment(bootstrap, DEPLOYMENT, ["cam-1"])
         services = ("detect", "embed", "matcher", "dispatch")
         for service in services:
             pipeline.start(service)
