@@ -161,6 +161,7 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings):
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces searched per deployment (counts, never faces), for the report")
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
     match_top_k: int = Field(3, ge=1, le=50)
@@ -217,6 +218,8 @@ class DispatchSettings(KafkaSettings):
     input_topic: TopicName = "lfr.matches.v1"
     output_topic: TopicName = "lfr.alerts.v1"
     dlq_topic: TopicName = "lfr.dlq.v1"
+    evidence_topic: TopicName = Field("lfr.evidence.v1", description="sealed probe chips, keyed by alert id")
+    evidence_keys_topic: TopicName = Field("lfr.evidence_keys.v1", description="the review service's transit public keys")
     cooldown_s: float = Field(60.0, ge=1, le=3600, description="sightings closer than this to the last one join the open alert")
     state_grace_s: float = Field(3600.0, ge=0, le=86_400, description="state kept this long past the cooldown (covers redelivered matches)")
     table_partitions: int | None = Field(None, ge=1, le=1024, description="unset = the input topic's partition count")
