@@ -16,6 +16,7 @@ SERVICES = {
     "embed": "services.embed.service:main",
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
+    "review": "services.review.service:main",
 }
 
 
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_watchlist(commands)
     register_cameras(commands)
+
+    from services.report.cli import register as register_report
+    from services.review.cli import register as register_users
+
+    register_users(commands)
+    register_report(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)
