@@ -38,9 +38,9 @@ def render_html(report: dict[str, Any]) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>OpenLFR transparency report</title>
 <style>
-body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2rem; color: #111; }}
-table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #bbb; padding: .35rem .6rem; text-align: right; }}
-thead th {{ background: #eee; font-size: .85rem; }} tbody th, tfoot th {{ text-align: left; }}
+body {{ font: 14px/1.35 system-ui, sans-serif; margin: 1.5rem; color: #111; }}
+table {{ border-collapse: collapse; width: 100%; }} th, td {{ border: 1px solid #bbb; padding: .3rem .4rem; text-align: right; }}
+thead th {{ background: #eee; font-size: .75rem; font-weight: 600; }} tbody th, tfoot th {{ text-align: left; }}
 tfoot {{ font-weight: 700; background: #f6f6f6; }} .none {{ color: #888; font-style: italic; }}
 </style></head>
 <body>

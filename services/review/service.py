@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
 
 import uvicorn
@@ -42,22 +45,46 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
     return console, reader
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown (exit 143); a stop asked for is a clean exit here."""
+
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
+        super().__init__(config)
+        self.stop = stop
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        def handle(_signum: int, _frame: object) -> None:
+            self.stop.set()
+            self.should_exit = True
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        if self.stop.is_set():
+            self.should_exit = True
+        yield
+
+
 def main() -> int:
     settings = start_service(SERVICE, ReviewSettings)
     if settings is None:
         return EXIT_BAD_SETTINGS
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     console, reader = build_console(settings)
     reader.start()
     console.sweeper.start()
     deadline = time.monotonic() + 60
-    while not console.sweeper.keys.all() and time.monotonic() < deadline:
+    while not console.sweeper.keys.all() and time.monotonic() < deadline and not stop.is_set():
         time.sleep(0.2)  # a transit key is published before the dispatcher can need one
-    reader.ready.wait(max(0.0, deadline - time.monotonic()))
+    while not reader.ready.wait(0.2) and time.monotonic() < deadline and not stop.is_set():
+        pass
     logger.info("review ready", extra={"url": settings.public_url, "port": settings.http_port})
     config = uvicorn.Config(build_app(console), host=settings.http_host, port=settings.http_port, log_config=None,
                             access_log=False, proxy_headers=False, timeout_graceful_shutdown=5)
     try:
-        uvicorn.Server(config).run()  # returns on SIGTERM/SIGINT
+        _Server(config, stop).run()  # returns on SIGTERM/SIGINT
     finally:
         reader.stop_event.set()
         console.sweeper.stop_event.set()
