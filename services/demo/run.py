@@ -214,8 +214,15 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
     from services.report.render import render_html
     from services.report.topics import read_inputs
 
-    report = build_report(read_inputs(load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)), DEPLOYMENT,
-                          now_ms=int(time.time() * 1000))
+    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    report, deadline = None, time.monotonic() + 60
+    while True:  # the matcher may still be working through the faces embedded last: wait until its counts settle
+        latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))
+        if report is not None and latest["totals"]["faces"] == report["totals"]["faces"] or time.monotonic() > deadline:
+            report = latest
+            break
+        report = latest
+        time.sleep(3)
     (workdir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (workdir / "report.html").write_text(render_html(report), encoding="utf-8")
     return summary(report), workdir / "report.html"

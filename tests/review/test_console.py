@@ -147,3 +147,63 @@ def test_refusals_write_nothing(broker, console_env):
     assert records(bootstrap, settings.adjudications_topic) == []
     assert not [r for r in records(bootstrap, settings.audit_topic) if r["action"].startswith(("alert.", "evidence."))]
     assert console.custody.meta(alert["alert_id"]) is not None  # nothing erased either
+
+
+def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, monkeypatch, capsys, tmp_path):
+    """Seeded alerts, decisions and face counts on two deployments; `lfr report` against counts made here."""
+    import json
+    import random
+    import time as _time
+    from datetime import datetime, timezone
+
+    from services.cli import main
+    from services.common.envelope import encode
+    from tests.kafka_helpers import produce
+
+    settings, console = console_env
+    bootstrap = broker.bootstrap_servers
+    rng = random.Random(5)
+    now = int(_time.time() * 1000)
+    alerts = [emit_alert(bootstrap, settings, subject=f"s-{i}", deployment=rng.choice(["van-1", "van-2"]), seal=False,
+                         captured_at_ms=now - 60_000 + i * 1000) for i in range(8)]
+    counts = [{"count_id": f"lfr.embeddings.v1:0:{i}", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
+               "counted_at_ms": now} for i in range(12)]
+    produce(bootstrap, settings.counts_topic, [encode("lfr.counts.v1", c) for c in counts + counts[:3]])  # 3 redelivered
+    client, _ = sign_in(settings, "sup")
+    wait_until(lambda: all(console.board.get(a["alert_id"]) for a in alerts), 20, "alerts on the board")
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    for alert in alerts:
+        decision = rng.choice(["confirmed", "rejected", "unable_to_verify", None])
+        if decision:
+            url = f"/api/alerts/{alert['alert_id']}"
+            assert client.post(url + "/decision", json={"decision": decision}, headers=headers).status_code == 200
+            if decision != "rejected" and rng.random() < 0.8:
+                outcome = rng.choice(["not_stopped", "spoken_to", "arrested", "other"])
+                body = {"outcome": outcome, "reason": "crowd too dense" if outcome == "other" else ""}
+                assert client.post(url + "/outcome", json=body, headers=headers).status_code == 200
+
+    decided = {}
+    for record in records(bootstrap, settings.adjudications_topic):
+        decided.setdefault(record["alert_id"], {}).update({k: record[k] for k in ("decision", "outcome") if k in record})
+    faces = {}
+    for count in {c["count_id"]: c for c in records(bootstrap, settings.counts_topic)}.values():
+        faces[count["deployment_id"]] = faces.get(count["deployment_id"], 0) + count["faces"]
+
+    def expected(deployments):
+        ids = {a["alert_id"] for a in records(bootstrap, settings.alerts_topic) if a["deployment_id"] in deployments}
+        of = lambda key, *values: sum(1 for a in ids if decided.get(a, {}).get(key) in values)  # noqa: E731
+        return {"faces": sum(faces.get(d, 0) for d in deployments), "alerts": len(ids), "confirmed": of("decision", "confirmed"),
+                "false_alerts": of("decision", "rejected"), "engagements": of("outcome", "spoken_to", "arrested", "other"),
+                "arrests": of("outcome", "arrested")}
+
+    for field in ("alerts_topic", "adjudications_topic", "counts_topic", "watchlist_topic", "deployments_topic"):
+        monkeypatch.setenv(f"LFR_{field.upper()}", getattr(settings, field))
+    today = datetime.fromtimestamp(now / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+    out = tmp_path / "reports"
+    for args, deployments in ((["--deployment", "van-1"], ["van-1"]), (["--from", today, "--to", today], ["van-1", "van-2"])):
+        capsys.readouterr()
+        assert main(["report", *args, "--json", "--out", str(out), "--bootstrap-servers", bootstrap]) == 0
+        assert json.loads(capsys.readouterr().out) == expected(deployments), args
+    full = json.loads((out / f"report-{today}-{today}.json").read_text())
+    assert {row["deployment_id"] for row in full["deployments"]} == {"van-1", "van-2"}
+    assert (out / f"report-{today}-{today}.html").read_text().count("<tr>") == 4  # head, two deployments, total
