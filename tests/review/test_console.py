@@ -112,6 +112,8 @@ def test_confirm_then_outcome(broker, console_env):
     stages = [(r["stage"], r["decision"], r.get("outcome"), r["role"]) for r in records(broker.bootstrap_servers, settings.adjudications_topic)]
     assert stages == [("decision", "confirmed", None, "supervisor"), ("outcome", "confirmed", "arrested", "supervisor")]
     assert console.custody.meta(alert["alert_id"]) is not None  # confirmed evidence is kept (until retention)
+    report = client.get("/report")  # supervisors read the transparency report in the console
+    assert report.status_code == 200 and "transparency report" in report.text and "van-1" in report.text
 
 
 def test_refusals_write_nothing(broker, console_env):
@@ -135,6 +137,7 @@ def test_refusals_write_nothing(broker, console_env):
 
     auditor, _ = sign_in(settings, "aud")  # reports only
     assert auditor.get("/api/alerts").status_code == 403 and auditor.get(url + "/probe").status_code == 403
+    assert auditor.get("/report").status_code == 200 and other.get("/report").status_code == 403
 
     own, _ = sign_in(settings, "op1")
     assert own.post(url + "/decision", json={"decision": "rejected"}).status_code == 403  # no CSRF token
