@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_watchlist(commands)
     register_cameras(commands)
+    from services.deployments.cli import register as register_deployments
+
+    register_deployments(commands)
 
     from services.report.cli import register as register_report
     from services.review.cli import register as register_users

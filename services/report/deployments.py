@@ -34,18 +34,22 @@ def _get(data: Mapping[str, Any], *path: str) -> Any:
 
 
 def facts_from_record(data: Mapping[str, Any]) -> DeploymentFacts:
-    """One lfr.deployments.v1 body -> the facts the report prints (tolerant of missing parts)."""
+    """One lfr.deployments.v1 body -> the facts the report prints.
+
+    Duration: from the transition to active to the end (or cancellation) when the history has
+    them, else the authorised window. Watchlist size: the subjects of the frozen snapshot.
+    """
     window = _get(data, "window") or {}
-    snapshot = _get(data, "snapshot") or _get(data, "watchlist_snapshot") or {}
-    size = _get(snapshot, "size")
-    if size is None and isinstance(_get(snapshot, "subjects"), list):
-        size = len(snapshot["subjects"])
+    history = data.get("history") or []
+    started = next((h["at_ms"] for h in history if h["state"] == "active"), None)
+    ended = next((h["at_ms"] for h in history if h["state"] in ("ended", "cancelled")), None)
+    subjects = _get(data, "snapshot", "subjects")
     return DeploymentFacts(
-        deployment_id=data.get("id") or data.get("deployment_id"),
+        deployment_id=data["deployment_id"],
         place=_get(data, "place", "name"),
-        authorising_rank=_get(data, "authorising_officer", "rank") or _get(data, "authoriser", "rank"),
-        start_ms=_get(window, "start_ms") or _get(data, "start_ms"),
-        end_ms=_get(window, "end_ms") or _get(data, "end_ms"),
-        watchlist_size=size,
+        authorising_rank=_get(data, "authorisation", "rank"),
+        start_ms=started if started is not None else window.get("start_ms"),
+        end_ms=ended if ended is not None else window.get("end_ms"),
+        watchlist_size=len(subjects) if isinstance(subjects, list) else None,
         recorded=True,
     )

@@ -22,6 +22,7 @@ import pytest
 from services.common.envelope import decode
 from services.demo.adjudicate import ConsoleClient, adjudicate
 from services.demo.cast import choose_cast
+from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
 from services.evidence.sealing import SealError, associated_data, open_sealed
@@ -91,6 +92,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
     driver = None
     try:
         enrol(pipeline, cast, *face_engine)
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, ["demo-cam-1"])  # authorised and active
         pipeline.start("review", env={"LFR_STATE_DIR": str(state), "LFR_USERS_FILE": str(state / "users.json"),
                                       "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(port), "LFR_PUBLIC_URL": url})
         pipeline.wait_ready(("review",))
@@ -203,6 +205,9 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == expected
         assert expected["false_alerts"] >= 1 and expected["faces"] > 0
+        [row] = json.loads((out / f"report-{DEPLOYMENT}.json").read_text())["deployments"]
+        assert row["authorising_rank"] == deployment.record.authorisation.rank and row["place"] == deployment.record.place["name"]
+        assert row["watchlist_size"] == len(cast.watchlist) and row["window_source"] == "deployment record"
 
         driver.get((out / f"report-{DEPLOYMENT}.html").as_uri())
         driver.save_screenshot(str(DOCS / "transparency-report.png"))
