@@ -32,12 +32,27 @@ function renderQueue() {
     li.querySelector("b").textContent = `${a.priority.toUpperCase()} ${label(a.category)}`;
     li.querySelector(".ref").textContent = a.reference;
     li.querySelector(".score").textContent = a.score.toFixed(3);
-    li.querySelector(".meta").textContent = `${a.camera_id} · ${ago(a.last_seen_ms)} ago · ${a.sightings} sighting(s)` +
-      (a.decision ? ` · ${label(a.decision)}${a.outcome ? ", " + label(a.outcome) : ""}` : "");
+    li.querySelector(".meta").textContent = metaText(a);
     li.addEventListener("click", () => select(id));
     return li;
   }));
   $("empty").hidden = order.length > 0;
+}
+
+function metaText(a) {
+  return `${a.camera_id} · ${ago(a.last_seen_ms)} ago · ${a.sightings} sighting(s)` +
+    (a.decision ? ` · ${label(a.decision)}${a.outcome ? ", " + label(a.outcome) : ""}` : "");
+}
+
+// Once a second only the times change: the list itself is rebuilt only when an alert changes,
+// so a row never moves or is replaced under the officer's pointer.
+function refreshTimes() {
+  for (const li of $("queue").children) {
+    const a = alerts.get(li.dataset.alertId);
+    if (a) li.querySelector(".meta").textContent = metaText(a);
+  }
+  const a = alerts.get(selected);
+  if (a) $("f-since").textContent = ago(a.last_seen_ms);
 }
 
 function status(a) {
@@ -165,5 +180,5 @@ function live() {
   source.onerror = () => { $("live").textContent = "reconnecting…"; $("live").classList.add("off"); };
 }
 
-setInterval(() => { renderQueue(); if (selected) $("f-since").textContent = ago(alerts.get(selected).last_seen_ms); }, 1000);
+setInterval(refreshTimes, 1000);
 load().then(live);
