@@ -57,6 +57,47 @@ def chromium():
     return browser
 
 
+def screenshots_dir() -> Path:
+    """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the README's images), else var/ (git-ignored)."""
+    import os
+
+    folder = DOCS if os.environ.get("LFR_UPDATE_SCREENSHOTS") == "1" else DOCS.parent / "var" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+HIDE_FACES = """
+document.getElementById('probe').src = arguments[0];
+document.getElementById('reference').src = arguments[1];
+document.querySelectorAll('.ref, #f-reference').forEach((e, i) => e.textContent = 'DEMO-CASE-' + (1001 + i));
+"""
+FACES_HIDDEN = """
+const imgs = ['probe', 'reference'].map((id) => document.getElementById(id));
+const texts = [...document.querySelectorAll('.ref, #f-reference')].map((e) => e.textContent);
+return imgs.every((i) => i.src.startsWith('data:') && i.complete && i.naturalWidth > 0) && texts.every((t) => t.startsWith('DEMO-CASE-'));
+"""
+
+
+def placeholder_screenshot(driver, path: Path) -> None:
+    """A screenshot in which every face is a generated placeholder and no data-set name shows.
+
+    A live update may swap an image back at any moment, so the page is checked before and after
+    the capture, and the file is kept only when both checks pass: a data-set face never reaches it.
+    """
+    for _ in range(20):
+        driver.execute_script(HIDE_FACES, data_url(placeholder_jpeg(7)), data_url(placeholder_jpeg(8, 140)))
+        time.sleep(0.3)
+        if not driver.execute_script(FACES_HIDDEN):
+            continue
+        candidate = path.with_name(path.stem + ".candidate.png")
+        driver.save_screenshot(str(candidate))
+        if driver.execute_script(FACES_HIDDEN):
+            candidate.replace(path)
+            return
+        candidate.unlink()
+    raise AssertionError("no screenshot with placeholders only could be taken")
+
+
 def data_url(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
@@ -126,13 +167,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         assert "ago" in driver.find_element(By.ID, "detail").text
 
         # Screenshot for the README: generated placeholders instead of faces, no data-set names.
-        driver.execute_script(
-            "document.getElementById('probe').src = arguments[0]; document.getElementById('reference').src = arguments[1];"
-            "document.querySelectorAll('.ref, #f-reference').forEach((e, i) => e.textContent = 'DEMO-CASE-' + (1001 + i));",
-            data_url(placeholder_jpeg(7)), data_url(placeholder_jpeg(8, 140)))
-        time.sleep(0.3)
-        DOCS.mkdir(exist_ok=True)
-        driver.save_screenshot(str(DOCS / "review-console.png"))
+        placeholder_screenshot(driver, screenshots_dir() / "review-console.png")
         driver.find_element(By.ID, "f-status").click()  # keep focus on the page for the keyboard
         from selenium.webdriver.common.action_chains import ActionChains
 
@@ -210,7 +245,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         assert row["watchlist_size"] == len(cast.watchlist) and row["window_source"] == "deployment record"
 
         driver.get((out / f"report-{DEPLOYMENT}.html").as_uri())
-        driver.save_screenshot(str(DOCS / "transparency-report.png"))
+        driver.save_screenshot(str(screenshots_dir() / "transparency-report.png"))  # figures only, no face
     finally:
         if driver is not None:
             driver.quit()
