@@ -129,6 +129,8 @@ def test_refusals_write_nothing(broker, console_env):
     assert anonymous.post(url + "/decision", json={"decision": "rejected"}).status_code == 401
     page = anonymous.get("/")
     assert page.status_code == 303 and page.headers["location"] == "/login"
+    assert anonymous.get("/report").status_code == 303
+    assert anonymous.get("/auth/oidc/login").status_code == 404  # OIDC not configured: the users file signs in
 
     other, _ = sign_in(settings, "op2")  # operator of another deployment
     assert other.get("/api/alerts").json()["alerts"] == []
