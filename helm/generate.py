@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.common.settings import (  # noqa: E402
+    DeploymentSettings,
     DetectSettings,
     DispatchSettings,
     EmbedSettings,
@@ -52,7 +53,7 @@ SERVICES = {
     "dispatch": DispatchSettings,
     "review": ReviewSettings,
 }
-JOBS = {"watchlistPurge": WatchlistSettings}
+JOBS = {"watchlistPurge": WatchlistSettings, "deploymentSweep": DeploymentSettings}
 #: the shared ``settings:`` section: fields every pod has (all of them read KafkaSettings)
 COMMON = KafkaSettings
 #: the consumer services: KEDA or an HPA may scale them
@@ -80,6 +81,7 @@ MANAGED = {
     "users_file": "review: the users.json key of review.usersExistingSecret (made with `lfr users add`)",
     "http_port": "review: the container port `http` (8080)",
     "http_host": "review: 0.0.0.0 in the pod",
+    "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
 }
 #: Fields a job does not use at all.
 UNUSED = {
@@ -88,6 +90,13 @@ UNUSED = {
         "qdrant_path": "purge-expired builds a throw-away in-memory index",
         "match_threshold_default": "not used by purge-expired",
         "match_thresholds": "not used by purge-expired",
+    },
+    "deploymentSweep": {
+        "qdrant_url": "the sweep writes tombstones to the topic; each matcher's index follows it",
+        "qdrant_path": "the sweep writes tombstones to the topic; each matcher's index follows it",
+        "match_threshold_default": "not used by the sweep",
+        "match_thresholds": "not used by the sweep",
+        "intra_op_threads": "the sweep runs no model",
     },
 }
 #: Where the chart is stricter than the settings class, and why.
@@ -350,6 +359,17 @@ def build_schema() -> dict:
             "activeDeadlineSeconds": {"type": "integer", "minimum": 60},
             "resources": RESOURCES,
             "settings": settings_schema(WatchlistSettings, "watchlistPurge"),
+        }),
+        "deploymentSweep": obj({
+            "enabled": BOOL,
+            "schedule": {"type": "string", "minLength": 9},
+            "timeZone": STR,
+            "suspend": BOOL,
+            "actor": {"type": "string", "minLength": 1, "maxLength": 256},
+            "backoffLimit": {"type": "integer", "minimum": 0, "maximum": 10},
+            "activeDeadlineSeconds": {"type": "integer", "minimum": 60},
+            "resources": RESOURCES,
+            "settings": settings_schema(DeploymentSettings, "deploymentSweep"),
         }),
         "topicsJob": obj({
             "enabled": BOOL,
