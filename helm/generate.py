@@ -26,13 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from services.common.settings import (  # noqa: E402
+    DeploymentSettings,
     DetectSettings,
     DispatchSettings,
     EmbedSettings,
     IngestSettings,
     KafkaSettings,
     MatcherSettings,
-    DeploymentSettings,
+    ReviewSettings,
     WatchlistSettings,
 )
 from services.watchlist.entry import CATEGORIES  # noqa: E402
@@ -50,6 +51,7 @@ SERVICES = {
     "embed": EmbedSettings,
     "matcher": MatcherSettings,
     "dispatch": DispatchSettings,
+    "review": ReviewSettings,
 }
 JOBS = {"watchlistPurge": WatchlistSettings, "deploymentSweep": DeploymentSettings}
 #: the shared ``settings:`` section: fields every pod has (all of them read KafkaSettings)
@@ -65,6 +67,7 @@ SECRETS = {
     "kafka_ssl_key_password": "kafka.tls.client.existingSecret + kafka.tls.client.keyPasswordKey",
     "qdrant_api_key": "matcher.qdrant.existingSecret + matcher.qdrant.apiKeyKey",
     "webhook_token": "dispatch.webhook.existingSecret + dispatch.webhook.tokenKey",
+    "oidc_client_secret": "review.oidc.existingSecret + review.oidc.clientSecretKey",
 }
 #: Fields the chart or the image sets; not values.
 MANAGED = {
@@ -74,7 +77,10 @@ MANAGED = {
     "cameras_file": "ingest: the mounted ingest.cameras ConfigMap (or ingest.camerasExistingSecret)",
     "model_cache_dir": "the image: models converted at build time (LFR_MODEL_CACHE_DIR=/opt/openlfr/models)",
     "truth_dir": "demo and tests only (synthetic cameras' ground truth)",
-    "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir",
+    "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir; review: /var/lib/openlfr-review, the review.persistence volume (evidence custody and transit keys)",
+    "users_file": "review: the users.json key of review.usersExistingSecret (made with `lfr users add`)",
+    "http_port": "review: the container port `http` (8080)",
+    "http_host": "review: 0.0.0.0 in the pod",
     "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
 }
 #: Fields a job does not use at all.
@@ -238,6 +244,13 @@ def service_schema(name: str, cls) -> dict:
         properties["qdrant"] = obj({"existingSecret": SECRET_NAME, "apiKeyKey": SECRET_KEY})
     if name == "dispatch":
         properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY})
+    if name == "review":
+        properties["replicas"] = {"type": "integer", "minimum": 0, "maximum": 1,
+                                  "description": "0 or 1: the evidence custody and transit keys live on one volume"}
+        properties["usersExistingSecret"] = {**SECRET_NAME, "description": "a Secret with key users.json (argon2id hashes, `lfr users add`); unset with OIDC"}
+        properties["oidc"] = obj({"existingSecret": SECRET_NAME, "clientSecretKey": SECRET_KEY})
+        properties["persistence"] = obj({"size": QUANTITY, "storageClassName": STR},
+                                        description="the volume of evidence custody and transit keys; use an encrypted storage class")
     return obj(properties)
 
 
@@ -325,6 +338,8 @@ def build_schema() -> dict:
             "qdrant": EGRESS,
             "cameras": EGRESS,
             "webhook": EGRESS,
+            "reviewFrom": PEERS,
+            "oidc": EGRESS,
         }),
         "serviceMonitor": obj({
             "enabled": BOOL,

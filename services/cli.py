@@ -16,6 +16,7 @@ SERVICES = {
     "embed": "services.embed.service:main",
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
+    "review": "services.review.service:main",
 }
 
 
@@ -99,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo.run import main as demo_main
 
-    return demo_main(args.data, args.seconds, args.json)
+    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_deployments(commands)
 
+    from services.report.cli import register as register_report
+    from services.review.cli import register as register_users
+
+    register_users(commands)
+    register_report(commands)
+
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="JSON result; a DET plot PNG is written beside it")
@@ -173,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--auto-adjudicate", action=argparse.BooleanOptionalAction, default=True,
+                      help="decide each alert in the review console from the synthetic camera's ground truth")
     demo.set_defaults(func=_cmd_demo)
     return parser
 

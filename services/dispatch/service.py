@@ -71,6 +71,7 @@ from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
 from .faust_fixes import DispatchApp, OrderedTableManager
 from .policy import ALERT_SCHEMA, MATCH_SCHEMA, POLICY, OpenAlert, decide, expired, table_key
+from .evidence import EvidenceSealer
 from .webhook import WebhookConfig, WebhookDeliveryError, deliver
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class Dispatcher:
         self.matches = self.app.topic(settings.input_topic, partitions=partitions, **raw)
         self.alerts = self.app.topic(settings.output_topic, **raw)
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
+        self.evidence = self.app.topic(settings.evidence_topic, **raw)
+        self.sealer = EvidenceSealer(client_config(settings), settings.evidence_keys_topic, clock)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
         self.table = self.app.Table(
@@ -253,6 +256,9 @@ class Dispatcher:
             await self.dead_letter(message, exc)
             return
         if alert is not None and value is not None:
+            sealed = self.sealer.seal(alert)  # None (counted) while no transit key is published
+            if sealed is not None:
+                await self._produce(self.evidence, alert.alert_id.encode(), sealed, [])
             headers = kafka_headers(alert, self.settings.ce_source_prefix)
             await self._produce(self.alerts, alert.subject_id.encode(), value, headers)
             metrics.ALERTS.labels(alert.priority, alert.kind).inc()
@@ -478,7 +484,11 @@ def main() -> int:
                    "partitions": partitions, "changelog_topic": dispatcher.table.changelog_topic.get_topic_name(),
                    "webhook": dispatcher.webhook is not None},
         )
-        code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        dispatcher.sealer.start()
+        try:
+            code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        finally:
+            dispatcher.sealer.stop()
         logger.info("dispatcher stopped", extra={"exit_code": code})
         return code
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.common.audit import audit_record
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import WatchlistSettings
@@ -58,12 +59,8 @@ class WatchlistStore:
         self._send(self.settings.watchlist_topic, subject_id, None)
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None) -> None:
-        record: dict[str, Any] = {"actor": actor, "action": action, "at_ms": int(time.time() * 1000), "service": AUDIT_SERVICE}
-        if subject_id:
-            record["subject_id"] = subject_id
-        if details:
-            record["details"] = details
-        self._send(self.settings.audit_topic, subject_id or actor, encode("lfr.audit.v1", record))
+        key, value = audit_record(AUDIT_SERVICE, actor, action, subject_id, details)
+        self._send(self.settings.audit_topic, key.decode(), value)
 
     def _send(self, topic: str, key: str, value: bytes | None) -> None:
         errors: list = []

@@ -63,7 +63,7 @@ def test_every_settings_field_is_a_value_a_secret_reference_or_chart_managed():
 def test_renders_with_default_values():
     docs = render()
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ConfigMap", "CronJob", "Deployment", "Pod", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "CronJob", "Deployment", "PersistentVolumeClaim", "Pod", "Service", "ServiceAccount"]
     assert set(by_kind(docs, "Deployment")) == {name(s) for s in SERVICES}
     assert set(by_kind(docs, "Service")) == {name(s) for s in SERVICES}
     assert set(by_kind(docs, "Pod")) == {name("test-kafka"), name("test-metrics")}
@@ -173,14 +173,16 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
         port = 9300 if service == "dispatch" else 9200
         (container,) = deployments[name(service)]["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["lfr", "run", service]
-        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+        http = [{"name": "http", "containerPort": 8080, "protocol": "TCP"}] if service == "review" else []
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}, *http]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LFR_METRICS_PORT"] == str(port)
         assert container["startupProbe"]["tcpSocket"]["port"] == "metrics"
         for probe in ("livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        http = [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}] if service == "review" else []
         assert services[name(service)]["spec"]["ports"] == [
-            {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+            {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}, *http]
         assert services[name(service)]["metadata"]["labels"]["openlfr.io/job"] == f"openlfr-{service}"
     urls = by_kind(docs, "Pod")[name("test-metrics")]["spec"]["containers"][0]["args"][1:]
     assert urls == [f"http://{name(s)}.{NAMESPACE}.svc:{9300 if s == 'dispatch' else 9200}/metrics" for s in SERVICES]
@@ -198,6 +200,13 @@ STRINGS = {
     "qdrantPath": "/tmp/qdrant-local",
     "webhookUrl": "https://hooks.example.org/openlfr",
     "ceSourcePrefix": "/openlfr/test",
+    "publicUrl": "https://review.example.org",
+    "oidcIssuer": "https://id.example.org/realms/police",
+    "oidcClientId": "openlfr-review",
+    "oidcRolesClaim": "roles",
+    "oidcDeploymentsClaim": "deployments",
+    "transitKeyValidityS": 45.0,  # with the grace: at most 300 s together
+    "transitKeyGraceS": 90.0,
     "deploymentMinRank": "chief_superintendent",
     "deploymentThresholdFloorOverrideReason": "recorded override",
 }
@@ -235,6 +244,7 @@ def full_values() -> dict:
                                      "keyPasswordKey": "key.password"}}},
         "matcher": {"qdrant": {"existingSecret": "qdrant", "apiKeyKey": "key"}},
         "dispatch": {"webhook": {"existingSecret": "webhook", "tokenKey": "token"}},
+        "review": {"oidc": {"existingSecret": "oidc", "clientSecretKey": "secret"}},
     }
     values["settings"]["kafkaSecurityProtocol"] = "SASL_SSL"
     common = set(schema["settings"]["properties"])
@@ -288,7 +298,8 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         env = container_env(container, configmaps)
         merged = {**values["settings"], **values[section]["settings"]}
         expected = {f"LFR_{generate.camel_to_field(k).upper()}" for k in merged} | set(secret_env) | set(tls_env)
-        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY"}, "dispatch": {"LFR_WEBHOOK_TOKEN"}}
+        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY"}, "dispatch": {"LFR_WEBHOOK_TOKEN"},
+                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET"}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():
             assert env[key] == value, (section, key)

@@ -136,6 +136,8 @@ def live(tmp_path_factory):
         "embed": {},
         "matcher": {},
         "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook"},
+        "review": {"LFR_STATE_DIR": str(work / "review"), "LFR_USERS_FILE": str(work / "review" / "users.json"),
+                   "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(free_port())},
     }
     pipeline = Pipeline(work / "run", extra_env={"LFR_LAG_REPORT_INTERVAL_S": "1", "LFR_SHUTDOWN_TIMEOUT_S": "10"})
     cameras = {
