@@ -214,6 +214,7 @@ def service_schema(name: str, cls) -> dict:
         "resources": RESOURCES,
         "settings": settings_schema(cls, name),
         "terminationGracePeriodSeconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 3600},
+        "probes": PROBES,
         **SCHEDULING,
     }
     if name == "ingest":
@@ -247,6 +248,16 @@ CAMERA = obj(
     required=["id", "deployment_id", "source"],
 )
 
+PROBE = obj({
+    "initialDelaySeconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+    "periodSeconds": {"type": "integer", "minimum": 1, "maximum": 3600},
+    "timeoutSeconds": {"type": "integer", "minimum": 1, "maximum": 600},
+    "successThreshold": {"type": "integer", "minimum": 1, "maximum": 1, "description": "Kubernetes requires 1 for liveness and startup"},
+    "failureThreshold": {"type": "integer", "minimum": 1, "maximum": 1000},
+})
+PROBES = obj({"startup": PROBE, "liveness": PROBE, "readiness": PROBE},
+             description="httpGet /livez (startup, liveness) and /readyz (readiness) on the metrics port")
+
 PEERS = {"type": "array", "items": OBJ, "description": "NetworkPolicy peers; empty = any destination"}
 PORTS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}}
 EGRESS = obj({"to": PEERS, "ports": PORTS})
@@ -272,6 +283,7 @@ def build_schema() -> dict:
             "fsGroup": {"type": "integer", "minimum": 1},
         }),
         "tmpVolume": obj({"sizeLimit": QUANTITY}),
+        "probes": PROBES,
         **SCHEDULING,
         "settings": settings_schema(COMMON),
         "kafka": obj({

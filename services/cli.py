@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_watchlist(commands)
     register_cameras(commands)
+    from services.dlq.cli import register as register_dlq
+
+    register_dlq(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ ASSIGNED_PARTITIONS = Gauge("lfr_assigned_partitions", "Partitions currently ass
 
 
 def start_metrics_server(port: int) -> None:
-    """Serve /metrics on ``port``; 0 leaves the endpoint off (tests running many runners)."""
-    if port:
-        start_http_server(port)
-        logger.info("metrics endpoint listening", extra={"port": port})
+    """Serve /metrics, /livez and /readyz on ``port`` (services.common.health); 0 leaves them off."""
+    from . import health
+
+    health.serve(port)

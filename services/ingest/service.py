@@ -21,9 +21,9 @@ import numpy as np
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from services.common import metrics
+from services.common import health, metrics
 from services.common.envelope import encode
-from services.common.kafka_config import producer_config
+from services.common.kafka_config import broker_reachable_check, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
 
@@ -165,6 +165,8 @@ class IngestService:
         self.stop_event = threading.Event()
         self._producer = Producer(producer_config(settings))
         self._config_stamp: tuple[float, int] | None = None
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
+        health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
 
     def request_stop(self) -> None:
         """Stop the cameras, send what is queued, flush (SIGTERM does this)."""
@@ -177,12 +179,14 @@ class IngestService:
         next_config_check = 0.0
         logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
         while not self.stop_event.is_set():
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
             if time.monotonic() >= next_config_check:
                 self.reload()
                 next_config_check = time.monotonic() + self.settings.config_poll_interval_s
             if not self._send_some():
                 self.stop_event.wait(0.005)
             self._producer.poll(0)
+        health.forget_loop(SERVICE)  # draining: bounded by the shutdown timeout instead
         for worker in list(self.workers.values()):
             worker.stop_event.set()
         while self._send_some():

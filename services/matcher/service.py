@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common import health
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
@@ -41,6 +42,7 @@ def main() -> int:
     if settings is None:
         return EXIT_BAD_SETTINGS
     materialiser, deps = build(settings)
+    health.add_check("watchlist", lambda: (materialiser.ready.is_set(), "loaded" if materialiser.ready.is_set() else "loading"))
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)

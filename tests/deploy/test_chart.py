@@ -165,6 +165,17 @@ def test_every_pod_is_hardened():
     assert all(sa["automountServiceAccountToken"] is False for sa in service_accounts.values())
 
 
+def test_probes_are_configurable_globally_and_per_service():
+    values = {"probes": {"liveness": {"periodSeconds": 7}}, "matcher": {"probes": {"startup": {"failureThreshold": 240}}}}
+    deployments = by_kind(render(values), "Deployment")
+    matcher = deployments[name("matcher")]["spec"]["template"]["spec"]["containers"][0]
+    detect = deployments[name("detect")]["spec"]["template"]["spec"]["containers"][0]
+    assert matcher["startupProbe"]["failureThreshold"] == 240 and detect["startupProbe"]["failureThreshold"] == 60
+    assert matcher["livenessProbe"]["periodSeconds"] == 7 and detect["livenessProbe"]["periodSeconds"] == 7
+    assert detect["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10,
+                                        "timeoutSeconds": 5, "failureThreshold": 3}
+
+
 def test_services_expose_a_named_metrics_port_with_probes_on_it():
     values = {"settings": {"metricsPort": 9200}, "dispatch": {"settings": {"metricsPort": 9300}}}
     docs = render(values)
@@ -176,9 +187,8 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
         assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LFR_METRICS_PORT"] == str(port)
-        assert container["startupProbe"]["tcpSocket"]["port"] == "metrics"
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
         assert services[name(service)]["spec"]["ports"] == [
             {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
         assert services[name(service)]["metadata"]["labels"]["openlfr.io/job"] == f"openlfr-{service}"
