@@ -105,8 +105,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
         return 2
-    result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    from services.common.progress import Progress
+
+    with Progress("lfr eval", unit="image") as bar:
+        result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))

@@ -235,3 +235,49 @@ def test_helm_test_kafka_script_passes_against_the_broker(live):
                             timeout=120, env=env, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: every pipeline topic exists" in result.stdout and "ok: produce-consume round trip" in result.stdout
+
+
+def _probe(port: int, path: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+#: readiness checks each service registers (services/common/health.py)
+READY_CHECKS = {
+    "ingest": {"kafka", "cameras_file"},
+    "detect": {"kafka", "partitions_assigned"},
+    "embed": {"kafka", "partitions_assigned"},
+    "matcher": {"kafka", "partitions_assigned", "watchlist"},
+    "dispatch": {"kafka", "partitions_assigned"},
+}
+
+
+def test_every_service_answers_livez_and_readyz_with_named_checks(live):
+    for service in SERVICES:
+        if service in live["failed"]:
+            continue
+        port = live["ports"][service]
+        deadline = time.monotonic() + 30
+        while _probe(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, body = _probe(port, "/readyz")
+        assert status == 200 and body["status"] == "ok", (service, body)
+        assert READY_CHECKS[service] <= set(body["checks"]), (service, body)
+        status, body = _probe(port, "/livez")
+        assert status == 200 and body["checks"], (service, body)
+
+
+def test_dispatch_exports_its_consumer_lag(live):
+    if "dispatch" in live["failed"]:
+        pytest.skip(f"dispatch did not run: {live['failed']['dispatch']}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{live['ports']['dispatch']}/metrics", timeout=3) as response:
+        text = response.read().decode()
+    lags = [s for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lfr_consumer_lag_messages" and s.labels.get("service") == "dispatch"]
+    assert {s.labels["topic"] for s in lags} >= {"lfr.matches.v1"}
