@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -28,7 +30,18 @@ BATCH_SIZE = Histogram(
 CONSUMER_LAG = Gauge(
     "lfr_consumer_lag_messages", "Records behind the partition's high watermark", ["service", "topic", "partition"]
 )
+BUILD_INFO = Gauge("lfr_build_info", "The running build (always 1): package version and Python version", ["version", "python"])
 ASSIGNED_PARTITIONS = Gauge("lfr_assigned_partitions", "Partitions currently assigned to this consumer", ["service"])
+
+
+def build_version() -> str:
+    try:
+        return importlib.metadata.version("openlfr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(build_version(), platform.python_version()).set(1)
 
 
 def start_metrics_server(port: int) -> None:
