@@ -6,16 +6,18 @@ import argparse
 import json
 import sys
 
-EXIT_NOTHING = 1
-EXIT_REFUSED = 3
+from services.common.cli_support import EXIT_FAILED as EXIT_NOTHING
+from services.common.cli_support import EXIT_REFUSED, EXIT_USAGE
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    from services.common.cli_support import kafka_option
+
     dlq = commands.add_parser("dlq", help="list, show and replay dead-lettered records")
     sub = dlq.add_subparsers(dest="dlq_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--bootstrap-servers", default=None, help="overrides LFR_KAFKA_BOOTSTRAP_SERVERS")
+        kafka_option(parser)
         parser.add_argument("--dlq-topic", default=None, help="overrides LFR_DLQ_TOPIC (default lfr.dlq.v1)")
 
     def filters(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +128,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     if not args.ids and not args.all:
         print("lfr dlq replay: name the records (PARTITION:OFFSET ...) or pass --all with filters", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     settings, letters = _read(args, _filter(args, args.ids))
     letters = list(letters)
     if args.ids:

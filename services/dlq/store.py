@@ -23,6 +23,8 @@ REPLAY_HEADER = "lfr_replay_of"  # "<dlq topic>:<partition>:<offset>" on each re
 class DlqError(RuntimeError):
     """The dead-letter topic cannot be read (missing, or not read to its end in time)."""
 
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
 
 def read_dead_letters(
     settings: KafkaSettings,

@@ -57,6 +57,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     purge.add_argument("--actor", default="system:expiry")
     purge.set_defaults(func=_purge)
 
+    from services.common.cli_support import kafka_option  # noqa: PLC0415
+
+    for parser in (add, imp, remove, listing, purge):
+        kafka_option(parser)
+
 
 def _admin():
     from services.common.settings import WatchlistSettings, load_settings
