@@ -426,6 +426,12 @@ INCONSISTENT_VALUES = {
                                                       "kafka": {"sasl": {"existingSecret": "s"}},
                                                       "autoscaling": {"keda": {"enabled": True}}}, "triggerAuthenticationRef"),
     "a webhook token without a webhook": ({"dispatch": {"webhook": {"existingSecret": "w"}}}, "webhookUrl"),
+    "a NetworkPolicy with Kafka egress to anywhere": ({"networkPolicy": {"enabled": True}}, "networkPolicy.kafka.to"),
+    "a NetworkPolicy with Qdrant egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]}},
+                                                        "matcher": {"settings": {"qdrantUrl": "http://q:6333"}}}, "networkPolicy.qdrant.to"),
+    "a NetworkPolicy with webhook egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]},
+                                                                         "qdrant": {"to": [{"podSelector": {}}]}},
+                                                         "dispatch": {"settings": {"webhookUrl": "https://h/x"}}}, "networkPolicy.webhook.to"),
 }
 
 
@@ -454,6 +460,16 @@ def test_chart_metadata():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'version = "{chart["appVersion"]}"' in pyproject
+    assert chart["icon"].startswith("https://") and (ROOT / "docs" / chart["icon"].rsplit("/", 1)[1]).is_file()
+    assert chart["maintainers"] and all(m["name"] and m["email"] for m in chart["maintainers"])
+    assert chart["sources"] and chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+    images = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])
+    assert images == [{"name": "openlfr", "image": f"openlfr/openlfr:{chart['appVersion']}"}]
+    for key in ("artifacthub.io/links", "artifacthub.io/changes"):
+        assert all(item.get("url") or item.get("description") for item in yaml.safe_load(chart["annotations"][key]))
+    # `helm show readme` prints the chart's own README, with the generated settings reference.
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert "<!-- settings-table:begin" in readme and "`LFR_LIVENESS_TIMEOUT_S`" in readme
 
 
 @pytest.mark.parametrize("autoscaler", ["keda", "hpa"])
