@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_watchlist(commands)
     register_cameras(commands)
+    from services.deployments.cli import register as register_deployments
+
+    register_deployments(commands)
     from services.dlq.cli import register as register_dlq
 
     register_dlq(commands)

@@ -140,8 +140,6 @@ def rule_queries() -> list[str]:
 #: their exporter lands, the checks below accept their absence; after that they are checked too.
 EXTERNAL_METRICS = {
     "lfr_retention_verdict": "privacy (#11): 1 ok / 0 broken, label topic",
-    "lfr_deployment_active": "deployments (#10): 1 inside the authorised window, label deployment",
-    "lfr_deployment_frames_total": "deployments (#10): frames ingest sent, label deployment",
 }
 
 

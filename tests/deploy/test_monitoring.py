@@ -136,6 +136,7 @@ def test_referenced_metrics_are_defined_in_the_code():
     import services.detect.stage  # noqa: F401
     import services.dispatch.metrics  # noqa: F401
     import services.ingest.service  # noqa: F401
+    import services.deployments.view  # noqa: F401
     import services.watchlist.materialiser  # noqa: F401
     from prometheus_client import REGISTRY
 
