@@ -76,3 +76,11 @@ def test_readme_lists_every_exit_code():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for code in cli_support.EXIT_CODES:
         assert re.search(rf"^\| `{code}` \|", readme, re.MULTILINE), f"exit code {code} not in the README's table"
+
+
+def test_a_service_that_cannot_start_ends_with_its_family_code():
+    result = lfr("run", "detect", "--bootstrap-servers", f"127.0.0.1:{free_port()}",
+                 env={"LFR_DEPLOYMENTS_LOAD_TIMEOUT_S": "2", "LFR_METRICS_PORT": "0"})
+    assert result.returncode == cli_support.EXIT_KAFKA, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lfr run: ") and "Traceback" not in result.stderr

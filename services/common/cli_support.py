@@ -14,8 +14,9 @@ keeps them in step):
     6    a file could not be read or written
     130  interrupted (Ctrl-C)
 
-Services (`lfr run <service>`) exit 0 after a clean drain, 1 on a failure, 2 on bad settings
-and 3 when the drain outlived LFR_SHUTDOWN_TIMEOUT_S.
+Services (`lfr run <service>`) exit 0 after a clean drain, 2 on bad settings, 3 when the drain
+outlived LFR_SHUTDOWN_TIMEOUT_S, 1 when the loop stopped on a failure, and the family's code
+when an error escapes before the loop starts (e.g. 4: Kafka unreachable).
 
 An exception class may carry its own ``exit_code`` attribute; otherwise its family decides.
 """

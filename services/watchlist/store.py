@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 AUDIT_SERVICE = "watchlist"
 
 
+class StoreWriteError(RuntimeError):
+    """The broker did not acknowledge a write in time (a RuntimeError, as before)."""
+
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
+
 class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
@@ -96,4 +102,4 @@ class WatchlistStore:
 
     def _wait(self, what: str) -> None:
         if self._producer.flush(30) or self._errors:
-            raise RuntimeError(f"could not write {what}: {self._errors[0].str() if self._errors else 'timed out'}")
+            raise StoreWriteError(f"could not write {what}: {self._errors[0].str() if self._errors else 'timed out'}")
