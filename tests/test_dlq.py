@@ -27,13 +27,21 @@ def _dead_letter(value: bytes | None, source: str, payload: str | None, offset: 
     return {"value": value, "headers": list(headers.items())}
 
 
-@pytest.fixture
-def dead_letters(broker, kafka_env, monkeypatch):
+@pytest.fixture(scope="module")
+def dead_letters(broker):
     """A pass-through runner dead-letters two bad records from `source`; two more dead letters
-    (withheld and truncated payloads, as the privacy and reliability work write them) from `faces`."""
+    (withheld and truncated payloads, as the privacy and reliability work write them) from `faces`.
+    Module-scoped (one runner for the file): only the last test replays."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _dead_letters(broker, monkeypatch)
+
+
+def _dead_letters(broker, monkeypatch):
     source, sink, dlq, audit, faces = (unique(n) for n in ("in", "out", "dlq", "audit", "faces"))
     create_topics(broker.bootstrap_servers, source, sink, dlq, audit, faces, partitions=1)
-    for name, value in {"LFR_INPUT_TOPICS": source, "LFR_OUTPUT_TOPIC": sink, "LFR_DLQ_TOPIC": dlq,
+    for name, value in {"LFR_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "LFR_SESSION_TIMEOUT_MS": "6000",
+                        "LFR_HEARTBEAT_INTERVAL_MS": "1000", "LFR_METRICS_PORT": "0", "LFR_SHUTDOWN_TIMEOUT_S": "20",
+                        "LFR_INPUT_TOPICS": source, "LFR_OUTPUT_TOPIC": sink, "LFR_DLQ_TOPIC": dlq,
                         "LFR_GROUP_ID": unique("dlqt"), "LFR_AUDIT_TOPIC": audit}.items():
         monkeypatch.setenv(name, value)
     produce(broker.bootstrap_servers, source, [audit_record(0), b"not an envelope", audit_record(2), b"\x00junk"],
@@ -86,10 +94,15 @@ def test_show_prints_headers_never_the_payload(dead_letters, capsys):
 
 def test_replay_republishes_originals_audited_and_refuses_withheld_payloads(dead_letters, capsys, reader):
     d = dead_letters
+    # Without ids or --all nothing happens; --dry-run sends and audits nothing.
+    assert lfr(["dlq", "replay", "--actor", "a", "--why", "w", "--bootstrap-servers", d["bootstrap"]]) == 2
+    assert lfr(["dlq", "replay", "--all", "--source-topic", d["source"], "--dry-run", "--actor", "a", "--why", "w",
+                "--bootstrap-servers", d["bootstrap"]]) == 0
+    assert [o["status"] for o in _lines(capsys)] == ["would_replay", "would_replay"]
+    assert len(reader(d["source"]).read_until(4)) == 4 and reader(d["audit"]).poll() == []
+
     assert lfr(["dlq", "list", "--json", "--bootstrap-servers", d["bootstrap"]]) == 0
     ids = {r["payload"] + ":" + r["source_topic"]: r["id"] for r in _lines(capsys)}
-    originals = [i for k, i in ids.items() if k.startswith("original")]
-    rows = []
     assert lfr(["dlq", "list", "--json", "--bootstrap-servers", d["bootstrap"], "--source-topic", d["source"]]) == 0
     rows = _lines(capsys)
     originals = [r["id"] for r in rows]
@@ -111,15 +124,6 @@ def test_replay_republishes_originals_audited_and_refuses_withheld_payloads(dead
     assert {a["action"] for a in audits} == {"dlq.replay"} and {a["actor"] for a in audits} == {"ops-test"}
     assert {a["details"]["dlq_id"] for a in audits} == set(originals)
     assert all(a["details"]["why"] == "decoder fixed" for a in audits)
-
-
-def test_replay_needs_ids_or_all_and_dry_run_sends_nothing(dead_letters, capsys, reader):
-    d = dead_letters
-    assert lfr(["dlq", "replay", "--actor", "a", "--why", "w", "--bootstrap-servers", d["bootstrap"]]) == 2
-    assert lfr(["dlq", "replay", "--all", "--source-topic", d["source"], "--dry-run", "--actor", "a", "--why", "w",
-                "--bootstrap-servers", d["bootstrap"]]) == 0
-    assert [o["status"] for o in _lines(capsys)] == ["would_replay", "would_replay"]
-    assert len(reader(d["source"]).read_until(4)) == 4 and reader(d["audit"]).poll() == []
 
 
 def test_missing_payload_header_means_original_and_time_forms_parse():

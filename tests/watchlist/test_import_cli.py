@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta, timezone
 
 import cv2
 import numpy as np
@@ -27,11 +28,13 @@ def test_folder_import_batches_writes_and_ends_with_a_summary(lfw_dir, broker, m
     (folder / "zz-blank").mkdir()
     cv2.imwrite(str(folder / "zz-blank" / "1.jpg"), np.full((200, 200, 3), 128, np.uint8))
 
+    expires = (datetime.now(timezone.utc) + timedelta(days=30)).date().isoformat()  # within the lifetime cap
     code = lfr(["watchlist", "import", "--folder", str(folder), "--category", "suspect", "--priority", "amber",
                 "--image-source", "custody", "--image-captured-at", "2024-01-01", "--legal-basis", "PACE s.64A",
-                "--added-by", "PC 1", "--expires", "2099-01-01", "--deployment", "van-1"])
+                "--added-by", "PC 1", "--expires", expires, "--deployment", "van-1"])
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert [line.get("reason") for line in lines[:-1]] == [None, None, None, "no_face"], lines
     assert code == 3  # one refused
     assert lines[-1] == {"summary": {"enrolled": 3, "updated": 0, "flagged": 0, "refused": 1}}
     assert [line["status"] for line in lines[:-1]] == ["enrolled"] * 3 + ["refused"]
