@@ -145,3 +145,20 @@ def test_unknown_paths_still_serve_metrics(path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_spare_replica_without_partitions_is_ready(broker, kafka_env, monkeypatch):
+    """Two runners of one group on a one-partition topic: both join, one gets the partition,
+    and both report ready (a spare is not a broken pod)."""
+    source, sink, dlq = unique("in"), unique("out"), unique("dlq")
+    create_topics(broker.bootstrap_servers, source, sink, dlq, partitions=1)
+    for name, value in {"LFR_INPUT_TOPICS": source, "LFR_OUTPUT_TOPIC": sink, "LFR_DLQ_TOPIC": dlq,
+                        "LFR_GROUP_ID": unique("spare")}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(PassthroughSettings)
+    healths = [Health(), Health()]
+    runners = [StageRunner(f"spare-{i}", settings, lambda batch: [], [source], health=h) for i, h in enumerate(healths)]
+    with running_in_thread(runners[0]), running_in_thread(runners[1]):
+        wait_until(lambda: all(h.readiness()[0] for h in healths), 45, "both runners to report ready")
+        details = sorted(h.readiness()[1]["partitions_assigned"]["detail"] for h in healths)
+    assert details == ["0 partition(s) assigned", "1 partition(s) assigned"]
