@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli import build_parser
+from services.cli import build_parser, main
 from services.common import cli_support
 from services.common.broker import free_port
 
@@ -37,9 +37,10 @@ def test_every_kafka_command_takes_bootstrap_servers(argv):
     assert args.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
 
 
-def test_version():
-    result = lfr("--version")
-    assert result.returncode == 0 and re.fullmatch(r"lfr \d+\.\d+\.\d+\S*\n", result.stdout)
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and re.fullmatch(r"lfr \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
 
 
 def test_an_unreachable_broker_ends_in_one_line_and_exit_4():
@@ -49,18 +50,20 @@ def test_an_unreachable_broker_ends_in_one_line_and_exit_4():
     assert len(lines) == 1 and lines[0].startswith("lfr dlq: Kafka: ") and "Traceback" not in result.stderr
 
 
-def test_a_bad_setting_ends_in_one_line_and_exit_2():
-    result = lfr("dlq", "list", env={"LFR_DLQ_READ_TIMEOUT_S": "-1"})
-    assert result.returncode == cli_support.EXIT_USAGE
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "LFR_DLQ_READ_TIMEOUT_S" in result.stderr
+def test_a_bad_setting_ends_in_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("LFR_DLQ_READ_TIMEOUT_S", "-1")
+    assert main(["dlq", "list"]) == cli_support.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "LFR_DLQ_READ_TIMEOUT_S" in err
 
 
-def test_a_missing_file_ends_in_one_line_and_exit_6(tmp_path):
+def test_a_missing_file_ends_in_one_line_and_exit_6(tmp_path, capsys):
     (tmp_path / "a-file").write_text("")
-    result = lfr("cameras", "--file", str(tmp_path / "a-file" / "cameras.json"), "add", "--id", "c",
-                 "--deployment", "d", "--source", "synthetic:crowd")
-    assert result.returncode == cli_support.EXIT_FILE, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    code = main(["cameras", "--file", str(tmp_path / "a-file" / "cameras.json"), "add", "--id", "c",
+                 "--deployment", "d", "--source", "synthetic:crowd"])
+    err = capsys.readouterr().err
+    assert code == cli_support.EXIT_FILE, err
+    assert len(err.strip().splitlines()) == 1 and "a-file" in err
 
 
 @pytest.mark.parametrize("exc, code", [
