@@ -18,6 +18,13 @@ from .policy import DeploymentPolicy, frame_deployment
 from .view import DeploymentView
 
 logger = logging.getLogger(__name__)
+_VIEWS: list[DeploymentView] = []  # this process's views, for the health endpoint
+
+
+def ready() -> bool:
+    """For /readyz (services/common/health.py): True once this process's deployment view is
+    loaded and its reader is alive; False before, after a failure, and after stop."""
+    return bool(_VIEWS) and all(view.ready for view in _VIEWS)
 
 
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
@@ -25,6 +32,7 @@ def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> 
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service)
     health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
+    _VIEWS.append(view)
     try:
         view.wait_ready(settings.deployments_load_timeout_s)
     except BaseException:

@@ -46,7 +46,11 @@ def main() -> int:
     settings = start_service(SERVICE, MatcherSettings)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    view, policy = start_enforcement(settings, SERVICE)
+    try:
+        view, policy = start_enforcement(settings, SERVICE)
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+        return 1
     materialiser, deps = build(settings, policy=policy)
     health.add_check("watchlist", lambda: (materialiser.ready.is_set(), "loaded" if materialiser.ready.is_set() else "loading"))
     materialiser.start()
