@@ -15,8 +15,8 @@ keeps them in step):
     130  interrupted (Ctrl-C)
 
 Services (`lfr run <service>`) exit 0 after a clean drain, 2 on bad settings, 3 when the drain
-outlived LFR_SHUTDOWN_TIMEOUT_S, 1 when the loop stopped on a failure, and the family's code
-when an error escapes before the loop starts (e.g. 4: Kafka unreachable).
+outlived LFR_SHUTDOWN_TIMEOUT_S and 1 on a failure they report themselves; an error that
+escapes a service's own handling ends like any command's: one line, the family's code.
 
 An exception class may carry its own ``exit_code`` attribute; otherwise its family decides.
 """
