@@ -26,6 +26,9 @@ class LfrSettings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics port; 0 turns the endpoint off")
+    liveness_timeout_s: float = Field(
+        120.0, ge=1, le=3600, description="/livez fails when the processing loop made no progress for this long"
+    )
 
 
 class KafkaSettings(LfrSettings):
@@ -156,6 +159,14 @@ class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, Match
     watchlist_max_entry_lifetime_days: float = Field(366.0, gt=0, le=3660, description="an entry's expiry may be at most this far after enrolment")
 
 
+class DlqSettings(KafkaSettings):
+    """`lfr dlq`: the dead-letter topic it reads, and the audit topic replays are recorded on."""
+
+    dlq_topic: TopicName = "lfr.dlq.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
+    dlq_read_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long reading the dead-letter topic to its end may take")
+
+
 # -- deployments (services/deployments) ----------------------------------------------------------
 
 
@@ -270,6 +281,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     topic_wait_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the input topic")
+    lag_report_interval_s: float = Field(5.0, gt=0, le=3600, description="how often the group's consumer lag is measured")
     webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2048, description="unset = no webhook sink")
     webhook_token: SecretStr | None = None
     webhook_timeout_s: float = Field(5.0, gt=0, le=120)

@@ -165,6 +165,17 @@ def test_every_pod_is_hardened():
     assert all(sa["automountServiceAccountToken"] is False for sa in service_accounts.values())
 
 
+def test_probes_are_configurable_globally_and_per_service():
+    values = {"probes": {"liveness": {"periodSeconds": 7}}, "matcher": {"probes": {"startup": {"failureThreshold": 240}}}}
+    deployments = by_kind(render(values), "Deployment")
+    matcher = deployments[name("matcher")]["spec"]["template"]["spec"]["containers"][0]
+    detect = deployments[name("detect")]["spec"]["template"]["spec"]["containers"][0]
+    assert matcher["startupProbe"]["failureThreshold"] == 240 and detect["startupProbe"]["failureThreshold"] == 60
+    assert matcher["livenessProbe"]["periodSeconds"] == 7 and detect["livenessProbe"]["periodSeconds"] == 7
+    assert detect["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10,
+                                        "timeoutSeconds": 5, "failureThreshold": 3}
+
+
 def test_services_expose_a_named_metrics_port_with_probes_on_it():
     values = {"settings": {"metricsPort": 9200}, "dispatch": {"settings": {"metricsPort": 9300}}}
     docs = render(values)
@@ -177,9 +188,8 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
         assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}, *http]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LFR_METRICS_PORT"] == str(port)
-        assert container["startupProbe"]["tcpSocket"]["port"] == "metrics"
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
         http = [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}] if service == "review" else []
         assert services[name(service)]["spec"]["ports"] == [
             {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}, *http]
@@ -430,6 +440,12 @@ INCONSISTENT_VALUES = {
                                                       "kafka": {"sasl": {"existingSecret": "s"}},
                                                       "autoscaling": {"keda": {"enabled": True}}}, "triggerAuthenticationRef"),
     "a webhook token without a webhook": ({"dispatch": {"webhook": {"existingSecret": "w"}}}, "webhookUrl"),
+    "a NetworkPolicy with Kafka egress to anywhere": ({"networkPolicy": {"enabled": True}}, "networkPolicy.kafka.to"),
+    "a NetworkPolicy with Qdrant egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]}},
+                                                        "matcher": {"settings": {"qdrantUrl": "http://q:6333"}}}, "networkPolicy.qdrant.to"),
+    "a NetworkPolicy with webhook egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]},
+                                                                         "qdrant": {"to": [{"podSelector": {}}]}},
+                                                         "dispatch": {"settings": {"webhookUrl": "https://h/x"}}}, "networkPolicy.webhook.to"),
 }
 
 
@@ -458,6 +474,16 @@ def test_chart_metadata():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'version = "{chart["appVersion"]}"' in pyproject
+    assert chart["icon"].startswith("https://") and (ROOT / "docs" / chart["icon"].rsplit("/", 1)[1]).is_file()
+    assert chart["maintainers"] and all(m["name"] and m["email"] for m in chart["maintainers"])
+    assert chart["sources"] and chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+    images = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])
+    assert images == [{"name": "openlfr", "image": f"openlfr/openlfr:{chart['appVersion']}"}]
+    for key in ("artifacthub.io/links", "artifacthub.io/changes"):
+        assert all(item.get("url") or item.get("description") for item in yaml.safe_load(chart["annotations"][key]))
+    # `helm show readme` prints the chart's own README, with the generated settings reference.
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert "<!-- settings-table:begin" in readme and "`LFR_LIVENESS_TIMEOUT_S`" in readme
 
 
 @pytest.mark.parametrize("autoscaler", ["keda", "hpa"])

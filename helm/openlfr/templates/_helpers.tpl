@@ -309,4 +309,16 @@ topologySpreadConstraints:
 {{- if and $v.ingest.cameras $v.ingest.camerasExistingSecret }}
 {{- fail "ingest: set ingest.cameras or ingest.camerasExistingSecret, not both" }}
 {{- end }}
+{{- if $v.networkPolicy.enabled }}
+{{- /* Egress goes to named peers only: an empty `to` would let a pod holding faces reach anywhere. */}}
+{{- if not $v.networkPolicy.kafka.to }}
+{{- fail "networkPolicy.kafka.to: name the broker's peers (podSelector/namespaceSelector/ipBlock); an empty list would allow any destination" }}
+{{- end }}
+{{- if and $v.matcher.enabled $v.matcher.settings.qdrantUrl (not $v.networkPolicy.qdrant.to) }}
+{{- fail "networkPolicy.qdrant.to: name Qdrant's peers (matcher.settings.qdrantUrl is set); an empty list would allow any destination" }}
+{{- end }}
+{{- if and $v.dispatch.enabled $v.dispatch.settings.webhookUrl (not $v.networkPolicy.webhook.to) }}
+{{- fail "networkPolicy.webhook.to: name the webhook hosts (ipBlock CIDRs) for dispatch.settings.webhookUrl; an empty list would allow any destination" }}
+{{- end }}
+{{- end }}
 {{- end }}
