@@ -10,6 +10,7 @@ import time
 
 import uvicorn
 
+from services.common import health
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import ReviewSettings
 
@@ -73,6 +74,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console, reader = build_console(settings)
+    # /readyz on the metrics port: the alert feed is caught up, a transit key exists (without one
+    # the dispatcher cannot seal evidence for us), and the erasure sweeper is running.
+    health.add_check("alert_feed", lambda: (reader.ready.is_set() and reader.is_alive(), "alerts, evidence and adjudications read"))
+    health.add_check("transit_key", lambda: (bool(console.sweeper.keys.all()), "a transit key is published"))
+    health.add_check("evidence_sweeper", lambda: (console.sweeper.is_alive(), "erasure sweeper running"))
     reader.start()
     console.sweeper.start()
     deadline = time.monotonic() + 60
