@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.common import health
 from services.common.audit import audit_record
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
@@ -149,12 +150,16 @@ class Sweeper(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
+        # /livez: erasure is a promise, so a sweeper that stops turning makes the console unhealthy.
+        bound_s = max(60.0, 4 * self.settings.sweep_interval_s)
         while not self.stop_event.is_set():
+            health.heartbeat("evidence_sweeper", bound_s)
             try:
                 self.sweep()
             except Exception as exc:  # noqa: BLE001 - broker down: try again next round
                 logger.warning("sweep failed", extra={"error_class": type(exc).__name__})
-            self.stop_event.wait(self.settings.sweep_interval_s)
+            with health.idle("evidence_sweeper"):
+                self.stop_event.wait(self.settings.sweep_interval_s)
 
     def sweep(self) -> None:
         created = self.keys.ensure_current()

@@ -261,6 +261,7 @@ READY_CHECKS = {
     "embed": {"kafka", "partitions_assigned", "deployments"},
     "matcher": {"kafka", "partitions_assigned", "watchlist", "deployments"},
     "dispatch": {"kafka", "partitions_assigned", "deployments"},
+    "review": {"alert_feed", "transit_key", "evidence_sweeper"},
 }
 
 
