@@ -112,22 +112,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
         return 2
-<<<<<<< HEAD
     for folder in (args.fillers, args.equity):
         if folder is not None and not folder.is_dir():
             print(f"lfr eval: folder {folder} not found", file=sys.stderr)
             return 2
-    result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True), enrol_images=args.enrol_images,
-                      fillers=args.fillers, equity=args.equity, embedding_cache=args.embedding_cache,
-                      operating_threshold=args.operating_threshold)
-=======
     from services.common.progress import Progress
 
     with Progress("lfr eval", unit="image") as bar:
         result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar)
->>>>>>> main
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar, enrol_images=args.enrol_images,
+                          fillers=args.fillers, equity=args.equity, embedding_cache=args.embedding_cache,
+                          operating_threshold=args.operating_threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.common.progress import Progress
 from services.face import FaceDetector, FaceEmbedder, align_face, decode_image
 from services.face.errors import ImageError
 from services.face.evaluate import nearest_to_centre
@@ -53,7 +54,8 @@ def _report(values: list[float]) -> QualityReport:
 class FaceRecords:
     """Records for image paths, computed in batches and cached in SQLite when a path is given."""
 
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, cache: Path | None = None) -> None:
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, cache: Path | None = None, bar: Progress | None = None) -> None:
+        self.bar = bar  # counts images detected and embedded (services.common.progress)
         self.detector = detector
         self.embedder = embedder
         self.enroller = Enroller(detector, embedder)
@@ -84,6 +86,8 @@ class FaceRecords:
             for (path, key), record in zip(chunk, self._compute([p for p, _ in chunk]), strict=True):
                 self.memory[key] = out[path] = record
                 self._store(key, record)
+            if self.bar is not None:
+                self.bar.update(len(chunk))
             if self.db is not None:
                 self.db.commit()
             if (start // BATCH) % 10 == 9 or start + BATCH >= len(todo):

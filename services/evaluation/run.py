@@ -17,19 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-<<<<<<< HEAD
+from services.common.progress import Progress
 from services.face import LIVE_BOUNDS, EMBEDDING_DIM, FaceDetector, FaceEmbedder
 from services.face.evaluate import list_identities
 from services.face.quality import judge_quality
 from services.watchlist.enrol import NO_FACE, UNREADABLE_IMAGE, EnrolmentRefused, Enroller
-=======
-from services.common.progress import Progress
-from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
-from services.face.errors import ImageError
-from services.face.evaluate import list_identities, nearest_to_centre
-from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
-from services.watchlist.index import WatchlistIndex
->>>>>>> main
 
 from . import equity as eq
 from .faces import OK, UNREADABLE, FaceRecord, FaceRecords, list_face_images
@@ -45,7 +37,6 @@ FILLER_SIZES = (1000, 5000, 10000)
 SCALING_THRESHOLDS = (0.40, 0.45, 0.50, 0.52, 0.55, 0.60, 0.65)
 
 
-<<<<<<< HEAD
 def probe_vector(record: FaceRecord) -> tuple[np.ndarray | None, str | None]:
     """The live path's embedding of the image, or (None, failure-to-acquire reason)."""
     if record.status != OK:
@@ -74,57 +65,6 @@ def _search(gallery: Gallery, vectors: list[np.ndarray | None]) -> list[tuple[st
     if acquired:
         for i, top in zip(acquired, gallery.top1_ids(np.stack([vectors[i] for i in acquired])), strict=True):
             tops[i] = top
-=======
-def _no_tick(_n: int) -> None:
-    pass
-
-
-def _probe_chips(detector: FaceDetector, paths: list[Path], tick: Callable[[int], None] = _no_tick) -> tuple[list[np.ndarray | None], Counter]:
-    """Aligned chip of the face nearest the centre of each image, or None (failure to acquire)."""
-    chips: list[np.ndarray | None] = []
-    reasons: Counter = Counter()
-    for start in range(0, len(paths), BATCH):
-        images = []
-        for path in paths[start : start + BATCH]:
-            try:
-                images.append(decode_image(path.read_bytes()))
-            except (OSError, ImageError):
-                images.append(None)
-        readable = [im for im in images if im is not None]
-        tick(len(images))
-        detections = iter(detector.detect_batch(readable)) if readable else iter(())
-        for image in images:
-            if image is None:
-                reasons["unreadable"] += 1
-                chips.append(None)
-                continue
-            face = nearest_to_centre(next(detections), image.shape)
-            if face is None:
-                reasons["no_face"] += 1
-                chips.append(None)
-                continue
-            chip = align_face(image, face.landmarks)
-            report = assess_quality(face, chip, LIVE_BOUNDS)
-            if not report.accepted:
-                reasons["quality_" + str(report.reason)] += 1
-                chips.append(None)
-                continue
-            chips.append(chip)
-    return chips, reasons
-
-
-def _top_candidates(index: WatchlistIndex, embedder: FaceEmbedder, chips: list[np.ndarray | None], now_ms: int,
-                    tick: Callable[[int], None] = _no_tick) -> list:
-    """(subject, score) of the best candidate per probe; None where nothing was acquired."""
-    acquired = [i for i, chip in enumerate(chips) if chip is not None]
-    tops: list = [None] * len(chips)
-    for start in range(0, len(acquired), BATCH):
-        positions = acquired[start : start + BATCH]
-        vectors = embedder.embed(np.stack([chips[i] for i in positions]))
-        tick(len(positions))
-        for position, candidates in zip(positions, index.search(vectors, [DEPLOYMENT] * len(positions), now_ms, limit=1), strict=True):
-            tops[position] = (candidates[0].subject_id, candidates[0].score) if candidates else ("", float("-inf"))
->>>>>>> main
     return tops
 
 
@@ -152,41 +92,29 @@ def run_eval(
     threads: int = 2,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
-<<<<<<< HEAD
+    bar: Progress | None = None,
     enrol_images: int = 1,
     fillers: Path | None = None,
     equity: Path | None = None,
     embedding_cache: Path | None = None,
     operating_threshold: float | None = None,
-=======
-    bar: Progress | None = None,
->>>>>>> main
 ) -> dict:
-    """``progress`` gets a line per phase; ``bar`` (services.common.progress) counts images."""
     identities = list_identities(data_dir)
     if limit:
         identities = dict(list(identities.items())[:limit])
     protocol = plan(identities, seed, enrol_images)
     detector = FaceDetector(intra_op_threads=threads, cache_dir=cache_dir)
     embedder = FaceEmbedder(intra_op_threads=threads, cache_dir=cache_dir)
-    records = FaceRecords(detector, embedder, embedding_cache)
+    records = FaceRecords(detector, embedder, embedding_cache, bar)
     enroller = records.enroller
     needed = [p for _, paths in protocol.enrolled for p in paths] + [p for _, p in protocol.mated] + protocol.nonmated
     faces = records.get(needed, progress)
 
-<<<<<<< HEAD
     gallery = Gallery(EMBEDDING_DIM)
-=======
-    tick = bar.update if bar is not None else _no_tick
-    if bar is not None:
-        # Upper bound: every enrolment, then each probe detected and (if acquired) embedded.
-        bar.set_total(len(protocol.enrolled) + 2 * (len(protocol.mated) + len(protocol.nonmated)))
->>>>>>> main
     refused: Counter = Counter()
     flagged: Counter = Counter()
     images_refused: Counter = Counter()
     enrolled: set[str] = set()
-<<<<<<< HEAD
     for name, paths in protocol.enrolled:
         vectors, reasons = [], []
         for path in paths:
@@ -201,23 +129,11 @@ def run_eval(
             flagged["images_flagged"] += bool(flags)
         if vectors:
             gallery.add(name, vectors)
-=======
-    for name, path in protocol.enrolled:
-        tick(1)
-        request = EnrolmentRequest(
-            subject_id=name, reference="EVAL-" + name, category="suspect", priority="amber", image_source="evaluation data set",
-            image_captured_at_ms=0, legal_basis="evaluation", added_by="lfr eval", expires_at_ms=now + YEAR_MS,
-            deployments=(DEPLOYMENT,), images=[path.read_bytes()], image_names=[path.name],
-        )
-        try:
-            index.upsert(enroller.build(request, now))
->>>>>>> main
             enrolled.add(name)
         else:
             refused[reasons[0]] += 1
     progress(f"enrolled {len(enrolled)} of {len(protocol.enrolled)} subjects ({sum(refused.values())} refused)")
 
-<<<<<<< HEAD
     nonmated_fta: Counter = Counter()
     mated_vectors = [probe_vector(faces[path])[0] for _, path in protocol.mated]
     nonmated_vectors = []
@@ -238,24 +154,6 @@ def run_eval(
             if reason:
                 mated_fta_enrolled[reason] += 1
     fta_mated, fta_nonmated = sum(mated_fta_enrolled.values()), sum(nonmated_fta.values())
-=======
-    mated_probes = [(name, path) for name, path in protocol.mated if name in enrolled]
-    mated_chips, mated_fta = _probe_chips(detector, [path for _, path in mated_probes], tick)
-    mated_tops = _top_candidates(index, embedder, mated_chips, now, tick)
-    progress(f"searched {len(mated_probes)} mated probes")
-    nonmated_chips, nonmated_fta = _probe_chips(detector, protocol.nonmated, tick)
-    nonmated_tops = _top_candidates(index, embedder, nonmated_chips, now, tick)
-    progress(f"searched {len(protocol.nonmated)} non-mated probes")
-    if bar is not None:
-        bar.set_total(bar.count)  # the bound counted an embedding for every probe, acquired or not
-
-    mated = [
-        MatedResult(acquired=top is not None, correct=top is not None and top[0] == name, score=top[1] if top else float("-inf"))
-        for (name, _), top in zip(mated_probes, mated_tops, strict=True)
-    ]
-    nonmated_scores = np.array([top[1] if top else float("-inf") for top in nonmated_tops], dtype=np.float64)
-    fta_mated, fta_nonmated = sum(mated_fta.values()), sum(nonmated_fta.values())
->>>>>>> main
     total = len(mated) + len(nonmated_scores)
     result = {
         "model": str(embedder.identity),

@@ -171,12 +171,8 @@ class Enroller:
             provenance=Provenance(request.image_source, int(request.image_captured_at_ms or 0), request.legal_basis, request.added_by, now_ms),
             expires_at_ms=request.expires_at_ms,
             deployments=tuple(request.deployments),
-<<<<<<< HEAD
             embeddings=tuple(EnrolledEmbedding(model, v, flags) for v, (_, flags) in zip(vectors, examined, strict=True)),
-=======
-            embeddings=tuple(EnrolledEmbedding(model, v) for v in vectors),
-            reference_image=reference_from_photo(request.images[0]),  # decodable: face_chip read it
->>>>>>> main
+            reference_image=reference_from_photo(request.images[0]),  # decodable: examine read it
         )
 
     @staticmethod
