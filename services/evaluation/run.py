@@ -206,6 +206,8 @@ def _scaling(records, enroller, base: Gallery, folder: Path, seed: int, mated_na
     folder's faces go. Filler people must not appear among the non-mated probes."""
     paths = list_face_images(folder)
     random.Random(seed).shuffle(paths)
+    faces = records.get(paths, progress)
+    paths, duplicates = eq.without_duplicates(paths, [faces[p].probe_vector for p in paths])
     usable, refused = _filler_vectors(records, enroller, paths, progress)
     available = len(base) + len(usable)
     sizes = [s for s in FILLER_SIZES if len(base) < s <= available]
@@ -232,6 +234,7 @@ def _scaling(records, enroller, base: Gallery, folder: Path, seed: int, mated_na
     return {
         "filler_folder": folder.name,
         "filler_images": len(paths),
+        "duplicates_dropped": duplicates,
         "fillers_refused": dict(sorted(refused.items())),
         "fillers_usable": len(usable),
         "target_sizes": list(FILLER_SIZES),
@@ -243,6 +246,7 @@ def _scaling(records, enroller, base: Gallery, folder: Path, seed: int, mated_na
 def _equity(records, enroller, base: Gallery, folder: Path, seed: int, operating: float, progress) -> dict:
     paths = [p for p in list_face_images(folder) if eq.labels_from_name(p) is not None]
     faces = records.get(paths, progress)
+    paths, duplicates = eq.without_duplicates(paths, [faces[p].probe_vector for p in paths])
 
     def probes(chosen: list[Path]) -> tuple[list[np.ndarray], list[tuple[str, ...]], Counter]:
         vectors, labels, fta = [], [], Counter()
@@ -276,6 +280,8 @@ def _equity(records, enroller, base: Gallery, folder: Path, seed: int, operating
     floors = [w["equitable_floor"] for w in (lfw, balanced)]
     return {
         "folder": folder.name,
+        "images": len(paths),
+        "duplicates_dropped": duplicates,
         "operating_threshold": operating,
         # The headline figures are the balanced watchlist's (the NPL used a balanced filler set).
         "groups": balanced["groups"],
