@@ -112,14 +112,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
         return 2
+    for folder in (args.fillers, args.equity):
+        if folder is not None and not folder.is_dir():
+            print(f"lfr eval: folder {folder} not found", file=sys.stderr)
+            return 2
     from services.common.progress import Progress
 
     with Progress("lfr eval", unit="image") as bar:
         result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar)
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar, enrol_images=args.enrol_images,
+                          fillers=args.fillers, equity=args.equity, embedding_cache=args.embedding_cache,
+                          operating_threshold=args.operating_threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))
+    if "equity" in result:
+        from services.evaluation.plot import plot_equity
+
+        plot_equity(result["equity"], args.out.with_name(args.out.stem + "-equity.png"))
     print(one_line(result))
     return 0
 
@@ -187,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=7)
     evaluate.add_argument("--limit", type=int, default=None, help="first N identity folders only (quick runs)")
     evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.add_argument("--enrol-images", type=int, default=1, choices=range(1, 6), metavar="N",
+                          help="enrol each subject with up to N images (template: best score over them)")
+    evaluate.add_argument("--fillers", type=Path, default=None, help="face folder of extra non-mated subjects to grow the watchlist")
+    evaluate.add_argument("--equity", type=Path, default=None, help="UTKFace-named non-mated probes: FPIR per demographic group")
+    evaluate.add_argument("--embedding-cache", type=Path, default=None, help="SQLite file (outside the repository) reusing embeddings")
+    evaluate.add_argument("--operating-threshold", type=float, default=None, help="default: the model calibration's floor")
     evaluate.set_defaults(func=_cmd_eval)
 
     demo = commands.add_parser("demo", help="run the local demo on embedded defaults")

@@ -181,12 +181,17 @@ def _list(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps({**entry.describe(), "expired": entry.is_expired(now)}))
         return 0
-    print(f"{'SUBJECT':<28} {'CATEGORY':<24} {'PRI':<6} {'REFERENCE':<20} {'EXPIRES':<21} {'IMG':>3}  DEPLOYMENTS")
+    print(f"{'SUBJECT':<28} {'CATEGORY':<24} {'PRI':<6} {'REFERENCE':<20} {'EXPIRES':<21} {'IMG':>3}  {'DEPLOYMENTS':<16} QUALITY")
     for e in entries:
         expiry = format_time_ms(e.expires_at_ms) + ("*" if e.is_expired(now) else "")
-        print(f"{e.subject_id:<28} {e.category:<24} {e.priority:<6} {e.reference:<20} {expiry:<21} {len(e.embeddings):>3}  {','.join(e.deployments)}")
+        print(f"{e.subject_id:<28} {e.category:<24} {e.priority:<6} {e.reference:<20} {expiry:<21} {len(e.embeddings):>3}  {','.join(e.deployments):<16} {_quality(e)}")
     print(f"{len(entries)} entries (* = expired, no longer matched)")
     return 0
+
+
+def _quality(entry) -> str:
+    """Per photo: ok, or its flags (below the enrolment bar but usable), for the officers."""
+    return " ".join("+".join(e.quality_flags) or "ok" for e in entry.embeddings)
 
 
 def _purge(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ class Provenance:
 class EnrolledEmbedding:
     model: ModelIdentity
     vector: np.ndarray  # float32, L2-normalised
+    quality_flags: tuple[str, ...] = ()  # photo below the enrolment bar (enrol.QUALITY_FLAGS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +82,7 @@ class WatchlistEntry:
                     "dim": int(e.vector.shape[0]),
                     "dtype": EMBEDDING_DTYPE,
                     "data": vector_to_bytes(e.vector),
+                    **({"quality_flags": list(e.quality_flags)} if e.quality_flags else {}),
                 }
                 for e in self.embeddings
             ],
@@ -101,7 +103,8 @@ class WatchlistEntry:
             expires_at_ms=data["expires_at_ms"],
             deployments=tuple(data["deployments"]),
             embeddings=tuple(
-                EnrolledEmbedding(ModelIdentity(e["model"]["name"], e["model"]["sha256"]), vector_from_bytes(e["data"], e["dim"]))
+                EnrolledEmbedding(ModelIdentity(e["model"]["name"], e["model"]["sha256"]), vector_from_bytes(e["data"], e["dim"]),
+                                  tuple(e.get("quality_flags", ())))
                 for e in data["embeddings"]
             ),
             reference_image=ReferenceImage.from_data(data.get("reference_image")),
@@ -110,7 +113,7 @@ class WatchlistEntry:
     def describe(self) -> dict[str, Any]:
         """Everything but the embeddings: safe to print and to audit."""
         data = self.to_data()
-        data["embeddings"] = [{"model": str(e.model)} for e in self.embeddings]
+        data["embeddings"] = [{"model": str(e.model), **({"quality_flags": list(e.quality_flags)} if e.quality_flags else {})} for e in self.embeddings]
         if self.reference_image is not None:
             data["reference_image"] = {"width": self.reference_image.width, "height": self.reference_image.height}
         return data
