@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs")
     args = parser.parse_args(argv)
     sizes, queries = ([200, 500], 32) if args.smoke else (args.sizes, args.queries)
-    rows = [bench_size(size, max(BATCH, queries), args.seed) for size in sizes]
+    from services.common.progress import track  # noqa: PLC0415
+
+    rows = [bench_size(size, max(BATCH, queries), args.seed) for size in track(sizes, "matcher benchmark", unit="gallery size")]
     result: dict = {
         "benchmark": "matcher",
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

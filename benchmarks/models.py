@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
+from services.common.progress import Progress  # noqa: E402
 from services.face.align import align_face  # noqa: E402
 from services.face.convert import convert_model  # noqa: E402
 from services.face.detector import FaceDetector  # noqa: E402
@@ -174,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
     }
 
     chips = None
+    bar = Progress("models benchmark", total=len(THREADS) * (len(frames) + len(BATCHES)), unit="config")
     for threads in THREADS:
         detector = FaceDetector(intra_op_threads=threads, cache_dir=args.cache_dir)
         results["models"] = {"detector": str(detector.identity)}
@@ -183,6 +185,7 @@ def run(args: argparse.Namespace) -> dict:
                 "width": width, "height": height, "threads": threads,
                 "ms_per_frame": round(ms, 2), "faces_found": len(detector.detect(frame)),
             })
+            bar.update()
         if chips is None:
             chips = _chips(detector, faces, rng)
 
@@ -196,6 +199,8 @@ def run(args: argparse.Namespace) -> dict:
                 "batch": batch, "threads": threads,
                 "ms_per_batch": round(ms, 2), "ms_per_chip": round(ms / batch, 2),
             })
+            bar.update()
+    bar.close()
     results["conversion"] = conversion_comparison(chips, args)
     return results
 

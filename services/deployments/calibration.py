@@ -19,7 +19,6 @@ The floor is the lowest grid threshold whose FPIR at a 1,000-subject watchlist i
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("eval_json", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", default="lfr eval --data ../shared/datasets/lfw-dev --threads 1 --seed 7")
+    parser.add_argument("--scaling", action="store_true", help="use the largest filler-grown watchlist of `lfr eval --fillers`")
     args = parser.parse_args(argv)
-    document = from_eval(json.loads(args.eval_json.read_text(encoding="utf-8")), {"command": args.command})
+    result = json.loads(args.eval_json.read_text(encoding="utf-8"))
+    source = {"command": args.command}
+    if args.scaling:
+        if not result.get("scaling", {}).get("sizes"):
+            parser.error("this `lfr eval` output has no filler scaling; run it with --fillers")
+        largest = result["scaling"]["sizes"][-1]
+        source["fillers"] = f"{largest['fillers']} single-image subjects from {result['scaling']['filler_folder']}"
+        result = {**result, **{k: largest[k] for k in ("watchlist_size", "nonmated", "fpir_by_threshold")}}
+    document = from_eval(result, source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(dumps(document), encoding="utf-8")
     calibration = load(args.out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common import health
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
@@ -17,12 +18,21 @@ from .policy import DeploymentPolicy, frame_deployment
 from .view import DeploymentView
 
 logger = logging.getLogger(__name__)
+_VIEWS: list[DeploymentView] = []  # this process's views, for the health endpoint
+
+
+def ready() -> bool:
+    """For /readyz (services/common/health.py): True once this process's deployment view is
+    loaded and its reader is alive; False before, after a failure, and after stop."""
+    return bool(_VIEWS) and all(view.ready for view in _VIEWS)
 
 
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
     assert isinstance(settings, KafkaSettings)
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service)
+    health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
+    _VIEWS.append(view)
     try:
         view.wait_ready(settings.deployments_load_timeout_s)
     except BaseException:

@@ -22,6 +22,7 @@ from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from .lifecycle import check_successor
 from .record import SCHEMA, Deployment
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 DEPLOYMENT_RECORDS = Counter("lfr_deployment_records_total", "Deployment records read, by outcome", ["outcome"])
 DEPLOYMENTS_ACTIVE = Gauge("lfr_deployments_active", "Deployments in state active in this process's view")
+DEPLOYMENT_ACTIVE = Gauge("lfr_deployment_active", "1 while the deployment is in state active, else 0 (deployment ids are bounded operational ids)", ["deployment"])
 DEPLOYMENTS_READY = Gauge("lfr_deployments_ready", "1 once the deployment view is loaded from its topic")
 
 
@@ -156,6 +158,8 @@ class DeploymentView:
 
     def _count_active(self) -> None:
         DEPLOYMENTS_ACTIVE.set(sum(1 for d in self._deployments.values() if d.state == "active"))
+        for deployment in self._deployments.values():  # per deployment: OpenLFRDeploymentWithoutFrames
+            DEPLOYMENT_ACTIVE.labels(deployment.deployment_id).set(1 if deployment.state == "active" else 0)
 
     def _dead_letter(self, record, exc: MessageError) -> None:
         """Deployment records hold no biometric data, so the original bytes go with the reason."""
@@ -171,7 +175,8 @@ class DeploymentView:
             "lfr_dlq_error": str(exc).replace("\n", " ")[:500],
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
-        self._producer.produce(self.dlq_topic, key=record.key(), value=record.value(), headers=[(k, v.encode()) for k, v in headers.items()])
+        value, headers[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())  # the shared rule: "original" here
+        self._producer.produce(self.dlq_topic, key=record.key(), value=value, headers=[(k, v.encode()) for k, v in headers.items()])
         self._producer.poll(0)
 
 

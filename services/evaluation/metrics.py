@@ -56,13 +56,18 @@ def fpir_by_threshold(nonmated_scores: np.ndarray, start: float = 0.20, stop: fl
     ]
 
 
-def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray) -> dict:
+def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray, mated_end_to_end: list[MatedResult] | None = None) -> dict:
+    """``mated`` covers enrolled subjects only; ``mated_end_to_end`` every intended subject's
+    probes, a refused enrolment counting as a miss for each (as NIST FRVT counts failure to enrol)."""
+    everyone = mated if mated_end_to_end is None else mated_end_to_end
     points = []
     for target in FPIR_TARGETS:
         t = threshold_for_fpir(nonmated_scores, target)
-        points.append({"fpir_target": target, "threshold": round(t, 6), "tpir": round(tpir(mated, t), 6), "fpir": round(fpir(nonmated_scores, t), 6)})
+        points.append({"fpir_target": target, "threshold": round(t, 6), "tpir": round(tpir(mated, t), 6),
+                       "tpir_end_to_end": round(tpir(everyone, t), 6), "fpir": round(fpir(nonmated_scores, t), 6)})
     return {
         "rank1": round(sum(1 for m in mated if m.correct) / max(1, len(mated)), 6),
+        "rank1_end_to_end": round(sum(1 for m in everyone if m.correct) / max(1, len(everyone)), 6),
         "points": points,
         "det": det_curve(mated, nonmated_scores),
         "fpir_by_threshold": fpir_by_threshold(nonmated_scores),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common import health
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
@@ -35,6 +36,7 @@ def build(
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
+        counts_topic=settings.counts_topic,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,
     )
@@ -45,8 +47,13 @@ def main() -> int:
     settings = start_service(SERVICE, MatcherSettings)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    view, policy = start_enforcement(settings, SERVICE)
+    try:
+        view, policy = start_enforcement(settings, SERVICE)
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+        return 1
     materialiser, deps = build(settings, policy=policy)
+    health.add_check("watchlist", lambda: (materialiser.ready.is_set(), "loaded" if materialiser.ready.is_set() else "loading"))
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)

@@ -45,9 +45,12 @@ class Outcome:
     reason: str = ""
     detail: str = ""
     lookalikes: tuple = ()
+    quality_flags: tuple = ()  # per photo: flags of one below the enrolment bar (enrol.QUALITY_FLAGS)
 
     def as_dict(self) -> dict:
         data = {"subject_id": self.subject_id, "status": self.status}
+        if any(self.quality_flags):
+            data["quality_flags"] = [list(flags) for flags in self.quality_flags]
         if self.reason:
             data.update(reason=self.reason, detail=self.detail)
         if self.lookalikes:
@@ -101,6 +104,7 @@ class WatchlistAdmin:
                 "deployments": ",".join(entry.deployments),
                 "legal_basis": entry.provenance.legal_basis,
                 "lookalikes": len(result.lookalikes),
+                "quality_flags": ";".join("+".join(e.quality_flags) or "ok" for e in entry.embeddings),
             },
         )
         for lookalike in result.lookalikes:
@@ -112,7 +116,8 @@ class WatchlistAdmin:
             )
         entries[entry.subject_id] = entry
         index.upsert(entry)
-        return Outcome(entry.subject_id, "updated" if existed else "enrolled", lookalikes=result.lookalikes)
+        return Outcome(entry.subject_id, "updated" if existed else "enrolled", lookalikes=result.lookalikes,
+                       quality_flags=tuple(e.quality_flags for e in entry.embeddings))
 
     def remove(self, subject_id: str, actor: str, reason: str) -> bool:
         entries, index = self._current()

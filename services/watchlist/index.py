@@ -26,7 +26,7 @@ from services.deployments.snapshot import entry_version
 from services.face.models import ModelIdentity
 
 from .entry import WatchlistEntry
-from .index_backends import ClientBackend, Condition, EdgeBackend, Filter, IndexBackend, IndexPoint
+from .index_backends import ClientBackend, Condition, EdgeBackend, Filter, IndexBackend, IndexPoint, IndexRefused  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ class Candidate:
     reference: str
 
 
+COLLECTION_PREFIX = "lfr_watchlist__"
+
+
 def collection_name(model: ModelIdentity) -> str:
-    return "lfr_watchlist__" + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
+    return COLLECTION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
 
 
 def connect(url: str | None, api_key: str | None, path: str, embedded: EmbeddedEngine = "edge") -> IndexBackend:
@@ -161,9 +164,22 @@ class WatchlistIndex:
         with self._lock:
             return self.backend.payload_values(self.collection, "subject_id")
 
+    def drop_other_models(self) -> list[str]:
+        """Drop the watchlist collections of models no longer configured: their vectors are
+        embeddings of people, derived from a topic that may since have removed them."""
+        with self._lock:
+            names = self.backend.collection_names()
+            stale = [n for n in names if n.startswith(COLLECTION_PREFIX) and n != self.collection]
+            for name in stale:
+                self.backend.drop_collection(name)
+        if stale:
+            logger.info("watchlist collections of other models dropped", extra={"collections": stale})
+        return stale
+
     def rebuild(self, entries: Mapping[str, WatchlistEntry], now_ms: int) -> None:
         """Make the collection hold exactly the live entries (idempotent; safe for replicas)."""
         self.ensure_collection()
+        self.drop_other_models()
         live = {sid: e for sid, e in entries.items() if not e.is_expired(now_ms)}
         present = self.subjects()
         for stale in present - set(live):

@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from services.common.errors import TransientError
+from services.common.errors import FatalError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,21 @@ def transient_on_outage() -> Iterator[None]:
             isinstance(status, int) and status >= 500
         ):
             raise TransientError(f"qdrant unavailable: {name}") from exc
+        # Refused credentials or a missing collection fail every probe alike: stop the service
+        # (FatalError) rather than dead-letter a stream of faces.
+        if status in (401, 403):
+            raise IndexRefused(f"qdrant refused the request (HTTP {status}): check LFR_QDRANT_API_KEY", "index_unauthorised") from exc
+        if status == 404 or (isinstance(exc, ValueError) and "not found" in str(exc)):
+            raise IndexRefused(f"qdrant collection missing: {str(exc)[:200]}", "index_missing") from exc
         raise
+
+
+class IndexRefused(FatalError):
+    """Qdrant refuses every request alike (credentials, missing collection)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------- qdrant-client
@@ -289,7 +303,7 @@ class EdgeBackend:
         if shard is None:
             path = self._path(collection)
             if not path.is_dir():
-                raise KeyError("collection %s does not exist" % collection)
+                raise IndexRefused("qdrant collection missing: %s" % collection, "index_missing")
             shard = self._shards[collection] = self._qe.EdgeShard.load(str(path))
         return shard
 
