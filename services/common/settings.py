@@ -74,6 +74,9 @@ class RunnerSettings(KafkaSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     lag_report_interval_s: float = Field(5.0, gt=0, le=3600)
+    stall_after_s: float = Field(
+        60.0, ge=1, le=3600, description="Seconds without a successful produce or fetch, while work waits, before the service reports itself stalled"
+    )
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> RunnerSettings:
