@@ -165,6 +165,7 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings):
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
     match_top_k: int = Field(3, ge=1, le=50)
     watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from services.common.runner import StageRunner
@@ -11,20 +12,24 @@ from services.common.settings import MatcherSettings
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.materialiser import WatchlistMaterialiser, now_ms
+from services.watchlist.rejects import RejectReporter
 from services.watchlist.thresholds import Thresholds
 
 from .stage import MatcherDeps, process
 
 logger = logging.getLogger(__name__)
 SERVICE = "matcher"
+EXIT_WATCHLIST_STOPPED = 4
+_LOADER_CHECK_INTERVAL_S = 0.5
 
 
 def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple[WatchlistMaterialiser, MatcherDeps]:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
+    reporter = RejectReporter(settings, settings.dlq_topic, settings.audit_topic, SERVICE)
     materialiser = WatchlistMaterialiser(
-        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock
+        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock, reporter=reporter
     )
     deps = MatcherDeps(
         index=index,
@@ -32,8 +37,38 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
         clock=clock,
+        watchlist_current=lambda: materialiser.healthy and materialiser.ready.is_set(),
     )
     return materialiser, deps
+
+
+def serve(settings: MatcherSettings, materialiser: WatchlistMaterialiser, deps: MatcherDeps) -> int:
+    """Load the watchlist, then match until stopped; exits non-zero if the loader stops."""
+    materialiser.start()
+    try:
+        materialiser.wait_ready(settings.watchlist_load_timeout_s)
+        runner = StageRunner(
+            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"}
+        )
+        loader_stopped, finished = threading.Event(), threading.Event()
+
+        def watch_loader() -> None:
+            # The stage already refuses to match; this hands the process back to its supervisor.
+            while not finished.wait(_LOADER_CHECK_INTERVAL_S):
+                if not materialiser.healthy:
+                    logger.error("watchlist loader stopped; matcher exiting for restart")
+                    loader_stopped.set()
+                    runner.request_stop()
+                    return
+
+        threading.Thread(target=watch_loader, name="watchlist-watch", daemon=True).start()
+        try:
+            code = runner.run()
+        finally:
+            finished.set()
+        return EXIT_WATCHLIST_STOPPED if loader_stopped.is_set() else code
+    finally:
+        materialiser.stop()
 
 
 def main() -> int:
@@ -41,12 +76,4 @@ def main() -> int:
     if settings is None:
         return EXIT_BAD_SETTINGS
     materialiser, deps = build(settings)
-    materialiser.start()
-    try:
-        materialiser.wait_ready(settings.watchlist_load_timeout_s)
-        runner = StageRunner(
-            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"}
-        )
-        return runner.run()
-    finally:
-        materialiser.stop()
+    return serve(settings, materialiser, deps)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.errors import MessageError
+from services.common.errors import MessageError, TransientError
 from services.common.stage import Message, Output
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
@@ -25,6 +25,10 @@ class EmbeddingRefused(MessageError):
     """Wrong model or a malformed vector: dead-lettered, never compared."""
 
 
+class WatchlistNotCurrent(TransientError):
+    """The watchlist loader has stopped: the batch waits (never dead-lettered, never matched)."""
+
+
 @dataclass(frozen=True)
 class MatcherDeps:
     index: WatchlistIndex
@@ -32,6 +36,8 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
+    # False once the watchlist loader has stopped: a stale watchlist must never alert.
+    watchlist_current: Callable[[], bool] = lambda: True
 
 
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
@@ -49,6 +55,8 @@ def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
 
 
 def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
+    if not deps.watchlist_current():
+        raise WatchlistNotCurrent("the watchlist loader has stopped; not matching against a stale watchlist")
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from services.common.errors import TransientError
+from services.common.errors import MessageError, TransientError
 from services.face.models import ModelIdentity
 
 from .entry import WatchlistEntry
@@ -69,6 +69,10 @@ def _transient_on_outage() -> Iterator[None]:
         raise
 
 
+class EntryRefused(MessageError):
+    """A watchlist entry this index cannot hold (wrong vector size): skipped and reported."""
+
+
 class WatchlistIndex:
     """Search and maintenance of one model's watchlist collection. Thread-safe."""
 
@@ -92,13 +96,30 @@ class WatchlistIndex:
                         self.client.create_payload_index(self.collection, field_name, models.PayloadSchemaType.KEYWORD)
                     self.client.create_payload_index(self.collection, "expires_at_ms", models.PayloadSchemaType.INTEGER)
 
+    def check(self, entry: WatchlistEntry) -> None:
+        """Raise EntryRefused unless every vector of this model fits the collection."""
+        for vector in entry.vectors_for(self.model):
+            if vector.shape != (self.dim,):
+                raise EntryRefused(f"entry has a {vector.shape[0]}-dim vector for {self.model}; the index holds {self.dim}")
+
     def upsert(self, entry: WatchlistEntry) -> int:
-        """Replace the subject's points by the entry's vectors for this model; returns the count."""
+        """Replace the subject's points by the entry's vectors for this model; returns the count.
+
+        New points are written first (ids derive from subject and position, so they overwrite
+        in place) and only then are the subject's other points deleted: a refused or failed
+        update leaves the old entry searchable instead of removing the subject.
+        """
+        self.check(entry)
         points = self._points(entry)
         with self._lock, _transient_on_outage():
-            self._delete_where("subject_id", entry.subject_id)
             if points:
                 self.client.upsert(self.collection, points=points, wait=True)
+            keep = [point.id for point in points]
+            stale = models.Filter(
+                must=[models.FieldCondition(key="subject_id", match=models.MatchValue(value=entry.subject_id))],
+                must_not=[models.HasIdCondition(has_id=keep)] if keep else None,
+            )
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=stale), wait=True)
         if not points:
             logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
         return len(points)
