@@ -230,6 +230,9 @@ class DispatchSettings(KafkaSettings):
     session_timeout_ms: int = Field(45_000, ge=3_000, le=300_000)
     heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
     auto_commit_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    dead_letter_max_attempts: int = Field(
+        8, ge=1, le=1000, description="writes of one dead letter before it is given up (counted in lfr_dead_letters_dropped_total)"
+    )
     retry_backoff_initial_s: float = Field(0.2, gt=0, le=60)
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
