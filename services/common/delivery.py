@@ -78,3 +78,21 @@ def is_fatal_idempotence(error: KafkaError | None) -> bool:
 
 def is_size_error(error: KafkaError | None) -> bool:
     return error is not None and error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, getattr(KafkaError, "RECORD_LIST_TOO_LARGE", -1))
+
+
+def unsent_reason(error: KafkaError) -> str:
+    """A small, fixed set of labels for why a record was not delivered (lfr_frames_dropped_total)."""
+    code = error.code()
+    if is_fatal_idempotence(error):
+        return "producer_reset"
+    if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+        return "producer_reset"
+    if code in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION):
+        return "topic_missing"
+    if is_size_error(error):
+        return "too_large"
+    if code in (KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT):
+        return "timed_out"  # the broker was down or the topic missing for the whole message timeout
+    if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+        return "broker_unavailable"
+    return "delivery_failed"

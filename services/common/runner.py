@@ -45,10 +45,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 _ERROR_TEXT_LIMIT = 500
+_DELIVERY_TIMEOUT_MS = 15_000
 
 
 class _Rewind(Exception):
     """The batch could not be finished now; rewind its partitions and poll it again."""
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
 
 
 class _Unexpected(DecodeError):
@@ -107,7 +112,10 @@ class StageRunner:
         return self.stall.stalled
 
     def _new_producer(self) -> Producer:
-        return Producer({**producer_config(self.settings), "error_cb": self._on_producer_error})
+        # Report an undelivered record well inside the batch deadline, so a producer the broker
+        # forgot (restart) is replaced in seconds rather than after librdkafka's default 5 min.
+        timeout_ms = min(self.settings.max_poll_interval_ms // 2, _DELIVERY_TIMEOUT_MS)
+        return Producer({**producer_config(self.settings), "message.timeout.ms": timeout_ms, "error_cb": self._on_producer_error})
 
     def _recreate_producer(self) -> None:
         """Replace a producer the broker no longer recognises; the caller rewinds the batch."""
@@ -116,7 +124,7 @@ class StageRunner:
         try:
             old.purge(in_queue=True, in_flight=True)
             old.poll(0)
-        except (KafkaException, RuntimeError) as exc:
+        except (KafkaException, RuntimeError, SystemError) as exc:
             logger.warning("purging the old producer failed", extra={"service": self.service, "error": str(exc)})
         self._producer_fatal.clear()
         self._producer = self._new_producer()
@@ -187,7 +195,7 @@ class StageRunner:
             self._consumer.close()
         except KafkaException as exc:
             logger.warning("consumer close failed", extra={"service": self.service, "error": str(exc)})
-        remaining = self._producer.flush(self.settings.shutdown_timeout_s)
+        remaining = self._flush(self.settings.shutdown_timeout_s)
         if remaining:
             logger.error("records left unsent at shutdown", extra={"service": self.service, "count": remaining})
             self._exit_code = self._exit_code or 1
@@ -361,13 +369,15 @@ class StageRunner:
         for record in outgoing:
             self._produce_one(record, delivered)
         deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
-        while self._producer.flush(1.0) and time.monotonic() < deadline and not self._producer_fatal.is_set():
+        while self._flush(1.0) and time.monotonic() < deadline and not self._producer_fatal.is_set():
             pass
         oversized_dead = [rec for err, rec in failures if rec.kind != "output" and delivery.is_size_error(err)]
         if oversized_dead and len(oversized_dead) == len(failures) and not len(self._producer):
             self._deliver([self._truncate(rec) for rec in oversized_dead])
             return
-        fatal = self._producer_fatal.is_set() or any(delivery.is_fatal_idempotence(err) for err, _ in failures)
+        fatal = self._producer_fatal.is_set() or any(
+            delivery.is_fatal_idempotence(err) or err.code() == KafkaError._MSG_TIMED_OUT for err, _ in failures
+        )
         if failures or len(self._producer) or fatal:
             logger.warning(
                 "produce failed; rewinding batch",
@@ -382,6 +392,17 @@ class StageRunner:
                 self._recreate_producer()
             raise _Rewind
 
+    def _flush(self, timeout_s: float) -> int:
+        """flush(), except that a producer in a fatal state (it raises from inside flush) is
+        marked for replacement instead of killing the runner."""
+        try:
+            return self._producer.flush(timeout_s)
+        except (KafkaException, SystemError) as exc:
+            logger.warning("producer failed while flushing", extra={"service": self.service, "error": str(exc)[:200]})
+            if delivery.is_fatal_idempotence(_kafka_error(exc)) or isinstance(exc, SystemError):
+                self._producer_fatal.set()
+            return len(self._producer)
+
     def _produce_one(self, record: _Record, delivered) -> None:
         while True:
             try:
@@ -394,9 +415,11 @@ class StageRunner:
                 )
                 return
             except BufferError:
-                self._producer.poll(0.05)  # local queue full: let deliveries drain
+                self._flush(0.05)  # local queue full: let deliveries drain
+                if self._producer_fatal.is_set():
+                    raise _Rewind from None
             except KafkaException as exc:
-                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                error = _kafka_error(exc)
                 if record.kind != "output" and delivery.is_size_error(error) and record.value is not None:
                     record = self._truncate(record)
                     continue

@@ -121,6 +121,16 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 
 
+class EmbeddedBrokerSettings(LfrSettings):
+    """`lfr broker` (the embedded Tansu broker for tests and the demo; not deployed by the chart)."""
+
+    broker_memory_warn_mb: int = Field(
+        2048, ge=64, le=1_048_576, description="warn when the broker process's resident memory passes this (it keeps every record until it stops)"
+    )
+    broker_memory_report_interval_s: float = Field(60.0, ge=1, le=86_400, description="how often `lfr broker` prints its memory")
+    broker_check_interval_s: float = Field(1.0, gt=0, le=60, description="how often `lfr broker` checks the broker is alive")
+
+
 class QdrantSettings(LfrSettings):
     """Where the watchlist index lives: a Qdrant server URL, else local mode on a path."""
 
@@ -184,6 +194,9 @@ class IngestSettings(KafkaSettings):
     config_poll_interval_s: float = Field(1.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
+    stall_after_s: float = Field(
+        30.0, ge=1, le=3600, description="Seconds with frames waiting and no delivery before ingest reports itself stalled"
+    )
 
 
 class DetectSettings(RunnerSettings, FaceEngineSettings):
