@@ -65,6 +65,7 @@ class BrokerSupervisor:
     def start(self) -> str:
         bootstrap = self.broker.start()
         self.apply_topics()
+        self.check_memory()  # the first report right away, then every memory_report_interval_s
         return bootstrap
 
     def apply_topics(self) -> None:

@@ -164,3 +164,39 @@ def test_ingest_counts_frames_it_could_not_send_by_reason(own_broker, tmp_path, 
     from confluent_kafka.admin import AdminClient
 
     assert missing not in AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).topics
+
+
+def test_broker_reports_its_memory_and_warns_past_the_bound(own_broker):
+    broker, supervisor, _topics, reports = own_broker
+    rss = supervisor.check_memory()
+    assert rss is not None and rss > 1_000_000
+    assert REGISTRY.get_sample_value("lfr_embedded_broker_rss_bytes") == rss
+    supervisor.memory_warn_bytes = rss // 2
+    supervisor.check_memory()
+    assert any("WARNING memory" in line and "keeps every record" in line for line in reports)
+
+
+def test_lfr_broker_command_applies_topics_reports_memory_and_stops_on_sigterm(tmp_path):
+    import subprocess
+    import sys
+
+    from confluent_kafka.admin import AdminClient
+
+    from services.common.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "broker", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def applied() -> bool:
+        try:
+            return "lfr.watchlist.v1" in AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=2).topics
+        except Exception:  # noqa: BLE001 - not listening yet
+            return False
+
+    try:
+        wait_until(applied, 30, "topics applied by lfr broker", interval_s=0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "memory storage" in out and "lfr broker: memory" in err
