@@ -42,8 +42,11 @@ class Chain:
         workdir.mkdir(parents=True, exist_ok=True)
         self.topics = {name: unique(f"faults-{name}") for name in ("ingress", "matches", "alerts", "dlq")}
         self.broker = EmbeddedBroker(log_path=workdir / "broker.log")
+        # The dispatcher's changelog is listed too, as `lfr broker` must re-create every topic
+        # a service needs (privacy #11 moves it into topics.toml).
+        changelog = TopicSpec("faults-dispatch-open-alerts-changelog", PARTITIONS, 1, False, {"cleanup.policy": "compact"})
         self.broker_supervisor = BrokerSupervisor(
-            self.broker, [TopicSpec(t, PARTITIONS, 1, False) for t in self.topics.values()],
+            self.broker, [TopicSpec(t, PARTITIONS, 1, False) for t in self.topics.values()] + [changelog],
             memory_warn_bytes=2**40, check_interval_s=0.2, report=lambda _line: None,
         )
         self.processes: dict[str, subprocess.Popen] = {}
@@ -125,8 +128,14 @@ class Chain:
 
     def _observe(self) -> None:
         consumer = None
+        restarts = self.broker_supervisor.restarts
         while not self._stop.is_set():
             try:
+                if consumer is not None and self.broker_supervisor.restarts != restarts:
+                    # The topics were re-created empty: positions from before would skip records.
+                    restarts = self.broker_supervisor.restarts
+                    consumer.close()
+                    consumer = None
                 if consumer is None:
                     consumer = Consumer({"bootstrap.servers": self.broker.bootstrap_servers, "group.id": unique("obs"),
                                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -207,6 +216,7 @@ class Chain:
                 "scenario": scenario,
                 "duplicate_alerts": sum(n - 1 for n in ce_ids.values()),
                 "lost_alerts": len([w for w in walkers if w not in alerted]),
+                "lost_walkers": [w for w in walkers if w not in alerted],
                 "dead_lettered": len(self.dead),
                 "crash_restarts": self.crash_restarts,
                 "recovery_s": recovery,
