@@ -35,7 +35,7 @@ def test_topic_config_covers_every_topic_with_biometric_retention():
 
 def test_lfr_broker_then_topics_apply_then_describe():
     port = free_port()
-    broker = subprocess.Popen([sys.executable, "-m", "services.cli", "broker", "--port", str(port)],
+    broker = subprocess.Popen([sys.executable, "-m", "services.cli", "broker", "--port", str(port), "--no-topics"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = broker.stdout.readline()
