@@ -12,6 +12,8 @@ Failure policy:
 - a transient error (TransientError, ConnectionError, TimeoutError, or the service's own
   list) retries the batch with exponential backoff; when the retry budget (half of
   ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped;
+- a FatalError (the index refuses us, the models disagree) stops the service: the batch is
+  not committed, ``lfr_fatal_errors_total`` counts it and the process exits with EXIT_FATAL;
 - a record that cannot be decoded for any reason (even an exception nobody planned for) is a
   decode_error dead letter; a dead letter too big to send whole goes as headers only
   (``lfr_dlq_payload=truncated``); an output too big to send is the input's output_invalid;
@@ -27,14 +29,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
+
 from . import delivery, metrics
 from .envelope import decode, encode
-from .errors import DecodeError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
+from .errors import DecodeError, FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
 from .kafka_config import consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
@@ -46,6 +50,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 _ERROR_TEXT_LIMIT = 500
 _DELIVERY_TIMEOUT_MS = 15_000
+EXIT_FATAL = 4
 
 
 class _Rewind(Exception):
@@ -87,8 +92,12 @@ class StageRunner:
         accepted_schemas: Iterable[str] | None = None,
         transient_errors: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
         registry: SchemaRegistry | None = None,
+        admit: Callable[[Message], bool] | None = None,
     ) -> None:
         self.service = service
+        # Drop policy hook (the deployment policy): records it refuses are counted by it,
+        # skipped, and their offsets committed with the batch.
+        self.admit = admit
         self.settings = settings
         self.stage = stage
         self.input_topics = list(input_topics)
@@ -225,6 +234,8 @@ class StageRunner:
             except Exception as exc:  # noqa: BLE001 - hostile bytes must never stop the runner
                 error = DecodeError(f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}")
                 dead.append((record, _Unexpected(error, exc)))
+        if self.admit is not None:
+            messages = [m for m in messages if self.admit(m)]
         by_position = {(r.topic(), r.partition(), r.offset()): r for r in records}
         try:
             outgoing, failed = self._process(messages) if messages else ([], [])
@@ -235,8 +246,21 @@ class StageRunner:
             self.stall.waiting()
             self._rewind(records)
             return
+        except FatalError as exc:
+            self._stop_fatal(exc)
+            return
         self._store_offsets(records)
         self.stall.progress()
+
+    def _stop_fatal(self, exc: FatalError) -> None:
+        """Stop without storing the batch's offsets: it is redelivered once the cause is fixed."""
+        metrics.FATAL_ERRORS.labels(self.service, exc.reason).inc()
+        logger.error(
+            "fatal error; stopping the service",
+            extra={"service": self.service, "reason": exc.reason, "error_class": type(exc).__name__, "error": str(exc)[:_ERROR_TEXT_LIMIT]},
+        )
+        self._exit_code = EXIT_FATAL
+        self._stop.set()
 
     def _decode(self, record) -> Message:
         envelope = decode(record.value(), self.registry)
@@ -258,7 +282,7 @@ class StageRunner:
         """Run the stage on the batch; on a non-transient error, isolate the failing messages."""
         try:
             return self._call_with_retry(messages), []
-        except _Rewind:
+        except (_Rewind, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - any stage failure is a property of some message
             if len(messages) == 1:
@@ -267,7 +291,7 @@ class StageRunner:
         for message in messages:
             try:
                 outgoing.extend(self._call_with_retry([message]))
-            except _Rewind:
+            except (_Rewind, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 failed.append((message, exc))
@@ -305,7 +329,8 @@ class StageRunner:
         return _Record(output.topic, key, value, headers, "output")
 
     def _dead_letter(self, record, exc: BaseException) -> _Record:
-        """The original record, byte for byte, plus headers saying where it came from and why.
+        """Headers saying where the record came from and why, plus its original bytes unless it is
+        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py).
 
         A record too big to carry the added headers goes as headers only, marked truncated.
         """
@@ -322,13 +347,13 @@ class StageRunner:
             "lfr_dlq_error_class": type(exc).__name__,
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
-            "lfr_dlq_payload": delivery.PAYLOAD_ORIGINAL,
         }
-        headers = list(record.headers() or ()) + [(name, value.encode()) for name, value in added.items()]
-        key, value = record.key(), record.value()
+        value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())
+        headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
+        key = record.key()
         if not delivery.fits(key, value, headers):
-            added["lfr_dlq_payload"] = delivery.PAYLOAD_TRUNCATED
-            headers = [(name, value.encode()) for name, value in added.items()]
+            added[PAYLOAD_HEADER] = delivery.PAYLOAD_TRUNCATED
+            headers = [(name, text.encode()) for name, text in added.items()]
             key, value = delivery.truncated_key(key), None
             delivery.DEAD_LETTERS_TRUNCATED.labels(self.service, record.topic()).inc()
         self.registry.validate("lfr.dlq.v1", added)
@@ -341,7 +366,7 @@ class StageRunner:
                 "offset": record.offset(),
                 "reason": reason,
                 "error_class": type(exc).__name__,
-                "payload": added["lfr_dlq_payload"],
+                "payload": added[PAYLOAD_HEADER],
             },
         )
         return _Record(self.settings.dlq_topic, key, value, headers, reason, record.topic())

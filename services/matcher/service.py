@@ -9,6 +9,8 @@ from collections.abc import Callable
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
+from services.deployments.enforcement import record_gate, start_enforcement
+from services.deployments.policy import DeploymentPolicy
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.materialiser import WatchlistMaterialiser, now_ms
@@ -19,11 +21,13 @@ from .stage import MatcherDeps, process
 
 logger = logging.getLogger(__name__)
 SERVICE = "matcher"
-EXIT_WATCHLIST_STOPPED = 4
+EXIT_WATCHLIST_STOPPED = 5  # 4 is the runner's EXIT_FATAL
 _LOADER_CHECK_INTERVAL_S = 0.5
 
 
-def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple[WatchlistMaterialiser, MatcherDeps]:
+def build(
+    settings: MatcherSettings, clock: Callable[[], int] = now_ms, policy: DeploymentPolicy | None = None
+) -> tuple[WatchlistMaterialiser, MatcherDeps]:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
@@ -37,18 +41,22 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
         clock=clock,
+        scope=policy.match_scope if policy is not None else None,
         watchlist_current=lambda: materialiser.healthy and materialiser.ready.is_set(),
     )
     return materialiser, deps
 
 
-def serve(settings: MatcherSettings, materialiser: WatchlistMaterialiser, deps: MatcherDeps) -> int:
-    """Load the watchlist, then match until stopped; exits non-zero if the loader stops."""
+def serve(
+    settings: MatcherSettings, materialiser: WatchlistMaterialiser, deps: MatcherDeps, admit: Callable | None = None
+) -> int:
+    """Load the watchlist, then match until stopped; exits EXIT_WATCHLIST_STOPPED if the loader stops."""
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)
         runner = StageRunner(
-            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"}
+            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"},
+            admit=admit,
         )
         loader_stopped, finished = threading.Event(), threading.Event()
 
@@ -75,5 +83,13 @@ def main() -> int:
     settings = start_service(SERVICE, MatcherSettings)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    materialiser, deps = build(settings)
-    return serve(settings, materialiser, deps)
+    try:
+        view, policy = start_enforcement(settings, SERVICE)
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+        return 1
+    materialiser, deps = build(settings, policy=policy)
+    try:
+        return serve(settings, materialiser, deps, admit=record_gate(policy, SERVICE))
+    finally:
+        view.stop()
