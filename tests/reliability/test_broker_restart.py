@@ -37,7 +37,7 @@ RECOVERY_BOUND_S = 30
 @pytest.fixture
 def own_broker(tmp_path, monkeypatch):
     """A broker of this test's own (the session broker must not be killed), under `lfr broker`'s supervisor."""
-    topics = {name: unique(name) for name in ("in", "out", "dlq", "frames")}
+    topics = {name: unique(name) for name in ("in", "out", "dlq", "frames", "deployments")}
     specs = [TopicSpec(name, 1, 1, False) for name in topics.values()]
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
     reports: list[str] = []
@@ -56,9 +56,14 @@ def own_broker(tmp_path, monkeypatch):
         "LFR_DLQ_TOPIC": topics["dlq"],
         "LFR_GROUP_ID": unique("restart"),
         "LFR_STALL_AFTER_S": "2",
+        "LFR_DEPLOYMENTS_TOPIC": topics["deployments"],
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    from tests.deployment_helpers import active_deployment, publish_deployment
+
+    # Ingest captures only for an active deployment (#10); its view keeps the state it loaded.
+    publish_deployment(broker.bootstrap_servers, topics["deployments"], active_deployment("d", ["cam-r", "cam-lost"]))
     yield broker, supervisor, topics, reports
     supervisor.stop()
     thread.join(20)
