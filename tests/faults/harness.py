@@ -40,7 +40,7 @@ class Chain:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.topics = {name: unique(f"faults-{name}") for name in ("ingress", "matches", "alerts", "dlq")}
+        self.topics = {name: unique(f"faults-{name}") for name in ("ingress", "matches", "alerts", "dlq", "deployments")}
         self.broker = EmbeddedBroker(log_path=workdir / "broker.log")
         # The dispatcher's changelog is listed too, as `lfr broker` must re-create every topic
         # a service needs (privacy #11 moves it into topics.toml).
@@ -73,6 +73,7 @@ class Chain:
             "LFR_SHUTDOWN_TIMEOUT_S": "15",
             "LFR_AUTO_COMMIT_INTERVAL_MS": "200",
             "LFR_DLQ_TOPIC": self.topics["dlq"],
+            "LFR_DEPLOYMENTS_TOPIC": self.topics["deployments"],
         }
         if service == "relay":
             return {**common, "LFR_INPUT_TOPICS": self.topics["ingress"], "LFR_OUTPUT_TOPIC": self.topics["matches"], "LFR_GROUP_ID": "faults-relay"}
@@ -159,7 +160,11 @@ class Chain:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, walkers: int, arrival_interval_s: float, duration_s: float) -> None:
+        from tests.deployment_helpers import active_deployment, publish_deployment
+
         self.broker_supervisor.start()
+        # The dispatcher alerts only within an active deployment (#10).
+        publish_deployment(self.broker.bootstrap_servers, self.topics["deployments"], active_deployment("van-1", ["cam-1"]))
         self._threads.append(threading.Thread(target=self.broker_supervisor.run, daemon=True))
         for name in ("dispatch", "relay"):
             self.start_process(name)
