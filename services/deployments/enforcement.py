@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common import health
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
@@ -29,6 +30,7 @@ def ready() -> bool:
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
     assert isinstance(settings, KafkaSettings)
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service)
+    health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
     _VIEWS.append(view)
     try:

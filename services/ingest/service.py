@@ -29,9 +29,9 @@ import numpy as np
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from services.common import delivery, metrics
+from services.common import delivery, health, metrics
 from services.common.envelope import encode
-from services.common.kafka_config import producer_config
+from services.common.kafka_config import broker_reachable_check, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
 from services.common.stall import StallMonitor
@@ -51,6 +51,8 @@ FRAMES_DROPPED = Counter("lfr_frames_dropped_total", "Frames dropped by the stal
 CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a camera source was reopened", ["camera"])
 CAMERA_LAST_FRAME = Gauge("lfr_camera_last_frame_timestamp_seconds", "Capture time of the camera's latest frame", ["camera"])
 CAMERAS_ACTIVE = Gauge("lfr_cameras_active", "Cameras being read")
+# Deployment ids are bounded operational ids (one per authorised operation), allowed as labels.
+DEPLOYMENT_FRAMES = Counter("lfr_deployment_frames_total", "Frames handed to the producer, per deployment", ["deployment"])
 
 
 @dataclass
@@ -198,7 +200,10 @@ class IngestService:
         self._producer_fatal = threading.Event()
         self._producer = self._new_producer()
         self._config_stamp: tuple[float, int] | None = None
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
+        health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
         self.stall = StallMonitor(SERVICE, settings.stall_after_s)
+        health.add_check("not_stalled", lambda: (not self.stall.stalled, f"{self.stall.seconds_stalled:.0f} s without progress"))
 
     def _new_producer(self) -> Producer:
         # A live frame is worthless once stale: do not let librdkafka hold it for its default 5 min.
@@ -258,6 +263,7 @@ class IngestService:
         next_config_check = 0.0
         logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
         while not self.stop_event.is_set():
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
             if time.monotonic() >= next_config_check:
                 self.reload()
                 next_config_check = time.monotonic() + self.settings.config_poll_interval_s
@@ -270,6 +276,7 @@ class IngestService:
                 self.stall.waiting()
             else:
                 self.stall.progress()
+        health.forget_loop(SERVICE)  # draining: bounded by the shutdown timeout instead
         for worker in list(self.workers.values()):
             worker.stop_event.set()
         while self._send_some():
@@ -346,6 +353,7 @@ class IngestService:
                     value=value,
                     on_delivery=lambda err, msg, f=frame, w=worker: self._delivered(err, msg, f, w),
                 )
+                DEPLOYMENT_FRAMES.labels(frame.camera.deployment_id).inc()
             except BufferError:
                 # The producer is backed up: the frame goes back to the front of its queue, where
                 # the drop-oldest policy applies while the broker catches up.

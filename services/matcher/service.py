@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from services.common import health
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
@@ -40,6 +41,7 @@ def build(
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
+        counts_topic=settings.counts_topic,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,
         watchlist_current=lambda: materialiser.healthy and materialiser.ready.is_set(),
@@ -89,6 +91,11 @@ def main() -> int:
         logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
         return 1
     materialiser, deps = build(settings, policy=policy)
+    health.add_check(
+        "watchlist",
+        lambda: (materialiser.healthy and materialiser.ready.is_set(),
+                 "loaded" if materialiser.ready.is_set() else ("loader stopped" if not materialiser.healthy else "loading")),
+    )
     try:
         return serve(settings, materialiser, deps, admit=record_gate(policy, SERVICE))
     finally:
