@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# Every fault-injection scenario (tests/faults); figures in tests/results/faults.json.
+faults: $(STAMP)
+	LFR_HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/faults tests/reliability -m '' -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/models.py

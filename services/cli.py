@@ -21,29 +21,34 @@ SERVICES = {
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
+    """The embedded broker under a supervisor: restarted (topics re-applied) if it dies; memory reported."""
     from services.common.broker import EmbeddedBroker
+    from services.common.broker_supervisor import BrokerSupervisor
+    from services.common.settings import EmbeddedBrokerSettings, load_settings
+    from services.common.topics import load_topic_specs
 
-    broker = EmbeddedBroker(port=args.port, host=args.host)
+    settings = load_settings(EmbeddedBrokerSettings)
+    supervisor = BrokerSupervisor(
+        EmbeddedBroker(port=args.port, host=args.host),
+        [] if args.no_topics else load_topic_specs(args.config),
+        memory_warn_bytes=settings.broker_memory_warn_mb * 2**20,
+        check_interval_s=settings.broker_check_interval_s,
+        memory_report_interval_s=settings.broker_memory_report_interval_s,
+        report=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     try:
-        bootstrap = broker.start()
+        bootstrap = supervisor.start()
     except (RuntimeError, TimeoutError) as exc:
         print(f"lfr broker: {exc}", file=sys.stderr)
         return 1
     print(f"bootstrap servers: {bootstrap}", flush=True)
     print(f"export LFR_KAFKA_BOOTSTRAP_SERVERS={bootstrap}", flush=True)
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        code = broker.wait()
-        print(f"lfr broker: broker exited with code {code}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        broker.stop()
-        print("broker stopped", flush=True)
-        return 0
+    print("memory storage: topics and records live only as long as this broker process", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+    signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+    supervisor.run()
+    print("broker stopped", flush=True)
+    return 0
 
 
 def _admin(args: argparse.Namespace):
@@ -147,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (tests, demo)")
     broker.add_argument("--port", type=int, default=9092)
     broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--config", type=Path, default=None, help="topics file applied at start and after a restart")
+    broker.add_argument("--no-topics", action="store_true", help="start empty (do not apply topics.toml)")
     broker.set_defaults(func=_cmd_broker)
 
     topics = commands.add_parser("topics", help="create or inspect the pipeline's topics")

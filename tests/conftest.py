@@ -36,6 +36,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 
     log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_path=log_path) as running:
+        # Clients never auto-create topics (#14): the pipeline's default topics exist, as after
+        # `lfr broker` or `lfr topics apply`.
+        from confluent_kafka.admin import AdminClient
+
+        from services.common.topics import apply_topics, load_topic_specs
+
+        apply_topics(AdminClient({"bootstrap.servers": running.bootstrap_servers}), load_topic_specs())
         yield running
 
 

@@ -59,7 +59,7 @@ def test_dispatcher_changelog_is_declared_with_the_settings_the_dispatcher_asks_
 
 def test_lfr_broker_then_topics_apply_then_describe():
     port = free_port()
-    broker = subprocess.Popen([sys.executable, "-m", "services.cli", "broker", "--port", str(port)],
+    broker = subprocess.Popen([sys.executable, "-m", "services.cli", "broker", "--port", str(port), "--no-topics"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = broker.stdout.readline()

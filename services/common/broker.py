@@ -87,6 +87,24 @@ class EmbeddedBroker:
             self._log.close()
             self._log = None
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def rss_bytes(self) -> int | None:
+        """The Tansu process's resident memory (it keeps every record until it stops)."""
+        from .broker_supervisor import process_rss_bytes
+
+        return process_rss_bytes(self._process.pid) if self.running else None
+
     def wait(self) -> int:
         assert self._process is not None
         return self._process.wait()

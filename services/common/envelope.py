@@ -11,11 +11,19 @@ Binary values (JPEG frames, face chips, float32 embeddings) never travel as base
 JSON they are references ``{"$bytes": [offset, length]}`` into the blob section, which the
 schemas declare with ``lfr.common.v1.json#/$defs/bytes``. Decoding validates the JSON
 against the named schema first, then swaps references for ``bytes``.
+
+Decoding is the first thing that touches untrusted bytes, so every failure it can meet ends
+as ``DecodeError`` (a dead letter with a reason), never as another exception: the header is
+bounded in size (``MAX_HEADER_BYTES``) and nesting (``MAX_HEADER_DEPTH``, checked after a
+parse that itself cannot recurse past the interpreter's limit unnoticed), numbers must be
+finite and fit in 64 bits, strings must be valid Unicode, and attachment references must be
+two in-range non-negative integers.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +36,10 @@ MAGIC = b"LFR\x01"
 CONTENT_TYPE = "application/vnd.openlfr.envelope.v1"
 _HEADER = struct.Struct(">4sI")
 MAX_HEADER_BYTES = 1 << 20
+# The deepest real message is about 5 levels (data -> faces -> box); 32 leaves room for
+# growth and stays far below Python's recursion limit, which json, jsonschema and _resolve use.
+MAX_HEADER_DEPTH = 32
+_INT_LIMIT = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -74,10 +86,7 @@ def decode(value: bytes | None, registry: SchemaRegistry | None = None) -> Envel
         raise DecodeError(f"unsupported envelope format version {magic[3]}")
     if header_len > MAX_HEADER_BYTES or _HEADER.size + header_len > len(value):
         raise DecodeError("envelope header length out of range")
-    try:
-        header = json.loads(value[_HEADER.size : _HEADER.size + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"envelope header is not JSON: {type(exc).__name__}") from None
+    header = _parse_header(value[_HEADER.size : _HEADER.size + header_len])
     if not isinstance(header, dict) or not isinstance(header.get("data"), dict):
         raise DecodeError("envelope header must be an object with a 'data' object")
     schema = header.get("schema")
@@ -88,10 +97,67 @@ def decode(value: bytes | None, registry: SchemaRegistry | None = None) -> Envel
     return Envelope(schema=schema, data=_resolve(header["data"], blob_section))
 
 
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"envelope header contains the non-JSON number {name}")
+
+
+def _parse_header(raw: bytes) -> Any:
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except DecodeError:
+        raise
+    except RecursionError:
+        raise DecodeError(f"envelope header nested too deep (limit {MAX_HEADER_DEPTH})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"envelope header is not JSON: {type(exc).__name__}") from None
+    except ValueError as exc:  # e.g. an integer literal longer than int_max_str_digits
+        raise DecodeError(f"envelope header has an unreadable value: {str(exc)[:80]}") from None
+    _check_shape(header)
+    return header
+
+
+def _check_shape(header: Any) -> None:
+    """Depth, finite 64-bit numbers and encodable strings, without recursion (hostile input)."""
+    stack: list[tuple[Any, int]] = [(header, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_HEADER_DEPTH:
+                raise DecodeError(f"envelope header nested too deep (limit {MAX_HEADER_DEPTH})")
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    _check_text(key)
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str):
+            _check_text(node)
+        elif isinstance(node, bool) or node is None:
+            continue
+        elif isinstance(node, int):
+            if not -_INT_LIMIT <= node < _INT_LIMIT:
+                raise DecodeError("envelope header has an integer outside 64 bits")
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise DecodeError("envelope header has a number that is not finite")
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DecodeError("envelope header has a string that is not valid Unicode (lone surrogate)") from None
+
+
 def _resolve(value: Any, blobs: memoryview) -> Any:
     if isinstance(value, dict):
         ref = value.get("$bytes")
         if ref is not None and len(value) == 1:
+            if not (
+                isinstance(ref, list)
+                and len(ref) == 2
+                and all(type(part) is int and part >= 0 for part in ref)
+            ):
+                raise DecodeError("attachment reference must be [offset, length] of non-negative integers")
             offset, length = ref
             if offset + length > len(blobs):
                 raise DecodeError("blob reference points past the end of the record")

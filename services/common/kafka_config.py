@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .delivery import MAX_RECORD_BYTES
 from .settings import KafkaSettings, RunnerSettings
 
 
@@ -15,6 +16,9 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
         "client.id": settings.kafka_client_id,
         # librdkafka's own log lines go through Python logging, so they come out as JSON too.
         "logger": logging.getLogger("librdkafka"),
+        # Never let a client create a topic by naming it: after an embedded-broker restart that
+        # made topics with the broker's default partitions, which `lfr topics apply` cannot fix.
+        "allow.auto.create.topics": False,
     }
     if settings.kafka_sasl_mechanism:
         config["sasl.mechanism"] = settings.kafka_sasl_mechanism
@@ -41,7 +45,7 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "none",  # JPEG and float payloads do not compress
-        "message.max.bytes": 8 * 1024 * 1024,
+        "message.max.bytes": MAX_RECORD_BYTES,
     }
 
 

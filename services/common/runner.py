@@ -13,7 +13,13 @@ Failure policy:
   list) retries the batch with exponential backoff; when the retry budget (half of
   ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped;
 - a FatalError (the index refuses us, the models disagree) stops the service: the batch is
-  not committed, ``lfr_fatal_errors_total`` counts it and the process exits with EXIT_FATAL.
+  not committed, ``lfr_fatal_errors_total`` counts it and the process exits with EXIT_FATAL;
+- a record that cannot be decoded for any reason (even an exception nobody planned for) is a
+  decode_error dead letter; a dead letter too big to send whole goes as headers only
+  (``lfr_dlq_payload=truncated``); an output too big to send is the input's output_invalid;
+- no produce error stops the runner: a fatal idempotence error (the broker restarted and forgot
+  the producer id) replaces the producer and rewinds the batch to its last committed state, any
+  other produce failure rewinds it, and ``stalled`` reports when that keeps happening.
 """
 
 from __future__ import annotations
@@ -30,24 +36,38 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
+from . import delivery, metrics
 from . import health as health_module
-from . import metrics
 from .envelope import decode, encode
-from .errors import FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
+from .errors import DecodeError, FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
 from .kafka_config import broker_reachable_check, consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
 from .stage import Message, Output, Stage
+from .stall import StallMonitor
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 _ERROR_TEXT_LIMIT = 500
+_DELIVERY_TIMEOUT_MS = 15_000
 EXIT_FATAL = 4
 
 
 class _Rewind(Exception):
     """The batch could not be finished now; rewind its partitions and poll it again."""
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
+class _Unexpected(DecodeError):
+    """A decode failure nobody planned for: dead-lettered as decode_error, naming the real class."""
+
+    def __init__(self, error: DecodeError, cause: BaseException) -> None:
+        super().__init__(str(error))
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -91,12 +111,41 @@ class StageRunner:
         self._next_lag_report = 0.0
         self._lag_labels: set[tuple[str, str]] = set()
         self._assigned: set[tuple[str, int]] = set()
-        self._producer = Producer({**producer_config(settings), "error_cb": self._on_producer_error})
+        self._lag_total = 0
+        self._producer_fatal = threading.Event()
+        self.stall = StallMonitor(service, settings.stall_after_s)
+        self._producer = self._new_producer()
         self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_consumer_error})
         self._joined = False
         self.health = health or health_module.DEFAULT
         self.health.add_check("kafka", health_module.CachedCheck(broker_reachable_check(settings)))
         self.health.add_check("partitions_assigned", self._partitions_check)
+        # Work waiting and nothing produced or fetched for LFR_STALL_AFTER_S (issue #14).
+        self.health.add_check("not_stalled", lambda: (not self.stall.stalled, f"{self.stall.seconds_stalled:.0f} s without progress"))
+
+    @property
+    def stalled(self) -> bool:
+        """Work is waiting and nothing was produced or fetched for ``stall_after_s`` (readiness)."""
+        return self.stall.stalled
+
+    def _new_producer(self) -> Producer:
+        # Report an undelivered record well inside the batch deadline, so a producer the broker
+        # forgot (restart) is replaced in seconds rather than after librdkafka's default 5 min.
+        timeout_ms = min(self.settings.max_poll_interval_ms // 2, _DELIVERY_TIMEOUT_MS)
+        return Producer({**producer_config(self.settings), "message.timeout.ms": timeout_ms, "error_cb": self._on_producer_error})
+
+    def _recreate_producer(self) -> None:
+        """Replace a producer the broker no longer recognises; the caller rewinds the batch."""
+        logger.warning("recreating producer after a fatal idempotence error", extra={"service": self.service})
+        old = self._producer
+        try:
+            old.purge(in_queue=True, in_flight=True)
+            old.poll(0)
+        except (KafkaException, RuntimeError, SystemError) as exc:
+            logger.warning("purging the old producer failed", extra={"service": self.service, "error": str(exc)})
+        self._producer_fatal.clear()
+        self._producer = self._new_producer()
+        delivery.PRODUCER_RECREATIONS.labels(self.service).inc()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -121,6 +170,10 @@ class StageRunner:
                 records = self._next_batch()
                 if records:
                     self._handle(records)
+                elif self._lag_total <= 0:
+                    self.stall.progress()  # idle with nothing behind: not a stall
+                else:
+                    self.stall.waiting()
                 self._report_lag()
         finally:
             with self.health.idle(self.service):
@@ -166,7 +219,7 @@ class StageRunner:
             self._consumer.close()
         except KafkaException as exc:
             logger.warning("consumer close failed", extra={"service": self.service, "error": str(exc)})
-        remaining = self._producer.flush(self.settings.shutdown_timeout_s)
+        remaining = self._flush(self.settings.shutdown_timeout_s)
         if remaining:
             logger.error("records left unsent at shutdown", extra={"service": self.service, "count": remaining})
             self._exit_code = self._exit_code or 1
@@ -193,6 +246,9 @@ class StageRunner:
                 messages.append(self._decode(record))
             except MessageError as exc:
                 dead.append((record, exc))
+            except Exception as exc:  # noqa: BLE001 - hostile bytes must never stop the runner
+                error = DecodeError(f"unexpected {type(exc).__name__} while decoding: {str(exc)[:200]}")
+                dead.append((record, _Unexpected(error, exc)))
         if self.admit is not None:
             messages = [m for m in messages if self.admit(m)]
         by_position = {(r.topic(), r.partition(), r.offset()): r for r in records}
@@ -202,12 +258,14 @@ class StageRunner:
             outgoing.extend(self._dead_letter(record, exc) for record, exc in dead)
             self._deliver(outgoing)
         except _Rewind:
+            self.stall.waiting()
             self._rewind(records)
             return
         except FatalError as exc:
             self._stop_fatal(exc)
             return
         self._store_offsets(records)
+        self.stall.progress()
 
     def _stop_fatal(self, exc: FatalError) -> None:
         """Stop without storing the batch's offsets: it is redelivered once the cause is fixed."""
@@ -281,13 +339,22 @@ class StageRunner:
             value = encode(output.schema, output.data, self.registry)
         except MessageError as exc:
             raise OutputValidationError(f"stage output invalid: {exc}") from exc
-        return _Record(output.topic, key, value, list(output.headers), "output")
+        headers = list(output.headers)
+        if not delivery.fits(key, value, headers):
+            # Deterministic: re-sending cannot help, so the input becomes an output_invalid dead letter.
+            raise OutputValidationError(f"stage output of {len(value)} bytes exceeds the record limit")
+        return _Record(output.topic, key, value, headers, "output")
 
     def _dead_letter(self, record, exc: BaseException) -> _Record:
         """Headers saying where the record came from and why, plus its original bytes unless it is
-        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py)."""
+        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py).
+
+        A record too big to carry the added headers goes as headers only, marked truncated.
+        """
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
+        if isinstance(exc, _Unexpected):
+            exc = exc.cause
         added = {
             "lfr_dlq_topic": record.topic(),
             "lfr_dlq_partition": str(record.partition()),
@@ -299,6 +366,13 @@ class StageRunner:
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
         value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())
+        headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
+        key = record.key()
+        if not delivery.fits(key, value, headers):
+            added[PAYLOAD_HEADER] = delivery.PAYLOAD_TRUNCATED
+            headers = [(name, text.encode()) for name, text in added.items()]
+            key, value = delivery.truncated_key(key), None
+            delivery.DEAD_LETTERS_TRUNCATED.labels(self.service, record.topic()).inc()
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
@@ -312,45 +386,99 @@ class StageRunner:
                 "payload": added[PAYLOAD_HEADER],
             },
         )
-        headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
-        return _Record(self.settings.dlq_topic, record.key(), value, headers, reason, record.topic())
+        return _Record(self.settings.dlq_topic, key, value, headers, reason, record.topic())
 
     def _deliver(self, outgoing: list[_Record]) -> None:
-        """Produce everything and wait for acknowledgement; any failure rewinds the batch."""
+        """Produce everything and wait for acknowledgement; any failure rewinds the batch.
+
+        A dead letter the broker refuses as too large is sent again as headers only; a fatal
+        idempotence error replaces the producer before the batch is rewound and re-sent.
+        """
         if not outgoing:
             return
-        failures: list[KafkaError] = []
+        if self._producer_fatal.is_set():
+            self._recreate_producer()
+        failures: list[tuple[KafkaError, _Record]] = []
 
         def delivered(error, msg, record: _Record) -> None:
             if error is not None:
-                failures.append(error)
+                failures.append((error, record))
             elif record.kind == "output":
                 metrics.MESSAGES_PRODUCED.labels(self.service, msg.topic()).inc()
             else:
                 metrics.MESSAGES_DEAD_LETTERED.labels(self.service, record.source_topic, record.kind).inc()
 
         for record in outgoing:
-            while True:
-                try:
-                    self._producer.produce(
-                        record.topic,
-                        value=record.value,
-                        key=record.key,
-                        headers=record.headers or None,
-                        on_delivery=lambda err, msg, rec=record: delivered(err, msg, rec),
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)  # local queue full: let deliveries drain
+            self._produce_one(record, delivered)
         deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
-        while self._producer.flush(1.0) and time.monotonic() < deadline:
+        while self._flush(1.0) and time.monotonic() < deadline and not self._producer_fatal.is_set():
             self.health.heartbeat(self.service)  # waiting on the broker, within a bound
-        if failures or len(self._producer):
+        oversized_dead = [rec for err, rec in failures if rec.kind != "output" and delivery.is_size_error(err)]
+        if oversized_dead and len(oversized_dead) == len(failures) and not len(self._producer):
+            self._deliver([self._truncate(rec) for rec in oversized_dead])
+            return
+        fatal = self._producer_fatal.is_set() or any(
+            delivery.is_fatal_idempotence(err) or err.code() == KafkaError._MSG_TIMED_OUT for err, _ in failures
+        )
+        if failures or len(self._producer) or fatal:
             logger.warning(
                 "produce failed; rewinding batch",
-                extra={"service": self.service, "failures": len(failures), "first_error": failures[0].str() if failures else "timeout"},
+                extra={
+                    "service": self.service,
+                    "failures": len(failures),
+                    "fatal": fatal,
+                    "first_error": failures[0][0].str() if failures else "timeout",
+                },
             )
+            if fatal:
+                self._recreate_producer()
             raise _Rewind
+
+    def _flush(self, timeout_s: float) -> int:
+        """flush(), except that a producer in a fatal state (it raises from inside flush) is
+        marked for replacement instead of killing the runner."""
+        try:
+            return self._producer.flush(timeout_s)
+        except (KafkaException, SystemError) as exc:
+            logger.warning("producer failed while flushing", extra={"service": self.service, "error": str(exc)[:200]})
+            if delivery.is_fatal_idempotence(_kafka_error(exc)) or isinstance(exc, SystemError):
+                self._producer_fatal.set()
+            return len(self._producer)
+
+    def _produce_one(self, record: _Record, delivered) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers or None,
+                    on_delivery=lambda err, msg, rec=record: delivered(err, msg, rec),
+                )
+                return
+            except BufferError:
+                self._flush(0.05)  # local queue full: let deliveries drain
+                if self._producer_fatal.is_set():
+                    raise _Rewind from None
+            except KafkaException as exc:
+                error = _kafka_error(exc)
+                if record.kind != "output" and delivery.is_size_error(error) and record.value is not None:
+                    record = self._truncate(record)
+                    continue
+                if delivery.is_fatal_idempotence(error):
+                    self._producer_fatal.set()
+                logger.warning(
+                    "produce refused; rewinding batch",
+                    extra={"service": self.service, "topic": record.topic, "error": str(exc)[:200]},
+                )
+                raise _Rewind from exc
+
+    def _truncate(self, record: _Record) -> _Record:
+        """The dead letter's own headers and a truncation marker, without the original value."""
+        own = [(name, data) for name, data in record.headers if name.startswith("lfr_dlq_") and name != "lfr_dlq_payload"]
+        delivery.DEAD_LETTERS_TRUNCATED.labels(self.service, record.source_topic).inc()
+        headers = [*own, ("lfr_dlq_payload", delivery.PAYLOAD_TRUNCATED.encode())]
+        return _Record(record.topic, delivery.truncated_key(record.key), None, headers, record.kind, record.source_topic)
 
     # -- offsets and rebalances ----------------------------------------------------------------
 
@@ -421,6 +549,7 @@ class StageRunner:
         assignment = self._consumer.assignment()
         if not assignment:
             return
+        total = 0
         for tp in self._consumer.position(assignment):
             low, high = self._consumer.get_watermark_offsets(tp, cached=True)
             if high < 0:
@@ -429,6 +558,8 @@ class StageRunner:
             labels = (tp.topic, str(tp.partition))
             metrics.CONSUMER_LAG.labels(self.service, *labels).set(max(0, lag))
             self._lag_labels.add(labels)
+            total += max(0, lag)
+        self._lag_total = total
 
     # -- client callbacks (librdkafka threads) -------------------------------------------------
 
@@ -437,10 +568,10 @@ class StageRunner:
         logger.warning("kafka consumer error", extra={"service": self.service, "error": error.str()})
 
     def _on_producer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            # An idempotent producer that lost its sequence cannot go on safely; restart clean.
-            logger.error("fatal producer error; stopping", extra={"service": self.service, "error": error.str()})
-            self._exit_code = 1
-            self._stop.set()
+        if delivery.is_fatal_idempotence(error):
+            # The broker forgot this producer (restart, memory storage): a fresh producer and a
+            # rewound batch re-send from the last committed offsets; exiting would only crash-loop.
+            logger.error("fatal producer error; the producer will be replaced", extra={"service": self.service, "error": error.str()})
+            self._producer_fatal.set()
         else:
             logger.warning("kafka producer error", extra={"service": self.service, "error": error.str()})

@@ -77,6 +77,9 @@ class RunnerSettings(KafkaSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     lag_report_interval_s: float = Field(5.0, gt=0, le=3600)
+    stall_after_s: float = Field(
+        60.0, ge=1, le=3600, description="Seconds without a successful produce or fetch, while work waits, before the service reports itself stalled"
+    )
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> RunnerSettings:
@@ -119,6 +122,16 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{env_name(field)}: {message}" if field else message)
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+class EmbeddedBrokerSettings(LfrSettings):
+    """`lfr broker` (the embedded Tansu broker for tests and the demo; not deployed by the chart)."""
+
+    broker_memory_warn_mb: int = Field(
+        2048, ge=64, le=1_048_576, description="warn when the broker process's resident memory passes this (it keeps every record until it stops)"
+    )
+    broker_memory_report_interval_s: float = Field(60.0, ge=1, le=86_400, description="how often `lfr broker` prints its memory")
+    broker_check_interval_s: float = Field(1.0, gt=0, le=60, description="how often `lfr broker` checks the broker is alive")
 
 
 class QdrantSettings(LfrSettings):
@@ -211,6 +224,7 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, De
     output_topic: TopicName = "lfr.matches.v1"
     counts_topic: TopicName = Field("lfr.counts.v1", description="faces searched per deployment (counts, never faces), for the report")
     watchlist_topic: TopicName = "lfr.watchlist.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
     match_top_k: int = Field(
         3, ge=1, le=50, description="candidates searched per face; only the best at or above threshold becomes a match (the others ride in it)"
@@ -232,6 +246,9 @@ class IngestSettings(KafkaSettings, DeploymentEnforcementSettings):
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
     dlq_topic: TopicName = "lfr.dlq.v1"
+    stall_after_s: float = Field(
+        30.0, ge=1, le=3600, description="Seconds with frames waiting and no delivery before ingest reports itself stalled"
+    )
 
 
 class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings):
@@ -280,6 +297,9 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     session_timeout_ms: int = Field(45_000, ge=3_000, le=300_000)
     heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
     auto_commit_interval_ms: int = Field(1_000, ge=100, le=60_000)
+    dead_letter_max_attempts: int = Field(
+        8, ge=1, le=1000, description="writes of one dead letter before it is given up (counted in lfr_dead_letters_dropped_total)"
+    )
     retry_backoff_initial_s: float = Field(0.2, gt=0, le=60)
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)

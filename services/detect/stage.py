@@ -45,7 +45,8 @@ class DetectDeps:
 def _decode(message: Message, limits: ImageLimits):
     data = message.data
     try:
-        image = decode_image(data["image"], limits)
+        # The camera's declared size bounds the decode: a header claiming more is refused unread.
+        image = decode_image(data["image"], limits, expect_size=(data["width"], data["height"]))
     except ImageError as exc:
         raise FrameRejected(f"camera {data['camera_id']} seq {data['seq']}: {exc}") from None
     if image.shape[:2] != (data["height"], data["width"]):

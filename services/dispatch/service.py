@@ -54,9 +54,10 @@ from typing import Any
 
 import aiohttp
 import faust
+from prometheus_client import Counter
 from confluent_kafka.admin import AdminClient
 
-from services.common import health
+from services.common import delivery, health
 from services.common import metrics as common_metrics
 from services.common.envelope import decode, encode
 from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
@@ -82,6 +83,11 @@ SERVICE = "dispatch"
 TABLE = "open-alerts"
 SWEEP_INTERVAL_MS = 60_000
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # max.message.bytes of lfr.matches.v1 and lfr.alerts.v1
+DEAD_LETTERS_DROPPED = Counter(
+    "lfr_dead_letters_dropped_total",
+    "Dead letters given up after dead_letter_max_attempts writes (policy dead-letter-bounded-retry)",
+    ["service", "topic", "reason"],
+)
 _ERROR_TEXT_LIMIT = 500
 
 
@@ -171,6 +177,8 @@ class Dispatcher:
         self.grace_ms = int(settings.state_grace_s * 1000)
         self._next_sweep_ms: dict[int, int] = {}
         self._event_time_ms: dict[int, int] = {}  # latest captured_at_ms seen per input partition
+        # Set on SIGTERM/SIGINT (DispatchWorker): broker-write retries stop, the event stays unacked.
+        self.stopping = threading.Event()
         self.app = DispatchApp(
             settings.group_id,
             broker=broker_urls(settings.kafka_bootstrap_servers),
@@ -385,14 +393,23 @@ class Dispatcher:
             "lfr_dlq_at_ms": str(now_ms()),
         }
         value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value)  # matches and alerts carry chips
+        headers = _header_items(message.headers) + [(name, text.encode()) for name, text in added.items()]
+        key = message.key
+        if not delivery.fits(key, value, headers, MAX_RECORD_BYTES):
+            key, value, headers = self._truncated(key, added, message.topic)
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
             extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
                    "reason": reason, "error_class": type(exc).__name__, "payload": added[PAYLOAD_HEADER]},
         )
-        headers = _header_items(message.headers) + [(name, value.encode()) for name, value in added.items()]
-        await self._produce(self.dlq, message.key, value, headers, dead_letter_reason=reason, source_topic=message.topic)
+        await self._produce(self.dlq, key, value, headers, dead_letter_reason=reason, source_topic=message.topic)
+
+    def _truncated(self, key: bytes | None, added: dict[str, str], source_topic: str) -> tuple[bytes | None, None, list[tuple[str, bytes]]]:
+        """Headers and a truncation marker only: the record does not fit in one record with them."""
+        added[PAYLOAD_HEADER] = delivery.PAYLOAD_TRUNCATED
+        delivery.DEAD_LETTERS_TRUNCATED.labels(SERVICE, source_topic).inc()
+        return delivery.truncated_key(key), None, [(name, text.encode()) for name, text in added.items()]
 
     async def _produce(
         self,
@@ -404,28 +421,62 @@ class Dispatcher:
         dead_letter_reason: str | None = None,
         source_topic: str = "",
     ) -> None:
-        async def send() -> None:
-            await topic.send(key=key, value=value, headers=headers, force=True)
+        state = {"key": key, "value": value, "headers": headers}
 
-        await self._retrying(f"produce to {topic.get_topic_name()}", send)
+        async def send() -> None:
+            await topic.send(key=state["key"], value=state["value"], headers=state["headers"], force=True)
+
+        def shrink(exc: BaseException) -> bool:
+            """A dead letter the broker refuses as too large goes again as headers only."""
+            if dead_letter_reason is None or state["value"] is None or "TooLarge" not in type(exc).__name__:
+                return False
+            added = {name: data.decode() for name, data in state["headers"] if name.startswith("lfr_dlq_")}
+            state["key"], state["value"], state["headers"] = self._truncated(state["key"], added, source_topic)
+            return True
+
+        bound = self.settings.dead_letter_max_attempts if dead_letter_reason is not None else None
+        if not await self._retrying(f"produce to {topic.get_topic_name()}", send, max_attempts=bound, on_error=shrink):
+            DEAD_LETTERS_DROPPED.labels(SERVICE, source_topic, dead_letter_reason or "").inc()
+            logger.error(
+                "dead letter given up after bounded retries",
+                extra={"topic": source_topic, "reason": dead_letter_reason, "attempts": bound, "policy": "dead-letter-bounded-retry"},
+            )
+            return
         if dead_letter_reason is None:
             common_metrics.MESSAGES_PRODUCED.labels(SERVICE, topic.get_topic_name()).inc()
         else:
             common_metrics.MESSAGES_DEAD_LETTERED.labels(SERVICE, source_topic, dead_letter_reason).inc()
 
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
-        """Retry a broker write with exponential backoff until it is acknowledged; never drop it.
+    async def _retrying(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[None]],
+        *,
+        max_attempts: int | None = None,
+        on_error: Callable[[BaseException], bool] | None = None,
+    ) -> bool:
+        """Retry a broker write with exponential backoff until it is acknowledged.
 
-        The event stays unacked meanwhile, so a shutdown re-delivers it after restart.
+        Outputs and changelog writes are never dropped (``max_attempts`` None); a dead letter
+        is given up after ``max_attempts`` (False is returned). A stop request (SIGTERM) ends
+        the retries by cancelling: the event stays unacked, so a restart re-delivers it.
         """
         delay = self.settings.retry_backoff_initial_s
+        attempts = 0
         while True:
+            if self.stopping.is_set():
+                raise asyncio.CancelledError(f"stop requested during {what}")
             try:
                 await attempt()
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the broker or network; the data is fine
+                attempts += 1
+                if on_error is not None and on_error(exc):
+                    continue  # the record was changed to fit; try it now
+                if max_attempts is not None and attempts >= max_attempts:
+                    return False
                 common_metrics.TRANSIENT_RETRIES.labels(SERVICE).inc()
                 logger.warning("broker write failed; retrying", extra={"what": what, "error_class": type(exc).__name__, "retry_in_s": delay})
                 await asyncio.sleep(delay)
@@ -438,9 +489,10 @@ class Dispatcher:
 class DispatchWorker(faust.Worker):
     """faust's worker with our JSON logs kept, no stdout banner, and a bounded drain."""
 
-    def __init__(self, app: faust.App, shutdown_timeout_s: float) -> None:
+    def __init__(self, app: faust.App, shutdown_timeout_s: float, stopping: threading.Event | None = None) -> None:
         super().__init__(app, quiet=True, override_logging=False, redirect_stdouts=False, loglevel=None)
         self.spinner = None
+        self._stopping = stopping or threading.Event()
         self._shutdown_timeout_s = shutdown_timeout_s
         self._watchdog: threading.Timer | None = None
 
@@ -453,6 +505,7 @@ class DispatchWorker(faust.Worker):
         super()._on_sigint()
 
     def _arm_watchdog(self) -> None:
+        self._stopping.set()
         if self._watchdog is None:
             logger.info("stop requested; draining")
             self._watchdog = threading.Timer(self._shutdown_timeout_s, self._drain_timed_out)
@@ -509,7 +562,7 @@ def main() -> int:
         )
         dispatcher.sealer.start()
         try:
-            code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+            code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s, dispatcher.stopping).run()
         finally:
             dispatcher.sealer.stop()
         logger.info("dispatcher stopped", extra={"exit_code": code})

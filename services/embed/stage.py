@@ -30,7 +30,8 @@ class EmbedDeps:
 
 def _chip(message: Message) -> np.ndarray:
     try:
-        chip = decode_image(message.data["chip"]["data"])
+        # The header must say CHIP_SIZE square: a chip declaring a large canvas is never decoded.
+        chip = decode_image(message.data["chip"]["data"], expect_size=(CHIP_SIZE, CHIP_SIZE))
     except ImageError as exc:
         raise ChipRejected(f"face chip unreadable: {exc}") from None
     if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3):

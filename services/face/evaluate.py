@@ -18,12 +18,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from services.face.align import align_face
 from services.face.detector import Detection, FaceDetector
 from services.face.embedder import FaceEmbedder, l2_normalize
+from services.face.errors import ImageError
+from services.face.imageio import read_image_file
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,10 @@ def embed_images(
     for path in paths:
         if str(path) in cached:
             continue
-        image = cv2.imread(str(path))
+        try:
+            image = read_image_file(path)  # header and pixel limits checked before decoding
+        except (ImageError, OSError):
+            image = None
         face = nearest_to_centre(detector.detect(image), image.shape) if image is not None else None
         if face is None:
             logger.warning("no face in %s", path.name)

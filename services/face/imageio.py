@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,11 +93,18 @@ def image_size(data: bytes) -> tuple[int, int]:
     raise CorruptImageError("not a JPEG or PNG image (magic %r)" % bytes(data[:8]))
 
 
-def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_image(
+    data: bytes | bytearray | memoryview, limits: ImageLimits = DEFAULT_LIMITS, expect_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Decode JPEG or PNG bytes into an HxWx3 BGR uint8 array.
 
+    ``expect_size`` (width, height) is what the message declared (a camera's frame size, the
+    chip size): a header that says otherwise is refused before decoding, so a small file
+    cannot make the decoder allocate a large canvas.
+
     Raises EmptyImageError (no bytes), ImageTooLargeError (over ``limits``) or
-    CorruptImageError (not JPEG/PNG, bad header, or the decoder fails).
+    CorruptImageError (not JPEG/PNG, bad header, header not the expected size, or the
+    decoder fails).
     """
     if data is None or len(data) == 0:
         raise EmptyImageError("image data is empty")
@@ -111,6 +119,8 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits = DEF
             "image is %dx%d, limits %dx%d and %d pixels"
             % (width, height, limits.max_width, limits.max_height, limits.max_pixels)
         )
+    if expect_size is not None and (width, height) != tuple(expect_size):
+        raise CorruptImageError("image header declares %dx%d, expected %dx%d" % (width, height, *expect_size))
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise CorruptImageError("cannot decode %s image of %d bytes" % (image_format(data), len(data)))
@@ -121,6 +131,14 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits = DEF
                 "decoded %dx%d, header said %dx%d" % (image.shape[1], image.shape[0], width, height)
             )
     return image
+
+
+def read_image_file(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """decode_image for a file (folder sources, cast photos): size and header checked first."""
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageTooLargeError("file is %d bytes, limit %d" % (size, limits.max_bytes))
+    return decode_image(path.read_bytes(), limits)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

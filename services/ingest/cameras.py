@@ -57,8 +57,13 @@ def load_cameras(path: Path) -> dict[str, CameraConfig]:
     if not path.exists():
         return {}
     document = json.loads(path.read_text(encoding="utf-8") or "{}")
+    # Found by fuzzing: "null" or a list here used to raise AttributeError out of ingest's loop.
+    if not isinstance(document, dict) or not isinstance(document.get("cameras", []), list):
+        raise ValueError("cameras file must be an object with a 'cameras' list")
     cameras = {}
     for raw in document.get("cameras", []):
+        if not isinstance(raw, dict):
+            raise ValueError("each camera must be an object")
         camera = CameraConfig(**raw)
         if camera.id in cameras:
             raise ValueError(f"camera {camera.id} is listed twice")

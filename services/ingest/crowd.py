@@ -16,6 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from services.face.errors import ImageError
+from services.face.imageio import read_image_file
+
 # In the LFW layout (250x250, deep-funnelled) the labelled face spans roughly this box.
 _LFW_FACE = (78, 72, 172, 180)  # x1, y1, x2, y2
 _SPRITE_CROP = (45, 40, 205, 215)  # head and a little context around the face
@@ -122,9 +125,10 @@ class CrowdScene:
     def _sprite(self, path: Path) -> np.ndarray:
         sprite = self._sprites.get(path)
         if sprite is None:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"cannot read cast photo {path.name}")
+            try:
+                image = read_image_file(path)  # header and pixel limits checked before decoding
+            except (ImageError, OSError) as exc:
+                raise ValueError(f"cannot read cast photo {path.name}: {exc}") from None
             image = cv2.resize(image, (250, 250)) if image.shape[:2] != (250, 250) else image
             x1, y1, x2, y2 = _SPRITE_CROP
             sprite = image[y1:y2, x1:x2]

@@ -3,7 +3,14 @@
 Stale-frame policy ``drop-oldest``: each camera has a small queue between capture and the
 producer. A live system must not fall behind, so when the queue is full the oldest frame is
 dropped, and a frame older than LFR_MAX_FRAME_AGE_MS when its turn comes is dropped too.
-Every drop is counted per camera and reason (lfr_frames_dropped_total).
+Every drop is counted per camera and reason (lfr_frames_dropped_total), frames the broker did
+not take included: timed_out (broker down or topic missing), topic_missing, broker_unavailable,
+too_large, producer_reset, delivery_failed.
+
+Broker restart: a producer the broker forgot (UnknownProducerId, OutOfOrderSequence) is
+replaced; frames it still held go back to the front of their camera's queue, where the
+drop-oldest and too-old rules decide whether they are still worth sending. ``stall`` reports
+frames waiting with no delivery for LFR_STALL_AFTER_S.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import numpy as np
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from services.common import health, metrics
+from services.common import delivery, health, metrics
 from services.common.envelope import encode
 from services.common.kafka_config import broker_reachable_check, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
+from services.common.stall import StallMonitor
 
 from services.deployments.enforcement import start_enforcement
 from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, DeploymentPolicy
@@ -189,10 +197,46 @@ class IngestService:
         self.policy: DeploymentPolicy | None = None
         self.workers: dict[str, CameraWorker] = {}
         self.stop_event = threading.Event()
-        self._producer = Producer(producer_config(settings))
+        self._producer_fatal = threading.Event()
+        self._producer = self._new_producer()
         self._config_stamp: tuple[float, int] | None = None
         health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
         health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
+        self.stall = StallMonitor(SERVICE, settings.stall_after_s)
+        health.add_check("not_stalled", lambda: (not self.stall.stalled, f"{self.stall.seconds_stalled:.0f} s without progress"))
+
+    def _new_producer(self) -> Producer:
+        # A live frame is worthless once stale: do not let librdkafka hold it for its default 5 min.
+        timeout_ms = max(self.settings.max_frame_age_ms * 2, 5_000)
+        return Producer({**producer_config(self.settings), "message.timeout.ms": timeout_ms, "error_cb": self._on_producer_error})
+
+    def _on_producer_error(self, error) -> None:
+        if delivery.is_fatal_idempotence(error):
+            logger.error("fatal producer error; the producer will be replaced", extra={"error": error.str()})
+            self._producer_fatal.set()
+        else:
+            logger.warning("kafka producer error", extra={"error": error.str()})
+
+    def _recreate_producer(self) -> None:
+        """The broker forgot this producer: purge it (its frames are requeued) and start a new one."""
+        old = self._producer
+        try:
+            old.purge(in_queue=True, in_flight=True)
+            old.poll(0)  # serve the purge delivery reports: they requeue the frames
+        except (KafkaException, RuntimeError, SystemError) as exc:
+            logger.warning("purging the old producer failed", extra={"error": str(exc)[:200]})
+        self._producer_fatal.clear()
+        self._producer = self._new_producer()
+        delivery.PRODUCER_RECREATIONS.labels(SERVICE).inc()
+
+    def _serve(self, timeout_s: float = 0) -> int:
+        """poll()/flush() that marks a fatal producer for replacement instead of raising."""
+        try:
+            return self._producer.flush(timeout_s) if timeout_s else self._producer.poll(0)
+        except (KafkaException, SystemError) as exc:
+            logger.warning("producer failed while serving deliveries", extra={"error": str(exc)[:200]})
+            self._producer_fatal.set()
+            return len(self._producer)
 
     def request_stop(self) -> None:
         """Stop the cameras, send what is queued, flush (SIGTERM does this)."""
@@ -223,9 +267,15 @@ class IngestService:
             if time.monotonic() >= next_config_check:
                 self.reload()
                 next_config_check = time.monotonic() + self.settings.config_poll_interval_s
+            if self._producer_fatal.is_set():
+                self._recreate_producer()
             if not self._send_some():
                 self.stop_event.wait(0.005)
-            self._producer.poll(0)
+            self._serve()
+            if len(self._producer) or any(w.queue for w in list(self.workers.values())):
+                self.stall.waiting()
+            else:
+                self.stall.progress()
         health.forget_loop(SERVICE)  # draining: bounded by the shutdown timeout instead
         for worker in list(self.workers.values()):
             worker.stop_event.set()
@@ -233,7 +283,7 @@ class IngestService:
             pass
         for worker in list(self.workers.values()):
             worker.stop()
-        remaining = self._producer.flush(self.settings.shutdown_timeout_s)
+        remaining = self._serve(self.settings.shutdown_timeout_s)
         logger.info("ingest stopped", extra={"unsent": remaining})
         return 0 if remaining == 0 else 1
 
@@ -297,26 +347,51 @@ class IngestService:
                 },
             )
             try:
-                self._producer.produce(self.settings.output_topic, key=frame.camera.id.encode(), value=value, on_delivery=self._delivered)
+                self._producer.produce(
+                    self.settings.output_topic,
+                    key=frame.camera.id.encode(),
+                    value=value,
+                    on_delivery=lambda err, msg, f=frame, w=worker: self._delivered(err, msg, f, w),
+                )
                 DEPLOYMENT_FRAMES.labels(frame.camera.deployment_id).inc()
             except BufferError:
                 # The producer is backed up: the frame goes back to the front of its queue, where
                 # the drop-oldest policy applies while the broker catches up.
-                with worker.lock:
-                    worker.queue.appendleft(frame)
-                self._producer.poll(0.05)
+                self._requeue(worker, frame)
+                self._serve(0.05)
             except KafkaException as exc:
+                error = exc.args[0]
+                if delivery.is_fatal_idempotence(error):
+                    self._producer_fatal.set()
+                    self._requeue(worker, frame)
+                    continue
                 # e.g. larger than message.max.bytes: this frame can never be sent; the camera goes on.
                 FRAMES_DROPPED.labels(frame.camera.id, "unsendable").inc()
-                logger.warning("frame cannot be produced", extra={"camera": frame.camera.id, "error": exc.args[0].str()})
+                logger.warning("frame cannot be produced", extra={"camera": frame.camera.id, "error": error.str()})
         return sent
 
-    def _delivered(self, error, message) -> None:
+    def _requeue(self, worker: CameraWorker, frame: _Frame) -> None:
+        with worker.lock:
+            worker.queue.appendleft(frame)
+            while len(worker.queue) > self.settings.frame_queue_size:
+                worker.queue.popleft()  # the drop-oldest policy, as for any full queue
+                FRAMES_DROPPED.labels(frame.camera.id, "queue_full").inc()
+
+    def _delivered(self, error, message, frame: _Frame, worker: CameraWorker) -> None:
         if error is None:
             metrics.MESSAGES_PRODUCED.labels(SERVICE, message.topic()).inc()
-        else:
-            FRAMES_DROPPED.labels((message.key() or b"").decode(), "delivery_failed").inc()
-            logger.warning("frame not delivered", extra={"error": error.str()})
+            self.stall.progress()
+            return
+        reason = delivery.unsent_reason(error)
+        if delivery.is_fatal_idempotence(error) or reason == "timed_out":
+            # After an embedded-broker restart the old producer can time out every frame
+            # without a fatal error (stale producer id); a fresh one resumes at once.
+            self._producer_fatal.set()
+        if reason == "producer_reset" and self.workers.get(frame.camera.id) is worker and not worker.stop_event.is_set():
+            self._requeue(worker, frame)  # sent again by the new producer if still fresh enough
+            return
+        FRAMES_DROPPED.labels(frame.camera.id, reason).inc()
+        logger.warning("frame not delivered", extra={"camera": frame.camera.id, "reason": reason, "error": error.str()})
 
 
 def main() -> int:

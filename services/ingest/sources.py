@@ -8,6 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from services.face.errors import ImageError
+from services.face.imageio import read_image_file
+
 from .cameras import CameraConfig, redact
 from .crowd import CrowdConfig, CrowdScene, cast_from_folder
 
@@ -54,7 +57,7 @@ class FolderSource(FrameSource):
     """Images of a folder in name order, looping; unreadable files are skipped and logged."""
 
     def __init__(self, folder: Path) -> None:
-        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        self.paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not self.paths:
             raise SourceError(f"no images in {folder}")
         self._next = 0
@@ -63,10 +66,10 @@ class FolderSource(FrameSource):
         for _ in range(len(self.paths)):
             path = self.paths[self._next % len(self.paths)]
             self._next += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is not None:
-                return frame
-            logger.warning("unreadable image skipped", extra={"file": path.name})
+            try:
+                return read_image_file(path)  # header and pixel limits checked before decoding
+            except (ImageError, OSError) as exc:
+                logger.warning("unreadable image skipped", extra={"file": path.name, "error": str(exc)[:200]})
         return None
 
 

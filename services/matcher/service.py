@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from services.common import health
@@ -14,12 +15,15 @@ from services.deployments.policy import DeploymentPolicy
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.materialiser import WatchlistMaterialiser, now_ms
+from services.watchlist.rejects import RejectReporter
 from services.watchlist.thresholds import Thresholds
 
 from .stage import MatcherDeps, process
 
 logger = logging.getLogger(__name__)
 SERVICE = "matcher"
+EXIT_WATCHLIST_STOPPED = 5  # 4 is the runner's EXIT_FATAL
+_LOADER_CHECK_INTERVAL_S = 0.5
 
 
 def build(
@@ -28,8 +32,9 @@ def build(
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path, settings.qdrant_embedded), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
+    reporter = RejectReporter(settings, settings.dlq_topic, settings.audit_topic, SERVICE)
     materialiser = WatchlistMaterialiser(
-        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock
+        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock, reporter=reporter
     )
     deps = MatcherDeps(
         index=index,
@@ -39,8 +44,41 @@ def build(
         counts_topic=settings.counts_topic,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,
+        watchlist_current=lambda: materialiser.healthy and materialiser.ready.is_set(),
     )
     return materialiser, deps
+
+
+def serve(
+    settings: MatcherSettings, materialiser: WatchlistMaterialiser, deps: MatcherDeps, admit: Callable | None = None
+) -> int:
+    """Load the watchlist, then match until stopped; exits EXIT_WATCHLIST_STOPPED if the loader stops."""
+    materialiser.start()
+    try:
+        materialiser.wait_ready(settings.watchlist_load_timeout_s)
+        runner = StageRunner(
+            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"},
+            admit=admit,
+        )
+        loader_stopped, finished = threading.Event(), threading.Event()
+
+        def watch_loader() -> None:
+            # The stage already refuses to match; this hands the process back to its supervisor.
+            while not finished.wait(_LOADER_CHECK_INTERVAL_S):
+                if not materialiser.healthy:
+                    logger.error("watchlist loader stopped; matcher exiting for restart")
+                    loader_stopped.set()
+                    runner.request_stop()
+                    return
+
+        threading.Thread(target=watch_loader, name="watchlist-watch", daemon=True).start()
+        try:
+            code = runner.run()
+        finally:
+            finished.set()
+        return EXIT_WATCHLIST_STOPPED if loader_stopped.is_set() else code
+    finally:
+        materialiser.stop()
 
 
 def main() -> int:
@@ -53,15 +91,12 @@ def main() -> int:
         logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
         return 1
     materialiser, deps = build(settings, policy=policy)
-    health.add_check("watchlist", lambda: (materialiser.ready.is_set(), "loaded" if materialiser.ready.is_set() else "loading"))
-    materialiser.start()
+    health.add_check(
+        "watchlist",
+        lambda: (materialiser.healthy and materialiser.ready.is_set(),
+                 "loaded" if materialiser.ready.is_set() else ("loader stopped" if not materialiser.healthy else "loading")),
+    )
     try:
-        materialiser.wait_ready(settings.watchlist_load_timeout_s)
-        runner = StageRunner(
-            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"},
-            admit=record_gate(policy, SERVICE),
-        )
-        return runner.run()
+        return serve(settings, materialiser, deps, admit=record_gate(policy, SERVICE))
     finally:
-        materialiser.stop()
         view.stop()

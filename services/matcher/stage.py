@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.errors import FatalError, MessageError
+from services.common.errors import FatalError, MessageError, TransientError
 from services.common.stage import Message, Output
 from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
@@ -35,6 +35,10 @@ class ModelMismatch(FatalError):
     reason = "model_mismatch"
 
 
+class WatchlistNotCurrent(TransientError):
+    """The watchlist loader has stopped: the batch waits (never dead-lettered, never matched)."""
+
+
 @dataclass(frozen=True)
 class MatcherDeps:
     index: WatchlistIndex
@@ -46,6 +50,8 @@ class MatcherDeps:
     # The deployment's active snapshot and threshold (services/deployments/policy.py); the
     # service always sets it. A probe whose deployment has no active snapshot matches nothing.
     scope: Callable[[str], MatchScope | None] | None = None
+    # False once the watchlist loader has stopped: a stale watchlist must never alert.
+    watchlist_current: Callable[[], bool] = lambda: True
 
 
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
@@ -63,6 +69,8 @@ def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
 
 
 def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
+    if not deps.watchlist_current():
+        raise WatchlistNotCurrent("the watchlist loader has stopped; not matching against a stale watchlist")
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]

@@ -36,7 +36,7 @@ def sniff_schema(value: bytes | None) -> str | None:
     _magic, length = _ENVELOPE.unpack_from(value)
     try:
         header = json.loads(value[_ENVELOPE.size : _ENVELOPE.size + length])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # hostile headers (#14): deep nesting
         return None
     schema = header.get("schema") if isinstance(header, dict) else None
     return schema if isinstance(schema, str) else None

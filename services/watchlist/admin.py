@@ -12,6 +12,8 @@ from pathlib import Path
 
 from qdrant_client import QdrantClient
 
+from services.common.errors import MessageError
+
 from .enrol import EnrolmentRefused, EnrolmentRequest, EnrolmentResult, Enroller
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
@@ -72,8 +74,21 @@ class WatchlistAdmin:
         if self._entries is None or self._index is None:
             self._entries = self.store.read_all()
             self._index = WatchlistIndex(QdrantClient(location=":memory:"), self.enroller.embedder.identity)
-            self._index.rebuild(self._entries, self.clock())
+            self._index.rebuild(self._searchable(self._entries, self._index), self.clock())
         return self._entries, self._index
+
+    @staticmethod
+    def _searchable(entries: dict[str, WatchlistEntry], index: WatchlistIndex) -> dict[str, WatchlistEntry]:
+        """Entries the look-alike index can hold; one that cannot is skipped with a warning, not fatal."""
+        usable = {}
+        for subject_id, entry in entries.items():
+            try:
+                index.check(entry)
+            except MessageError as exc:
+                logger.warning("watchlist entry skipped for look-alike checks", extra={"error": str(exc)})
+                continue
+            usable[subject_id] = entry
+        return usable
 
     def add(self, request: EnrolmentRequest) -> Outcome:
         now = self.clock()

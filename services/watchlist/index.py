@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from services.common.errors import MessageError
 from services.deployments.snapshot import entry_version
 from services.face.models import ModelIdentity
 
@@ -34,6 +35,10 @@ _POINT_NAMESPACE = uuid.UUID("5b6f3f38-7c1e-4f0e-9d55-0c0a1f6c2e11")
 _CANDIDATE_FIELDS = ("subject_id", "category", "priority", "reference")
 
 EmbeddedEngine = Literal["edge", "local"]
+
+
+class EntryRefused(MessageError):
+    """A watchlist entry this index cannot hold (wrong vector size): skipped and reported."""
 
 
 @dataclass(frozen=True)
@@ -98,13 +103,29 @@ class WatchlistIndex:
         with self._lock:
             self.backend.ensure_collection(self.collection, self.dim)
 
+    def check(self, entry: WatchlistEntry) -> None:
+        """Raise EntryRefused unless every vector of this model fits the collection."""
+        for vector in entry.vectors_for(self.model):
+            if vector.shape != (self.dim,):
+                raise EntryRefused(f"entry has a {vector.shape[0]}-dim vector for {self.model}; the index holds {self.dim}")
+
     def upsert(self, entry: WatchlistEntry) -> int:
-        """Replace the subject's points by the entry's vectors for this model; returns the count."""
+        """Replace the subject's points by the entry's vectors for this model; returns the count.
+
+        New points are written first (ids derive from subject and position, so they overwrite
+        in place) and only then are the subject's points of other entry versions deleted: a
+        refused or failed update leaves the old entry searchable instead of removing the subject.
+        """
+        self.check(entry)
         points = self._points(entry)
         with self._lock:
-            self.backend.delete(self.collection, _subject_is(entry.subject_id))
             if points:
                 self.backend.upsert(self.collection, points)
+                stale = Filter(must=_subject_is(entry.subject_id).must,
+                               must_not=(Condition.match("entry_version", entry_version(entry)),))
+            else:
+                stale = _subject_is(entry.subject_id)
+            self.backend.delete(self.collection, stale)
         if not points:
             logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
         return len(points)

@@ -4,6 +4,12 @@ Every matcher replica reads the whole topic itself (assigned partitions, no cons
 no commits): the topic is the source of truth and the index is derived. At start it reads to
 the high watermarks, rebuilds the index from that state, then applies each change as it
 arrives (searchable well within a second) and sweeps expired entries out periodically.
+
+Failing safe (issue #14): a record that cannot be read or applied is skipped and reported
+(RejectReporter) and later records, removals included, still apply; an update changes the
+index before the in-memory state, so a failed update leaves the old entry. If the loader stops
+for any other reason it clears ``ready`` and ``lfr_watchlist_ready`` and ``healthy`` turns
+false: the matcher then refuses to match (a stale watchlist must never alert) and exits.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from services.common.settings import KafkaSettings
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
+from .rejects import RejectReporter
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +51,9 @@ class WatchlistMaterialiser:
         *,
         sweep_interval_s: float = 10.0,
         clock: Callable[[], int] = now_ms,
+        reporter: RejectReporter | None = None,
     ) -> None:
+        self.reporter = reporter
         self.topic = topic
         self.index = index
         self.sweep_interval_s = sweep_interval_s
@@ -65,6 +74,11 @@ class WatchlistMaterialiser:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def healthy(self) -> bool:
+        """The loader is running (or has not started yet) and has not failed."""
+        return self._failed is None and (self._thread.is_alive() or not self._thread.ident)
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -98,7 +112,9 @@ class WatchlistMaterialiser:
                     next_sweep = time.monotonic() + self.sweep_interval_s
         except BaseException as exc:  # noqa: BLE001 - reported through wait_ready / the log
             self._failed = exc
-            logger.exception("watchlist materialiser stopped")
+            self.ready.clear()
+            WATCHLIST_READY.set(0)
+            logger.exception("watchlist materialiser stopped; the watchlist is no longer current")
         finally:
             self._consumer.close()
 
@@ -121,11 +137,20 @@ class WatchlistMaterialiser:
             return key, None
         try:
             entry = WatchlistEntry.from_data(decode(record.value()).data)
-        except (MessageError, ValueError, KeyError) as exc:
-            WATCHLIST_UPDATES.labels("invalid").inc()
-            logger.error("invalid watchlist record skipped", extra={"offset": record.offset(), "error_class": type(exc).__name__})
+            self.index.check(entry)
+        except Exception as exc:  # noqa: BLE001 - any unreadable record is skipped, never fatal
+            self._reject(record, exc)
             return None
         return entry.subject_id, entry
+
+    def _reject(self, record, exc: BaseException) -> None:
+        WATCHLIST_UPDATES.labels("invalid").inc()
+        logger.error(
+            "invalid watchlist record skipped",
+            extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__},
+        )
+        if self.reporter is not None:
+            self.reporter.report(record.topic(), record.partition(), record.offset(), record.key(), exc)
 
     def _apply_to_state(self, record) -> tuple[str, WatchlistEntry | None] | None:
         parsed = self._parse(record)
@@ -138,11 +163,23 @@ class WatchlistMaterialiser:
         return parsed
 
     def _apply_live(self, record) -> None:
-        parsed = self._apply_to_state(record)
+        parsed = self._parse(record)
         if parsed is None:
             return
         subject_id, entry = parsed
-        self._retrying(lambda: self._index_change(subject_id, entry))
+        if entry is not None:
+            try:
+                self._retrying(lambda: self._index_change(subject_id, entry))
+            except MessageError as exc:  # the index refused this entry: the old one stays
+                self._reject(record, exc)
+                return
+        else:
+            # A removal that cannot be applied is not skippable: it stops the loader (fail safe).
+            self._retrying(lambda: self._index_change(subject_id, entry))
+        if entry is None:
+            self.entries.pop(subject_id, None)
+        else:
+            self.entries[subject_id] = entry
         self._ready()
 
     def _index_change(self, subject_id: str, entry: WatchlistEntry | None) -> None:

@@ -63,12 +63,19 @@ class WatchlistStore:
                         continue
                     if record.offset() + 1 >= targets.get(record.partition(), 0):
                         targets[record.partition()] = 0
-                    key = (record.key() or b"").decode()
+                    key = (record.key() or b"").decode("utf-8", "replace")
                     if record.value() is None:
                         entries.pop(key, None)
-                    else:
+                        continue
+                    try:
                         entry = WatchlistEntry.from_data(decode(record.value()).data)
-                        entries[entry.subject_id] = entry
+                    except Exception as exc:  # noqa: BLE001 - list and remove must work past any bad record
+                        logger.warning(
+                            "unreadable watchlist record skipped",
+                            extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__},
+                        )
+                        continue
+                    entries[entry.subject_id] = entry
             return entries
         finally:
             consumer.close()

@@ -69,7 +69,7 @@ def test_detect_rejects_corrupt_and_mislabelled_frames(scene, face_engine):
         detect([frame_message(image, jpeg=b"\xff\xd8\xff\xe0garbage")], deps)
     small = cv2.resize(image, (640, 360))
     mislabelled = frame_message(image, jpeg=cv2.imencode(".jpg", small)[1].tobytes())
-    with pytest.raises(FrameRejected, match="declared 1280x720"):
+    with pytest.raises(FrameRejected, match="expected 1280x720"):
         detect([mislabelled], deps)
 
 

@@ -1,0 +1,172 @@
+"""A watchlist that fails safe (issue #14), against the real broker and local Qdrant.
+
+Regression: one bad record on lfr.watchlist.v1 (deep nesting, or a schema-valid entry with a
+64-dim vector) killed the loader thread after it had deleted the subject's old points, while
+``lfr_watchlist_ready`` stayed 1; a later removal was never applied and the removed person was
+still alerted. Random bytes made `lfr watchlist list` and `remove` fail.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY
+
+from services.common.envelope import decode, encode
+from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
+from services.face.models import SFACE, ModelIdentity
+from services.matcher.service import build
+from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.watchlist.store import WatchlistStore
+from tests.kafka_helpers import create_topics, produce, unique, wait_until
+
+MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
+FAR_FUTURE_MS = 4_102_444_800_000  # 2100
+
+
+def unit(seed: int, dim: int = 128) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def entry(subject_id: str, vector: np.ndarray) -> WatchlistEntry:
+    return WatchlistEntry(
+        subject_id=subject_id,
+        reference=f"ref-{subject_id}",
+        category="wanted_by_courts",
+        priority="red",
+        provenance=Provenance("custody", 1, "PACE", "tester", 1),
+        expires_at_ms=FAR_FUTURE_MS,
+        deployments=("dep-1",),
+        embeddings=(EnrolledEmbedding(MODEL, vector),),
+    )
+
+
+def record(e: WatchlistEntry) -> bytes:
+    return encode("lfr.watchlist.v1", e.to_data())
+
+
+def deep_record() -> bytes:
+    header = ('{"schema":"lfr.watchlist.v1","data":' + "[" * 100_000 + "]" * 100_000 + "}").encode()
+    return b"LFR\x01" + struct.pack(">I", len(header)) + header
+
+
+BAD = {"random_bytes": b"\x8f\x02garbage\xff" * 10, "deep_nesting": deep_record()}
+
+
+@pytest.fixture
+def topics(broker, kafka_env, monkeypatch, tmp_path):
+    names = {name: unique(name) for name in ("watchlist", "audit", "dlq", "embeddings", "matches")}
+    create_topics(broker.bootstrap_servers, *names.values(), partitions=1)
+    monkeypatch.setenv("LFR_WATCHLIST_TOPIC", names["watchlist"])
+    monkeypatch.setenv("LFR_AUDIT_TOPIC", names["audit"])
+    monkeypatch.setenv("LFR_DLQ_TOPIC", names["dlq"])
+    monkeypatch.setenv("LFR_INPUT_TOPIC", names["embeddings"])
+    monkeypatch.setenv("LFR_OUTPUT_TOPIC", names["matches"])
+    monkeypatch.setenv("LFR_GROUP_ID", unique("matcher"))
+    monkeypatch.setenv("LFR_QDRANT_PATH", ":memory:")
+    monkeypatch.setenv("LFR_EXPIRY_SWEEP_INTERVAL_S", "0.2")
+    return names
+
+
+def best(materialiser, vector: np.ndarray) -> list[tuple[str, float]]:
+    hits = materialiser.index.search(vector[None, :], [None], 1, limit=3)[0]
+    return [(h.subject_id, round(h.score, 3)) for h in hits]
+
+
+def _invalid_updates() -> float:
+    return REGISTRY.get_sample_value("lfr_watchlist_updates_total", {"action": "invalid"}) or 0.0
+
+
+def bad_records(vector_a_64: np.ndarray) -> list[bytes]:
+    return [BAD["random_bytes"], BAD["deep_nesting"], record(entry("alice", vector_a_64))]
+
+
+@pytest.mark.parametrize("when", ["at_start", "live"])
+def test_bad_watchlist_records_are_skipped_reported_and_later_changes_applied(broker, topics, reader, when):
+    alice, bob = unit(1), unit(2)
+    produce(broker.bootstrap_servers, topics["watchlist"], [record(entry("alice", alice)), record(entry("bob", bob))], keys=[b"alice", b"bob"])
+    bad = bad_records(unit(3, dim=64))
+    later_keys = [b"x", b"y", b"alice", b"bob"]
+    before = _invalid_updates()
+    materialiser, _deps = build(load_settings(MatcherSettings))
+    if when == "at_start":
+        produce(broker.bootstrap_servers, topics["watchlist"], [*bad, None], keys=later_keys)
+    materialiser.start()
+    try:
+        materialiser.wait_ready(30)
+        if when == "live":
+            produce(broker.bootstrap_servers, topics["watchlist"], [*bad, None], keys=later_keys)
+        # bob's removal, which comes after the bad records, is applied; alice keeps her old entry.
+        wait_until(lambda: materialiser.index.subjects() == {"alice"}, 20, "bob removed, alice kept")
+        assert best(materialiser, alice)[0] == ("alice", 1.0)
+        assert materialiser.healthy and materialiser.ready.is_set()
+        assert _invalid_updates() - before == 3
+        dead = reader(topics["dlq"]).read_until(3)
+        for dead_letter in dead:
+            headers = {k: v.decode() for k, v in dead_letter.headers()}
+            assert headers["lfr_dlq_payload"] == "withheld" and dead_letter.value() is None
+            assert headers["lfr_dlq_topic"] == topics["watchlist"] and headers["lfr_dlq_reason"]
+        audits = [decode(r.value()).data for r in reader(topics["audit"]).read_until(3)]
+        assert {a["action"] for a in audits} == {"watchlist.record_rejected"}
+    finally:
+        materialiser.stop()
+        materialiser.index.client.close()
+
+
+def test_loader_that_stops_makes_the_matcher_not_ready_and_refuse_to_match(broker, topics):
+    from services.common.errors import TransientError
+    from services.matcher.stage import process
+
+    produce(broker.bootstrap_servers, topics["watchlist"], [record(entry("alice", unit(1)))], keys=[b"alice"])
+    materialiser, deps = build(load_settings(MatcherSettings))
+    materialiser.start()
+    materialiser.wait_ready(30)
+    # The index under the loader goes away: its next sweep fails and the loader stops.
+    materialiser.index.client.close()
+    wait_until(lambda: not materialiser.healthy, 10, "the loader to report itself stopped")
+    assert not materialiser.ready.is_set()
+    assert REGISTRY.get_sample_value("lfr_watchlist_ready") == 0
+    with pytest.raises(TransientError):
+        process([], deps)  # even an empty batch: no matching against a stale watchlist
+    materialiser.stop()
+
+
+def test_matcher_service_exits_nonzero_when_the_loader_stops(broker, topics):
+    from services.matcher.service import serve
+
+    produce(broker.bootstrap_servers, topics["watchlist"], [record(entry("alice", unit(1)))], keys=[b"alice"])
+    settings = load_settings(MatcherSettings)
+    materialiser, deps = build(settings)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", serve(settings, materialiser, deps)), daemon=True)
+    thread.start()
+    materialiser.wait_ready(30)
+    materialiser.index.client.close()
+    thread.join(30)
+    assert not thread.is_alive() and result["code"] == 5  # EXIT_WATCHLIST_STOPPED
+
+
+def test_admin_tools_skip_unreadable_records_with_a_warning(broker, topics, caplog, face_engine):
+    from services.watchlist.admin import WatchlistAdmin
+    from services.watchlist.enrol import Enroller
+    from services.watchlist.thresholds import Thresholds
+
+    store = WatchlistStore(load_settings(WatchlistSettings))
+    produce(
+        broker.bootstrap_servers,
+        topics["watchlist"],
+        [record(entry("alice", unit(1))), BAD["random_bytes"], BAD["deep_nesting"], record(entry("bob", unit(2))), record(entry("carol", unit(3, dim=64)))],
+        keys=[b"alice", b"junk", b"deep", b"bob", b"carol"],
+    )
+    entries = store.read_all()
+    assert set(entries) == {"alice", "bob", "carol"}
+    assert sum("unreadable watchlist record skipped" in r.getMessage() for r in caplog.records) == 2
+    # `lfr watchlist list` and `remove` go through the admin: both work past the bad records.
+    admin = WatchlistAdmin(store, Enroller(*face_engine), Thresholds(0.5))
+    assert {e.subject_id for e in admin.list()} == {"alice", "bob", "carol"}
+    assert admin.remove("carol", "Sgt 1", "bad entry") and admin.remove("bob", "Sgt 1", "test")
+    assert set(store.read_all()) == {"alice"}
