@@ -114,7 +114,7 @@ def test_bad_watchlist_records_are_skipped_reported_and_later_changes_applied(br
         assert {a["action"] for a in audits} == {"watchlist.record_rejected"}
     finally:
         materialiser.stop()
-        materialiser.index.client.close()
+        materialiser.index.close()
 
 
 def test_loader_that_stops_makes_the_matcher_not_ready_and_refuse_to_match(broker, topics):
@@ -126,7 +126,7 @@ def test_loader_that_stops_makes_the_matcher_not_ready_and_refuse_to_match(broke
     materialiser.start()
     materialiser.wait_ready(30)
     # The index under the loader goes away: its next sweep fails and the loader stops.
-    materialiser.index.client.close()
+    materialiser.index.close()
     wait_until(lambda: not materialiser.healthy, 10, "the loader to report itself stopped")
     assert not materialiser.ready.is_set()
     assert REGISTRY.get_sample_value("lfr_watchlist_ready") == 0
@@ -145,7 +145,7 @@ def test_matcher_service_exits_nonzero_when_the_loader_stops(broker, topics):
     thread = threading.Thread(target=lambda: result.setdefault("code", serve(settings, materialiser, deps)), daemon=True)
     thread.start()
     materialiser.wait_ready(30)
-    materialiser.index.client.close()
+    materialiser.index.close()
     thread.join(30)
     assert not thread.is_alive() and result["code"] == 5  # EXIT_WATCHLIST_STOPPED
 
