@@ -77,3 +77,19 @@ def face_engine():
     from services.face import FaceDetector, FaceEmbedder
 
     return FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)
+
+
+@pytest.fixture(scope="session")
+def signing_identity(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One operator key trusted by one keyring for the whole run (LFR_* variables)."""
+    from services.audit.identity import ephemeral_identity
+
+    return ephemeral_identity(tmp_path_factory.mktemp("keys"), "test:operator")
+
+
+@pytest.fixture(autouse=True)
+def _signing_env(signing_identity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test signs watchlist changes and audit records with the session key and trusts it,
+    as a deployment must (services refuse to start without a keyring and a key)."""
+    for name, value in signing_identity.items():
+        monkeypatch.setenv(name, value)

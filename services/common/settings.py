@@ -148,14 +148,30 @@ class MatchThresholdSettings(LfrSettings):
         return value
 
 
-class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings):
+# -- security (signed changes, the audit chain) ------------------------------------------------
+class SigningSettings(LfrSettings):
+    """Who this process signs as (an encrypted private key) and whom it trusts (the keyring).
+    Every audit record is chained and signed; every watchlist change is signed."""
+
+    keyring_file: Path | None = Field(None, description="trusted public keys and revocations (JSON, `lfr keys`; a mounted Secret in Kubernetes)")
+    signing_key_file: Path | None = Field(None, description="this process's private key file from `lfr keys create` (encrypted with the passphrase)")
+    signing_key_passphrase: SecretStr | None = Field(None, description="passphrase of the signing key")
+    audit_topic: TopicName = "lfr.audit.v1"
+    audit_partition: int = Field(0, ge=0, le=1023, description="the audit partition (one hash chain) this process appends to")
+
+
+class AuditSettings(KafkaSettings, SigningSettings):
+    """`lfr audit` and `lfr keys`: read the audit chain, manage keys. (Audit retention is the
+    lfr.audit.v1 retention.ms in topics.toml: 7 years by default.)"""
+
+
+class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings, SigningSettings):
     """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
 
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings):
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, SigningSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from services.audit.identity import ephemeral_identity
 from services.common.broker import EmbeddedBroker
 from services.common.topics import apply_topics, load_topic_specs
 
@@ -31,6 +32,8 @@ class Pipeline:
         self._log_offsets: dict[str, int] = {}
         self._services: dict[str, str] = {}
         self.truth_dir = workdir / "truth"
+        # The demo's operator and services sign as one throw-away key trusted only here.
+        self.signing_env = ephemeral_identity(workdir / "keys", "demo:operator")
 
     @property
     def bootstrap(self) -> str:
@@ -47,6 +50,7 @@ class Pipeline:
             "LFR_CAMERAS_FILE": str(self.cameras_file),
             "LFR_TRUTH_DIR": str(self.truth_dir),
             "LFR_QDRANT_PATH": ":memory:",
+            **self.signing_env,
             **self.extra_env,
         }
 

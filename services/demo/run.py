@@ -79,7 +79,8 @@ def crowd_camera(cast: Cast, data_dir: Path, options: DemoOptions, camera_id: st
 
 
 def enrol(pipeline: Pipeline, cast: Cast, detector: FaceDetector, embedder: FaceEmbedder) -> None:
-    settings = load_settings(WatchlistSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    signing = {name.removeprefix("LFR_").lower(): value for name, value in pipeline.signing_env.items()}
+    settings = load_settings(WatchlistSettings, kafka_bootstrap_servers=pipeline.bootstrap, **signing)
     admin = WatchlistAdmin(WatchlistStore(settings), Enroller(detector, embedder), Thresholds())
     for identity, photo in cast.watchlist:
         outcome = admin.add(enrolment_request(identity, photo, DEPLOYMENT))

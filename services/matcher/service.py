@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 
+from services.audit.refusals import signature_checks
+from services.common.errors import SettingsError
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
@@ -23,8 +26,10 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
+    keyring, on_refused = signature_checks(settings, SERVICE)
     materialiser = WatchlistMaterialiser(
-        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock
+        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock,
+        keyring=keyring, on_refused=on_refused,
     )
     deps = MatcherDeps(
         index=index,
@@ -40,7 +45,11 @@ def main() -> int:
     settings = start_service(SERVICE, MatcherSettings)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    materialiser, deps = build(settings)
+    try:
+        materialiser, deps = build(settings)
+    except SettingsError as exc:  # no keyring or signing key: refuse to start rather than trust anything
+        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)

@@ -82,11 +82,9 @@ class WatchlistAdmin:
         entries, index = self._current()
         result = EnrolmentResult(entry, self.enroller.lookalikes(entry, index, self.thresholds, now))
         existed = entry.subject_id in entries
-        self.store.publish(entry)
-        self.store.audit(
-            request.added_by,
+        self.store.publish(
+            entry,
             "watchlist.update" if existed else "watchlist.add",
-            entry.subject_id,
             {
                 "category": entry.category,
                 "priority": entry.priority,
@@ -97,6 +95,7 @@ class WatchlistAdmin:
                 "legal_basis": entry.provenance.legal_basis,
                 "lookalikes": len(result.lookalikes),
             },
+            requested_by=request.added_by,
         )
         for lookalike in result.lookalikes:
             self.store.audit(
@@ -113,8 +112,7 @@ class WatchlistAdmin:
         entries, index = self._current()
         if subject_id not in entries:
             return False
-        self.store.tombstone(subject_id)
-        self.store.audit(actor, "watchlist.remove", subject_id, {"reason": reason})
+        self.store.tombstone(subject_id, "watchlist.remove", {"reason": reason}, requested_by=actor)
         del entries[subject_id]
         index.remove(subject_id)
         return True
@@ -125,8 +123,7 @@ class WatchlistAdmin:
         now = self.clock()
         expired = [sid for sid, entry in entries.items() if entry.is_expired(now)]
         for sid in expired:
-            self.store.tombstone(sid)
-            self.store.audit(actor, "watchlist.expired", sid, {"expired_at": format_time_ms(entries[sid].expires_at_ms)})
+            self.store.tombstone(sid, "watchlist.expired", {"expired_at": format_time_ms(entries[sid].expires_at_ms)}, requested_by=actor)
             del entries[sid]
             index.remove(sid)
         return expired

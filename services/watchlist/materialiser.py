@@ -20,6 +20,7 @@ from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError, TransientError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
+from services.common.signing import Keyring, ReplayGuard, SignatureRefused, verify_record
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
@@ -44,8 +45,13 @@ class WatchlistMaterialiser:
         *,
         sweep_interval_s: float = 10.0,
         clock: Callable[[], int] = now_ms,
+        keyring: Keyring | None = None,
+        on_refused: Callable[[object, SignatureRefused, bool], None] | None = None,
     ) -> None:
         self.topic = topic
+        self.keyring = keyring  # None only in tests of the index itself; the matcher always passes one
+        self.on_refused = on_refused
+        self._replays = ReplayGuard()
         self.index = index
         self.sweep_interval_s = sweep_interval_s
         self.clock = clock
@@ -117,6 +123,8 @@ class WatchlistMaterialiser:
 
     def _parse(self, record) -> tuple[str, WatchlistEntry | None] | None:
         key = (record.key() or b"").decode("utf-8", "replace")
+        if self.keyring is not None and not self._verified(record):
+            return None
         if record.value() is None:
             return key, None
         try:
@@ -126,6 +134,23 @@ class WatchlistMaterialiser:
             logger.error("invalid watchlist record skipped", extra={"offset": record.offset(), "error_class": type(exc).__name__})
             return None
         return entry.subject_id, entry
+
+    def _verified(self, record) -> bool:
+        """Only changes signed by an unrevoked key, carrying their audit hash, and not older than
+        the last one applied for the subject; anything else changes nothing and is reported."""
+        try:
+            self.keyring.refresh()
+            verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers())
+            if not verified.audit_hash:
+                raise SignatureRefused("unaudited", verified.key_id)
+            self._replays.check(record.key(), verified)
+        except SignatureRefused as refusal:
+            WATCHLIST_UPDATES.labels("refused").inc()
+            logger.error("watchlist record refused", extra={"offset": record.offset(), "reason": refusal.reason, "key_id": refusal.key_id})
+            if self.on_refused is not None:
+                self.on_refused(record, refusal, self.ready.is_set())
+            return False
+        return True
 
     def _apply_to_state(self, record) -> tuple[str, WatchlistEntry | None] | None:
         parsed = self._parse(record)

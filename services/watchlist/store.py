@@ -1,4 +1,8 @@
-"""Reads and writes the watchlist's source of truth (lfr.watchlist.v1) and its audit trail."""
+"""Reads and writes the watchlist's source of truth (lfr.watchlist.v1) and its audit trail.
+
+Every change is signed by the operator's key and written after its audit record (services/audit):
+the change carries the audit record's hash, so no crash leaves a change unaudited.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.audit.identity import load_signer
+from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import WatchlistSettings
@@ -22,6 +28,9 @@ class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
+        self.signer = load_signer(settings)
+        self.audit_writer = AuditWriter(settings, settings.audit_topic, self.signer, AUDIT_SERVICE,
+                                        partition=settings.audit_partition, producer=self._producer)
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, WatchlistEntry]:
         """Current entries: the last record per subject, tombstones applied."""
@@ -51,22 +60,32 @@ class WatchlistStore:
         finally:
             consumer.close()
 
-    def publish(self, entry: WatchlistEntry) -> None:
-        self._send(self.settings.watchlist_topic, entry.subject_id, encode("lfr.watchlist.v1", entry.to_data()))
+    def publish(self, entry: WatchlistEntry, action: str = "watchlist.add", details: dict[str, Any] | None = None,
+                requested_by: str | None = None) -> str:
+        """Audit, then write the signed entry; returns the audit hash it carries."""
+        value = encode("lfr.watchlist.v1", entry.to_data())
+        return self._change(entry.subject_id, value, action, details, requested_by)
 
-    def tombstone(self, subject_id: str) -> None:
-        self._send(self.settings.watchlist_topic, subject_id, None)
+    def tombstone(self, subject_id: str, action: str = "watchlist.remove", details: dict[str, Any] | None = None,
+                  requested_by: str | None = None) -> str:
+        return self._change(subject_id, None, action, details, requested_by)
 
-    def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None) -> None:
-        record: dict[str, Any] = {"actor": actor, "action": action, "at_ms": int(time.time() * 1000), "service": AUDIT_SERVICE}
-        if subject_id:
-            record["subject_id"] = subject_id
-        if details:
-            record["details"] = details
-        self._send(self.settings.audit_topic, subject_id or actor, encode("lfr.audit.v1", record))
+    def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Append one audit record (chained, signed). ``actor`` is what the caller claims; the
+        record's actor is the signing key's owner (a different claim is kept as requested_by)."""
+        _record, digest = self.audit_writer.write(action, subject_id, details, requested_by=actor, **fields)
+        return digest
 
-    def _send(self, topic: str, key: str, value: bytes | None) -> None:
+    def _change(self, subject_id: str, value: bytes | None, action: str, details: dict[str, Any] | None,
+                requested_by: str | None) -> str:
+        topic, key = self.settings.watchlist_topic, subject_id.encode()
+        facts = {**(details or {}), "change_sha256": change_digest(topic, key, value)}
+        _record, digest = self.audit_writer.write(action, subject_id, facts, requested_by=requested_by)
+        self._send(topic, key, value, self.signer.record_headers(topic, key, value, audit_hash=digest))
+        return digest
+
+    def _send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         errors: list = []
-        self._producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda err, _msg: err and errors.append(err))
+        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=lambda err, _msg: err and errors.append(err))
         if self._producer.flush(30) or errors:
             raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
