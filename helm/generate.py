@@ -64,6 +64,8 @@ SECRETS = {
     "kafka_ssl_key_password": "kafka.tls.client.existingSecret + kafka.tls.client.keyPasswordKey",
     "qdrant_api_key": "matcher.qdrant.existingSecret + matcher.qdrant.apiKeyKey",
     "webhook_token": "dispatch.webhook.existingSecret + dispatch.webhook.tokenKey",
+    "webhook_signing_secret": "dispatch.webhook.existingSecret + dispatch.webhook.signingSecretKey",
+    "signing_key_passphrase": "signing.existingSecret + signing.passphraseKey",
 }
 #: Fields the chart or the image sets; not values.
 MANAGED = {
@@ -74,6 +76,8 @@ MANAGED = {
     "model_cache_dir": "the image: models converted at build time (LFR_MODEL_CACHE_DIR=/opt/openlfr/models)",
     "truth_dir": "demo and tests only (synthetic cameras' ground truth)",
     "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir",
+    "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json)",
+    "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
 }
 #: Fields a job does not use at all.
 UNUSED = {
@@ -228,7 +232,7 @@ def service_schema(name: str, cls) -> dict:
     if name == "matcher":
         properties["qdrant"] = obj({"existingSecret": SECRET_NAME, "apiKeyKey": SECRET_KEY})
     if name == "dispatch":
-        properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY})
+        properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY, "signingSecretKey": SECRET_KEY})
     return obj(properties)
 
 
@@ -282,6 +286,8 @@ def build_schema() -> dict:
                                "keyPasswordKey": SECRET_KEY}),
             }),
         }),
+        # The trusted keyring and the key the matcher and the purge job sign audit records with.
+        "signing": obj({"existingSecret": SECRET_NAME, "keyringKey": SECRET_KEY, "keyKey": SECRET_KEY, "passphraseKey": SECRET_KEY}),
         **{name: service_schema(name, cls) for name, cls in SERVICES.items()},
         "autoscaling": obj(
             {

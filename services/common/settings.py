@@ -248,12 +248,36 @@ class DispatchSettings(KafkaSettings):
     topic_wait_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the input topic")
     webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2048, description="unset = no webhook sink")
     webhook_token: SecretStr | None = None
+    webhook_signing_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks secret (whsec_ + base64, at least 24 bytes): every delivery is signed; required with a URL")
     webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     webhook_max_retries: int = Field(3, ge=0, le=20)
     webhook_backoff_initial_s: float = Field(0.5, gt=0, le=60)
     webhook_backoff_max_s: float = Field(30.0, gt=0, le=600)
     webhook_max_age_s: float = Field(900.0, gt=0, le=2_678_400, description="older alerts are not posted (a new group replays the topic)")
     ce_source_prefix: str = Field("/openlfr", pattern=r"^[A-Za-z0-9][A-Za-z0-9+.-]*:[^\s]*$|^/[^\s]*$", max_length=256)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None) -> str | None:
+        from services.dispatch.webhook_security import check_webhook_url  # noqa: PLC0415
+
+        if value:
+            check_webhook_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> DispatchSettings:
+        if self.webhook_url:
+            from services.dispatch.webhook_security import check_webhook_secret  # noqa: PLC0415
+
+            if self.webhook_signing_secret is None:
+                raise ValueError("LFR_WEBHOOK_SIGNING_SECRET is required with LFR_WEBHOOK_URL: every delivery is signed")
+            try:
+                check_webhook_secret(self.webhook_signing_secret.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"LFR_WEBHOOK_SIGNING_SECRET: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _dispatch_heartbeat_below_session(self) -> DispatchSettings:

@@ -134,7 +134,8 @@ def live(tmp_path_factory):
         "detect": {"LFR_DETECTOR_SCORE_THRESHOLD": "0.3", "LFR_MIN_DETECTOR_SCORE": "0.99", "LFR_MAX_FRAME_AGE_MS": "600000"},
         "embed": {},
         "matcher": {},
-        "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook"},
+        "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook",
+                     "LFR_WEBHOOK_SIGNING_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
     }
     pipeline = Pipeline(work / "run", extra_env={"LFR_LAG_REPORT_INTERVAL_S": "1", "LFR_SHUTDOWN_TIMEOUT_S": "10"})
     cameras = {

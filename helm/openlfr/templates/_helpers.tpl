@@ -310,3 +310,45 @@ topologySpreadConstraints:
 {{- fail "ingest: set ingest.cameras or ingest.camerasExistingSecret, not both" }}
 {{- end }}
 {{- end }}
+
+{{/* Signing: keyring + signing key mounted from signing.existingSecret, passphrase as env ----- */}}
+
+{{- define "openlfr.signingEnv" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: LFR_KEYRING_FILE
+  value: /etc/openlfr/signing/keyring.json
+- name: LFR_SIGNING_KEY_FILE
+  value: /etc/openlfr/signing/signing-key.json
+- name: LFR_SIGNING_KEY_PASSPHRASE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passphraseKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.signingVolume" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: signing
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .keyringKey }}
+        path: keyring.json
+      - key: {{ .keyKey }}
+        path: signing-key.json
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.signingMount" -}}
+{{- if .Values.signing.existingSecret }}
+- name: signing
+  mountPath: /etc/openlfr/signing
+  readOnly: true
+{{- end }}
+{{- end }}
