@@ -56,6 +56,9 @@ class KafkaSettings(LfrSettings):
             ]
             if missing:
                 raise ValueError(f"{', '.join(missing)} required when LFR_KAFKA_SECURITY_PROTOCOL is SASL_*")
+        if self.kafka_sasl_mechanism == "PLAIN" and self.kafka_security_protocol != "SASL_SSL":
+            # PLAIN sends the password as it is: only inside TLS.
+            raise ValueError("LFR_KAFKA_SASL_MECHANISM=PLAIN needs LFR_KAFKA_SECURITY_PROTOCOL=SASL_SSL (PLAIN without TLS sends the password in clear)")
         return self
 
 
