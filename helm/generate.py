@@ -279,7 +279,8 @@ def build_schema() -> dict:
         **SCHEDULING,
         "settings": settings_schema(COMMON),
         "kafka": obj({
-            "sasl": obj({"existingSecret": SECRET_NAME, "passwordKey": SECRET_KEY, "usernameKey": SECRET_KEY}),
+            "sasl": obj({"existingSecret": SECRET_NAME, "passwordKey": SECRET_KEY, "usernameKey": SECRET_KEY,
+                         "perComponentUsers": {**BOOL, "description": "each pod logs in as KafkaUser openlfr-<component> (k8s/overlays/prod/kafka-users.yaml)"}}),
             "tls": obj({
                 "ca": obj({"existingSecret": SECRET_NAME, "key": SECRET_KEY}),
                 "client": obj({"existingSecret": SECRET_NAME, "certificateKey": SECRET_KEY, "keyKey": SECRET_KEY,

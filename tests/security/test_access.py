@@ -85,3 +85,26 @@ def test_generated_kafka_users_match_the_table():
         groups = {a["resource"]["name"]: tuple(a["operations"]) for a in acls if a["resource"]["type"] == "group"}
         assert topics == principal.topics and groups == principal.groups
         assert all(a["operations"] != ["All"] and a["resource"].get("name") != "*" for a in acls)
+
+
+def test_chart_gives_each_pod_its_own_kafka_user():
+    """With kafka.sasl.perComponentUsers, every workload logs in as the KafkaUser of its principal
+    in access.toml (the purge job as admin, the topics job as platform), password from its Secret."""
+    from tests.deploy.helpers import pod_specs, render
+
+    values = {"settings": {"kafkaSecurityProtocol": "SASL_SSL", "kafkaSaslMechanism": "SCRAM-SHA-512"},
+              "kafka": {"sasl": {"perComponentUsers": True}}, "topicsJob": {"enabled": True}}
+    seen = {}
+    for workload, spec in pod_specs(render(values)).items():
+        for container in spec["containers"]:
+            env = {e["name"]: e for e in container.get("env", [])}
+            if "LFR_KAFKA_SASL_USERNAME" not in env:
+                continue
+            user = env["LFR_KAFKA_SASL_USERNAME"]["value"]
+            assert env["LFR_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": user, "key": "password"}, workload
+            seen[workload] = user.removeprefix("openlfr-")
+    assert set(seen.values()) >= {"ingest", "detect", "embed", "matcher", "dispatch", "admin", "platform"}
+    assert set(seen.values()) <= set(ACCESS)
+    for workload, principal in seen.items():
+        if workload.startswith("Deployment/"):
+            assert workload.endswith(principal), (workload, principal)

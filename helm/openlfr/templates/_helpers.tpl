@@ -277,7 +277,10 @@ topologySpreadConstraints:
 {{- $svc := index $v $name }}
 {{- $s := include "openlfr.effectiveSettings" (dict "root" $ "settings" $svc.settings) | fromYaml }}
 {{- $protocol := default "PLAINTEXT" $s.kafkaSecurityProtocol }}
-{{- if hasPrefix "SASL_" $protocol }}
+{{- if and $v.kafka.sasl.perComponentUsers $s.kafkaSaslUsername }}
+{{- fail (printf "%s: kafka.sasl.perComponentUsers sets each pod's user; unset settings.kafkaSaslUsername" $name) }}
+{{- end }}
+{{- if and (hasPrefix "SASL_" $protocol) (not $v.kafka.sasl.perComponentUsers) }}
 {{- if not $v.kafka.sasl.existingSecret }}
 {{- fail (printf "%s: kafkaSecurityProtocol %s needs kafka.sasl.existingSecret (the password is never a plain value)" $name $protocol) }}
 {{- end }}
@@ -350,5 +353,22 @@ topologySpreadConstraints:
 - name: signing
   mountPath: /etc/openlfr/signing
   readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Least privilege: with kafka.sasl.perComponentUsers each pod logs in as its own Strimzi
+KafkaUser openlfr-<principal> (k8s/overlays/prod/kafka-users.yaml, from services/common/access.toml),
+password from the Secret Strimzi names after the user; else the one kafka.sasl Secret. */}}
+{{- define "openlfr.kafkaIdentityEnv" -}}
+{{- if .root.Values.kafka.sasl.perComponentUsers }}
+- name: LFR_KAFKA_SASL_USERNAME
+  value: openlfr-{{ .principal }}
+- name: LFR_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: openlfr-{{ .principal }}
+      key: password
+{{- else }}
+{{- include "openlfr.kafkaSecretEnv" .root }}
 {{- end }}
 {{- end }}
