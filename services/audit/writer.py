@@ -139,3 +139,19 @@ class AuditWriter:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+def audited(action: str, subject_id: str | None, details: Mapping[str, Any], service: str) -> tuple[dict, str]:
+    """One audit record from a command-line tool (AuditSettings from the environment), signed by
+    its operator's key; raises SettingsError or RuntimeError when it cannot be written, so the
+    caller makes no change that would go unaudited."""
+    from services.common.settings import AuditSettings, load_settings  # noqa: PLC0415
+
+    from .identity import load_signer  # noqa: PLC0415
+
+    settings = load_settings(AuditSettings)
+    writer = AuditWriter(settings, settings.audit_topic, load_signer(settings), service, partition=settings.audit_partition)
+    try:
+        return writer.write(action, subject_id, details)
+    finally:
+        writer.close()

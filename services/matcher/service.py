@@ -31,6 +31,9 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
         settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock,
         keyring=keyring, on_refused=on_refused,
     )
+    # The thresholds in force are audited at every start: a changed threshold leaves a record.
+    on_refused.audit.write("matcher.thresholds", None, {
+        "default": settings.match_threshold_default, "per_category": settings.match_thresholds or "{}"})
     deps = MatcherDeps(
         index=index,
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),

@@ -101,7 +101,7 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     expected = {"unsigned": 2, "unknown_key": 1, "bad_signature": 1, "unaudited": 1, "replayed": 1, "revoked_key": 1}
     wait_until(lambda: {r: refusals(r) - before[r] for r in expected} == expected, 20, "every refusal counted")
     dead = reader(TOPICS["dlq"]).read_until(7)
-    audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(4 + 7)]
+    audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 7)]
 
     # Nothing changed: alice and bob listed with their own vectors, mallory and carol absent.
     assert index.subjects() == {"alice", "bob"}
@@ -117,6 +117,9 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     assert len(refused) == 7 and {r["details"]["topic"] for r in refused} == {topic}
     assert [r["actor"] for r in audit if r["action"].startswith("watchlist.")] == ["PC 1234 Operator"] * 4
     assert audit[-1]["details"]["reason"] == "revoked_key"
+    # The matcher audited the thresholds it started with.
+    (started,) = [r for r in audit if r["action"] == "matcher.thresholds"]
+    assert started["details"]["default"] == 0.5 and started["actor"] == "PC 1234 Operator"
     # The service keeps going: a genuine signed change after all that still applies.
     store.tombstone("bob", requested_by="Sgt 2")
     wait_until(lambda: index.subjects() == {"alice"}, 10, "a genuine removal to apply")
