@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -79,6 +80,8 @@ class WatchlistAdmin:
         except EnrolmentRefused as refusal:
             logger.info("enrolment refused", extra={"reason": refusal.reason})
             return Outcome(request.subject_id, "refused", refusal.reason, refusal.detail)
+        # Who added the entry is the signing key's owner; the free-text added_by is a claim kept in the audit.
+        entry = dataclasses.replace(entry, provenance=dataclasses.replace(entry.provenance, added_by=self.store.signer.owner))
         entries, index = self._current()
         result = EnrolmentResult(entry, self.enroller.lookalikes(entry, index, self.thresholds, now))
         existed = entry.subject_id in entries
