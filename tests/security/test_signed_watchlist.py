@@ -100,7 +100,8 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
 
     expected = {"unsigned": 2, "unknown_key": 1, "bad_signature": 1, "unaudited": 1, "replayed": 1, "revoked_key": 1}
     wait_until(lambda: {r: refusals(r) - before[r] for r in expected} == expected, 20, "every refusal counted")
-    dead = reader(TOPICS["dlq"]).read_until(7)
+    dlq = reader(TOPICS["dlq"])
+    dead = dlq.read_until(7)
     audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 7)]
 
     # Nothing changed: alice and bob listed with their own vectors, mallory and carol absent.
@@ -123,3 +124,25 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     # The service keeps going: a genuine signed change after all that still applies.
     store.tombstone("bob", requested_by="Sgt 2")
     wait_until(lambda: index.subjects() == {"alice"}, 10, "a genuine removal to apply")
+
+    # A restarted matcher rebuilds the same state; the refused records are counted again but not
+    # reported again (no new dead letters), so restarts and replicas do not multiply reports.
+    materialiser.stop()
+    counted = sum(refusals(r) for r in expected)
+    again, _deps = build(load_settings(MatcherSettings))
+    again.start()
+    try:
+        again.wait_ready(30)
+        assert again.index.subjects() == {"alice"}
+        wait_until(lambda: sum(refusals(r) for r in expected) >= counted + 7, 10, "the rebuild to count the refusals")
+        assert len(dlq.poll()) == 7  # the same seven, nothing new
+    finally:
+        again.stop()
+
+
+def test_matcher_refuses_to_start_without_a_keyring(kafka_env, monkeypatch):
+    from services.common.errors import SettingsError
+
+    monkeypatch.delenv("LFR_KEYRING_FILE")
+    with pytest.raises(SettingsError, match="LFR_KEYRING_FILE is required"):
+        build(load_settings(MatcherSettings))
