@@ -259,3 +259,29 @@ class ReplayGuard:
         if verified.signed_at_ms < self._latest.get(key or b"", -1):
             raise SignatureRefused("replayed", verified.key_id)
         self._latest[key or b""] = verified.signed_at_ms
+
+
+class SignatureGate:
+    """What a reader of a signed topic calls per record: the verified signer, or None when the
+    record must change nothing (then ``on_refused(record, refusal, live)`` reports it). Verified
+    means: signed by an unrevoked key of the keyring, carrying the hash of its audit record, and
+    not older than the last change admitted for the same key."""
+
+    def __init__(self, keyring: Keyring, topic: str, on_refused=None) -> None:
+        self.keyring = keyring
+        self.topic = topic
+        self.on_refused = on_refused
+        self._replays = ReplayGuard()
+
+    def admit(self, record, live: bool) -> VerifiedRecord | None:
+        try:
+            self.keyring.refresh()
+            verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers())
+            if not verified.audit_hash:
+                raise SignatureRefused("unaudited", verified.key_id)
+            self._replays.check(record.key(), verified)
+        except SignatureRefused as refusal:
+            if self.on_refused is not None:
+                self.on_refused(record, refusal, live)
+            return None
+        return verified

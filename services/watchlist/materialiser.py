@@ -20,7 +20,7 @@ from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError, TransientError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
-from services.common.signing import Keyring, ReplayGuard, SignatureRefused, verify_record
+from services.common.signing import Keyring, SignatureGate, SignatureRefused
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
@@ -50,8 +50,7 @@ class WatchlistMaterialiser:
     ) -> None:
         self.topic = topic
         self.keyring = keyring  # None only in tests of the index itself; the matcher always passes one
-        self.on_refused = on_refused
-        self._replays = ReplayGuard()
+        self._gate = SignatureGate(keyring, topic, self._refused(on_refused)) if keyring is not None else None
         self.index = index
         self.sweep_interval_s = sweep_interval_s
         self.clock = clock
@@ -123,7 +122,7 @@ class WatchlistMaterialiser:
 
     def _parse(self, record) -> tuple[str, WatchlistEntry | None] | None:
         key = (record.key() or b"").decode("utf-8", "replace")
-        if self.keyring is not None and not self._verified(record):
+        if self._gate is not None and self._gate.admit(record, self.ready.is_set()) is None:
             return None
         if record.value() is None:
             return key, None
@@ -135,22 +134,16 @@ class WatchlistMaterialiser:
             return None
         return entry.subject_id, entry
 
-    def _verified(self, record) -> bool:
-        """Only changes signed by an unrevoked key, carrying their audit hash, and not older than
-        the last one applied for the subject; anything else changes nothing and is reported."""
-        try:
-            self.keyring.refresh()
-            verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers())
-            if not verified.audit_hash:
-                raise SignatureRefused("unaudited", verified.key_id)
-            self._replays.check(record.key(), verified)
-        except SignatureRefused as refusal:
+    def _refused(self, report):
+        """Refused records change nothing; counted here, reported by ``report`` (services/audit/refusals.py)."""
+
+        def refused(record, refusal: SignatureRefused, live: bool) -> None:
             WATCHLIST_UPDATES.labels("refused").inc()
             logger.error("watchlist record refused", extra={"offset": record.offset(), "reason": refusal.reason, "key_id": refusal.key_id})
-            if self.on_refused is not None:
-                self.on_refused(record, refusal, self.ready.is_set())
-            return False
-        return True
+            if report is not None:
+                report(record, refusal, live)
+
+        return refused
 
     def _apply_to_state(self, record) -> tuple[str, WatchlistEntry | None] | None:
         parsed = self._parse(record)
