@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.common.errors import SettingsError
-from services.common.settings import SigningSettings
+from services.common.settings import KeyringSettings, SigningSettings
 from services.common.signing import Keyring, KeyFileError, Signer
 
 
@@ -19,7 +19,7 @@ def load_signer(settings: SigningSettings) -> Signer:
         raise SettingsError(f"LFR_SIGNING_KEY_FILE: {exc}") from None
 
 
-def load_keyring(settings: SigningSettings) -> Keyring:
+def load_keyring(settings: KeyringSettings) -> Keyring:
     if settings.keyring_file is None:
         raise SettingsError("LFR_KEYRING_FILE is required: only records signed by a trusted key are applied")
     try:

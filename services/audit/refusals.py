@@ -29,7 +29,10 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 class RefusalReporter:
-    def __init__(self, audit: AuditWriter, producer: Producer, dlq_topic: str, service: str) -> None:
+    """``audit`` may be None for a service that holds no signing key: it counts and dead-letters;
+    a service with a key (the matcher) audits the same refusal, as every replica sees it."""
+
+    def __init__(self, audit: AuditWriter | None, producer: Producer, dlq_topic: str, service: str) -> None:
         self.audit = audit
         self.producer = producer
         self.dlq_topic = dlq_topic
@@ -44,7 +47,8 @@ class RefusalReporter:
         details = {"topic": topic, "partition": record.partition(), "offset": record.offset(), "reason": refusal.reason,
                    "key_id": refusal.key_id or None, "tombstone": record.value() is None}
         try:
-            self.audit.write("signature.refused", key if ID_PATTERN.match(key) else None, details)
+            if self.audit is not None:
+                self.audit.write("signature.refused", key if ID_PATTERN.match(key) else None, details)
             self._dead_letter(record, refusal)
         except Exception:  # noqa: BLE001 - reporting must never stop the watchlist from loading
             REPORT_FAILURES.labels(self.service).inc()

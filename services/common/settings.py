@@ -152,11 +152,16 @@ class MatchThresholdSettings(LfrSettings):
 
 
 # -- security (signed changes, the audit chain) ------------------------------------------------
-class SigningSettings(LfrSettings):
+class KeyringSettings(LfrSettings):
+    """Whom this process trusts: signed records are applied only if they verify against the keyring."""
+
+    keyring_file: Path | None = Field(None, description="trusted public keys and revocations (JSON, `lfr keys`; a mounted Secret in Kubernetes)")
+
+
+class SigningSettings(KeyringSettings):
     """Who this process signs as (an encrypted private key) and whom it trusts (the keyring).
     Every audit record is chained and signed; every watchlist change is signed."""
 
-    keyring_file: Path | None = Field(None, description="trusted public keys and revocations (JSON, `lfr keys`; a mounted Secret in Kubernetes)")
     signing_key_file: Path | None = Field(None, description="this process's private key file from `lfr keys create` (encrypted with the passphrase)")
     signing_key_passphrase: SecretStr | None = Field(None, description="passphrase of the signing key")
     audit_topic: TopicName = "lfr.audit.v1"
