@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_watchlist(commands)
     register_cameras(commands)
+    from services.deployments.cli import register as register_deployments
+
+    register_deployments(commands)
 
     from services.audit.cli import register as register_security  # lfr keys, lfr audit
 

@@ -93,3 +93,21 @@ def _signing_env(signing_identity, monkeypatch: pytest.MonkeyPatch) -> None:
     as a deployment must (services refuse to start without a keyring and a key)."""
     for name, value in signing_identity.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def deployments(broker, monkeypatch: pytest.MonkeyPatch):
+    """A fresh deployments topic (LFR_DEPLOYMENTS_TOPIC) and ``publish(*records)`` for it: the
+    services capture, match and alert only for an active deployment (tests/deployment_helpers.py)."""
+    from tests.deployment_helpers import publish_deployment
+    from tests.kafka_helpers import create_topics, unique
+
+    topic = unique("deployments")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    monkeypatch.setenv("LFR_DEPLOYMENTS_TOPIC", topic)
+
+    def publish(*records) -> None:
+        publish_deployment(broker.bootstrap_servers, topic, *records)
+
+    publish.topic = topic
+    return publish

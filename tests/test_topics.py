@@ -14,7 +14,7 @@ from services.common.topics import load_topic_specs
 
 EXPECTED = {
     "lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v1",
-    "lfr.watchlist.v1", "lfr.adjudications.v1", "lfr.audit.v1", "lfr.dlq.v1",
+    "lfr.watchlist.v1", "lfr.adjudications.v1", "lfr.audit.v1", "lfr.dlq.v1", "lfr.deployments.v1",
 }
 
 

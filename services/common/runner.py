@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -67,8 +67,12 @@ class StageRunner:
         accepted_schemas: Iterable[str] | None = None,
         transient_errors: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
         registry: SchemaRegistry | None = None,
+        admit: Callable[[Message], bool] | None = None,
     ) -> None:
         self.service = service
+        # Drop policy hook (the deployment policy): records it refuses are counted by it,
+        # skipped, and their offsets committed with the batch.
+        self.admit = admit
         self.settings = settings
         self.stage = stage
         self.input_topics = list(input_topics)
@@ -171,6 +175,8 @@ class StageRunner:
                 messages.append(self._decode(record))
             except MessageError as exc:
                 dead.append((record, exc))
+        if self.admit is not None:
+            messages = [m for m in messages if self.admit(m)]
         by_position = {(r.topic(), r.partition(), r.offset()): r for r in records}
         try:
             outgoing, failed = self._process(messages) if messages else ([], [])

@@ -44,5 +44,17 @@ def run_service(
     settings = start_service(service, settings_class)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    stage, topics = build(settings)
-    return StageRunner(service, settings, stage, topics, **runner_options).run()
+    from services.common.settings import DeploymentEnforcementSettings  # noqa: PLC0415
+
+    if not isinstance(settings, DeploymentEnforcementSettings):
+        stage, topics = build(settings)
+        return StageRunner(service, settings, stage, topics, **runner_options).run()
+    # Pipeline stages enforce deployments: nothing is consumed before the view is loaded.
+    from services.deployments.enforcement import record_gate, start_enforcement  # noqa: PLC0415
+
+    view, policy = start_enforcement(settings, service)
+    try:
+        stage, topics = build(settings)
+        return StageRunner(service, settings, stage, topics, admit=record_gate(policy, service), **runner_options).run()
+    finally:
+        view.stop()

@@ -177,9 +177,44 @@ class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, Match
     """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
 
     watchlist_topic: TopicName = "lfr.watchlist.v1"
+    watchlist_max_entry_lifetime_days: float = Field(366.0, gt=0, le=3660, description="an entry's expiry may be at most this far after enrolment")
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, SigningSettings):
+# -- deployments (services/deployments) ----------------------------------------------------------
+
+
+class DeploymentEnforcementSettings(KeyringSettings):
+    """How a pipeline service reads and enforces deployments (services/deployments/policy.py).
+    Only deployment records signed by a key of the keyring are applied."""
+
+    deployments_topic: TopicName = "lfr.deployments.v1"
+    deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
+    deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
+
+
+class DeploymentSettings(WatchlistSettings):
+    """`lfr deployment`: create, authorise, start, end, cancel; erasure of ended snapshots."""
+
+    deployments_topic: TopicName = "lfr.deployments.v1"
+    deployment_min_rank: str = Field("superintendent", pattern=r"^[a-z_]{3,40}$", description="lowest rank that may authorise (UK police ranks)")
+    deployment_max_window_h: float = Field(12.0, gt=0, le=168, description="longest time window a deployment may have")
+    deployment_threshold_floor: float | None = Field(None, ge=-1.0, le=1.0, description="unset = the calibrated floor; lowering it needs the override reason")
+    deployment_threshold_floor_override_reason: str | None = Field(None, max_length=1024, description="recorded with every authorisation under a lowered floor")
+    deployment_false_alerts_limit_per_hour: float = Field(1.0, ge=0, le=10_000, description="above this the authoriser must record a justification")
+    deployment_erase_after_h: float = Field(24.0, ge=0, le=720, description="a snapshot is erased this long after its deployment ends")
+    calibration_dir: Path | None = Field(None, description="unset = services/face/calibration")
+
+    @field_validator("deployment_min_rank")
+    @classmethod
+    def _known_rank(cls, value: str) -> str:
+        from services.deployments.record import rank_level  # noqa: PLC0415 - avoid a cycle at import
+
+        if rank_level(value) is None:
+            raise ValueError(f"unknown rank {value}")
+        return value
+
+
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, SigningSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -192,7 +227,7 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, Si
     expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
 
 
-class IngestSettings(KafkaSettings):
+class IngestSettings(KafkaSettings, DeploymentEnforcementSettings):
     """The ingest service: cameras file in, lfr.frames.v1 out."""
 
     cameras_file: Path = Path("cameras.json")
@@ -204,9 +239,10 @@ class IngestSettings(KafkaSettings):
     config_poll_interval_s: float = Field(1.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
+    dlq_topic: TopicName = "lfr.dlq.v1"
 
 
-class DetectSettings(RunnerSettings, FaceEngineSettings):
+class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings):
     """The detect service: frames in, quality-accepted aligned faces out."""
 
     group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -224,7 +260,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings):
     min_blur: float = Field(15.0, ge=0, le=10_000)
 
 
-class EmbedSettings(RunnerSettings, FaceEngineSettings):
+class EmbedSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings):
     """The embed service: faces in, embeddings (with the chip as evidence) out."""
 
     group_id: str = Field("lfr-embed", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -234,7 +270,7 @@ class EmbedSettings(RunnerSettings, FaceEngineSettings):
     flip_augment: bool | None = Field(None, description="unset = the face engine's measured default")
 
 
-class DispatchSettings(KafkaSettings):
+class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     """The alert dispatcher (faust): matches in, one alert per subject, camera and cooldown window out."""
 
     group_id: str = Field("lfr-dispatch", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="faust app id and consumer group")

@@ -28,6 +28,7 @@ from services.watchlist.thresholds import Thresholds
 
 from .cast import Cast, choose_cast, enrolment_request
 from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
+from .deployment import open_deployment
 from .pipeline import Pipeline
 from .score import summarise
 
@@ -107,9 +108,13 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     pipeline.start_broker()
     tails: list[TopicTail] = []
     ingest_code = None
+    deployment = None
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
         enrol(pipeline, cast, detector, embedder)
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA])
+        out(f"deployment {DEPLOYMENT} {' -> '.join(deployment.states)}; expected false alerts per hour: "
+            f"{deployment.expected_false_alerts_per_hour:.4g}")
         for service in ("detect", "embed", "matcher", "dispatch"):
             pipeline.start(service)
         pipeline.wait_ready(("detect", "embed", "matcher", "dispatch"))
@@ -137,6 +142,8 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         while time.monotonic() - quiet_since < 4.0:
             if drain_alerts(0.5):
                 quiet_since = time.monotonic()
+        deployment.end()
+        out(f"deployment {DEPLOYMENT} ended")
         truth = pipeline.truth()  # one record per captured frame
         faces = _count(pipeline.bootstrap, "lfr.faces.v1", tails)
         summary = summarise(events, truth, {name for name, _ in cast.watchlist}, len(truth), faces)
@@ -145,6 +152,8 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
             tail.close()
         codes = pipeline.stop_all()
     summary["service_exit_codes"] = {"ingest": ingest_code, **codes}
+    summary["deployment"] = deployment.summary() if deployment else None
+    summary["expected_false_alerts_per_hour"] = deployment.expected_false_alerts_per_hour if deployment else None
     return summary
 
 

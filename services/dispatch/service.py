@@ -60,6 +60,8 @@ from services.common.kafka_config import client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
+from services.deployments.enforcement import start_enforcement
+from services.deployments.policy import DeploymentPolicy, frame_deployment
 
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
@@ -141,8 +143,12 @@ def _header_items(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | N
 class Dispatcher:
     """The faust app, its topics, the open-alert table and the two agents."""
 
-    def __init__(self, settings: DispatchSettings, partitions: int, datadir: Path, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self, settings: DispatchSettings, partitions: int, datadir: Path, clock: Callable[[], int] = now_ms,
+        deployments: DeploymentPolicy | None = None,
+    ) -> None:
         self.settings = settings
+        self.deployments = deployments  # main() always sets it: no alert for a deployment that is not active
         self.clock = clock
         self.registry = default_registry()
         self.cooldown_ms = int(settings.cooldown_s * 1000)
@@ -213,6 +219,8 @@ class Dispatcher:
             if envelope.schema != MATCH_SCHEMA:
                 raise UnknownSchemaError(f"{envelope.schema} is not accepted by {SERVICE}")
             match = envelope.data
+            if self.deployments is not None and not self.deployments.admit(SERVICE, *frame_deployment(match)):
+                return  # dropped and counted by the deployment policy; the event is acked
             key = table_key(match["subject_id"], match["face"]["frame"]["camera_id"])
             stored = self.table.data.get(key)
             state = OpenAlert.from_json(stored["state"]) if stored else None
@@ -438,10 +446,15 @@ def main() -> int:
     except TimeoutError as exc:
         logger.error("cannot start", extra={"error": str(exc)})
         return 1
+    try:
+        view, policy = start_enforcement(settings, SERVICE)
+    except (TimeoutError, RuntimeError) as exc:
+        logger.error("cannot start", extra={"error": str(exc)})
+        return 1
     own_datadir = settings.state_dir is None
     datadir = Path(tempfile.mkdtemp(prefix="lfr-dispatch-")) if own_datadir else settings.state_dir
     try:
-        dispatcher = Dispatcher(settings, partitions, datadir)
+        dispatcher = Dispatcher(settings, partitions, datadir, deployments=policy)
         logger.info(
             "dispatcher starting",
             extra={"policy": POLICY, "group_id": settings.group_id, "input_topic": settings.input_topic,
@@ -453,5 +466,6 @@ def main() -> int:
         logger.info("dispatcher stopped", extra={"exit_code": code})
         return code
     finally:
+        view.stop()
         if own_datadir:
             shutil.rmtree(datadir, ignore_errors=True)

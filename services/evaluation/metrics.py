@@ -46,6 +46,16 @@ def det_curve(mated: list[MatedResult], nonmated_scores: np.ndarray, points: int
     ]
 
 
+def fpir_by_threshold(nonmated_scores: np.ndarray, start: float = 0.20, stop: float = 0.90, step: float = 0.01) -> list[dict]:
+    """FPIR on a fixed threshold grid with the raw false-alarm counts: the calibration's input
+    (services/deployments/calibration.py), fine where the DET curve's quantiles are sparse."""
+    grid = np.round(np.arange(start, stop + step / 2, step), 4)
+    return [
+        {"threshold": float(t), "false_alarms": int(np.sum(nonmated_scores >= t)), "fpir": round(fpir(nonmated_scores, float(t)), 8)}
+        for t in grid
+    ]
+
+
 def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray) -> dict:
     points = []
     for target in FPIR_TARGETS:
@@ -55,4 +65,5 @@ def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray) -> dict:
         "rank1": round(sum(1 for m in mated if m.correct) / max(1, len(mated)), 6),
         "points": points,
         "det": det_curve(mated, nonmated_scores),
+        "fpir_by_threshold": fpir_by_threshold(nonmated_scores),
     }

@@ -11,6 +11,8 @@ from services.common.errors import SettingsError
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
+from services.deployments.enforcement import record_gate, start_enforcement
+from services.deployments.policy import DeploymentPolicy
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.materialiser import WatchlistMaterialiser, now_ms
@@ -22,7 +24,9 @@ logger = logging.getLogger(__name__)
 SERVICE = "matcher"
 
 
-def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple[WatchlistMaterialiser, MatcherDeps]:
+def build(
+    settings: MatcherSettings, clock: Callable[[], int] = now_ms, policy: DeploymentPolicy | None = None
+) -> tuple[WatchlistMaterialiser, MatcherDeps]:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
@@ -40,6 +44,7 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
         clock=clock,
+        scope=policy.match_scope if policy is not None else None,
     )
     return materialiser, deps
 
@@ -49,7 +54,8 @@ def main() -> int:
     if settings is None:
         return EXIT_BAD_SETTINGS
     try:
-        materialiser, deps = build(settings)
+        view, policy = start_enforcement(settings, SERVICE)
+        materialiser, deps = build(settings, policy=policy)
     except SettingsError as exc:  # no keyring or signing key: refuse to start rather than trust anything
         print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -57,8 +63,10 @@ def main() -> int:
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)
         runner = StageRunner(
-            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"}
+            SERVICE, settings, lambda batch: process(batch, deps), [settings.input_topic], accepted_schemas={"lfr.embeddings.v1"},
+            admit=record_gate(policy, SERVICE),
         )
         return runner.run()
     finally:
         materialiser.stop()
+        view.stop()

@@ -14,6 +14,7 @@ import numpy as np
 
 from services.common.errors import MessageError
 from services.common.stage import Message, Output
+from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
@@ -32,6 +33,9 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
+    # The deployment's active snapshot and threshold (services/deployments/policy.py); the
+    # service always sets it. A probe whose deployment has no active snapshot matches nothing.
+    scope: Callable[[str], MatchScope | None] | None = None
 
 
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
@@ -52,11 +56,15 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]
-    results = deps.index.search(vectors, deployments, now, limit=deps.top_k)
+    scopes = [deps.scope(d) for d in deployments] if deps.scope is not None else None
+    versions = [s.entry_versions if s is not None else frozenset() for s in scopes] if scopes is not None else None
+    results = deps.index.search(vectors, deployments, now, limit=deps.top_k, versions=versions)
     outputs = []
-    for message, candidates in zip(batch, results, strict=True):
+    for i, (message, candidates) in enumerate(zip(batch, results, strict=True)):
         for rank, candidate in enumerate(candidates, start=1):
             threshold = deps.thresholds.for_category(candidate.category)
+            if scopes is not None and scopes[i] is not None:
+                threshold = max(threshold, scopes[i].threshold)  # the authorised threshold is a floor
             if candidate.score < threshold:
                 continue
             outputs.append(

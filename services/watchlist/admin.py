@@ -75,6 +75,11 @@ class WatchlistAdmin:
 
     def add(self, request: EnrolmentRequest) -> Outcome:
         now = self.clock()
+        max_lifetime_ms = int(self.store.settings.watchlist_max_entry_lifetime_days * 86_400_000)
+        if request.expires_at_ms - now > max_lifetime_ms:
+            detail = f"expiry is more than the maximum lifetime of {self.store.settings.watchlist_max_entry_lifetime_days:g} days away"
+            logger.info("enrolment refused", extra={"reason": "expiry_too_late"})
+            return Outcome(request.subject_id, "refused", "expiry_too_late", detail)
         try:
             entry = self.enroller.build(request, now)
         except EnrolmentRefused as refusal:

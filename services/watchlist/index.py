@@ -13,7 +13,7 @@ import re
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,6 +22,8 @@ from qdrant_client import QdrantClient, models
 
 from services.common.errors import TransientError
 from services.face.models import ModelIdentity
+
+from services.deployments.snapshot import entry_version
 
 from .entry import WatchlistEntry
 
@@ -88,7 +90,7 @@ class WatchlistIndex:
                 with warnings.catch_warnings():
                     # Local mode ignores payload indexes (and says so); a server uses them for filters.
                     warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                    for field_name in ("category", "deployments", "subject_id"):
+                    for field_name in ("category", "deployments", "subject_id", "entry_version"):
                         self.client.create_payload_index(self.collection, field_name, models.PayloadSchemaType.KEYWORD)
                     self.client.create_payload_index(self.collection, "expires_at_ms", models.PayloadSchemaType.INTEGER)
 
@@ -128,6 +130,8 @@ class WatchlistIndex:
             "reference": entry.reference,
             "expires_at_ms": entry.expires_at_ms,
             "deployments": list(entry.deployments),
+            # A deployment's snapshot names the entry versions it may match (services/deployments).
+            "entry_version": entry_version(entry),
         }
         return [
             models.PointStruct(id=str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), vector=v.tolist(), payload=payload)
@@ -169,17 +173,29 @@ class WatchlistIndex:
         logger.info("watchlist index rebuilt", extra={"collection": self.collection, "subjects": len(live)})
 
     def search(
-        self, vectors: np.ndarray, deployments: Sequence[str | None], now_ms: int, limit: int = 5, exclude: Iterable[str] = ()
+        self,
+        vectors: np.ndarray,
+        deployments: Sequence[str | None],
+        now_ms: int,
+        limit: int = 5,
+        exclude: Iterable[str] = (),
+        versions: Sequence[Collection[str]] | None = None,
     ) -> list[list[Candidate]]:
-        """Best candidates per query vector, one per subject, best first: one batched call."""
+        """Best candidates per query vector, one per subject, best first: one batched call.
+
+        ``versions`` (one set per vector) restricts each search to those entry versions, inside
+        the query (a deployment's snapshot); an empty set searches nothing.
+        """
         if len(vectors) == 0:
             return []
         excluded = list(exclude)
         requests = []
-        for vector, deployment in zip(vectors, deployments, strict=True):
+        for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
             must = [models.FieldCondition(key="expires_at_ms", range=models.Range(gt=now_ms))]
             if deployment is not None:
                 must.append(models.FieldCondition(key="deployments", match=models.MatchValue(value=deployment)))
+            if versions is not None:
+                must.append(models.FieldCondition(key="entry_version", match=models.MatchAny(any=sorted(versions[i]) or [""])))
             must_not = [models.FieldCondition(key="subject_id", match=models.MatchAny(any=excluded))] if excluded else None
             # Several points may belong to one subject; over-fetch, then keep each subject's best.
             requests.append(

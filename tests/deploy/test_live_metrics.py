@@ -41,6 +41,7 @@ from services.demo.pipeline import Pipeline
 from services.face.models import SFACE
 from services.ingest.cameras import CameraConfig, save_cameras
 from tests.deploy.helpers import CHART, SERVICES, referenced_metrics
+from tests.deployment_helpers import active_deployment, publish_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -149,6 +150,9 @@ def live(tmp_path_factory):
         pipeline.start_broker()
         save_cameras(pipeline.cameras_file, cameras)
         now = int(time.time() * 1000)
+        # The services work only for an active deployment; its window covers the stale frame below.
+        publish_deployment(pipeline.bootstrap, "lfr.deployments.v1",
+                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4))
         producer = Producer({"bootstrap.servers": pipeline.bootstrap})
         producer.produce("lfr.matches.v1", key=b"S-live-1", value=match_record(now))
         small = cv2.imencode(".jpg", cartoon_face(0))[1].tobytes()

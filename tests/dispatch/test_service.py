@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.common.broker import free_port
 from services.common.envelope import CONTENT_TYPE, decode
 from services.dispatch.policy import alert_id_for
+from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import CHIP, record
 from tests.kafka_helpers import audit_record, create_topics, produce, unique, wait_until
 
@@ -57,8 +58,11 @@ class DispatchProcess:
 
 
 @pytest.fixture
-def dispatch(broker, kafka_env, tmp_path):
+def dispatch(broker, kafka_env, deployments, tmp_path):
     """Topics, environment and a starter for dispatcher processes (all stopped at teardown)."""
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    deployments(active_deployment("van-1", ["cam-1", "cam-2"], start_ms=hour_ago),
+                active_deployment("van-ended", ["cam-3"], start_ms=hour_ago, state="ended"))
     topics = {name: unique(f"dispatch-{name}") for name in ("matches", "alerts", "dlq")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=PARTITIONS)
     env = {**kafka_env, "LFR_INPUT_TOPIC": topics["matches"], "LFR_OUTPUT_TOPIC": topics["alerts"],
@@ -97,7 +101,9 @@ def test_one_alert_per_window_updates_dead_letters_and_cloudevents(broker, dispa
     dispatcher = start()
     send(broker, topics["matches"],
          dict(subject="alice", seq=1, captured_at_ms=base, score=0.6),
-         dict(subject="alice", seq=2, captured_at_ms=base + 1000, score=0.55))   # same window, not better
+         dict(subject="alice", seq=2, captured_at_ms=base + 1000, score=0.55),   # same window, not better
+         dict(subject="alice", camera="cam-3", deployment="van-ended", seq=1, captured_at_ms=base, score=0.9),  # ended: no alert
+         dict(subject="alice", camera="cam-4", deployment="van-unknown", seq=1, captured_at_ms=base, score=0.9))  # unknown: none
     produce(broker.bootstrap_servers, topics["matches"], [poison, foreign], keys=[b"alice", b"alice"])
     send(broker, topics["matches"],
          dict(subject="alice", seq=3, captured_at_ms=base + 2000, score=0.8),    # better: update
