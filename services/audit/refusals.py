@@ -84,3 +84,19 @@ def signature_checks(settings, service: str):
     producer = Producer(producer_config(settings))
     writer = AuditWriter(settings, settings.audit_topic, load_signer(settings), service, partition=settings.audit_partition, producer=producer)
     return keyring, RefusalReporter(writer, producer, settings.dlq_topic, service)
+
+
+def deployment_signature_checks(settings, service: str):
+    """(keyring, refusal reporter) for a service's deployment view: every service trusts the
+    keyring; only one that holds a signing key (the matcher) audits what it refuses."""
+    from services.common.kafka_config import producer_config  # noqa: PLC0415
+
+    from .identity import load_keyring, load_signer  # noqa: PLC0415
+
+    keyring = load_keyring(settings)
+    producer = Producer(producer_config(settings))
+    writer = None
+    if getattr(settings, "signing_key_file", None) is not None:
+        writer = AuditWriter(settings, settings.audit_topic, load_signer(settings), service, partition=settings.audit_partition,
+                             producer=producer)
+    return keyring, RefusalReporter(writer, producer, getattr(settings, "dlq_topic", "lfr.dlq.v1"), service)

@@ -36,7 +36,7 @@ SIGNED_HEADERS = (KEY_ID_HEADER, SIGNED_AT_HEADER, AUDIT_HASH_HEADER)
 RECORD_CONTEXT = b"lfr.record-signature.v1"
 
 # Why a record was refused; bounded (metric label, DLQ header, audit detail).
-REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited")
+REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised")
 
 
 class KeyFileError(Exception):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from services.audit.identity import ephemeral_identity
+from services.audit.identity import ephemeral_identity, identity_from_env, second_key
 from services.common.broker import EmbeddedBroker
 from services.common.topics import apply_topics, load_topic_specs
 
@@ -32,8 +32,10 @@ class Pipeline:
         self._log_offsets: dict[str, int] = {}
         self._services: dict[str, str] = {}
         self.truth_dir = workdir / "truth"
-        # The demo's operator and services sign as one throw-away key trusted only here.
-        self.signing_env = ephemeral_identity(workdir / "keys", "demo:operator")
+        # The operator and the services sign with the configured key (tests), else a throw-away
+        # one trusted only here (the demo); a second key is the authorising officer's.
+        self.signing_env = identity_from_env(os.environ) or ephemeral_identity(workdir / "keys", "demo:operator")
+        self.authoriser = second_key(self.signing_env, "demo:authoriser")
 
     @property
     def bootstrap(self) -> str:

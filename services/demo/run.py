@@ -112,7 +112,8 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
         enrol(pipeline, cast, detector, embedder)
-        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA])
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA], signing_env=pipeline.signing_env,
+                                     authoriser=pipeline.authoriser)
         out(f"deployment {DEPLOYMENT} {' -> '.join(deployment.states)}; expected false alerts per hour: "
             f"{deployment.expected_false_alerts_per_hour:.4g}")
         for service in ("detect", "embed", "matcher", "dispatch"):

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
+from services.audit.refusals import deployment_signature_checks
+
 from .policy import DeploymentPolicy, frame_deployment
 from .view import DeploymentView
 
@@ -21,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
     assert isinstance(settings, KafkaSettings)
-    view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service)
+    keyring, on_refused = deployment_signature_checks(settings, service)
+    view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service,
+                          keyring=keyring, on_refused=on_refused)
     view.start()
     try:
         view.wait_ready(settings.deployments_load_timeout_s)
