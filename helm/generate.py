@@ -76,7 +76,7 @@ MANAGED = {
     "model_cache_dir": "the image: models converted at build time (LFR_MODEL_CACHE_DIR=/opt/openlfr/models)",
     "truth_dir": "demo and tests only (synthetic cameras' ground truth)",
     "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir",
-    "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json)",
+    "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
     "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
 }
 #: Fields a job does not use at all.

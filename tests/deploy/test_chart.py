@@ -287,8 +287,10 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         merged = {**values["settings"], **values[section]["settings"]}
         expected = {f"LFR_{generate.camel_to_field(k).upper()}" for k in merged} | set(secret_env) | set(tls_env)
         signing = {"LFR_KEYRING_FILE", "LFR_SIGNING_KEY_FILE", "LFR_SIGNING_KEY_PASSPHRASE"}
-        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing,
-                 "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET"}}
+        keyring = {"LFR_KEYRING_FILE"}  # services that only verify get the keyring, not a key
+        extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring,
+                 "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing,
+                 "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET", *keyring}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():
             assert env[key] == value, (section, key)

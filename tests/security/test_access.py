@@ -10,6 +10,7 @@ import yaml
 
 from services.common.access import load_access
 from services.common.settings import (
+    DeploymentSettings,
     DetectSettings,
     DispatchSettings,
     EmbedSettings,
@@ -39,14 +40,15 @@ def test_every_topic_is_used_by_someone_and_every_used_topic_exists():
 
 
 def test_each_service_may_do_exactly_what_its_settings_say_it_does():
+    seen = {"deployments_topic": "Read"}  # every pipeline service enforces deployments
     uses = {
-        "ingest": (defaults(IngestSettings), {"output_topic": "Write"}),
-        "detect": (defaults(DetectSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write"}),
-        "embed": (defaults(EmbedSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write"}),
+        "ingest": (defaults(IngestSettings), {"output_topic": "Write", **seen}),
+        "detect": (defaults(DetectSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
+        "embed": (defaults(EmbedSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
         "matcher": (defaults(MatcherSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
-                                                "watchlist_topic": "Read", "audit_topic": "Write"}),
-        "dispatch": (defaults(DispatchSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write"}),
-        "admin": (defaults(WatchlistSettings), {"watchlist_topic": "Write", "audit_topic": "Write"}),
+                                                "watchlist_topic": "Read", "audit_topic": "Write", **seen}),
+        "dispatch": (defaults(DispatchSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
+        "admin": (defaults(DeploymentSettings), {"watchlist_topic": "Write", "audit_topic": "Write", "deployments_topic": "Write"}),
     }
     for name, (settings, needed) in uses.items():
         principal = ACCESS[name]
@@ -54,6 +56,10 @@ def test_each_service_may_do_exactly_what_its_settings_say_it_does():
         if name == "matcher" or name == "admin":
             wanted.add((settings.audit_topic, "Read"))  # the audit writer reads the chain's tail
             wanted.add((settings.watchlist_topic, "Read"))
+        if name == "admin":
+            wanted.add((settings.deployments_topic, "Read"))
+        if name == "ingest":
+            wanted.add(("lfr.dlq.v1", "Write"))  # dead letters of refused deployment records
         for topic, op in wanted:
             assert principal.may(topic, op), (name, topic, op)
         granted = {(t, op) for t, ops in principal.topics.items() for op in ops if op in ("Read", "Write")}
@@ -68,7 +74,8 @@ def test_untrusted_input_cannot_reach_the_watchlist_or_the_audit():
             assert not principal.may("lfr.watchlist.v1", "Write"), name
         if name not in ("admin", "matcher", "review"):
             assert not principal.may("lfr.audit.v1", "Write"), name
-    assert {t for t in ACCESS["ingest"].topics} == {"lfr.frames.v1"}
+    assert {t: "Write" in ops for t, ops in ACCESS["ingest"].topics.items()} == {
+        "lfr.frames.v1": True, "lfr.dlq.v1": True, "lfr.deployments.v1": False}
 
 
 def test_generated_kafka_users_match_the_table():

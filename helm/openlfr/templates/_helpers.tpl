@@ -372,3 +372,25 @@ password from the Secret Strimzi names after the user; else the one kafka.sasl S
 {{- include "openlfr.kafkaSecretEnv" .root }}
 {{- end }}
 {{- end }}
+
+{{/* The keyring alone (no private key) for services that only verify: ingest, detect, embed, dispatch */}}
+{{- define "openlfr.keyringEnv" -}}
+{{- if .Values.signing.existingSecret }}
+- name: LFR_KEYRING_FILE
+  value: /etc/openlfr/signing/keyring.json
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.keyringVolume" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: signing
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .keyringKey }}
+        path: keyring.json
+{{- end }}
+{{- end }}
+{{- end }}
