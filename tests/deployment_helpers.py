@@ -53,11 +53,11 @@ def active_deployment(
     )
 
 
-def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment) -> None:
+def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment, signers: tuple[Signer, Signer] | None = None) -> None:
     """Written as `lfr deployment` would: signed by the test operator's key, authorisation
     countersigned by the test authoriser's (the session keys of tests/conftest.py). The audit
     hash is a stand-in: these records skip the audit writer."""
-    operator, authoriser = session_signers()
+    operator, authoriser = signers or session_signers()
     producer = Producer({"bootstrap.servers": bootstrap})
     for deployment in deployments:
         if deployment.authorisation is not None:

@@ -14,6 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.audit.identity import ephemeral_identity, identity_from_env, second_key
 from services.common.broker import EmbeddedBroker
+from services.common.signing import Signer
 from services.common.topics import apply_topics, load_topic_specs
 
 READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"'}
@@ -36,6 +37,7 @@ class Pipeline:
         # one trusted only here (the demo); a second key is the authorising officer's.
         self.signing_env = identity_from_env(os.environ) or ephemeral_identity(workdir / "keys", "demo:operator")
         self.authoriser = second_key(self.signing_env, "demo:authoriser")
+        self.operator = Signer.load(Path(self.signing_env["LFR_SIGNING_KEY_FILE"]), self.signing_env["LFR_SIGNING_KEY_PASSPHRASE"])
 
     @property
     def bootstrap(self) -> str:

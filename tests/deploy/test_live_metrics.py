@@ -152,7 +152,8 @@ def live(tmp_path_factory):
         now = int(time.time() * 1000)
         # The services work only for an active deployment; its window covers the stale frame below.
         publish_deployment(pipeline.bootstrap, "lfr.deployments.v1",
-                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4))
+                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4),
+                           signers=(pipeline.operator, pipeline.authoriser))
         producer = Producer({"bootstrap.servers": pipeline.bootstrap})
         producer.produce("lfr.matches.v1", key=b"S-live-1", value=match_record(now))
         small = cv2.imencode(".jpg", cartoon_face(0))[1].tobytes()
