@@ -32,6 +32,7 @@ from qdrant_client import QdrantClient
 from services.common.envelope import decode
 from services.demo.cast import choose_cast
 from services.demo.dataset import resolve_data_dir
+from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
@@ -119,6 +120,7 @@ def run_pipeline(workdir: Path, data_dir: Path, cast, folders: list[Path], fps: 
     tails = []
     try:
         enrol(pipeline, cast, detector, embedder)
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))])  # the services require one
         for service in ("embed", "matcher", "dispatch"):
             pipeline.start(service)
         detects = tuple(f"detect-{i}" for i in range(detect_replicas))

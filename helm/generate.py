@@ -32,6 +32,7 @@ from services.common.settings import (  # noqa: E402
     IngestSettings,
     KafkaSettings,
     MatcherSettings,
+    DeploymentSettings,
     WatchlistSettings,
 )
 from services.watchlist.entry import CATEGORIES  # noqa: E402
@@ -50,7 +51,7 @@ SERVICES = {
     "matcher": MatcherSettings,
     "dispatch": DispatchSettings,
 }
-JOBS = {"watchlistPurge": WatchlistSettings}
+JOBS = {"watchlistPurge": WatchlistSettings, "deploymentSweep": DeploymentSettings}
 #: the shared ``settings:`` section: fields every pod has (all of them read KafkaSettings)
 COMMON = KafkaSettings
 #: the consumer services: KEDA or an HPA may scale them
@@ -78,6 +79,7 @@ MANAGED = {
     "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir",
     "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
     "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
+    "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
 }
 #: Fields a job does not use at all.
 UNUSED = {
@@ -86,6 +88,13 @@ UNUSED = {
         "qdrant_path": "purge-expired builds a throw-away in-memory index",
         "match_threshold_default": "not used by purge-expired",
         "match_thresholds": "not used by purge-expired",
+    },
+    "deploymentSweep": {
+        "qdrant_url": "the sweep writes tombstones to the topic; each matcher's index follows it",
+        "qdrant_path": "the sweep writes tombstones to the topic; each matcher's index follows it",
+        "match_threshold_default": "not used by the sweep",
+        "match_thresholds": "not used by the sweep",
+        "intra_op_threads": "the sweep runs no model",
     },
 }
 #: Where the chart is stricter than the settings class, and why.
@@ -342,6 +351,17 @@ def build_schema() -> dict:
             "activeDeadlineSeconds": {"type": "integer", "minimum": 60},
             "resources": RESOURCES,
             "settings": settings_schema(WatchlistSettings, "watchlistPurge"),
+        }),
+        "deploymentSweep": obj({
+            "enabled": BOOL,
+            "schedule": {"type": "string", "minLength": 9},
+            "timeZone": STR,
+            "suspend": BOOL,
+            "actor": {"type": "string", "minLength": 1, "maxLength": 256},
+            "backoffLimit": {"type": "integer", "minimum": 0, "maximum": 10},
+            "activeDeadlineSeconds": {"type": "integer", "minimum": 60},
+            "resources": RESOURCES,
+            "settings": settings_schema(DeploymentSettings, "deploymentSweep"),
         }),
         "topicsJob": obj({
             "enabled": BOOL,

@@ -52,7 +52,11 @@ def run_service(
     # Pipeline stages enforce deployments: nothing is consumed before the view is loaded.
     from services.deployments.enforcement import record_gate, start_enforcement  # noqa: PLC0415
 
-    view, policy = start_enforcement(settings, service)
+    try:
+        view, policy = start_enforcement(settings, service)
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"service": service, "error": str(exc.__cause__ or exc)})
+        return 1
     try:
         stage, topics = build(settings)
         return StageRunner(service, settings, stage, topics, admit=record_gate(policy, service), **runner_options).run()

@@ -19,7 +19,6 @@ The floor is the lowest grid threshold whose FPIR at a 1,000-subject watchlist i
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common.errors import SettingsError
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
@@ -19,14 +20,25 @@ from .policy import DeploymentPolicy, frame_deployment
 from .view import DeploymentView
 
 logger = logging.getLogger(__name__)
+_VIEWS: list[DeploymentView] = []  # this process's views, for the health endpoint
+
+
+def ready() -> bool:
+    """For /readyz (services/common/health.py): True once this process's deployment view is
+    loaded and its reader is alive; False before, after a failure, and after stop."""
+    return bool(_VIEWS) and all(view.ready for view in _VIEWS)
 
 
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
     assert isinstance(settings, KafkaSettings)
-    keyring, on_refused = deployment_signature_checks(settings, service)
+    try:
+        keyring, on_refused = deployment_signature_checks(settings, service)
+    except SettingsError as exc:  # no keyring: the service would trust anything, so it does not start
+        raise RuntimeError(str(exc)) from exc
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service,
                           keyring=keyring, on_refused=on_refused)
     view.start()
+    _VIEWS.append(view)
     try:
         view.wait_ready(settings.deployments_load_timeout_s)
     except BaseException:

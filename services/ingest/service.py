@@ -198,7 +198,11 @@ class IngestService:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: self.request_stop())
-        view, self.policy = start_enforcement(self.settings, SERVICE)
+        try:
+            view, self.policy = start_enforcement(self.settings, SERVICE)
+        except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+            logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+            return 1
         try:
             return self._loop()
         finally:

@@ -59,6 +59,9 @@ def main() -> int:
     except SettingsError as exc:  # no keyring or signing key: refuse to start rather than trust anything
         print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+        return 1
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)

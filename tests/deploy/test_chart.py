@@ -146,7 +146,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(case):
 def test_every_pod_is_hardened():
     docs = render(all_features("keda"))
     specs = pod_specs(docs)
-    assert len(specs) == len(SERVICES) + 1 + 1 + 2  # services, purge CronJob, topics Job, test Pods
+    assert len(specs) == len(SERVICES) + 2 + 1 + 2  # services, purge and sweep CronJobs, topics Job, test Pods
     for where, spec in specs.items():
         assert spec["automountServiceAccountToken"] is False, where
         pod_sc = spec["securityContext"]
@@ -198,6 +198,8 @@ STRINGS = {
     "qdrantPath": "/tmp/qdrant-local",
     "webhookUrl": "https://hooks.example.org/openlfr",
     "ceSourcePrefix": "/openlfr/test",
+    "deploymentMinRank": "chief_superintendent",
+    "deploymentThresholdFloorOverrideReason": "recorded override",
 }
 
 
@@ -237,7 +239,7 @@ def full_values() -> dict:
     }
     values["settings"]["kafkaSecurityProtocol"] = "SASL_SSL"
     common = set(schema["settings"]["properties"])
-    for section in [*SERVICES, "watchlistPurge"]:
+    for section in [*SERVICES, *generate.JOBS]:
         props = schema[section]["properties"]["settings"]["properties"]
         values.setdefault(section, {})["settings"] = {k: sample(k, s) for k, s in props.items() if k not in common}
     return values
@@ -275,6 +277,7 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
     configmaps = by_kind(docs, "ConfigMap")
     workloads = {service: by_kind(docs, "Deployment")[name(service)]["spec"]["template"]["spec"] for service in SERVICES}
     workloads["watchlistPurge"] = by_kind(docs, "CronJob")[name("watchlist-purge")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    workloads["deploymentSweep"] = by_kind(docs, "CronJob")[name("deployment-sweep")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     secret_env = {"LFR_KAFKA_SASL_PASSWORD": "secret:kafka-user/password",
                   "LFR_KAFKA_SSL_KEY_PASSWORD": "secret:kafka-client/key.password"}
     tls_env = {"LFR_KAFKA_SSL_CA_LOCATION": "/etc/openlfr/kafka-tls/ca.crt",
@@ -289,7 +292,7 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         signing = {"LFR_KEYRING_FILE", "LFR_SIGNING_KEY_FILE", "LFR_SIGNING_KEY_PASSPHRASE"}
         keyring = {"LFR_KEYRING_FILE"}  # services that only verify get the keyring, not a key
         extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring,
-                 "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing,
+                 "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing, "deploymentSweep": signing,
                  "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET", *keyring}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():

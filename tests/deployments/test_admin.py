@@ -20,7 +20,6 @@ from services.deployments.store import DeploymentStore
 from services.deployments.view import DeploymentView
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.materialiser import WatchlistMaterialiser
-from services.watchlist.store import WatchlistStore
 from tests.deployment_helpers import active_deployment, publish_deployment
 from tests.deployments.test_rules import HOUR, MODEL, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, produce, unique, wait_until
@@ -169,3 +168,16 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
     erased = audit[-1]["details"]
     assert erased["manifest"] == f"listed:{authorised.deployment.snapshot.subjects[0].entry_version}"
     assert erased["snapshot_hash"] == authorised.deployment.snapshot.hash
+
+
+def test_enforcement_is_ready_only_once_the_view_is_loaded(broker, topics):
+    from services.common.settings import DetectSettings
+    from services.deployments import enforcement
+
+    publish_deployment(broker.bootstrap_servers, topics["deployments"], active_deployment("dep-r", ["cam-1"]))
+    view, policy = enforcement.start_enforcement(load_settings(DetectSettings), "test-ready")
+    try:
+        assert enforcement.ready() and policy.record_refusal("dep-r", int(__import__("time").time() * 1000)) is None
+    finally:
+        view.stop()
+    assert not enforcement.ready()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 from prometheus_client import REGISTRY
 
@@ -14,6 +15,7 @@ from services.common.runner import StageRunner
 from services.common.settings import DeploymentSettings, MatcherSettings, load_settings
 from services.deployments.admin import DeploymentAdmin
 from services.deployments.enforcement import record_gate, start_enforcement
+from services.deployments.record import Window
 from services.deployments.store import DeploymentStore
 from services.matcher.service import build
 from services.matcher.stage import process
@@ -22,7 +24,7 @@ from services.watchlist.store import WatchlistStore
 from tests.deployments.test_rules import HOUR, MODEL, draft
 from tests.deployments.test_admin import Clock
 from tests.face_helpers import embedding_message
-from tests.kafka_helpers import committed_total, create_topics, produce, unique, wait_until
+from tests.kafka_helpers import TopicReader, committed_total, create_topics, produce, unique, wait_until
 
 
 def dropped(reason: str) -> float:
@@ -30,10 +32,6 @@ def dropped(reason: str) -> float:
 
 
 def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_dir, face_engine, authoriser):
-    from dataclasses import replace
-
-    from services.deployments.record import Window
-
     topics = {name: unique(name) for name in ("watchlist", "deployments", "audit", "embeddings", "matches", "dlq")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
     for name, topic in topics.items():
@@ -87,13 +85,14 @@ def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_di
             sent["n"] += 1
             wait_until(lambda: committed_total(broker.bootstrap_servers, matcher_settings.group_id, topics["embeddings"]) >= sent["n"],
                        30, "probe processed")
-            from tests.kafka_helpers import TopicReader
-
             reader = TopicReader(broker.bootstrap_servers, topics["matches"])
             try:
                 reader.poll()
                 reader.poll()
-                return sorted(d["subject_id"] for d in (decode(r.value()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq)
+                found = [d for d in (decode(r.value()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq]
+                # The authorised threshold (0.6) is a floor over the matcher's own (0.5).
+                assert all(d["threshold"] == 0.6 for d in found)
+                return sorted(d["subject_id"] for d in found)
             finally:
                 reader.close()
 

@@ -153,3 +153,19 @@ def test_erasure_is_due_after_the_delay_and_spares_entries_other_deployments_nee
     assert expiry.due({"dep-1": d1, "dep-2": d2}, entries, ended_at + 23 * HOUR, 24 * HOUR) == []
     [plan] = expiry.due({"dep-1": d1, "dep-2": d2}, entries, ended_at + 24 * HOUR, 24 * HOUR)
     assert plan.tombstone == ("own",) and [e.deployments for e in plan.rescope] == [("dep-2",)]
+
+
+def test_entry_expiry_is_capped_by_the_maximum_lifetime(monkeypatch):
+    import time
+
+    from services.common.settings import WatchlistSettings, load_settings
+    from services.watchlist.admin import WatchlistAdmin
+    from services.watchlist.store import WatchlistStore
+    from services.watchlist.thresholds import Thresholds
+    from tests.watchlist.test_enrolment import request
+
+    store = WatchlistStore(load_settings(WatchlistSettings, watchlist_max_entry_lifetime_days=30))
+    admin = WatchlistAdmin(store, enroller=None, thresholds=Thresholds())  # refused before any photo is read
+    outcome = admin.add(request("late", [b""], expires_at_ms=int(time.time() * 1000) + 31 * 86_400_000))
+    assert (outcome.status, outcome.reason) == ("refused", "expiry_too_late")
+    assert "maximum lifetime of 30 days" in outcome.detail

@@ -22,6 +22,11 @@ from tests.kafka_helpers import produce, wait_until
 REPLAY_SEQ = {"frames": 10**7, "faces": 10**7 + 1, "embeddings": 10**7 + 2, "matches": 10**7 + 3}
 
 
+def deployment_dead(records: list) -> list[dict[str, str]]:
+    headers = [{k: v.decode() for k, v in r.headers()} for r in records]
+    return [h for h in headers if h["lfr_dlq_topic"] == "lfr.deployments.v1"]
+
+
 def replay(bootstrap: str, topic: str, record) -> int:
     """The record again, captured now with a marker seq: what a late record of the deployment looks like."""
     envelope = decode(record.value())
@@ -117,6 +122,15 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
             pump()
         late = [f for f in frame_meta if f["camera_id"] == "cam-2" and f["captured_at_ms"] > removed_at + 2_500]
         assert late == [], f"{len(late)} frames from the removed camera"
+
+        # A malformed deployment record is dead-lettered by every service with its reason, and
+        # each keeps the last valid state: capture goes on unchanged.
+        bad_at = int(time.time() * 1000)
+        produce(pipeline.bootstrap, "lfr.deployments.v1", [b'{"not": "an envelope"}'], keys=[DEPLOYMENT.encode()])
+        wait_until(lambda: pump() or {h["lfr_dlq_service"] for h in deployment_dead(dead)} >= {"ingest", *stages}, 30,
+                   "every service to dead-letter the malformed deployment record")
+        wait_until(lambda: pump() or any(f["camera_id"] == cam1.id and f["captured_at_ms"] > bad_at + 500 for f in frame_meta), 20,
+                   "frames after the malformed record")
 
         # Ending the deployment stops capture within 1 s, and nothing after it raises an alert:
         # records of the ended deployment replayed into every stage are dropped there.
