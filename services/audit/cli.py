@@ -1,4 +1,4 @@
-"""`lfr keys create|list|revoke` and `lfr audit verify|show`."""
+"""`lfr keys create|list|revoke` and `lfr audit verify|show|reconcile`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     verify.add_argument("--anchor", default=None, help="a head hash printed earlier: fail if it is no longer in the chain (truncation)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
+    rec = audit_sub.add_parser("reconcile", help="changes in a signed topic without an audit record, and audited changes never applied")
+    rec.add_argument("--topic", required=True, help="the changed topic, e.g. lfr.watchlist.v1 or lfr.deployments.v1")
+    rec.add_argument("--audit-topic", default=None, help="default: LFR_AUDIT_TOPIC")
+    rec.set_defaults(func=_audit_reconcile)
     show = audit_sub.add_parser("show", help="audit records, filtered")
     show.add_argument("--topic", default=None)
     show.add_argument("--subject", default=None)
@@ -151,6 +155,40 @@ def _audit_verify(args: argparse.Namespace) -> int:
         else:
             print(f"{topic}[{partition}]: FAILED at {report.problem.describe()} ({report.records} records verified before it)")
     return 1 if failed else 0
+
+
+def _audit_reconcile(args: argparse.Namespace) -> int:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from services.common.kafka_config import client_config
+    from services.common.signing import AUDIT_HASH_HEADER, headers_dict
+
+    from .reader import read_audit
+    from .reconcile import reconcile
+
+    settings = _settings()
+    consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-cli", "enable.auto.commit": False, "enable.partition.eof": True})
+    changes = []
+    try:
+        partitions = consumer.list_topics(args.topic, timeout=30).topics[args.topic].partitions
+        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in partitions])
+        open_partitions = set(partitions)
+        while open_partitions:
+            message = consumer.poll(5)
+            if message is None:
+                break
+            if message.error() is not None:
+                open_partitions.discard(message.partition())
+                continue
+            changes.append(((message.key() or b"").decode("utf-8", "replace"), headers_dict(message.headers()).get(AUDIT_HASH_HEADER, "")))
+    finally:
+        consumer.close()
+    audit = [p for positions in read_audit(settings, args.audit_topic or settings.audit_topic).values() for p in positions]
+    findings = reconcile(args.topic, changes, audit)
+    for finding in findings:
+        print(json.dumps({"kind": finding.kind, "key": finding.key, "detail": finding.detail}))
+    print(f"{len(changes)} changes, {len(findings)} findings", file=sys.stderr)
+    return 1 if findings else 0
 
 
 def _audit_show(args: argparse.Namespace) -> int:

@@ -29,3 +29,38 @@ def test_camera_changes_are_audited_first(broker, kafka_env, monkeypatch, reader
     assert "not changed" in capsys.readouterr().err
     assert json.loads(cameras.read_text())["cameras"] == []
     assert lfr(["audit", "verify", "--topic", audit]) == 0
+
+
+def test_reconcile_names_unaudited_and_unapplied_changes(broker, kafka_env, monkeypatch, capsys):
+    """The audit-first rule: a crash between the audit record and the change leaves an audited
+    change that never happened; a change written around the tools has no audit record. Both named."""
+    import time
+
+    import numpy as np
+    from confluent_kafka import Producer
+
+    from services.common.settings import WatchlistSettings, load_settings
+    from services.face.models import SFACE, ModelIdentity
+    from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+    from services.watchlist.store import WatchlistStore
+
+    topics = {name: unique(name) for name in ("watchlist", "audit")}
+    create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
+    for name, topic in topics.items():
+        monkeypatch.setenv(f"LFR_{name.upper()}_TOPIC", topic)
+    store = WatchlistStore(load_settings(WatchlistSettings))
+    now = int(time.time() * 1000)
+    vector = np.ones(128, np.float32) / np.sqrt(128)
+    entry = WatchlistEntry("ok", "R1", "suspect", "red", Provenance("custody", now, "PACE", "x", now), now + 86_400_000, ("d",),
+                           (EnrolledEmbedding(ModelIdentity(SFACE.name, SFACE.sha256), vector),))
+    store.publish(entry)  # audited, then applied: nothing to report
+    store.audit_writer.write("watchlist.add", "crashed", {"change_sha256": "00" * 32})  # the writer died here
+    key, value = b"sneaked", b"x"
+    raw = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    raw.produce(topics["watchlist"], key=key, value=value,
+                headers=store.signer.record_headers(topics["watchlist"], key, value, audit_hash="ab" * 32))
+    raw.flush(10)
+    capsys.readouterr()
+    assert lfr(["audit", "reconcile", "--topic", topics["watchlist"]]) == 1
+    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((f["kind"], f["key"]) for f in found) == [("not_applied", "crashed"), ("unaudited", "sneaked")]
