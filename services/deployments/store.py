@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from services.audit.writer import change_digest
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
 from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import DeploymentSettings

@@ -16,7 +16,6 @@ from services.common.settings import (
     EmbedSettings,
     IngestSettings,
     MatcherSettings,
-    WatchlistSettings,
 )
 from services.common.topics import default_config_path, load_topic_specs
 from tests.conftest import PROJECT_ROOT
