@@ -85,6 +85,12 @@ def _cmd_topics_describe(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _cmd_topics_verify(args: argparse.Namespace) -> int:
+    from services.privacy.cli import cmd_topics_verify
+
+    return cmd_topics_verify(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     module_name, function = SERVICES[args.service].split(":")
     return getattr(importlib.import_module(module_name), function)()
@@ -128,12 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (
         ("apply", _cmd_topics_apply, "create or update every topic from the config file (idempotent)"),
         ("describe", _cmd_topics_describe, "print each topic with its partitions and retention"),
+        ("verify", _cmd_topics_verify, "fail, naming the setting, if biometric data can outlive its retention promise"),
     ):
         sub = topic_commands.add_parser(name, help=helptext)
         sub.add_argument("--config", type=Path, default=None, help="topics TOML (default: the packaged topics.toml)")
         sub.add_argument("--bootstrap-servers", default=None, help="overrides LFR_KAFKA_BOOTSTRAP_SERVERS")
         if name == "apply":
             sub.add_argument("--replication-factor", type=int, default=None)
+        if name == "verify":
+            sub.add_argument("--json", action="store_true", help="one verdict per topic as JSON")
         sub.set_defaults(func=func)
 
     run = commands.add_parser("run", help="run one service until SIGTERM")
@@ -143,8 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     from services.ingest.cli import register as register_cameras
     from services.watchlist.cli import register as register_watchlist
 
+    from services.privacy.cli import register as register_privacy
+
     register_watchlist(commands)
     register_cameras(commands)
+    register_privacy(commands)
     from services.deployments.cli import register as register_deployments
 
     register_deployments(commands)

@@ -15,6 +15,9 @@ MESSAGES_DEAD_LETTERED = Counter(
 )
 TRANSIENT_RETRIES = Counter("lfr_transient_retries_total", "Batches retried after a transient error", ["service"])
 REDELIVERIES = Counter("lfr_batch_redeliveries_total", "Batches rewound for redelivery (retries exhausted or produce failed)", ["service"])
+FATAL_ERRORS = Counter(
+    "lfr_fatal_errors_total", "Fatal errors that stopped the service (alert on any increase)", ["service", "reason"]
+)
 CONSUMER_ERRORS = Counter("lfr_consumer_errors_total", "Errors reported by the Kafka consumer", ["service"])
 STAGE_DURATION = Histogram(
     "lfr_stage_duration_seconds",

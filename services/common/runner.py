@@ -11,7 +11,9 @@ Failure policy:
   partition keeps flowing;
 - a transient error (TransientError, ConnectionError, TimeoutError, or the service's own
   list) retries the batch with exponential backoff; when the retry budget (half of
-  ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped.
+  ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped;
+- a FatalError (the index refuses us, the models disagree) stops the service: the batch is
+  not committed, ``lfr_fatal_errors_total`` counts it and the process exits with EXIT_FATAL.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
+
 from . import metrics
 from .envelope import decode, encode
-from .errors import MessageError, OutputValidationError, TransientError, UnknownSchemaError
+from .errors import FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
 from .kafka_config import consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
@@ -38,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 _ERROR_TEXT_LIMIT = 500
+EXIT_FATAL = 4
 
 
 class _Rewind(Exception):
@@ -186,7 +191,20 @@ class StageRunner:
         except _Rewind:
             self._rewind(records)
             return
+        except FatalError as exc:
+            self._stop_fatal(exc)
+            return
         self._store_offsets(records)
+
+    def _stop_fatal(self, exc: FatalError) -> None:
+        """Stop without storing the batch's offsets: it is redelivered once the cause is fixed."""
+        metrics.FATAL_ERRORS.labels(self.service, exc.reason).inc()
+        logger.error(
+            "fatal error; stopping the service",
+            extra={"service": self.service, "reason": exc.reason, "error_class": type(exc).__name__, "error": str(exc)[:_ERROR_TEXT_LIMIT]},
+        )
+        self._exit_code = EXIT_FATAL
+        self._stop.set()
 
     def _decode(self, record) -> Message:
         envelope = decode(record.value(), self.registry)
@@ -208,7 +226,7 @@ class StageRunner:
         """Run the stage on the batch; on a non-transient error, isolate the failing messages."""
         try:
             return self._call_with_retry(messages), []
-        except _Rewind:
+        except (_Rewind, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - any stage failure is a property of some message
             if len(messages) == 1:
@@ -217,7 +235,7 @@ class StageRunner:
         for message in messages:
             try:
                 outgoing.extend(self._call_with_retry([message]))
-            except _Rewind:
+            except (_Rewind, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 failed.append((message, exc))
@@ -251,7 +269,8 @@ class StageRunner:
         return _Record(output.topic, key, value, list(output.headers), "output")
 
     def _dead_letter(self, record, exc: BaseException) -> _Record:
-        """The original record, byte for byte, plus headers saying where it came from and why."""
+        """Headers saying where the record came from and why, plus its original bytes unless it is
+        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py)."""
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
         added = {
@@ -264,6 +283,7 @@ class StageRunner:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
+        value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
@@ -274,10 +294,11 @@ class StageRunner:
                 "offset": record.offset(),
                 "reason": reason,
                 "error_class": type(exc).__name__,
+                "payload": added[PAYLOAD_HEADER],
             },
         )
-        headers = list(record.headers() or ()) + [(name, value.encode()) for name, value in added.items()]
-        return _Record(self.settings.dlq_topic, record.key(), record.value(), headers, reason, record.topic())
+        headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
+        return _Record(self.settings.dlq_topic, record.key(), value, headers, reason, record.topic())
 
     def _deliver(self, outgoing: list[_Record]) -> None:
         """Produce everything and wait for acknowledgement; any failure rewinds the batch."""

@@ -7,11 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from services.privacy.retention import verify_at_start
+
 from .errors import SettingsError
+from .kafka_config import client_config
 from .logs import configure_logging
 from .metrics import start_metrics_server
 from .runner import StageRunner
-from .settings import LfrSettings, RunnerSettings, load_settings
+from .settings import KafkaSettings, LfrSettings, RunnerSettings, load_settings
 from .stage import Stage
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ def start_service(service: str, settings_class: type[S]) -> S | None:
         return None
     configure_logging(service, settings.log_level)
     start_metrics_server(settings.metrics_port)
+    if isinstance(settings, KafkaSettings):
+        # Can biometric data outlive its promise on this broker? Logged, and lfr_retention_verdict.
+        verify_at_start(service, client_config(settings))
     return settings
 
 

@@ -222,7 +222,9 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, De
     output_topic: TopicName = "lfr.matches.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
-    match_top_k: int = Field(3, ge=1, le=50)
+    match_top_k: int = Field(
+        3, ge=1, le=50, description="candidates searched per face; only the best at or above threshold becomes a match (the others ride in it)"
+    )
     watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)
     expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
 

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from services.common.envelope import decode
 from services.common.settings import WatchlistSettings, load_settings
 from services.face import FaceDetector, FaceEmbedder
+from services.privacy.retention import EMBEDDED_BROKER_NOTE
 from services.ingest.cameras import CameraConfig, save_cameras
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import Enroller
@@ -111,6 +112,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     deployment = None
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
+        out(f"privacy: {EMBEDDED_BROKER_NOTE}; never point real cameras at it")
         enrol(pipeline, cast, detector, embedder)
         deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA], signing_env=pipeline.signing_env,
                                      authoriser=pipeline.authoriser)

@@ -22,6 +22,7 @@ from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from services.common.signing import Keyring, SignatureGate, SignatureRefused
 
@@ -194,7 +195,8 @@ class DeploymentView:
             "lfr_dlq_error": str(exc).replace("\n", " ")[:500],
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
-        self._producer.produce(self.dlq_topic, key=record.key(), value=record.value(), headers=[(k, v.encode()) for k, v in headers.items()])
+        value, headers[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())  # the shared rule: "original" here
+        self._producer.produce(self.dlq_topic, key=record.key(), value=value, headers=[(k, v.encode()) for k, v in headers.items()])
         self._producer.poll(0)
 
 

@@ -4,13 +4,15 @@ lfr.matches.v1 -> decide() per (subject, camera) -> lfr.alerts.v1 (CloudEvents, 
                                                  -> optional webhook (structured mode)
 
 State: a faust Table ``open-alerts`` keyed ``subject_id|camera_id``, in memory and backed by
-the compacted changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog``, which faust creates
-with the input topic's partition count. Each state write goes to the changelog partition of
+the changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog`` (declared in topics.toml, and
+created by faust otherwise) with the input topic's partition count, compacted and deleted
+after a state's lifetime (``changelog_config``). Each state write goes to the changelog partition of
 the match it came from, so the table is co-partitioned with lfr.matches.v1 (keyed by subject
 id): a worker that is assigned matches partition p restores changelog partition p first.
 
 Delivery guarantees (at-least-once in, de-duplicable out), per match, in partition order:
-1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers;
+1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers
+   (its value withheld: matches carry face chips);
 2. decide(); if it yields an alert, produce it and wait for the broker's acknowledgement;
 3. write the new state to the changelog and wait for its acknowledgement;
 4. only then ack the event (manual acks), so its offset can be committed.
@@ -28,8 +30,9 @@ closes both holes we hit.
 
 Webhook (only when LFR_WEBHOOK_URL is set): a second agent in the same consumer group reads
 the alerts topic, so deliveries survive restarts (at-least-once; receivers de-duplicate on
-the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert
-record goes, byte for byte, to the dead-letter topic.
+the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert's
+coordinates go to the dead-letter topic: its value carries a face chip, so it is withheld
+there (services/privacy/payload.py) and stays in the alerts topic only.
 
 SIGTERM: faust stops its agents, commits acknowledged offsets and leaves the group; the
 process exits 0. A drain that takes longer than LFR_SHUTDOWN_TIMEOUT_S exits 3.
@@ -62,6 +65,7 @@ from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
 from services.deployments.enforcement import start_enforcement
 from services.deployments.policy import DeploymentPolicy, frame_deployment
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
@@ -81,6 +85,16 @@ _ERROR_TEXT_LIMIT = 500
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def changelog_config(settings: DispatchSettings) -> dict[str, str]:
+    """The changelog's topic settings: compacted per key, and nothing kept past a state's life.
+
+    A state lives cooldown + grace (then the sweep deletes it), so the changelog's records,
+    where and when listed people were seen, are deleted after that too.
+    """
+    retention_ms = int((settings.cooldown_s + settings.state_grace_s) * 1000)
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms), "segment.ms": str(min(retention_ms, 600_000))}
 
 
 # -- wiring helpers ------------------------------------------------------------------------------
@@ -182,7 +196,10 @@ class Dispatcher:
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
-        self.table = self.app.Table(TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera")
+        self.table = self.app.Table(
+            TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera",
+            extra_topic_configs=changelog_config(settings),  # declared in topics.toml too
+        )
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
         self.app.on_rebalance_complete.connect(self._on_ready)
         self.webhook: WebhookConfig | None = None
@@ -327,7 +344,7 @@ class Dispatcher:
     # -- producing -----------------------------------------------------------------------------
 
     async def dead_letter(self, message: Any, exc: BaseException) -> None:
-        """The original record, byte for byte, plus the runner's dead-letter headers."""
+        """The runner's dead-letter headers, with the original value unless it is biometric."""
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
         added = {
@@ -340,14 +357,15 @@ class Dispatcher:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(now_ms()),
         }
+        value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value)  # matches and alerts carry chips
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
             extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                   "reason": reason, "error_class": type(exc).__name__},
+                   "reason": reason, "error_class": type(exc).__name__, "payload": added[PAYLOAD_HEADER]},
         )
         headers = _header_items(message.headers) + [(name, value.encode()) for name, value in added.items()]
-        await self._produce(self.dlq, message.key, message.value, headers, dead_letter_reason=reason, source_topic=message.topic)
+        await self._produce(self.dlq, message.key, value, headers, dead_letter_reason=reason, source_topic=message.topic)
 
     async def _produce(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from services.common.errors import TransientError
+from services.common.errors import FatalError, TransientError
 from services.face.models import ModelIdentity
 
 from services.deployments.snapshot import entry_version
@@ -41,8 +41,11 @@ class Candidate:
     reference: str
 
 
+COLLECTION_PREFIX = "lfr_watchlist__"
+
+
 def collection_name(model: ModelIdentity) -> str:
-    return "lfr_watchlist__" + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
+    return COLLECTION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
 
 
 def connect(url: str | None, api_key: str | None, path: str) -> QdrantClient:
@@ -68,7 +71,21 @@ def _transient_on_outage() -> Iterator[None]:
             isinstance(status, int) and status >= 500
         ):
             raise TransientError(f"qdrant unavailable: {name}") from exc
+        # Refused credentials or a missing collection fail every probe alike: stop the service
+        # (FatalError) rather than dead-letter a stream of faces.
+        if status in (401, 403):
+            raise IndexRefused(f"qdrant refused the request (HTTP {status}): check LFR_QDRANT_API_KEY", "index_unauthorised") from exc
+        if status == 404 or (isinstance(exc, ValueError) and "not found" in str(exc)):
+            raise IndexRefused(f"qdrant collection missing: {str(exc)[:200]}", "index_missing") from exc
         raise
+
+
+class IndexRefused(FatalError):
+    """Qdrant refuses every request alike (credentials, missing collection)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class WatchlistIndex:
@@ -160,9 +177,22 @@ class WatchlistIndex:
                 if offset is None:
                     return found
 
+    def drop_other_models(self) -> list[str]:
+        """Drop the watchlist collections of models no longer configured: their vectors are
+        embeddings of people, derived from a topic that may since have removed them."""
+        with self._lock, _transient_on_outage():
+            names = [c.name for c in self.client.get_collections().collections]
+            stale = [n for n in names if n.startswith(COLLECTION_PREFIX) and n != self.collection]
+            for name in stale:
+                self.client.delete_collection(name)
+        if stale:
+            logger.info("watchlist collections of other models dropped", extra={"collections": stale})
+        return stale
+
     def rebuild(self, entries: Mapping[str, WatchlistEntry], now_ms: int) -> None:
         """Make the collection hold exactly the live entries (idempotent; safe for replicas)."""
         self.ensure_collection()
+        self.drop_other_models()
         live = {sid: e for sid, e in entries.items() if not e.is_expired(now_ms)}
         present = self.subjects()
         for stale in present - set(live):

@@ -44,7 +44,7 @@ def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
 def test_promtool_check_rules():
     result = run_promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 def test_promtool_test_rules():
@@ -56,7 +56,7 @@ def test_promtool_test_rules():
 def test_rules_cover_the_required_alerts():
     rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     assert set(rules) == {"OpenLFRServiceDown", "OpenLFRConsumerLagHigh", "OpenLFRCameraStale", "OpenLFRDeadLetters",
-                          "OpenLFRCaptureToAlertLatencyHigh"}
+                          "OpenLFRCaptureToAlertLatencyHigh", "OpenLFRRetentionPromiseBroken"}
     assert 'up{job=~"openlfr-(ingest|detect|embed|matcher|dispatch)"} == 0' in rules["OpenLFRServiceDown"]["expr"]
     assert "histogram_quantile(0.99" in rules["OpenLFRCaptureToAlertLatencyHigh"]["expr"]
     for rule in rules.values():

@@ -110,6 +110,7 @@ def test_view_dead_letters_bad_records_and_keeps_the_last_valid_state(broker, to
         headers = [{k: v.decode() for k, v in r.headers()} for r in records]
         assert headers[0]["lfr_dlq_reason"] == "schema_invalid" and "illegal transition ended -> active" in headers[0]["lfr_dlq_error"]
         assert headers[1]["lfr_dlq_reason"] == "decode_error"
+        assert headers[0]["lfr_dlq_payload"] == headers[1]["lfr_dlq_payload"] == "original"  # not a biometric topic
         assert view.get("dep-v").state == "ended" and view.ready
     finally:
         view.stop()
