@@ -5,8 +5,11 @@ and it ends when the run is over. Tests use it to run the pipeline the lawful wa
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
+from services.audit.identity import identity_from_env, second_key
 from services.common.settings import DeploymentSettings, load_settings
 from services.common.signing import Signer
 from services.deployments.admin import DeploymentAdmin
@@ -51,6 +54,9 @@ def open_deployment(
     **settings_overrides: object,
 ) -> DemoDeployment:
     """Create, authorise (two different people) and start ``deployment_id`` for ``cameras``."""
+    if authoriser is None:  # the authorising officer signs with a key other than the creator's
+        identity = signing_env or identity_from_env(os.environ)
+        authoriser = second_key(identity, "demo:authoriser") if identity else None
     signing = {name.removeprefix("LFR_").lower(): value for name, value in (signing_env or {}).items()}
     settings = load_settings(DeploymentSettings, kafka_bootstrap_servers=bootstrap, **signing, **settings_overrides)
     admin = DeploymentAdmin(DeploymentStore(settings))
