@@ -30,6 +30,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 
 from services.common.envelope import decode
+from services.common.progress import Progress
 from services.demo.cast import choose_cast
 from services.demo.dataset import resolve_data_dir
 from services.demo.deployment import open_deployment
@@ -145,13 +146,18 @@ def run_pipeline(workdir: Path, data_dir: Path, cast, folders: list[Path], fps: 
         pids["broker"] = pipeline.broker._process.pid if pipeline.broker._process else -1
         cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
         t0 = time.monotonic()
+        bar, counted_s = Progress("pipeline benchmark", total=int(seconds), unit="s"), 0
         while time.monotonic() - t0 < seconds:
+            if int(time.monotonic() - t0) > counted_s:  # the measured window, in whole seconds
+                bar.update(int(time.monotonic() - t0) - counted_s)
+                counted_s = int(time.monotonic() - t0)
             for record in embeddings.poll(0.2):
                 frame = decode(record.value()).data["face"]["frame"]
                 frames_seen.add((frame["camera_id"], frame["seq"]))
                 faces += 1
             latencies += [decode(r.value()).data["capture_to_alert_ms"] for r in alerts.poll(0.01)]
         elapsed = time.monotonic() - t0
+        bar.close()
         rss = {name: peak_rss_mb(process.pid) for name, process in pipeline.processes.items()}
         # Where the time goes: each process's share of the machine during the measured window.
         cpu_share = {

@@ -16,6 +16,7 @@ SERVICES = {
     "embed": "services.embed.service:main",
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
+    "review": "services.review.service:main",
 }
 
 
@@ -99,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo.run import main as demo_main
 
-    return demo_main(args.data, args.seconds, args.json)
+    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -111,8 +112,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
         return 2
-    result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    from services.common.progress import Progress
+
+    with Progress("lfr eval", unit="image") as bar:
+        result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))
@@ -121,7 +125,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lfr", description="OpenLFR live facial recognition pipeline")
+    from services.common.cli_support import kafka_option
+    from services.common.metrics import build_version
+
+    parser = argparse.ArgumentParser(prog="lfr", description="OpenLFR live facial recognition pipeline",
+                                     epilog="exit codes: 0 ok, 1 negative answer or internal error, 2 usage or settings, "
+                                            "3 refused, 4 Kafka, 5 Qdrant, 6 file, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"lfr {build_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (tests, demo)")
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one service until SIGTERM")
     run.add_argument("service", choices=sorted(SERVICES))
+    kafka_option(run)
     run.set_defaults(func=_cmd_run)
 
     from services.ingest.cli import register as register_cameras
@@ -160,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     from services.deployments.cli import register as register_deployments
 
     register_deployments(commands)
+    from services.dlq.cli import register as register_dlq
+
+    register_dlq(commands)
+
+    from services.report.cli import register as register_report
+    from services.review.cli import register as register_users
+
+    register_users(commands)
+    register_report(commands)
 
     from services.audit.cli import register as register_security  # lfr keys, lfr audit
 
@@ -177,23 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--auto-adjudicate", action=argparse.BooleanOptionalAction, default=True,
+                      help="decide each alert in the review console from the synthetic camera's ground truth")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services.common import cli_support
+
     args = build_parser().parse_args(argv)
+    cli_support.apply_kafka_option(args)
+    cli_support.quiet_client_logs(args.command)
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line for operators, not a traceback
-        from services.common.errors import SettingsError
-
-        if isinstance(exc, SettingsError):
-            print(f"lfr: {exc}", file=sys.stderr)
-            return 2
-        raise
+        return cli_support.EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line naming the cause, an exit code by family
+        return cli_support.report_error(args.command, exc)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ def change_digest(topic: str, key: bytes | None, value: bytes | None) -> str:
     return digest.hexdigest()
 
 
+class AuditWriteError(RuntimeError):
+    """The broker did not acknowledge an audit record: the change it would record is not made."""
+
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
+
 class AuditWriter:
     def __init__(self, settings: KafkaSettings, topic: str, signer, service: str, *, partition: int = 0,
                  producer: Producer | None = None) -> None:
@@ -93,7 +99,7 @@ class AuditWriter:
                                on_delivery=lambda err, msg: delivered.append((err, msg)))
         if self._producer.flush(30) or not delivered or delivered[0][0] is not None:
             error = delivered[0][0].str() if delivered and delivered[0][0] is not None else "timed out"
-            raise RuntimeError(f"could not write the audit record to {self.topic}: {error}")
+            raise AuditWriteError(f"could not write the audit record to {self.topic}: {error}")
         return delivered[0][1].offset()
 
     def _tail(self) -> tuple[int, int, str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,22 @@ BATCH_SIZE = Histogram(
 CONSUMER_LAG = Gauge(
     "lfr_consumer_lag_messages", "Records behind the partition's high watermark", ["service", "topic", "partition"]
 )
+BUILD_INFO = Gauge("lfr_build_info", "The running build (always 1): package version and Python version", ["version", "python"])
 ASSIGNED_PARTITIONS = Gauge("lfr_assigned_partitions", "Partitions currently assigned to this consumer", ["service"])
 
 
+def build_version() -> str:
+    try:
+        return importlib.metadata.version("openlfr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(build_version(), platform.python_version()).set(1)
+
+
 def start_metrics_server(port: int) -> None:
-    """Serve /metrics on ``port``; 0 leaves the endpoint off (tests running many runners)."""
-    if port:
-        start_http_server(port)
-        logger.info("metrics endpoint listening", extra={"port": port})
+    """Serve /metrics, /livez and /readyz on ``port`` (services.common.health); 0 leaves them off."""
+    from . import health
+
+    health.serve(port)

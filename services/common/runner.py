@@ -30,10 +30,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
+from . import health as health_module
 from . import metrics
 from .envelope import decode, encode
 from .errors import FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
-from .kafka_config import consumer_config, producer_config
+from .kafka_config import broker_reachable_check, consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
 from .stage import Message, Output, Stage
@@ -73,6 +74,7 @@ class StageRunner:
         transient_errors: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
         registry: SchemaRegistry | None = None,
         admit: Callable[[Message], bool] | None = None,
+        health: health_module.Health | None = None,
     ) -> None:
         self.service = service
         # Drop policy hook (the deployment policy): records it refuses are counted by it,
@@ -91,6 +93,10 @@ class StageRunner:
         self._assigned: set[tuple[str, int]] = set()
         self._producer = Producer({**producer_config(settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_consumer_error})
+        self._joined = False
+        self.health = health or health_module.DEFAULT
+        self.health.add_check("kafka", health_module.CachedCheck(broker_reachable_check(settings)))
+        self.health.add_check("partitions_assigned", self._partitions_check)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -111,13 +117,20 @@ class StageRunner:
         logger.info("runner started", extra={"service": self.service, "topics": self.input_topics})
         try:
             while not self._stop.is_set():
+                self.health.heartbeat(self.service, self.settings.liveness_timeout_s)
                 records = self._next_batch()
                 if records:
                     self._handle(records)
                 self._report_lag()
         finally:
-            self._shutdown()
+            with self.health.idle(self.service):
+                self._shutdown()
         return self._exit_code
+
+    def _partitions_check(self) -> tuple[bool, str]:
+        # Joined the group: an assignment arrived, possibly empty (more replicas than partitions
+        # is a valid, ready spare).
+        return self._joined, f"{len(self._assigned)} partition(s) assigned" if self._joined else "not in the group yet"
 
     def _next_batch(self) -> list:
         """Adaptive batching: wait for one record, then take what is already fetched, up to the cap.
@@ -256,7 +269,9 @@ class StageRunner:
                     "transient error; retrying batch",
                     extra={"service": self.service, "error_class": type(exc).__name__, "retry_in_s": round(delay, 3)},
                 )
-                if time.monotonic() - started + delay > budget_s or self._stop.wait(delay):
+                with self.health.idle(self.service):
+                    waited_out = time.monotonic() - started + delay > budget_s or self._stop.wait(delay)
+                if waited_out:
                     raise _Rewind from exc
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
@@ -329,7 +344,7 @@ class StageRunner:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
         deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
         while self._producer.flush(1.0) and time.monotonic() < deadline:
-            pass
+            self.health.heartbeat(self.service)  # waiting on the broker, within a bound
         if failures or len(self._producer):
             logger.warning(
                 "produce failed; rewinding batch",
@@ -361,7 +376,8 @@ class StageRunner:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
                 logger.warning("seek failed", extra={"service": self.service, "topic": topic, "partition": partition, "error": str(exc)})
-        self._stop.wait(self.settings.retry_backoff_initial_s)
+        with self.health.idle(self.service):
+            self._stop.wait(self.settings.retry_backoff_initial_s)
 
     def _commit(self) -> None:
         try:
@@ -373,6 +389,7 @@ class StageRunner:
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         # Cooperative rebalancing hands out increments; assignment() does not include them yet.
         self._assigned |= {(p.topic, p.partition) for p in partitions}
+        self._joined = True
         metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._assigned))
         logger.info("partitions assigned", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 
@@ -383,6 +400,7 @@ class StageRunner:
         logger.info("partitions revoked", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 
     def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
+        self._joined = False
         self._forget_lag(partitions)
         logger.warning("partitions lost", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from services.common.errors import SettingsError
+from services.common import health
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
@@ -37,6 +38,7 @@ def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> 
         raise RuntimeError(str(exc)) from exc
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service,
                           keyring=keyring, on_refused=on_refused)
+    health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
     _VIEWS.append(view)
     try:

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DEPLOYMENT_RECORDS = Counter("lfr_deployment_records_total", "Deployment records read, by outcome", ["outcome"])
 DEPLOYMENTS_ACTIVE = Gauge("lfr_deployments_active", "Deployments in state active in this process's view")
+DEPLOYMENT_ACTIVE = Gauge("lfr_deployment_active", "1 while the deployment is in state active, else 0 (deployment ids are bounded operational ids)", ["deployment"])
 DEPLOYMENTS_READY = Gauge("lfr_deployments_ready", "1 once the deployment view is loaded from its topic")
 
 
@@ -180,6 +181,8 @@ class DeploymentView:
 
     def _count_active(self) -> None:
         DEPLOYMENTS_ACTIVE.set(sum(1 for d in self._deployments.values() if d.state == "active"))
+        for deployment in self._deployments.values():  # per deployment: OpenLFRDeploymentWithoutFrames
+            DEPLOYMENT_ACTIVE.labels(deployment.deployment_id).set(1 if deployment.state == "active" else 0)
 
     def _dead_letter(self, record, exc: MessageError) -> None:
         """Deployment records hold no biometric data, so the original bytes go with the reason."""

@@ -56,10 +56,11 @@ import aiohttp
 import faust
 from confluent_kafka.admin import AdminClient
 
+from services.common import health
 from services.common import metrics as common_metrics
 from services.common.envelope import decode, encode
 from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
-from services.common.kafka_config import client_config
+from services.common.kafka_config import broker_reachable_check, client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
@@ -70,7 +71,9 @@ from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
 from .faust_fixes import DispatchApp, OrderedTableManager
+from .lag import LagProbe
 from .policy import ALERT_SCHEMA, MATCH_SCHEMA, POLICY, OpenAlert, decide, expired, table_key
+from .evidence import EvidenceSealer
 from .webhook import WebhookConfig, WebhookDeliveryError, deliver
 from .webhook_security import WebhookSigner
 
@@ -194,6 +197,8 @@ class Dispatcher:
         self.matches = self.app.topic(settings.input_topic, partitions=partitions, **raw)
         self.alerts = self.app.topic(settings.output_topic, **raw)
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
+        self.evidence = self.app.topic(settings.evidence_topic, **raw)
+        self.sealer = EvidenceSealer(client_config(settings), settings.evidence_keys_topic, clock)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
         self.table = self.app.Table(
@@ -202,6 +207,7 @@ class Dispatcher:
         )
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
         self.app.on_rebalance_complete.connect(self._on_ready)
+        self._wire_health()
         self.webhook: WebhookConfig | None = None
         if settings.webhook_url:
             self.webhook = WebhookConfig(
@@ -215,8 +221,28 @@ class Dispatcher:
             )
             self.app.agent(self.alerts, name=f"{SERVICE}.webhook")(self._webhook_agent)
 
+    def _wire_health(self) -> None:
+        """/livez: a faust timer beats while the event loop turns (a blocked loop stops it).
+        /readyz: broker reachable, and the table restored after the latest rebalance. The same
+        timer measures the group's consumer lag in a worker thread."""
+        self.rebalanced = False
+        topics = [self.settings.input_topic] + ([self.settings.output_topic] if self.settings.webhook_url else [])
+        self.lag = LagProbe(self.settings, self.settings.group_id, SERVICE, topics)
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(self.settings)))
+        health.add_check("partitions_assigned", lambda: (self.rebalanced, "table restored" if self.rebalanced else "waiting for a rebalance"))
+        next_lag = [0.0]
+
+        async def beat(*_args: object) -> None:
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
+            if time.monotonic() >= next_lag[0]:
+                next_lag[0] = time.monotonic() + self.settings.lag_report_interval_s
+                await asyncio.get_running_loop().run_in_executor(None, self.lag.report)
+
+        self.app.timer(interval=1.0, name=f"{SERVICE}.health")(beat)
+
     async def _on_ready(self, _sender: object = None, **_kwargs: object) -> None:
         # Sent once the table is restored from its changelog after a rebalance: safe to process.
+        self.rebalanced = True
         logger.info("dispatcher ready", extra={"open_alert_states": len(self.table.data)})
 
     # -- matches -> alerts ---------------------------------------------------------------------
@@ -255,6 +281,9 @@ class Dispatcher:
             await self.dead_letter(message, exc)
             return
         if alert is not None and value is not None:
+            sealed = self.sealer.seal(alert)  # None (counted) while no transit key is published
+            if sealed is not None:
+                await self._produce(self.evidence, alert.alert_id.encode(), sealed, [])
             headers = kafka_headers(alert, self.settings.ce_source_prefix)
             await self._produce(self.alerts, alert.subject_id.encode(), value, headers)
             metrics.ALERTS.labels(alert.priority, alert.kind).inc()
@@ -480,7 +509,11 @@ def main() -> int:
                    "partitions": partitions, "changelog_topic": dispatcher.table.changelog_topic.get_topic_name(),
                    "webhook": dispatcher.webhook is not None},
         )
-        code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        dispatcher.sealer.start()
+        try:
+            code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        finally:
+            dispatcher.sealer.stop()
         logger.info("dispatcher stopped", extra={"exit_code": code})
         return code
     finally:

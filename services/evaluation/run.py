@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from qdrant_client import QdrantClient
 
+from services.common.progress import Progress
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
 from services.face.evaluate import list_identities, nearest_to_centre
@@ -30,7 +31,11 @@ BATCH = 32
 YEAR_MS = 365 * 86_400_000
 
 
-def _probe_chips(detector: FaceDetector, paths: list[Path]) -> tuple[list[np.ndarray | None], Counter]:
+def _no_tick(_n: int) -> None:
+    pass
+
+
+def _probe_chips(detector: FaceDetector, paths: list[Path], tick: Callable[[int], None] = _no_tick) -> tuple[list[np.ndarray | None], Counter]:
     """Aligned chip of the face nearest the centre of each image, or None (failure to acquire)."""
     chips: list[np.ndarray | None] = []
     reasons: Counter = Counter()
@@ -42,6 +47,7 @@ def _probe_chips(detector: FaceDetector, paths: list[Path]) -> tuple[list[np.nda
             except (OSError, ImageError):
                 images.append(None)
         readable = [im for im in images if im is not None]
+        tick(len(images))
         detections = iter(detector.detect_batch(readable)) if readable else iter(())
         for image in images:
             if image is None:
@@ -63,13 +69,15 @@ def _probe_chips(detector: FaceDetector, paths: list[Path]) -> tuple[list[np.nda
     return chips, reasons
 
 
-def _top_candidates(index: WatchlistIndex, embedder: FaceEmbedder, chips: list[np.ndarray | None], now_ms: int) -> list:
+def _top_candidates(index: WatchlistIndex, embedder: FaceEmbedder, chips: list[np.ndarray | None], now_ms: int,
+                    tick: Callable[[int], None] = _no_tick) -> list:
     """(subject, score) of the best candidate per probe; None where nothing was acquired."""
     acquired = [i for i, chip in enumerate(chips) if chip is not None]
     tops: list = [None] * len(chips)
     for start in range(0, len(acquired), BATCH):
         positions = acquired[start : start + BATCH]
         vectors = embedder.embed(np.stack([chips[i] for i in positions]))
+        tick(len(positions))
         for position, candidates in zip(positions, index.search(vectors, [DEPLOYMENT] * len(positions), now_ms, limit=1), strict=True):
             tops[position] = (candidates[0].subject_id, candidates[0].score) if candidates else ("", float("-inf"))
     return tops
@@ -82,7 +90,9 @@ def run_eval(
     threads: int = 2,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
+    bar: Progress | None = None,
 ) -> dict:
+    """``progress`` gets a line per phase; ``bar`` (services.common.progress) counts images."""
     identities = list_identities(data_dir)
     if limit:
         identities = dict(list(identities.items())[:limit])
@@ -94,9 +104,14 @@ def run_eval(
     index.ensure_collection()
     now = int(time.time() * 1000)
 
+    tick = bar.update if bar is not None else _no_tick
+    if bar is not None:
+        # Upper bound: every enrolment, then each probe detected and (if acquired) embedded.
+        bar.set_total(len(protocol.enrolled) + 2 * (len(protocol.mated) + len(protocol.nonmated)))
     refused: Counter = Counter()
     enrolled: set[str] = set()
     for name, path in protocol.enrolled:
+        tick(1)
         request = EnrolmentRequest(
             subject_id=name, reference="EVAL-" + name, category="suspect", priority="amber", image_source="evaluation data set",
             image_captured_at_ms=0, legal_basis="evaluation", added_by="lfr eval", expires_at_ms=now + YEAR_MS,
@@ -110,12 +125,14 @@ def run_eval(
     progress(f"enrolled {len(enrolled)} of {len(protocol.enrolled)} subjects ({sum(refused.values())} refused)")
 
     mated_probes = [(name, path) for name, path in protocol.mated if name in enrolled]
-    mated_chips, mated_fta = _probe_chips(detector, [path for _, path in mated_probes])
-    mated_tops = _top_candidates(index, embedder, mated_chips, now)
+    mated_chips, mated_fta = _probe_chips(detector, [path for _, path in mated_probes], tick)
+    mated_tops = _top_candidates(index, embedder, mated_chips, now, tick)
     progress(f"searched {len(mated_probes)} mated probes")
-    nonmated_chips, nonmated_fta = _probe_chips(detector, protocol.nonmated)
-    nonmated_tops = _top_candidates(index, embedder, nonmated_chips, now)
+    nonmated_chips, nonmated_fta = _probe_chips(detector, protocol.nonmated, tick)
+    nonmated_tops = _top_candidates(index, embedder, nonmated_chips, now, tick)
     progress(f"searched {len(protocol.nonmated)} non-mated probes")
+    if bar is not None:
+        bar.set_total(bar.count)  # the bound counted an embedding for every probe, acquired or not
 
     mated = [
         MatedResult(acquired=top is not None, correct=top is not None and top[0] == name, score=top[1] if top else float("-inf"))

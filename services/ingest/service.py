@@ -22,9 +22,9 @@ import numpy as np
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from services.common import metrics
+from services.common import health, metrics
 from services.common.envelope import encode
-from services.common.kafka_config import producer_config
+from services.common.kafka_config import broker_reachable_check, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
 
@@ -43,6 +43,8 @@ FRAMES_DROPPED = Counter("lfr_frames_dropped_total", "Frames dropped by the stal
 CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a camera source was reopened", ["camera"])
 CAMERA_LAST_FRAME = Gauge("lfr_camera_last_frame_timestamp_seconds", "Capture time of the camera's latest frame", ["camera"])
 CAMERAS_ACTIVE = Gauge("lfr_cameras_active", "Cameras being read")
+# Deployment ids are bounded operational ids (one per authorised operation), allowed as labels.
+DEPLOYMENT_FRAMES = Counter("lfr_deployment_frames_total", "Frames handed to the producer, per deployment", ["deployment"])
 
 
 @dataclass
@@ -189,6 +191,8 @@ class IngestService:
         self.stop_event = threading.Event()
         self._producer = Producer(producer_config(settings))
         self._config_stamp: tuple[float, int] | None = None
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
+        health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
 
     def request_stop(self) -> None:
         """Stop the cameras, send what is queued, flush (SIGTERM does this)."""
@@ -215,12 +219,14 @@ class IngestService:
         next_config_check = 0.0
         logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
         while not self.stop_event.is_set():
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
             if time.monotonic() >= next_config_check:
                 self.reload()
                 next_config_check = time.monotonic() + self.settings.config_poll_interval_s
             if not self._send_some():
                 self.stop_event.wait(0.005)
             self._producer.poll(0)
+        health.forget_loop(SERVICE)  # draining: bounded by the shutdown timeout instead
         for worker in list(self.workers.values()):
             worker.stop_event.set()
         while self._send_some():
@@ -292,6 +298,7 @@ class IngestService:
             )
             try:
                 self._producer.produce(self.settings.output_topic, key=frame.camera.id.encode(), value=value, on_delivery=self._delivered)
+                DEPLOYMENT_FRAMES.labels(frame.camera.deployment_id).inc()
             except BufferError:
                 # The producer is backed up: the frame goes back to the front of its queue, where
                 # the drop-oldest policy applies while the broker catches up.

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from services.audit.refusals import signature_checks
+from services.common import health
 from services.common.errors import SettingsError
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
@@ -43,6 +44,7 @@ def build(
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
+        counts_topic=settings.counts_topic,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,
     )
@@ -62,6 +64,7 @@ def main() -> int:
     except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
         logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
         return 1
+    health.add_check("watchlist", lambda: (materialiser.ready.is_set(), "loaded" if materialiser.ready.is_set() else "loading"))
     materialiser.start()
     try:
         materialiser.wait_ready(settings.watchlist_load_timeout_s)

@@ -18,6 +18,7 @@ from services.face.errors import ImageError
 
 from .entry import CATEGORIES, PRIORITIES, EnrolledEmbedding, Provenance, WatchlistEntry
 from .index import WatchlistIndex
+from .reference import reference_from_photo
 from .thresholds import Thresholds
 
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -139,6 +140,7 @@ class Enroller:
             expires_at_ms=request.expires_at_ms,
             deployments=tuple(request.deployments),
             embeddings=tuple(EnrolledEmbedding(model, v) for v in vectors),
+            reference_image=reference_from_photo(request.images[0]),  # decodable: face_chip read it
         )
 
     @staticmethod

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from services.face.models import ModelIdentity
+
+from .reference import ReferenceImage
 
 # College of Policing LFR watchlist categories (schemas/lfr.common.v1.json#/$defs/category).
 CATEGORIES = (
@@ -49,6 +51,7 @@ class WatchlistEntry:
     expires_at_ms: int
     deployments: tuple[str, ...]
     embeddings: tuple[EnrolledEmbedding, ...]
+    reference_image: ReferenceImage | None = field(default=None, repr=False)
 
     def is_expired(self, now_ms: int) -> bool:
         return self.expires_at_ms <= now_ms
@@ -58,7 +61,7 @@ class WatchlistEntry:
 
     def to_data(self) -> dict[str, Any]:
         p = self.provenance
-        return {
+        data = {
             "subject_id": self.subject_id,
             "reference": self.reference,
             "category": self.category,
@@ -82,6 +85,9 @@ class WatchlistEntry:
                 for e in self.embeddings
             ],
         }
+        if self.reference_image is not None:
+            data["reference_image"] = self.reference_image.to_data()
+        return data
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> WatchlistEntry:
@@ -98,12 +104,15 @@ class WatchlistEntry:
                 EnrolledEmbedding(ModelIdentity(e["model"]["name"], e["model"]["sha256"]), vector_from_bytes(e["data"], e["dim"]))
                 for e in data["embeddings"]
             ),
+            reference_image=ReferenceImage.from_data(data.get("reference_image")),
         )
 
     def describe(self) -> dict[str, Any]:
         """Everything but the embeddings: safe to print and to audit."""
         data = self.to_data()
         data["embeddings"] = [{"model": str(e.model)} for e in self.embeddings]
+        if self.reference_image is not None:
+            data["reference_image"] = {"width": self.reference_image.width, "height": self.reference_image.height}
         return data
 
 

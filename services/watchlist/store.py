@@ -6,8 +6,10 @@ the change carries the audit record's hash, so no crash leaves a change unaudite
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -24,6 +26,12 @@ logger = logging.getLogger(__name__)
 AUDIT_SERVICE = "watchlist"
 
 
+class StoreWriteError(RuntimeError):
+    """The broker did not acknowledge a write in time (a RuntimeError, as before)."""
+
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
+
 class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
@@ -31,6 +39,19 @@ class WatchlistStore:
         self.signer = load_signer(settings)
         self.audit_writer = AuditWriter(settings, settings.audit_topic, self.signer, AUDIT_SERVICE,
                                         partition=settings.audit_partition, producer=self._producer)
+        self._batching = False
+        self._errors: list = []
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Queue every write inside the block and wait for the broker once at its end (bulk
+        imports); the idempotent producer keeps each entry's record and audit records in order."""
+        self._batching, self._errors = True, []
+        try:
+            yield
+        finally:
+            self._batching = False
+            self._wait("the batch")
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, WatchlistEntry]:
         """Current entries: the last record per subject, tombstones applied."""
@@ -78,6 +99,8 @@ class WatchlistStore:
 
     def _change(self, subject_id: str, value: bytes | None, action: str, details: dict[str, Any] | None,
                 requested_by: str | None) -> str:
+        """Audit first (the writer waits for the acknowledgement), then the signed change carrying
+        the audit hash: queued inside batch(), else acknowledged before returning."""
         topic, key = self.settings.watchlist_topic, subject_id.encode()
         facts = {**(details or {}), "change_sha256": change_digest(topic, key, value)}
         _record, digest = self.audit_writer.write(action, subject_id, facts, requested_by=requested_by)
@@ -85,7 +108,19 @@ class WatchlistStore:
         return digest
 
     def _send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
-        errors: list = []
-        self._producer.produce(topic, key=key, value=value, headers=headers, on_delivery=lambda err, _msg: err and errors.append(err))
-        if self._producer.flush(30) or errors:
-            raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
+        if not self._batching:
+            self._errors = []
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, headers=headers,
+                                       on_delivery=lambda err, _msg: err and self._errors.append(err))
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+        if not self._batching:
+            self._wait(topic)
+
+    def _wait(self, what: str) -> None:
+        if self._producer.flush(30) or self._errors:
+            raise StoreWriteError(f"could not write {what}: {self._errors[0].str() if self._errors else 'timed out'}")

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common.envelope import decode
+from services.common.envelope import decode, encode
 from services.common.settings import WatchlistSettings, load_settings
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
+from services.watchlist.entry import WatchlistEntry
 from services.watchlist.store import WatchlistStore
 from services.watchlist.thresholds import Thresholds
 from tests.face_helpers import side_by_side
@@ -84,6 +85,20 @@ def test_enrolment_keeps_model_identity_and_one_vector_per_photo(enroller, lfw_d
     assert len(entry.embeddings) == 2
     assert all(e.model == enroller.embedder.identity for e in entry.embeddings)
     assert all(abs(float(np.linalg.norm(e.vector)) - 1) < 1e-3 for e in entry.embeddings)
+
+
+def test_enrolment_keeps_one_downscaled_reference_image(enroller, lfw_dir):
+    """The first photo, as a JPEG at most 160 px wide, travels with the entry (for the review console)."""
+    import cv2
+
+    entry = enroller.build(request("sharon", [photo(lfw_dir, "Ariel_Sharon", 1), photo(lfw_dir, "Ariel_Sharon", 2)]), int(time.time() * 1000))
+    ref = entry.reference_image
+    assert ref is not None and ref.jpeg[:2] == b"\xff\xd8" and ref.width <= 160
+    decoded = cv2.imdecode(np.frombuffer(ref.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[1] == ref.width <= 160 and decoded.shape[0] == ref.height
+    again = WatchlistEntry.from_data(decode(encode("lfr.watchlist.v1", entry.to_data())).data)
+    assert again.reference_image.jpeg == ref.jpeg
+    assert "reference_image" in entry.describe() and b"\xff\xd8" not in repr(entry.describe()).encode()
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def index():
 
 
 def deps(index, **thresholds) -> MatcherDeps:
-    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW)
+    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW, counts_topic=None)
 
 
 def test_only_candidates_at_or_above_threshold_are_emitted(index):
@@ -133,3 +133,17 @@ def test_best_candidate_is_the_best_one_at_or_above_its_own_threshold(index):
     index.upsert(entry("loose", towards(a, 0.6, 32)))
     outputs = process([probe(a)], deps(index, witness_or_victim=0.8))
     assert [(o.data["subject_id"], o.data["rank"], o.data["other_candidates"]) for o in outputs] == [("loose", 2, [])]
+
+
+def test_faces_are_counted_per_deployment_never_kept(index):
+    """lfr.counts.v1: how many faces were searched per deployment and partition, with no face in it."""
+    index.upsert(entry("alice", unit(1)))
+    batch = [probe(unit(50 + i), deployment=d) for i, d in enumerate(["van-1", "van-1", "van-2"])]
+    batch = [Message(m.schema, m.data, topic="lfr.embeddings.v1", partition=0, offset=10 + i) for i, m in enumerate(batch)]
+    counts = [o for o in process(batch, MatcherDeps(index=index, thresholds=Thresholds(default=0.99), clock=lambda: NOW))
+              if o.schema == "lfr.counts.v1"]
+    assert sorted((o.data["deployment_id"], o.data["faces"]) for o in counts) == [("van-1", 2), ("van-2", 1)]
+    for output in counts:
+        assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"}
+        encode("lfr.counts.v1", output.data)
+    assert len({o.data["count_id"] for o in counts}) == 2
