@@ -183,7 +183,7 @@ class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, Match
     watchlist_max_entry_lifetime_days: float = Field(366.0, gt=0, le=3660, description="an entry's expiry may be at most this far after enrolment")
 
 
-class DlqSettings(KafkaSettings):
+class DlqSettings(KafkaSettings, SigningSettings):
     """`lfr dlq`: the dead-letter topic it reads, and the audit topic replays are recorded on."""
 
     dlq_topic: TopicName = "lfr.dlq.v1"
