@@ -47,6 +47,7 @@ def _add(args: argparse.Namespace) -> int:
         return 2
     cameras = load_cameras(path)
     action = "camera.update" if camera.id in cameras else "camera.add"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a file problem is reported before anything is audited
     if not _audit(action, camera.id, {"deployment_id": camera.deployment_id, "source": redact(camera.source), "fps": camera.fps,
                                       "cameras_file": str(path)}):
         return 1
