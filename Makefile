@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/matcher.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/security.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

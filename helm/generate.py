@@ -67,6 +67,8 @@ SECRETS = {
     "kafka_ssl_key_password": "kafka.tls.client.existingSecret + kafka.tls.client.keyPasswordKey",
     "qdrant_api_key": "matcher.qdrant.existingSecret + matcher.qdrant.apiKeyKey",
     "webhook_token": "dispatch.webhook.existingSecret + dispatch.webhook.tokenKey",
+    "webhook_signing_secret": "dispatch.webhook.existingSecret + dispatch.webhook.signingSecretKey",
+    "signing_key_passphrase": "signing.existingSecret + signing.passphraseKey",
     "oidc_client_secret": "review.oidc.existingSecret + review.oidc.clientSecretKey",
 }
 #: Fields the chart or the image sets; not values.
@@ -81,6 +83,8 @@ MANAGED = {
     "users_file": "review: the users.json key of review.usersExistingSecret (made with `lfr users add`)",
     "http_port": "review: the container port `http` (8080)",
     "http_host": "review: 0.0.0.0 in the pod",
+    "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
+    "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
     "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
 }
 #: Fields a job does not use at all.
@@ -244,7 +248,7 @@ def service_schema(name: str, cls) -> dict:
     if name == "matcher":
         properties["qdrant"] = obj({"existingSecret": SECRET_NAME, "apiKeyKey": SECRET_KEY})
     if name == "dispatch":
-        properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY})
+        properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY, "signingSecretKey": SECRET_KEY})
     if name == "review":
         properties["replicas"] = {"type": "integer", "minimum": 0, "maximum": 1,
                                   "description": "0 or 1: the evidence custody and transit keys live on one volume"}
@@ -309,13 +313,16 @@ def build_schema() -> dict:
         **SCHEDULING,
         "settings": settings_schema(COMMON),
         "kafka": obj({
-            "sasl": obj({"existingSecret": SECRET_NAME, "passwordKey": SECRET_KEY, "usernameKey": SECRET_KEY}),
+            "sasl": obj({"existingSecret": SECRET_NAME, "passwordKey": SECRET_KEY, "usernameKey": SECRET_KEY,
+                         "perComponentUsers": {**BOOL, "description": "each pod logs in as KafkaUser openlfr-<component> (k8s/overlays/prod/kafka-users.yaml)"}}),
             "tls": obj({
                 "ca": obj({"existingSecret": SECRET_NAME, "key": SECRET_KEY}),
                 "client": obj({"existingSecret": SECRET_NAME, "certificateKey": SECRET_KEY, "keyKey": SECRET_KEY,
                                "keyPasswordKey": SECRET_KEY}),
             }),
         }),
+        # The trusted keyring and the key the matcher and the purge job sign audit records with.
+        "signing": obj({"existingSecret": SECRET_NAME, "keyringKey": SECRET_KEY, "keyKey": SECRET_KEY, "passphraseKey": SECRET_KEY}),
         **{name: service_schema(name, cls) for name, cls in SERVICES.items()},
         "autoscaling": obj(
             {

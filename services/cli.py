@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_users(commands)
     register_report(commands)
 
+    from services.audit.cli import register as register_security  # lfr keys, lfr audit
+
+    register_security(commands)
+
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="JSON result; a DET plot PNG is written beside it")

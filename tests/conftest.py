@@ -86,6 +86,30 @@ def face_engine():
     return FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)
 
 
+@pytest.fixture(scope="session")
+def signing_identity(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One operator key trusted by one keyring for the whole run (LFR_* variables)."""
+    from services.audit.identity import ephemeral_identity
+
+    return ephemeral_identity(tmp_path_factory.mktemp("keys"), "test:operator")
+
+
+@pytest.fixture(scope="session")
+def authoriser(signing_identity):
+    """A second trusted key, the authorising officer's: a deployment's creator cannot authorise it."""
+    from services.audit.identity import add_ephemeral_key
+
+    return add_ephemeral_key(signing_identity, "test:authoriser")
+
+
+@pytest.fixture(autouse=True)
+def _signing_env(signing_identity, authoriser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test signs watchlist changes and audit records with the session key and trusts it,
+    as a deployment must (services refuse to start without a keyring and a key)."""
+    for name, value in signing_identity.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def deployments(broker, monkeypatch: pytest.MonkeyPatch):
     """A fresh deployments topic (LFR_DEPLOYMENTS_TOPIC) and ``publish(*records)`` for it: the

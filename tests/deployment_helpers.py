@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from confluent_kafka import Producer
 
 from services.common.envelope import encode
+from services.common.signing import Keyring, Signer
+from services.deployments.signing import countersign
 from services.deployments.record import SCHEMA, Authorisation, Criteria, Deployment, Snapshot, Transition, Window
 from services.deployments.snapshot import entry_version, freeze
 from services.watchlist.entry import CATEGORIES, PRIORITIES, WatchlistEntry
@@ -51,11 +53,30 @@ def active_deployment(
     )
 
 
-def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment) -> None:
+def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment, signers: tuple[Signer, Signer] | None = None) -> None:
+    """Written as `lfr deployment` would: signed by the test operator's key, authorisation
+    countersigned by the test authoriser's (the session keys of tests/conftest.py). The audit
+    hash is a stand-in: these records skip the audit writer."""
+    operator, authoriser = signers or session_signers()
     producer = Producer({"bootstrap.servers": bootstrap})
     for deployment in deployments:
-        producer.produce(topic, key=deployment.deployment_id.encode(), value=encode(SCHEMA, deployment.to_data()))
+        if deployment.authorisation is not None:
+            deployment = countersign(deployment, authoriser)
+        key, value = deployment.deployment_id.encode(), encode(SCHEMA, deployment.to_data())
+        producer.produce(topic, key=key, value=value, headers=operator.record_headers(topic, key, value, audit_hash="0" * 64))
     assert producer.flush(30) == 0
+
+
+def session_signers() -> tuple[Signer, Signer]:
+    """(operator, authoriser): the session's keys, from the environment tests/conftest.py sets."""
+    import os
+    from pathlib import Path
+
+    passphrase = os.environ["LFR_SIGNING_KEY_PASSPHRASE"]
+    operator = Signer.load(Path(os.environ["LFR_SIGNING_KEY_FILE"]), passphrase)
+    ring = Keyring.load(Path(os.environ["LFR_KEYRING_FILE"]))
+    (other,) = [k for k in ring.keys() if k.owner == "test:authoriser"]
+    return operator, Signer.load(Path(os.environ["LFR_SIGNING_KEY_FILE"]).with_name(f"{other.key_id}.key.json"), passphrase)
 
 
 def versions(entries: Iterable[WatchlistEntry]) -> set[str]:

@@ -121,7 +121,9 @@ def test_replay_republishes_originals_audited_and_refuses_withheld_payloads(dead
     assert reader(d["faces"]).poll() == []  # nothing withheld or truncated was sent anywhere
 
     audits = [decode(r.value()).data for r in reader(d["audit"]).read_until(2)]
-    assert {a["action"] for a in audits} == {"dlq.replay"} and {a["actor"] for a in audits} == {"ops-test"}
+    # The actor is the signing key's owner; --actor is kept as the claim requested_by (services/audit).
+    assert {a["action"] for a in audits} == {"dlq.replay"} and {a["actor"] for a in audits} == {"test:operator"}
+    assert {a["details"]["requested_by"] for a in audits} == {"ops-test"}
     assert {a["details"]["dlq_id"] for a in audits} == set(originals)
     assert all(a["details"]["why"] == "decoder fixed" for a in audits)
 

@@ -1,5 +1,6 @@
-"""The one way an audit record is made: every admin path (watchlist, review console) calls
-``audit_record``. (The security issue turns this into a signed hash chain in one place.)"""
+"""An unchained audit record body. Do not write it to lfr.audit.v1: every admin path appends
+through the chained, signed writer (services/audit/writer.py: AuditWriter, or
+WatchlistStore.audit), and `lfr audit verify` reports any record outside the chain."""
 
 from __future__ import annotations
 

@@ -59,6 +59,9 @@ class KafkaSettings(LfrSettings):
             ]
             if missing:
                 raise ValueError(f"{', '.join(missing)} required when LFR_KAFKA_SECURITY_PROTOCOL is SASL_*")
+        if self.kafka_sasl_mechanism == "PLAIN" and self.kafka_security_protocol != "SASL_SSL":
+            # PLAIN sends the password as it is: only inside TLS.
+            raise ValueError("LFR_KAFKA_SASL_MECHANISM=PLAIN needs LFR_KAFKA_SECURITY_PROTOCOL=SASL_SSL (PLAIN without TLS sends the password in clear)")
         return self
 
 
@@ -167,15 +170,36 @@ class MatchThresholdSettings(LfrSettings):
         return value
 
 
-class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings):
+# -- security (signed changes, the audit chain) ------------------------------------------------
+class KeyringSettings(LfrSettings):
+    """Whom this process trusts: signed records are applied only if they verify against the keyring."""
+
+    keyring_file: Path | None = Field(None, description="trusted public keys and revocations (JSON, `lfr keys`; a mounted Secret in Kubernetes)")
+
+
+class SigningSettings(KeyringSettings):
+    """Who this process signs as (an encrypted private key) and whom it trusts (the keyring).
+    Every audit record is chained and signed; every watchlist change is signed."""
+
+    signing_key_file: Path | None = Field(None, description="this process's private key file from `lfr keys create` (encrypted with the passphrase)")
+    signing_key_passphrase: SecretStr | None = Field(None, description="passphrase of the signing key")
+    audit_topic: TopicName = "lfr.audit.v1"
+    audit_partition: int = Field(0, ge=0, le=1023, description="the audit partition (one hash chain) this process appends to")
+
+
+class AuditSettings(KafkaSettings, SigningSettings):
+    """`lfr audit` and `lfr keys`: read the audit chain, manage keys. (Audit retention is the
+    lfr.audit.v1 retention.ms in topics.toml: 7 years by default.)"""
+
+
+class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings, SigningSettings):
     """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
 
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
     watchlist_max_entry_lifetime_days: float = Field(366.0, gt=0, le=3660, description="an entry's expiry may be at most this far after enrolment")
 
 
-class DlqSettings(KafkaSettings):
+class DlqSettings(KafkaSettings, SigningSettings):
     """`lfr dlq`: the dead-letter topic it reads, and the audit topic replays are recorded on."""
 
     dlq_topic: TopicName = "lfr.dlq.v1"
@@ -186,8 +210,9 @@ class DlqSettings(KafkaSettings):
 # -- deployments (services/deployments) ----------------------------------------------------------
 
 
-class DeploymentEnforcementSettings(LfrSettings):
-    """How a pipeline service reads and enforces deployments (services/deployments/policy.py)."""
+class DeploymentEnforcementSettings(KeyringSettings):
+    """How a pipeline service reads and enforces deployments (services/deployments/policy.py).
+    Only deployment records signed by a key of the keyring are applied."""
 
     deployments_topic: TopicName = "lfr.deployments.v1"
     deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
@@ -216,7 +241,7 @@ class DeploymentSettings(WatchlistSettings):
         return value
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings):
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, SigningSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -307,12 +332,36 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     lag_report_interval_s: float = Field(5.0, gt=0, le=3600, description="how often the group's consumer lag is measured")
     webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2048, description="unset = no webhook sink")
     webhook_token: SecretStr | None = None
+    webhook_signing_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks secret (whsec_ + base64, at least 24 bytes): every delivery is signed; required with a URL")
     webhook_timeout_s: float = Field(5.0, gt=0, le=120)
     webhook_max_retries: int = Field(3, ge=0, le=20)
     webhook_backoff_initial_s: float = Field(0.5, gt=0, le=60)
     webhook_backoff_max_s: float = Field(30.0, gt=0, le=600)
     webhook_max_age_s: float = Field(900.0, gt=0, le=2_678_400, description="older alerts are not posted (a new group replays the topic)")
     ce_source_prefix: str = Field("/openlfr", pattern=r"^[A-Za-z0-9][A-Za-z0-9+.-]*:[^\s]*$|^/[^\s]*$", max_length=256)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None) -> str | None:
+        from services.dispatch.webhook_security import check_webhook_url  # noqa: PLC0415
+
+        if value:
+            check_webhook_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_signed(self) -> DispatchSettings:
+        if self.webhook_url:
+            from services.dispatch.webhook_security import check_webhook_secret  # noqa: PLC0415
+
+            if self.webhook_signing_secret is None:
+                raise ValueError("LFR_WEBHOOK_SIGNING_SECRET is required with LFR_WEBHOOK_URL: every delivery is signed")
+            try:
+                check_webhook_secret(self.webhook_signing_secret.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"LFR_WEBHOOK_SIGNING_SECRET: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _dispatch_heartbeat_below_session(self) -> DispatchSettings:
@@ -321,7 +370,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
         return self
 
 
-class ReviewSettings(KafkaSettings):
+class ReviewSettings(KafkaSettings, SigningSettings):
     """The review console: officers adjudicate alerts; holds the evidence (probe chips) in custody."""
 
     group_id: str = Field("lfr-review", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="client id prefix of the console's readers")

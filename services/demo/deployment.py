@@ -5,9 +5,13 @@ and it ends when the run is over. Tests use it to run the pipeline the lawful wa
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
+from services.audit.identity import identity_from_env, second_key
 from services.common.settings import DeploymentSettings, load_settings
+from services.common.signing import Signer
 from services.deployments.admin import DeploymentAdmin
 from services.deployments.record import Criteria, Deployment, Transition, Window
 from services.deployments.store import DeploymentStore
@@ -45,10 +49,16 @@ def open_deployment(
     hours: float = 2.0,
     threshold: float | None = None,
     footfall_per_hour: float = DEMO_FOOTFALL_PER_HOUR,
+    signing_env: dict[str, str] | None = None,
+    authoriser: Signer | None = None,
     **settings_overrides: object,
 ) -> DemoDeployment:
     """Create, authorise (two different people) and start ``deployment_id`` for ``cameras``."""
-    settings = load_settings(DeploymentSettings, kafka_bootstrap_servers=bootstrap, **settings_overrides)
+    if authoriser is None:  # the authorising officer signs with a key other than the creator's
+        identity = signing_env or identity_from_env(os.environ)
+        authoriser = second_key(identity, "demo:authoriser") if identity else None
+    signing = {name.removeprefix("LFR_").lower(): value for name, value in (signing_env or {}).items()}
+    settings = load_settings(DeploymentSettings, kafka_bootstrap_servers=bootstrap, **signing, **settings_overrides)
     admin = DeploymentAdmin(DeploymentStore(settings))
     now = admin.clock()
     floor = admin.calibration.floor()
@@ -64,7 +74,7 @@ def open_deployment(
     )
     demo = DemoDeployment(admin, deployment_id)
     admin.create(draft)
-    authorised = admin.authorise(deployment_id, AUTHORISER, "superintendent")
+    authorised = admin.authorise(deployment_id, AUTHORISER, "superintendent", signer=authoriser)
     demo.expected_false_alerts_per_hour = authorised.expected_false_alerts_per_hour
     demo.record = admin.start(deployment_id, CREATOR)
     demo.states = demo.record.states_seen

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from services.audit.identity import ephemeral_identity, identity_from_env, second_key
 from services.common.broker import EmbeddedBroker
+from services.common.signing import Signer
 from services.common.topics import apply_topics, load_topic_specs
 
 READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"', "review": '"msg": "review ready"'}
@@ -31,6 +33,11 @@ class Pipeline:
         self._log_offsets: dict[str, int] = {}
         self._services: dict[str, str] = {}
         self.truth_dir = workdir / "truth"
+        # The operator and the services sign with the configured key (tests), else a throw-away
+        # one trusted only here (the demo); a second key is the authorising officer's.
+        self.signing_env = identity_from_env(os.environ) or ephemeral_identity(workdir / "keys", "demo:operator")
+        self.authoriser = second_key(self.signing_env, "demo:authoriser")
+        self.operator = Signer.load(Path(self.signing_env["LFR_SIGNING_KEY_FILE"]), self.signing_env["LFR_SIGNING_KEY_PASSPHRASE"])
 
     @property
     def bootstrap(self) -> str:
@@ -47,6 +54,7 @@ class Pipeline:
             "LFR_CAMERAS_FILE": str(self.cameras_file),
             "LFR_TRUTH_DIR": str(self.truth_dir),
             "LFR_QDRANT_PATH": ":memory:",
+            **self.signing_env,
             **self.extra_env,
         }
 

@@ -85,7 +85,8 @@ def crowd_camera(cast: Cast, data_dir: Path, options: DemoOptions, camera_id: st
 
 
 def enrol(pipeline: Pipeline, cast: Cast, detector: FaceDetector, embedder: FaceEmbedder) -> None:
-    settings = load_settings(WatchlistSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    signing = {name.removeprefix("LFR_").lower(): value for name, value in pipeline.signing_env.items()}
+    settings = load_settings(WatchlistSettings, kafka_bootstrap_servers=pipeline.bootstrap, **signing)
     admin = WatchlistAdmin(WatchlistStore(settings), Enroller(detector, embedder), Thresholds())
     for identity, photo in cast.watchlist:
         outcome = admin.add(enrolment_request(identity, photo, DEPLOYMENT))
@@ -117,7 +118,8 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
         out(f"privacy: {EMBEDDED_BROKER_NOTE}; never point real cameras at it")
         enrol(pipeline, cast, detector, embedder)
-        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA])
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA], signing_env=pipeline.signing_env,
+                                     authoriser=pipeline.authoriser)
         out(f"deployment {DEPLOYMENT} {' -> '.join(deployment.states)}; expected false alerts per hour: "
             f"{deployment.expected_false_alerts_per_hour:.4g}")
         review = start_review(pipeline, options)

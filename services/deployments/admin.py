@@ -2,12 +2,18 @@
 
 A refused operation raises ``Refused`` before anything is written. Every accepted transition
 writes the whole record to lfr.deployments.v1 and appends one audit record with the actor.
+Actors are key owners: the creator is the owner of the store's signing key, and authorisation
+is countersigned by the authorising officer's own key (services/deployments/signing.py); the
+names given on the command line are kept as claims in the audit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from services.common.signing import Signer
 
 from services.face.models import SFACE
 
@@ -16,6 +22,7 @@ from . import lifecycle, snapshot
 from .calibration import Calibration
 from .policy import now_ms
 from .record import Deployment, Problem, Refused, missing_for_authorisation
+from .signing import countersign
 from .store import DeploymentStore
 
 
@@ -58,12 +65,19 @@ class DeploymentAdmin:
         existing = self.store.read_all().get(draft.deployment_id)
         if existing is not None:
             raise Refused((Problem("deployment_id", f"deployment {draft.deployment_id} already exists ({existing.state})"),))
+        owner = self.store.watchlist.signer.owner
+        draft = dataclasses.replace(draft, created_by=owner, history=tuple(dataclasses.replace(t, actor=owner) for t in draft.history))
         record = lifecycle.create(draft, self.clock())
         self.store.publish(record)
         self.store.audit(record.created_by, "create", record.deployment_id, {"name": record.name or "", "force": record.force or ""})
         return record
 
-    def authorise(self, deployment_id: str, officer: str, rank: str, false_alerts_justification: str | None = None) -> Authorised:
+    def authorise(self, deployment_id: str, officer: str, rank: str, false_alerts_justification: str | None = None,
+                  signer: Signer | None = None) -> Authorised:
+        """``signer``: the authorising officer's key (default: the store's); its owner is the
+        recorded officer, whatever ``officer`` says, and must not be the creator."""
+        signer = signer or self.store.watchlist.signer
+        officer = signer.owner
         current = self.get(deployment_id)
         now = self.clock()
         if current.criteria is None:
@@ -76,6 +90,7 @@ class DeploymentAdmin:
             current, officer=officer, rank=rank, snapshot=frozen, calibration=self.calibration, rules=rules_from(self.settings),
             now_ms=now, false_alerts_justification=false_alerts_justification,
         )
+        record = countersign(record, signer)
         self.store.publish(record)
         auth = record.authorisation
         self.store.audit(
@@ -101,13 +116,17 @@ class DeploymentAdmin:
         return Authorised(record, auth.expected_false_alerts_per_hour, excluded)
 
     def start(self, deployment_id: str, actor: str) -> Deployment:
-        return self._transition(lifecycle.start(self.get(deployment_id), actor, self.clock()), actor, "start")
+        return self._transition(lifecycle.start(self.get(deployment_id), self._owner(), self.clock()), actor, "start")
 
     def end(self, deployment_id: str, actor: str) -> Deployment:
-        return self._transition(lifecycle.end(self.get(deployment_id), actor, self.clock()), actor, "end")
+        return self._transition(lifecycle.end(self.get(deployment_id), self._owner(), self.clock()), actor, "end")
 
     def cancel(self, deployment_id: str, actor: str, reason: str) -> Deployment:
-        return self._transition(lifecycle.cancel(self.get(deployment_id), actor, self.clock(), reason), actor, "cancel", reason)
+        return self._transition(lifecycle.cancel(self.get(deployment_id), self._owner(), self.clock(), reason), actor, "cancel", reason)
+
+    def _owner(self) -> str:
+        """Who acts: the owner of the signing key (a name given on the command line is only a claim)."""
+        return self.store.watchlist.signer.owner
 
     def _transition(self, record: Deployment, actor: str, action: str, reason: str | None = None) -> Deployment:
         self.store.publish(record)

@@ -19,7 +19,7 @@ from .record import Criteria, Deployment, Refused, Transition, Window
 def register(commands: argparse._SubParsersAction) -> None:
     deployment = commands.add_parser("deployment", help="authorised, time-boxed LFR deployments")
     sub = deployment.add_subparsers(dest="deployment_command", required=True)
-    actor_help = "who does this (default: LFR_ACTOR, then $USER)"
+    actor_help = "who asks for this, kept in the audit as a claim (default: LFR_ACTOR, then $USER); the actor is the owner of LFR_SIGNING_KEY_FILE"
 
     create = sub.add_parser("create", help="create a draft deployment")
     create.add_argument("--id", required=True)
@@ -51,7 +51,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     authorise = sub.add_parser("authorise", help="authorise a draft and freeze its watchlist snapshot")
     authorise.add_argument("id")
-    authorise.add_argument("--officer", required=True, help="authorising officer (not the creator)")
+    authorise.add_argument("--officer", required=True, help="authorising officer (not the creator); the record names the owner of "
+                           "LFR_SIGNING_KEY_FILE, whose key countersigns the authorisation")
     authorise.add_argument("--rank", required=True, help="e.g. superintendent")
     authorise.add_argument("--justification", help="required when expected false alerts per hour exceed the limit")
     authorise.set_defaults(func=_authorise)

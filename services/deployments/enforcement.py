@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from services.common.errors import SettingsError
 from services.common import health
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
+
+from services.audit.refusals import deployment_signature_checks
 
 from .policy import DeploymentPolicy, frame_deployment
 from .view import DeploymentView
@@ -29,7 +32,12 @@ def ready() -> bool:
 
 def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> tuple[DeploymentView, DeploymentPolicy]:
     assert isinstance(settings, KafkaSettings)
-    view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service)
+    try:
+        keyring, on_refused = deployment_signature_checks(settings, service)
+    except SettingsError as exc:  # no keyring: the service would trust anything, so it does not start
+        raise RuntimeError(str(exc)) from exc
+    view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service,
+                          keyring=keyring, on_refused=on_refused)
     health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
     _VIEWS.append(view)

@@ -78,6 +78,8 @@ class Authorisation:
     calibration: str
     threshold_override_reason: str | None = None
     false_alerts_justification: str | None = None
+    key_id: str | None = None  # the authoriser's key; its owner is the officer (services/deployments/signing.py)
+    signature: str | None = None  # Ed25519 over what was authorised, by a key other than the creator's
 
 
 @dataclass(frozen=True)

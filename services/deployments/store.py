@@ -7,6 +7,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.audit.writer import change_digest
 from services.common.envelope import encode
 from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
@@ -57,10 +58,17 @@ class DeploymentStore:
             consumer.close()
 
     def publish(self, deployment: Deployment) -> None:
+        """Audit first, then the record signed with the store's key and carrying the audit hash
+        (services/audit/writer.py): no crash leaves a deployment change unaudited."""
+        topic, key = self.settings.deployments_topic, deployment.deployment_id.encode()
         value = encode(SCHEMA, deployment.to_data())
+        _record, audit_hash = self.watchlist.audit_writer.write(
+            AUDIT_PREFIX + "record", deployment.deployment_id,
+            {"state": deployment.state, "revision": deployment.revision, "change_sha256": change_digest(topic, key, value)},
+            deployment_id=deployment.deployment_id)
         errors: list = []
         self._producer.produce(
-            self.settings.deployments_topic, key=deployment.deployment_id.encode(), value=value,
+            topic, key=key, value=value, headers=self.watchlist.signer.record_headers(topic, key, value, audit_hash=audit_hash),
             on_delivery=lambda err, _msg: err and errors.append(err),
         )
         if self._producer.flush(30) or errors:

@@ -24,8 +24,11 @@ from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
+from services.common.signing import Keyring, SignatureGate, SignatureRefused
+
 from .lifecycle import check_successor
 from .record import SCHEMA, Deployment
+from .signing import check_authorisation
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +45,14 @@ class InvalidDeployment(MessageError):
 class DeploymentView:
     """Thread-safe read side: ``get(deployment_id)`` returns the latest valid record or None."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, *, dlq_topic: str = "lfr.dlq.v1", service: str = "deployments") -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, *, dlq_topic: str = "lfr.dlq.v1", service: str = "deployments",
+                 keyring: Keyring | None = None, on_refused=None) -> None:
         self.topic = topic
+        # Only records signed by a trusted key, audited, not replayed, and (once authorised)
+        # countersigned by an officer other than the creator are applied (services/deployments/signing.py).
+        self.keyring = keyring
+        self._on_refused = on_refused
+        self._gate = SignatureGate(keyring, topic, self._refused) if keyring is not None else None
         self.dlq_topic = dlq_topic
         self.service = service
         self._settings = settings
@@ -132,8 +141,16 @@ class DeploymentView:
         positions = self._consumer.position([TopicPartition(self.topic, p) for p in targets])
         return all(targets[tp.partition] <= 0 or tp.offset >= targets[tp.partition] for tp in positions)
 
+    def _refused(self, record, refusal: SignatureRefused, live: bool) -> None:
+        DEPLOYMENT_RECORDS.labels("refused").inc()
+        logger.error("deployment record refused: signature", extra={"offset": record.offset(), "reason": refusal.reason, "service": self.service})
+        if self._on_refused is not None:
+            self._on_refused(record, refusal, live)
+
     def _apply(self, record, live: bool) -> None:
         key = (record.key() or b"").decode("utf-8", "replace")
+        if self._gate is not None and self._gate.admit(record, live) is None:
+            return
         if record.value() is None:
             self._deployments.pop(key, None)
             DEPLOYMENT_RECORDS.labels("removed").inc()
@@ -150,6 +167,12 @@ class DeploymentView:
             if live:
                 self._dead_letter(record, exc)
             return
+        if self.keyring is not None:
+            try:
+                check_authorisation(deployment, self.keyring)
+            except SignatureRefused as refusal:
+                self._refused(record, refusal, live)
+                return
         self._deployments[deployment.deployment_id] = deployment
         DEPLOYMENT_RECORDS.labels("applied").inc()
         self._count_active()

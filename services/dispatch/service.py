@@ -76,6 +76,7 @@ from .lag import LagProbe
 from .policy import ALERT_SCHEMA, MATCH_SCHEMA, POLICY, OpenAlert, decide, expired, table_key
 from .evidence import EvidenceSealer
 from .webhook import WebhookConfig, WebhookDeliveryError, deliver
+from .webhook_security import WebhookSigner
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +221,7 @@ class Dispatcher:
             self.webhook = WebhookConfig(
                 url=settings.webhook_url,
                 token=settings.webhook_token.get_secret_value() if settings.webhook_token else None,
+                signer=WebhookSigner(settings.webhook_signing_secret.get_secret_value()) if settings.webhook_signing_secret else None,
                 timeout_s=settings.webhook_timeout_s,
                 max_retries=settings.webhook_max_retries,
                 backoff_initial_s=settings.webhook_backoff_initial_s,
@@ -368,7 +370,7 @@ class Dispatcher:
             metrics.WEBHOOK_DELIVERIES.labels("retried").inc()
             logger.warning("webhook attempt failed; retrying", extra={"ce_id": attrs["id"], "attempt": attempt, "error": error})
 
-        result = await deliver(session, self.webhook, body, STRUCTURED_CONTENT_TYPE, on_retry=retried)
+        result = await deliver(session, self.webhook, body, STRUCTURED_CONTENT_TYPE, on_retry=retried, message_id=attrs["id"])
         if result.delivered:
             metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
             logger.info("alert delivered to webhook", extra={"ce_id": attrs["id"], "attempts": result.attempts})

@@ -3,16 +3,20 @@
 Retried: connection errors, timeouts, HTTP 408, 425, 429 and 5xx. Any other non-2xx answer
 is a permanent refusal and is not retried. The caller dead-letters the alert when
 :func:`deliver` returns an outcome that is not delivered. Nothing here logs the URL (it
-may embed credentials), the token or the body.
+may embed credentials), the token, the signing secret or the body. Every attempt is signed the
+Standard Webhooks way (webhook_security.py); the URL must be https (http only to loopback).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 import aiohttp
+
+from .webhook_security import WebhookSigner, check_webhook_url
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -23,12 +27,16 @@ class WebhookDeliveryError(Exception):
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    url: str
-    token: str | None = None
+    url: str = field(repr=False)  # may embed credentials
+    token: str | None = field(default=None, repr=False)
+    signer: WebhookSigner | None = field(default=None, repr=False)
     timeout_s: float = 5.0
     max_retries: int = 3
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_webhook_url(self.url)
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,10 @@ async def deliver(
     *,
     on_retry: Callable[[int, str], None] = lambda attempt, error: None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    message_id: str | None = None,
 ) -> Delivery:
+    """POST ``body``; ``message_id`` (the CloudEvent id) is the webhook-id of every attempt."""
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
     headers = {"Content-Type": content_type}
     if config.token:
         headers["Authorization"] = f"Bearer {config.token}"
@@ -56,6 +67,8 @@ async def deliver(
     error = ""
     for attempt in range(1, attempts + 1):
         retryable = True
+        if config.signer is not None:  # signed per attempt: the timestamp is the attempt's
+            headers.update(config.signer.headers(message_id, body))
         try:
             async with session.post(config.url, data=body, headers=headers, timeout=timeout, allow_redirects=False) as response:
                 await response.read()

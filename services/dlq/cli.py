@@ -122,7 +122,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.watchlist.store import WatchlistStore
+    from services.audit.identity import load_signer
+    from services.audit.writer import AuditWriter
 
     from .store import replay
 
@@ -135,11 +136,13 @@ def _replay(args: argparse.Namespace) -> int:
         missing = set(args.ids) - {letter.id for letter in letters}
         for letter_id in sorted(missing):
             print(f"lfr dlq replay: no dead letter {letter_id} (or it does not match the filters)", file=sys.stderr)
-    writer = None if args.dry_run else WatchlistStore(settings)
+    # Replays are audited through the chained, signed writer (the actor is the key's owner).
+    writer = None if args.dry_run else AuditWriter(settings, settings.audit_topic, load_signer(settings), "dlq",
+                                                   partition=settings.audit_partition)
 
     def audit(letter) -> None:
         assert writer is not None
-        writer.audit(args.actor, "dlq.replay", None, {
+        writer.write("dlq.replay", None, requested_by=args.actor, details={
             "dlq_topic": settings.dlq_topic, "dlq_id": letter.id, "source_topic": letter.source_topic,
             "source_partition": letter.source_partition, "source_offset": letter.source_offset,
             "dead_letter_reason": letter.reason, "service": letter.service, "why": args.why[:500],

@@ -1,4 +1,6 @@
-"""`lfr cameras add|remove|list`: edit the cameras file; a running ingest service picks it up."""
+"""`lfr cameras add|remove|list`: edit the cameras file; a running ingest service picks it up.
+
+Every change is audited (signed, chained) before the file is written: no audit, no change."""
 
 from __future__ import annotations
 
@@ -44,6 +46,11 @@ def _add(args: argparse.Namespace) -> int:
         print(f"lfr cameras add: {exc}", file=sys.stderr)
         return 2
     cameras = load_cameras(path)
+    action = "camera.update" if camera.id in cameras else "camera.add"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a file problem is reported before anything is audited
+    if not _audit(action, camera.id, {"deployment_id": camera.deployment_id, "source": redact(camera.source), "fps": camera.fps,
+                                      "cameras_file": str(path)}):
+        return 1
     cameras[camera.id] = camera
     save_cameras(path, cameras)
     print(f"camera {camera.id} saved to {path}")
@@ -53,12 +60,27 @@ def _add(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     path = _path(args)
     cameras = load_cameras(path)
-    if cameras.pop(args.id, None) is None:
+    removed = cameras.pop(args.id, None)
+    if removed is None:
         print(f"lfr cameras remove: no camera {args.id} in {path}", file=sys.stderr)
+        return 1
+    if not _audit("camera.remove", args.id, {"deployment_id": removed.deployment_id, "cameras_file": str(path)}):
         return 1
     save_cameras(path, cameras)
     print(f"camera {args.id} removed from {path}")
     return 0
+
+
+def _audit(action: str, camera_id: str, details: dict) -> bool:
+    from services.audit.writer import audited
+    from services.common.errors import SettingsError
+
+    try:
+        audited(action, camera_id, details, "cameras")
+    except (SettingsError, RuntimeError, TimeoutError) as exc:
+        print(f"lfr cameras: not changed, the audit record could not be written: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _list(args: argparse.Namespace) -> int:

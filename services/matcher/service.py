@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 
+from services.audit.refusals import signature_checks
 from services.common import health
+from services.common.errors import SettingsError
 from services.common.runner import StageRunner
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import MatcherSettings
@@ -32,10 +35,15 @@ def build(
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
     index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path, settings.qdrant_embedded), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
-    reporter = RejectReporter(settings, settings.dlq_topic, settings.audit_topic, SERVICE)
+    keyring, on_refused = signature_checks(settings, SERVICE)
+    reporter = RejectReporter(settings, settings.dlq_topic, SERVICE, audit=on_refused.audit)
     materialiser = WatchlistMaterialiser(
-        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock, reporter=reporter
+        settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock,
+        reporter=reporter, keyring=keyring, on_refused=on_refused,
     )
+    # The thresholds in force are audited at every start: a changed threshold leaves a record.
+    on_refused.audit.write("matcher.thresholds", None, {
+        "default": settings.match_threshold_default, "per_category": settings.match_thresholds or "{}"})
     deps = MatcherDeps(
         index=index,
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
@@ -87,10 +95,13 @@ def main() -> int:
         return EXIT_BAD_SETTINGS
     try:
         view, policy = start_enforcement(settings, SERVICE)
+        materialiser, deps = build(settings, policy=policy)
+    except SettingsError as exc:  # no keyring or signing key: refuse to start rather than trust anything
+        print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
         logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
         return 1
-    materialiser, deps = build(settings, policy=policy)
     health.add_check(
         "watchlist",
         lambda: (materialiser.healthy and materialiser.ready.is_set(),

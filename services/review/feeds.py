@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.audit.identity import load_signer
+from services.audit.writer import AuditWriter
 from services.common import health
-from services.common.audit import audit_record
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
@@ -37,6 +38,7 @@ class Writer:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
         self._lock = threading.Lock()
+        self._audit: AuditWriter | None = None
 
     def send(self, topic: str, key: bytes, value: bytes | None) -> None:
         errors: list = []
@@ -49,7 +51,13 @@ class Writer:
         self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v1", record))
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict) -> None:
-        self.send(self.settings.audit_topic, *audit_record(SERVICE, actor, action, subject_id, details))
+        """Through the one chained, signed audit writer (services/audit): the record's actor is the
+        console's key owner; the signed-in officer is kept as details.requested_by."""
+        with self._lock:
+            if self._audit is None:
+                self._audit = AuditWriter(self.settings, self.settings.audit_topic, load_signer(self.settings), SERVICE,
+                                          partition=self.settings.audit_partition, producer=self._producer)
+            self._audit.write(action, subject_id, details, requested_by=actor)
 
     def evidence_tombstone(self, alert_id: str) -> None:
         self.send(self.settings.evidence_topic, alert_id.encode(), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator
@@ -102,14 +103,14 @@ class WatchlistAdmin:
         except EnrolmentRefused as refusal:
             logger.info("enrolment refused", extra={"reason": refusal.reason})
             return Outcome(request.subject_id, "refused", refusal.reason, refusal.detail)
+        # Who added the entry is the signing key's owner; the free-text added_by is a claim kept in the audit.
+        entry = dataclasses.replace(entry, provenance=dataclasses.replace(entry.provenance, added_by=self.store.signer.owner))
         entries, index = self._current()
         result = EnrolmentResult(entry, self.enroller.lookalikes(entry, index, self.thresholds, now))
         existed = entry.subject_id in entries
-        self.store.publish(entry)
-        self.store.audit(
-            request.added_by,
+        self.store.publish(
+            entry,
             "watchlist.update" if existed else "watchlist.add",
-            entry.subject_id,
             {
                 "category": entry.category,
                 "priority": entry.priority,
@@ -121,6 +122,7 @@ class WatchlistAdmin:
                 "lookalikes": len(result.lookalikes),
                 "quality_flags": ";".join("+".join(e.quality_flags) or "ok" for e in entry.embeddings),
             },
+            requested_by=request.added_by,
         )
         for lookalike in result.lookalikes:
             self.store.audit(
@@ -138,8 +140,7 @@ class WatchlistAdmin:
         entries, index = self._current()
         if subject_id not in entries:
             return False
-        self.store.tombstone(subject_id)
-        self.store.audit(actor, "watchlist.remove", subject_id, {"reason": reason})
+        self.store.tombstone(subject_id, "watchlist.remove", {"reason": reason}, requested_by=actor)
         del entries[subject_id]
         index.remove(subject_id)
         return True
@@ -150,8 +151,7 @@ class WatchlistAdmin:
         now = self.clock()
         expired = [sid for sid, entry in entries.items() if entry.is_expired(now)]
         for sid in expired:
-            self.store.tombstone(sid)
-            self.store.audit(actor, "watchlist.expired", sid, {"expired_at": format_time_ms(entries[sid].expires_at_ms)})
+            self.store.tombstone(sid, "watchlist.expired", {"expired_at": format_time_ms(entries[sid].expires_at_ms)}, requested_by=actor)
             del entries[sid]
             index.remove(sid)
         return expired

@@ -22,7 +22,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--image-source", default="", help="where the photo came from (e.g. custody system)")
         parser.add_argument("--image-captured-at", default=None, help="ISO date the photo was taken")
         parser.add_argument("--legal-basis", default="", help="the power or policy relied on")
-        parser.add_argument("--added-by", default="", help="the accountable officer or operator")
+        parser.add_argument("--added-by", default="", help="the accountable officer, as a claim kept in the audit "
+                            "(the recorded actor is the owner of the signing key, LFR_SIGNING_KEY_FILE)")
         parser.add_argument("--expires", default=None, help="ISO date-time the entry stops matching")
         parser.add_argument("--deployment", action="append", default=[], help="deployment it is scoped to (repeatable)")
 
@@ -45,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     remove = sub.add_parser("remove", help="remove a subject (tombstone) and audit it")
     remove.add_argument("--subject", required=True)
-    remove.add_argument("--actor", required=True)
+    remove.add_argument("--actor", required=True, help="who asked for it, kept in the audit as a claim (the actor is the signing key's owner)")
     remove.add_argument("--reason", required=True)
     remove.set_defaults(func=_remove)
 

@@ -26,6 +26,7 @@ from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError, TransientError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
+from services.common.signing import Keyring, SignatureGate, SignatureRefused
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
@@ -52,9 +53,13 @@ class WatchlistMaterialiser:
         sweep_interval_s: float = 10.0,
         clock: Callable[[], int] = now_ms,
         reporter: RejectReporter | None = None,
+        keyring: Keyring | None = None,
+        on_refused: Callable[[object, SignatureRefused, bool], None] | None = None,
     ) -> None:
         self.reporter = reporter
         self.topic = topic
+        self.keyring = keyring  # None only in tests of the index itself; the matcher always passes one
+        self._gate = SignatureGate(keyring, topic, self._refused(on_refused)) if keyring is not None else None
         self.index = index
         self.sweep_interval_s = sweep_interval_s
         self.clock = clock
@@ -133,6 +138,8 @@ class WatchlistMaterialiser:
 
     def _parse(self, record) -> tuple[str, WatchlistEntry | None] | None:
         key = (record.key() or b"").decode("utf-8", "replace")
+        if self._gate is not None and self._gate.admit(record, self.ready.is_set()) is None:
+            return None
         if record.value() is None:
             return key, None
         try:
@@ -151,6 +158,16 @@ class WatchlistMaterialiser:
         )
         if self.reporter is not None:
             self.reporter.report(record.topic(), record.partition(), record.offset(), record.key(), exc)
+    def _refused(self, report):
+        """Refused records change nothing; counted here, reported by ``report`` (services/audit/refusals.py)."""
+
+        def refused(record, refusal: SignatureRefused, live: bool) -> None:
+            WATCHLIST_UPDATES.labels("refused").inc()
+            logger.error("watchlist record refused", extra={"offset": record.offset(), "reason": refusal.reason, "key_id": refusal.key_id})
+            if report is not None:
+                report(record, refusal, live)
+
+        return refused
 
     def _apply_to_state(self, record) -> tuple[str, WatchlistEntry | None] | None:
         parsed = self._parse(record)

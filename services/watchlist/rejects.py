@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Producer
 from prometheus_client import Counter
 
+from services.audit.writer import AuditWriter
 from services.common.delivery import PAYLOAD_WITHHELD, truncated_key
-from services.common.envelope import encode
 from services.common.errors import MessageError
 from services.common.kafka_config import producer_config
 from services.common.schemas import default_registry
@@ -26,9 +26,12 @@ _FLUSH_TIMEOUT_S = 10.0
 
 
 class RejectReporter:
-    def __init__(self, settings: KafkaSettings, dlq_topic: str, audit_topic: str, service: str) -> None:
+    """``audit`` is the service's chained audit writer (services/audit/writer.py): the one writer
+    of every audit record, so a rejected record is in the same hash chain as every change."""
+
+    def __init__(self, settings: KafkaSettings, dlq_topic: str, service: str, audit: AuditWriter | None = None) -> None:
         self.dlq_topic = dlq_topic
-        self.audit_topic = audit_topic
+        self.audit = audit
         self.service = service
         self._producer = Producer(producer_config(settings))
 
@@ -48,20 +51,15 @@ class RejectReporter:
             "lfr_dlq_at_ms": str(now),
             "lfr_dlq_payload": PAYLOAD_WITHHELD,
         }
-        audit = {
-            "actor": self.service,
-            "action": "watchlist.record_rejected",
-            "at_ms": now,
-            "service": self.service,
-            "details": {"topic": topic, "partition": partition, "offset": offset, "reason": reason, "error_class": type(exc).__name__},
-        }
+        details = {"topic": topic, "partition": partition, "offset": offset, "reason": reason, "error_class": type(exc).__name__}
         try:
             default_registry().validate("lfr.dlq.v1", headers)
             self._producer.produce(
                 self.dlq_topic, key=truncated_key(key), value=None, headers=[(k, v.encode()) for k, v in headers.items()]
             )
-            self._producer.produce(self.audit_topic, key=self.service.encode(), value=encode("lfr.audit.v1", audit))
             if self._producer.flush(_FLUSH_TIMEOUT_S):
                 logger.error("watchlist reject report not acknowledged in time", extra={"offset": offset})
-        except (KafkaException, BufferError, MessageError) as exc2:
+            if self.audit is not None:
+                self.audit.write("watchlist.record_rejected", None, details, at_ms=now)
+        except Exception as exc2:  # noqa: BLE001 - reporting must never stop the loader
             logger.error("could not report a rejected watchlist record", extra={"offset": offset, "error": str(exc2)[:200]})

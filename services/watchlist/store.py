@@ -1,4 +1,8 @@
-"""Reads and writes the watchlist's source of truth (lfr.watchlist.v1) and its audit trail."""
+"""Reads and writes the watchlist's source of truth (lfr.watchlist.v1) and its audit trail.
+
+Every change is signed by the operator's key and written after its audit record (services/audit):
+the change carries the audit record's hash, so no crash leaves a change unaudited.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from services.common.audit import audit_record
+from services.audit.identity import load_signer
+from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import WatchlistSettings
@@ -31,6 +36,9 @@ class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
+        self.signer = load_signer(settings)
+        self.audit_writer = AuditWriter(settings, settings.audit_topic, self.signer, AUDIT_SERVICE,
+                                        partition=settings.audit_partition, producer=self._producer)
         self._batching = False
         self._errors: list = []
 
@@ -80,22 +88,38 @@ class WatchlistStore:
         finally:
             consumer.close()
 
-    def publish(self, entry: WatchlistEntry) -> None:
-        self._send(self.settings.watchlist_topic, entry.subject_id, encode("lfr.watchlist.v1", entry.to_data()))
+    def publish(self, entry: WatchlistEntry, action: str = "watchlist.add", details: dict[str, Any] | None = None,
+                requested_by: str | None = None) -> str:
+        """Audit, then write the signed entry; returns the audit hash it carries."""
+        value = encode("lfr.watchlist.v1", entry.to_data())
+        return self._change(entry.subject_id, value, action, details, requested_by)
 
-    def tombstone(self, subject_id: str) -> None:
-        self._send(self.settings.watchlist_topic, subject_id, None)
+    def tombstone(self, subject_id: str, action: str = "watchlist.remove", details: dict[str, Any] | None = None,
+                  requested_by: str | None = None) -> str:
+        return self._change(subject_id, None, action, details, requested_by)
 
-    def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None) -> None:
-        key, value = audit_record(AUDIT_SERVICE, actor, action, subject_id, details)
-        self._send(self.settings.audit_topic, key.decode(), value)
+    def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Append one audit record (chained, signed). ``actor`` is what the caller claims; the
+        record's actor is the signing key's owner (a different claim is kept as requested_by)."""
+        _record, digest = self.audit_writer.write(action, subject_id, details, requested_by=actor, **fields)
+        return digest
 
-    def _send(self, topic: str, key: str, value: bytes | None) -> None:
+    def _change(self, subject_id: str, value: bytes | None, action: str, details: dict[str, Any] | None,
+                requested_by: str | None) -> str:
+        """Audit first (the writer waits for the acknowledgement), then the signed change carrying
+        the audit hash: queued inside batch(), else acknowledged before returning."""
+        topic, key = self.settings.watchlist_topic, subject_id.encode()
+        facts = {**(details or {}), "change_sha256": change_digest(topic, key, value)}
+        _record, digest = self.audit_writer.write(action, subject_id, facts, requested_by=requested_by)
+        self._send(topic, key, value, self.signer.record_headers(topic, key, value, audit_hash=digest))
+        return digest
+
+    def _send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         if not self._batching:
             self._errors = []
         while True:
             try:
-                self._producer.produce(topic, key=key.encode(), value=value,
+                self._producer.produce(topic, key=key, value=value, headers=headers,
                                        on_delivery=lambda err, _msg: err and self._errors.append(err))
                 break
             except BufferError:

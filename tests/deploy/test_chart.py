@@ -253,7 +253,8 @@ def full_values() -> dict:
                           "client": {"existingSecret": "kafka-client", "certificateKey": "tls.crt", "keyKey": "tls.key",
                                      "keyPasswordKey": "key.password"}}},
         "matcher": {"qdrant": {"existingSecret": "qdrant", "apiKeyKey": "key"}},
-        "dispatch": {"webhook": {"existingSecret": "webhook", "tokenKey": "token"}},
+        "dispatch": {"webhook": {"existingSecret": "webhook", "tokenKey": "token", "signingSecretKey": "signing-secret"}},
+        "signing": {"existingSecret": "signing"},
         "review": {"oidc": {"existingSecret": "oidc", "clientSecretKey": "secret"}},
     }
     values["settings"]["kafkaSecurityProtocol"] = "SASL_SSL"
@@ -308,11 +309,17 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         env = container_env(container, configmaps)
         merged = {**values["settings"], **values[section]["settings"]}
         expected = {f"LFR_{generate.camel_to_field(k).upper()}" for k in merged} | set(secret_env) | set(tls_env)
-        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY"}, "dispatch": {"LFR_WEBHOOK_TOKEN"},
-                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET"}}
+        signing = {"LFR_KEYRING_FILE", "LFR_SIGNING_KEY_FILE", "LFR_SIGNING_KEY_PASSPHRASE"}
+        keyring = {"LFR_KEYRING_FILE"}  # services that only verify get the keyring, not a key
+        extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring,
+                 "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing, "deploymentSweep": signing,
+                 "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET", *keyring},
+                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET", *signing}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():
             assert env[key] == value, (section, key)
+        if "LFR_WEBHOOK_SIGNING_SECRET" in env:  # a secretKeyRef here; the service gets the Secret's whsec_ value
+            env = {**env, "LFR_WEBHOOK_SIGNING_SECRET": "whsec_" + "A" * 44}
         loaded = load_from_env(monkeypatch, cls, env)
         for key, value in merged.items():
             field = generate.camel_to_field(key)
@@ -384,6 +391,7 @@ def test_secrets_are_only_ever_references():
     docs = render(all_features("keda"))
     assert "Secret" not in {d["kind"] for d in docs}
     secret_vars = {"LFR_KAFKA_SASL_PASSWORD", "LFR_KAFKA_SSL_KEY_PASSWORD", "LFR_QDRANT_API_KEY", "LFR_WEBHOOK_TOKEN",
+                   "LFR_WEBHOOK_SIGNING_SECRET", "LFR_SIGNING_KEY_PASSPHRASE",
                    "LFR_KAFKA_SASL_USERNAME"}
     seen = set()
     for spec in pod_specs(docs).values():

@@ -135,7 +135,8 @@ def live(tmp_path_factory):
         "detect": {"LFR_DETECTOR_SCORE_THRESHOLD": "0.3", "LFR_MIN_DETECTOR_SCORE": "0.99", "LFR_MAX_FRAME_AGE_MS": "600000"},
         "embed": {},
         "matcher": {},
-        "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook"},
+        "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook",
+                     "LFR_WEBHOOK_SIGNING_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
         "review": {"LFR_STATE_DIR": str(work / "review"), "LFR_USERS_FILE": str(work / "review" / "users.json"),
                    "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(free_port())},
     }
@@ -153,7 +154,8 @@ def live(tmp_path_factory):
         now = int(time.time() * 1000)
         # The services work only for an active deployment; its window covers the stale frame below.
         publish_deployment(pipeline.bootstrap, "lfr.deployments.v1",
-                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4))
+                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4),
+                           signers=(pipeline.operator, pipeline.authoriser))
         producer = Producer({"bootstrap.servers": pipeline.bootstrap})
         producer.produce("lfr.matches.v1", key=b"S-live-1", value=match_record(now))
         small = cv2.imencode(".jpg", cartoon_face(0))[1].tobytes()

@@ -31,7 +31,7 @@ def dropped(reason: str) -> float:
     return REGISTRY.get_sample_value("lfr_deployment_records_dropped_total", {"service": "matcher-scope", "reason": reason}) or 0.0
 
 
-def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_dir, face_engine):
+def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_dir, face_engine, authoriser):
     topics = {name: unique(name) for name in ("watchlist", "deployments", "audit", "embeddings", "matches", "dlq")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
     for name, topic in topics.items():
@@ -59,7 +59,7 @@ def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_di
     clock = Clock(now + 2 * HOUR)  # authorised two hours on: "expiring" has expired by then
     admin = DeploymentAdmin(store, clock)
     admin.create(replace(draft(), window=Window(now - 60_000, now + 4 * HOUR), criteria=replace(draft().criteria, categories=("suspect",))))
-    authorised = admin.authorise("dep-1", "Supt A", "superintendent")
+    authorised = admin.authorise("dep-1", "Supt A", "superintendent", signer=authoriser)
     assert [s.subject_id for s in authorised.deployment.snapshot.subjects] == ["listed"]
     assert authorised.excluded == {"category": 1, "scope": 1, "expired": 1}
     admin.start("dep-1", "PS creator")

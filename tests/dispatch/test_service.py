@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import standardwebhooks
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -190,12 +191,15 @@ class _Webhook(BaseHTTPRequestHandler):
     """Fails twice then accepts for subject "flaky"; always fails for subject "down"."""
 
     requests: list[tuple[dict, dict]] = []
+    raw: list[tuple[dict, bytes]] = []
     lock = threading.Lock()
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         with self.lock:
             self.requests.append((dict(self.headers), body))
+            self.raw.append((dict(self.headers), raw))
             attempts = sum(1 for _, b in self.requests if b["data"]["subject_id"] == body["data"]["subject_id"])
         ok = body["data"]["subject_id"] == "flaky" and attempts > 2
         self.send_response(200 if ok else 503)
@@ -218,13 +222,16 @@ def _metric(port: int, name: str, **labels: str) -> float:
 def test_webhook_retries_with_backoff_then_dead_letters(broker, dispatch, reader):
     topics, _env, start = dispatch
     _Webhook.requests = []
+    _Webhook.raw = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     alerts, dlq = reader(topics["alerts"]), reader(topics["dlq"])
     metrics_port = free_port()
     token = "s3cret-webhook-token"
+    secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
     try:
         dispatcher = start(LFR_WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/alerts", LFR_WEBHOOK_TOKEN=token,
+                           LFR_WEBHOOK_SIGNING_SECRET=secret,
                            LFR_WEBHOOK_MAX_RETRIES="2", LFR_WEBHOOK_BACKOFF_INITIAL_S="0.05",
                            LFR_METRICS_PORT=str(metrics_port))
         send(broker, topics["matches"], dict(subject="flaky", seq=1), dict(subject="down", seq=2))
@@ -240,6 +247,13 @@ def test_webhook_retries_with_backoff_then_dead_letters(broker, dispatch, reader
     assert len(attempts["flaky"]) == 3 and len(attempts["down"]) == 3  # 1 try + 2 retries each
     headers, body = attempts["flaky"][-1]
     assert headers["Authorization"] == f"Bearer {token}"
+    # Every attempt is signed the Standard Webhooks way, with the CloudEvent id as webhook-id;
+    # the reference receiver check accepts it.
+    raw_attempts = [(h, raw) for h, raw in _Webhook.raw if json.loads(raw)["data"]["subject_id"] == "flaky"]
+    assert len(raw_attempts) == 3
+    for attempt_headers, raw in raw_attempts:
+        assert attempt_headers["webhook-id"] == body["id"]
+        assert standardwebhooks.Webhook(secret).verify(raw, attempt_headers)["id"] == body["id"]
     assert headers["Content-Type"].startswith("application/cloudevents+json")
     kafka_headers = headers_of(by_subject["flaky"])
     assert body["id"] == kafka_headers["ce_id"].decode() and body["source"] == kafka_headers["ce_source"].decode()

@@ -25,7 +25,7 @@ def test_broker_urls_and_credentials():
 
 def test_app_settings(tmp_path):
     settings = load_settings(DispatchSettings, group_id="dispatch-x", session_timeout_ms=6000, heartbeat_interval_ms=1000,
-                             webhook_url="http://127.0.0.1:1/hook")
+                             webhook_url="http://127.0.0.1:1/hook", webhook_signing_secret="whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
     dispatcher = Dispatcher(settings, partitions=4, datadir=tmp_path)
     conf = dispatcher.app.conf
     assert conf.id == "dispatch-x" and conf.broker_session_timeout == 6.0 and conf.broker_heartbeat_interval == 1.0

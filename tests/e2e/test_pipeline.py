@@ -60,7 +60,8 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
         # A camera of a draft deployment, in the same cameras file: it must never capture.
         cam3 = CameraConfig(id="cam-3", deployment_id="draft-van", source=f"folder:{folder}", fps=2.0)
         publish_deployment(pipeline.bootstrap, "lfr.deployments.v1", active_deployment("draft-van", [cam3.id], state="draft"))
-        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [cam1.id, cam2.id])
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [cam1.id, cam2.id], signing_env=pipeline.signing_env,
+                                     authoriser=pipeline.authoriser)
         assert deployment.states == ["draft", "authorised", "active"]
         for service in stages:
             pipeline.start(service)

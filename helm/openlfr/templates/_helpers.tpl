@@ -277,7 +277,10 @@ topologySpreadConstraints:
 {{- $svc := index $v $name }}
 {{- $s := include "openlfr.effectiveSettings" (dict "root" $ "settings" $svc.settings) | fromYaml }}
 {{- $protocol := default "PLAINTEXT" $s.kafkaSecurityProtocol }}
-{{- if hasPrefix "SASL_" $protocol }}
+{{- if and $v.kafka.sasl.perComponentUsers $s.kafkaSaslUsername }}
+{{- fail (printf "%s: kafka.sasl.perComponentUsers sets each pod's user; unset settings.kafkaSaslUsername" $name) }}
+{{- end }}
+{{- if and (hasPrefix "SASL_" $protocol) (not $v.kafka.sasl.perComponentUsers) }}
 {{- if not $v.kafka.sasl.existingSecret }}
 {{- fail (printf "%s: kafkaSecurityProtocol %s needs kafka.sasl.existingSecret (the password is never a plain value)" $name $protocol) }}
 {{- end }}
@@ -319,6 +322,87 @@ topologySpreadConstraints:
 {{- end }}
 {{- if and $v.dispatch.enabled $v.dispatch.settings.webhookUrl (not $v.networkPolicy.webhook.to) }}
 {{- fail "networkPolicy.webhook.to: name the webhook hosts (ipBlock CIDRs) for dispatch.settings.webhookUrl; an empty list would allow any destination" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Signing: keyring + signing key mounted from signing.existingSecret, passphrase as env ----- */}}
+
+{{- define "openlfr.signingEnv" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: LFR_KEYRING_FILE
+  value: /etc/openlfr/signing/keyring.json
+- name: LFR_SIGNING_KEY_FILE
+  value: /etc/openlfr/signing/signing-key.json
+- name: LFR_SIGNING_KEY_PASSPHRASE
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passphraseKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.signingVolume" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: signing
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .keyringKey }}
+        path: keyring.json
+      - key: {{ .keyKey }}
+        path: signing-key.json
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.signingMount" -}}
+{{- if .Values.signing.existingSecret }}
+- name: signing
+  mountPath: /etc/openlfr/signing
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Least privilege: with kafka.sasl.perComponentUsers each pod logs in as its own Strimzi
+KafkaUser openlfr-<principal> (k8s/overlays/prod/kafka-users.yaml, from services/common/access.toml),
+password from the Secret Strimzi names after the user; else the one kafka.sasl Secret. */}}
+{{- define "openlfr.kafkaIdentityEnv" -}}
+{{- if .root.Values.kafka.sasl.perComponentUsers }}
+- name: LFR_KAFKA_SASL_USERNAME
+  value: openlfr-{{ .principal }}
+- name: LFR_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: openlfr-{{ .principal }}
+      key: password
+{{- else }}
+{{- include "openlfr.kafkaSecretEnv" .root }}
+{{- end }}
+{{- end }}
+
+{{/* The keyring alone (no private key) for services that only verify: ingest, detect, embed, dispatch */}}
+{{- define "openlfr.keyringEnv" -}}
+{{- if .Values.signing.existingSecret }}
+- name: LFR_KEYRING_FILE
+  value: /etc/openlfr/signing/keyring.json
+{{- end }}
+{{- end }}
+
+{{- define "openlfr.keyringVolume" -}}
+{{- with .Values.signing }}
+{{- if .existingSecret }}
+- name: signing
+  secret:
+    secretName: {{ .existingSecret }}
+    defaultMode: 288  # 0440
+    items:
+      - key: {{ .keyringKey }}
+        path: keyring.json
 {{- end }}
 {{- end }}
 {{- end }}

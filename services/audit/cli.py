@@ -1,0 +1,215 @@
+"""`lfr keys create|list|revoke` and `lfr audit verify|show|reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    keys = commands.add_parser("keys", help="signing keys of the people and services that change the watchlist")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="new Ed25519 key: private key encrypted on disk, public key into the keyring")
+    create.add_argument("--owner", required=True, help="who signs with it, as the audit will name them (e.g. 'PC 1234 J Smith')")
+    create.add_argument("--out", type=Path, default=None, help="private key file (default: var/keys/<key id>.key.json)")
+    create.add_argument("--keyring", type=Path, default=None, help="keyring to trust it in (default: LFR_KEYRING_FILE)")
+    create.set_defaults(func=_keys_create)
+    listing = keys_sub.add_parser("list", help="the keyring's keys, revoked ones marked")
+    listing.add_argument("--keyring", type=Path, default=None)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="stop trusting a key (every record it signed is refused from then on)")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", required=True)
+    revoke.add_argument("--keyring", type=Path, default=None)
+    revoke.set_defaults(func=_keys_revoke)
+
+    audit = commands.add_parser("audit", help="verify and read the tamper-evident audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check every partition's hash chain and signatures; exit 1 naming the first bad record")
+    verify.add_argument("--topic", default=None, help="default: LFR_AUDIT_TOPIC")
+    verify.add_argument("--anchor", default=None, help="a head hash printed earlier: fail if it is no longer in the chain (truncation)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_audit_verify)
+    rec = audit_sub.add_parser("reconcile", help="changes in a signed topic without an audit record, and audited changes never applied")
+    rec.add_argument("--topic", required=True, help="the changed topic, e.g. lfr.watchlist.v1 or lfr.deployments.v1")
+    rec.add_argument("--audit-topic", default=None, help="default: LFR_AUDIT_TOPIC")
+    rec.set_defaults(func=_audit_reconcile)
+    show = audit_sub.add_parser("show", help="audit records, filtered")
+    show.add_argument("--topic", default=None)
+    show.add_argument("--subject", default=None)
+    show.add_argument("--deployment", default=None)
+    show.add_argument("--actor", default=None, help="key owner (or the name a record says it was requested by)")
+    show.add_argument("--action", default=None, help="action prefix, e.g. watchlist. or deployment.authorise")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_audit_show)
+
+
+def _settings():
+    from services.common.settings import AuditSettings, load_settings
+
+    return load_settings(AuditSettings)
+
+
+def _keyring_path(args: argparse.Namespace, settings) -> Path:
+    path = args.keyring or settings.keyring_file
+    if path is None:
+        raise SystemExit("lfr keys: give --keyring or set LFR_KEYRING_FILE")
+    return Path(path)
+
+
+def _passphrase(settings, confirm: bool) -> str:
+    if settings.signing_key_passphrase is not None:
+        return settings.signing_key_passphrase.get_secret_value()
+    if not sys.stdin.isatty():
+        raise SystemExit("lfr keys: set LFR_SIGNING_KEY_PASSPHRASE or run from a terminal to be asked for it")
+    first = getpass.getpass("passphrase for the new key: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise SystemExit("lfr keys: the passphrases differ")
+    return first
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from services.common.signing import Keyring, KeyFileError, Signer
+
+    settings = _settings()
+    ring_path = _keyring_path(args, settings)
+    ring = Keyring.load(ring_path) if ring_path.exists() else Keyring(ring_path)
+    signer = Signer.generate(args.owner)
+    out = args.out or Path("var/keys") / f"{signer.key_id}.key.json"
+    try:
+        signer.save(out, _passphrase(settings, confirm=True))
+    except (KeyFileError, FileExistsError) as exc:
+        print(f"lfr keys create: {exc}", file=sys.stderr)
+        return 1
+    ring.add(signer, int(time.time() * 1000))
+    ring.save()
+    print(json.dumps({"key_id": signer.key_id, "owner": signer.owner, "private_key_file": str(out), "keyring": str(ring_path)}))
+    print(f"set LFR_SIGNING_KEY_FILE={out} to sign with it; keep the passphrase secret", file=sys.stderr)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from services.common.signing import Keyring
+
+    ring = Keyring.load(_keyring_path(args, _settings()))
+    for key in ring.keys():
+        if args.json:
+            print(json.dumps({k: v for k, v in asdict(key).items() if k != "public_key"}))
+        else:
+            state = f"revoked ({key.revoked_reason})" if key.revoked_at_ms is not None else "trusted"
+            print(f"{key.key_id}  {key.owner:<32} {state}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from services.common.signing import Keyring, KeyFileError
+
+    from .identity import load_signer
+    from .writer import AuditWriter
+
+    settings = _settings()
+    ring = Keyring.load(_keyring_path(args, settings))
+    try:
+        revoked = ring.revoke(args.key_id, args.reason, int(time.time() * 1000))
+    except KeyFileError as exc:
+        print(f"lfr keys revoke: {exc}", file=sys.stderr)
+        return 1
+    signer = load_signer(settings)  # the revocation is audited, signed by whoever revokes
+    if signer.key_id == revoked.key_id:
+        print("lfr keys revoke: sign the revocation with another trusted key (LFR_SIGNING_KEY_FILE)", file=sys.stderr)
+        return 1
+    writer = AuditWriter(settings, settings.audit_topic, signer, "keys", partition=settings.audit_partition)
+    writer.write("keys.revoke", None, {"key_id": revoked.key_id, "owner": revoked.owner, "reason": args.reason})
+    writer.close()
+    ring.save()
+    print(json.dumps({"key_id": revoked.key_id, "owner": revoked.owner, "revoked": True}))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from .chain import verify_chain
+    from .identity import load_keyring
+    from .reader import read_audit
+
+    settings = _settings()
+    topic = args.topic or settings.audit_topic
+    keyring = load_keyring(settings)
+    failed = False
+    for partition, positions in read_audit(settings, topic).items():
+        report = verify_chain(positions, keyring, anchor=args.anchor)
+        failed |= not report.ok
+        if args.json:
+            print(json.dumps({"topic": topic, "partition": partition, "ok": report.ok, "records": report.records,
+                              "head_hash": report.head_hash, "head_seq": report.head_seq,
+                              "problem": None if report.ok else {"offset": report.problem.offset, "seq": report.problem.seq,
+                                                                 "kind": report.problem.kind, "detail": report.problem.detail}}))
+        elif report.ok:
+            print(f"{topic}[{partition}]: {report.records} records, chain intact, head {report.head_hash}")
+        else:
+            print(f"{topic}[{partition}]: FAILED at {report.problem.describe()} ({report.records} records verified before it)")
+    return 1 if failed else 0
+
+
+def _audit_reconcile(args: argparse.Namespace) -> int:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from services.common.kafka_config import client_config
+    from services.common.signing import AUDIT_HASH_HEADER, headers_dict
+
+    from .reader import read_audit
+    from .reconcile import reconcile
+
+    settings = _settings()
+    consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-cli", "enable.auto.commit": False, "enable.partition.eof": True})
+    changes = []
+    try:
+        partitions = consumer.list_topics(args.topic, timeout=30).topics[args.topic].partitions
+        consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in partitions])
+        open_partitions = set(partitions)
+        while open_partitions:
+            message = consumer.poll(5)
+            if message is None:
+                break
+            if message.error() is not None:
+                open_partitions.discard(message.partition())
+                continue
+            changes.append(((message.key() or b"").decode("utf-8", "replace"), headers_dict(message.headers()).get(AUDIT_HASH_HEADER, "")))
+    finally:
+        consumer.close()
+    audit = [p for positions in read_audit(settings, args.audit_topic or settings.audit_topic).values() for p in positions]
+    findings = reconcile(args.topic, changes, audit)
+    for finding in findings:
+        print(json.dumps({"kind": finding.kind, "key": finding.key, "detail": finding.detail}))
+    print(f"{len(changes)} changes, {len(findings)} findings", file=sys.stderr)
+    return 1 if findings else 0
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .reader import matches, read_audit
+
+    settings = _settings()
+    topic = args.topic or settings.audit_topic
+    for partition, positions in read_audit(settings, topic).items():
+        for position in positions:
+            record = position.record
+            if not matches(record, args.subject, args.deployment, args.actor, args.action):
+                continue
+            if args.json:
+                print(json.dumps({"partition": partition, "offset": position.offset,
+                                  **{k: v for k, v in record.items() if k != "signature"}}))
+                continue
+            when = datetime.fromtimestamp(record["at_ms"] / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            details = " ".join(f"{k}={v}" for k, v in sorted((record.get("details") or {}).items()))
+            print(f"{when}  {record.get('actor', '?'):<24} {record['action']:<28} {record.get('subject_id', '-'):<20} {details}")
+    return 0
+
+

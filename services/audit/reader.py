@@ -1,0 +1,66 @@
+"""Reads every partition of an audit topic to its end, in offset order (for verify and show)."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from services.common.envelope import decode
+from services.common.errors import MessageError
+from services.common.kafka_config import client_config
+from services.common.settings import KafkaSettings
+
+from .chain import Position
+
+
+def read_audit(settings: KafkaSettings, topic: str, timeout_s: float = 60.0) -> dict[int, list[Position]]:
+    consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-cli", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise RuntimeError(f"audit topic {topic} does not exist")
+        partitions = sorted(metadata.partitions)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found: dict[int, list[Position]] = {p: [] for p in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
+            for message in consumer.consume(500, 0.2):
+                if message.error() is not None:
+                    continue
+                try:
+                    record = decode(message.value()).data if message.value() is not None else None
+                except MessageError:
+                    record = None
+                found[message.partition()].append(Position(message.offset(), record))
+                if message.offset() + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+        return found
+    finally:
+        consumer.close()
+
+
+def matches(record, subject: str | None, deployment: str | None, actor: str | None, action: str | None) -> bool:
+    """``lfr audit show`` filters. A deployment matches its own records (deployment_id, or a
+    deployment.* action about it) and any record whose details name it."""
+    if record is None:
+        return False
+    details = record.get("details") or {}
+    if subject and record.get("subject_id") != subject:
+        return False
+    if actor and actor not in (record.get("actor"), details.get("requested_by")):
+        return False
+    if action and not str(record.get("action", "")).startswith(action):
+        return False
+    if deployment:
+        named = {record.get("deployment_id"), details.get("deployment_id")}
+        named.update(str(details.get("deployments") or "").split(","))
+        if str(record.get("action", "")).startswith("deployment."):
+            named.add(record.get("subject_id"))
+        if deployment not in named:
+            return False
+    return True

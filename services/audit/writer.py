@@ -1,0 +1,163 @@
+"""The one audit writer every admin path uses: appends signed, hash-chained records to an audit partition.
+
+Crash safety without Kafka transactions (the embedded broker shows aborted records to
+read_committed consumers, measured in tests/security/test_audit_chain.py): a change is written
+only after its audit record is acknowledged, and the change carries that record's hash in a
+signed header (``lfr_audit_hash``). A crash between the two leaves an audit record of a change
+that never happened (visible, reconcilable), never a change without its audit record; readers
+that verify signatures refuse a change that carries no audit hash.
+
+One chain per partition needs one writer at a time per partition: the writer re-reads the tail
+before each append and checks after the acknowledgement that its record landed right after it.
+If another writer got in between, the fork is counted (lfr_audit_forks_total) and logged, and
+``lfr audit verify`` names the record; run concurrent writers on separate audit partitions
+(LFR_AUDIT_PARTITION).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import Counter
+
+from services.common.envelope import decode, encode
+from services.common.errors import MessageError
+from services.common.kafka_config import client_config, producer_config
+from services.common.settings import KafkaSettings
+
+from .chain import GENESIS, record_hash, seal
+
+logger = logging.getLogger(__name__)
+AUDIT_RECORDS = Counter("lfr_audit_records_total", "Audit records appended to the chain", ["service"])
+AUDIT_FORKS = Counter("lfr_audit_forks_total", "Audit appends that raced another writer on the same partition", ["service"])
+
+
+def change_digest(topic: str, key: bytes | None, value: bytes | None) -> str:
+    """What an audit record says the change was: sha256 over topic, key and value (tombstone = no value)."""
+    digest = hashlib.sha256()
+    for part in (topic.encode(), key or b"", b"\x00" if value is None else b"\x01" + value):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+class AuditWriteError(RuntimeError):
+    """The broker did not acknowledge an audit record: the change it would record is not made."""
+
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
+
+class AuditWriter:
+    def __init__(self, settings: KafkaSettings, topic: str, signer, service: str, *, partition: int = 0,
+                 producer: Producer | None = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.signer = signer
+        self.service = service
+        self._settings = settings
+        self._producer = producer or Producer(producer_config(settings))
+        self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
+        self._last: tuple[int, int, str] | None = None  # (offset, seq, hash) of our last append
+
+    def write(self, action: str, subject_id: str | None = None, details: Mapping[str, Any] | None = None, *,
+              requested_by: str | None = None, deployment_id: str | None = None, at_ms: int | None = None) -> tuple[dict, str]:
+        """Append one record; returns it (sealed) and its hash. The actor is the signer's owner;
+        a different name given by the caller is kept as details.requested_by (a claim, not proof)."""
+        record: dict[str, Any] = {"action": action, "at_ms": at_ms if at_ms is not None else int(time.time() * 1000),
+                                  "service": self.service}
+        if subject_id:
+            record["subject_id"] = subject_id
+        if deployment_id:
+            record["deployment_id"] = deployment_id
+        extra = dict(details or {})
+        if requested_by and requested_by != self.signer.owner:
+            extra["requested_by"] = requested_by
+        if extra:
+            record["details"] = extra
+        with self._lock:
+            offset, seq, prev = self._tail()
+            sealed = seal(record, self.signer, seq + 1, prev)
+            digest = record_hash(sealed)
+            landed = self._append((subject_id or self.signer.owner).encode(), encode("lfr.audit.v1", sealed))
+            if landed != offset + 1:
+                AUDIT_FORKS.labels(self.service).inc()
+                logger.error("audit append raced another writer; the chain forks here",
+                             extra={"topic": self.topic, "partition": self.partition, "offset": landed})
+            self._last = (landed, seq + 1, digest)
+        AUDIT_RECORDS.labels(self.service).inc()
+        return sealed, digest
+
+    def _append(self, key: bytes, value: bytes) -> int:
+        delivered: list = []
+        self._producer.produce(self.topic, key=key, value=value, partition=self.partition,
+                               on_delivery=lambda err, msg: delivered.append((err, msg)))
+        if self._producer.flush(30) or not delivered or delivered[0][0] is not None:
+            error = delivered[0][0].str() if delivered and delivered[0][0] is not None else "timed out"
+            raise AuditWriteError(f"could not write the audit record to {self.topic}: {error}")
+        return delivered[0][1].offset()
+
+    def _tail(self) -> tuple[int, int, str]:
+        """(offset, seq, hash) of the partition's last record; (-1, -1, zeros) when empty."""
+        consumer = self._reader()
+        tp = TopicPartition(self.topic, self.partition)
+        low, high = consumer.get_watermark_offsets(tp, timeout=30, cached=False)
+        if self._last is not None and self._last[0] == high - 1:
+            return self._last  # nobody wrote since our last append
+        if high <= low:
+            return -1, -1, GENESIS
+        start = high - 1
+        while True:
+            consumer.assign([TopicPartition(self.topic, self.partition, start)])
+            last = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    break  # partition EOF
+                try:
+                    record = decode(message.value()).data
+                    last = (message.offset(), int(record["seq"]), record_hash(record))
+                except (MessageError, KeyError, TypeError, ValueError):
+                    pass  # not a chained record; an earlier one is the tail
+            else:
+                raise TimeoutError(f"could not read the tail of {self.topic}[{self.partition}]")
+            if last is not None:
+                return last
+            if start <= low:
+                return high - 1, -1, GENESIS  # only unchained records: a chain starts after them
+            start = max(low, start - 16)
+
+    def _reader(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer({**client_config(self._settings), "group.id": "lfr-audit-writer",
+                                       "enable.auto.commit": False, "enable.partition.eof": True})
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def audited(action: str, subject_id: str | None, details: Mapping[str, Any], service: str) -> tuple[dict, str]:
+    """One audit record from a command-line tool (AuditSettings from the environment), signed by
+    its operator's key; raises SettingsError or RuntimeError when it cannot be written, so the
+    caller makes no change that would go unaudited."""
+    from services.common.settings import AuditSettings, load_settings  # noqa: PLC0415
+
+    from .identity import load_signer  # noqa: PLC0415
+
+    settings = load_settings(AuditSettings)
+    writer = AuditWriter(settings, settings.audit_topic, load_signer(settings), service, partition=settings.audit_partition)
+    try:
+        return writer.write(action, subject_id, details)
+    finally:
+        writer.close()

@@ -1,0 +1,59 @@
+"""Authorising a deployment takes a second signer: the authorising officer's key countersigns
+what was authorised, inside the record, so the proof survives compaction and every later
+transition (start, end) carries it. Readers check it with the keyring: a trusted, unrevoked key
+whose owner is the recorded officer and is not the creator."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+
+from services.common.signing import Keyring, SignatureRefused, Signer
+
+from .record import Deployment
+
+CONTEXT = b"lfr.deployment-authorisation.v1\x00"
+
+
+def authorised_bytes(d: Deployment) -> bytes:
+    """What the officer signs: who created it, where, when, which cameras, criteria, threshold,
+    the snapshot (version and hash) and the authorisation itself (less its signature)."""
+    data = d.to_data()
+    authorisation = {k: v for k, v in (data.get("authorisation") or {}).items() if k != "signature"}
+    snapshot = data.get("snapshot") or {}
+    body = {
+        "deployment_id": d.deployment_id, "created_by": d.created_by, "window": data.get("window"), "cameras": data.get("cameras"),
+        "criteria": data.get("criteria"), "match_threshold": data.get("match_threshold"), "place": data.get("place"),
+        "purpose": data.get("purpose"), "snapshot": {"version": snapshot.get("version"), "hash": snapshot.get("hash")},
+        "authorisation": authorisation,
+    }
+    return CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def countersign(d: Deployment, signer: Signer) -> Deployment:
+    """The record with its authorisation signed by ``signer``, whose owner becomes the officer."""
+    assert d.authorisation is not None
+    unsigned = dataclasses.replace(d, authorisation=dataclasses.replace(d.authorisation, officer=signer.owner, key_id=signer.key_id,
+                                                                        signature=None))
+    signature = base64.b64encode(signer.sign(authorised_bytes(unsigned))).decode()
+    return dataclasses.replace(unsigned, authorisation=dataclasses.replace(unsigned.authorisation, signature=signature))
+
+
+def check_authorisation(d: Deployment, keyring: Keyring) -> None:
+    """SignatureRefused unless an authorised record carries a valid countersignature by a
+    trusted key of its officer, who is not the creator."""
+    auth = d.authorisation
+    if auth is None:
+        return
+    if not auth.key_id or not auth.signature:
+        raise SignatureRefused("not_countersigned", auth.key_id or "")
+    try:
+        signature = base64.b64decode(auth.signature, validate=True)
+    except ValueError:
+        raise SignatureRefused("bad_signature", auth.key_id) from None
+    trusted = keyring.verify_message(auth.key_id, authorised_bytes(d), signature)
+    if trusted.owner != auth.officer:
+        raise SignatureRefused("bad_signature", auth.key_id)
+    if trusted.owner == d.created_by:
+        raise SignatureRefused("self_authorised", auth.key_id)

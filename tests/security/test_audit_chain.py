@@ -1,0 +1,172 @@
+"""The audit hash chain: any one record edited, removed, reordered or inserted is named by
+`lfr audit verify`; and the measured reason the writer does not rely on Kafka transactions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from services.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
+from services.audit.writer import AuditWriter
+from services.cli import main as lfr
+from services.common.envelope import encode
+from services.common.settings import AuditSettings, load_settings
+from services.common.signing import Keyring, Signer
+from tests.kafka_helpers import create_topics, unique
+
+N = 6
+
+
+@pytest.fixture
+def keys(tmp_path):
+    writer = Signer.generate("Sgt 7 Writer")
+    ring = Keyring(tmp_path / "ring.json")
+    ring.add(writer, 0)
+    return writer, ring
+
+
+def chain(signer: Signer, n: int = N) -> list[dict]:
+    records, prev = [], GENESIS
+    for i in range(n):
+        record = seal({"action": "watchlist.add", "at_ms": 1000 + i, "service": "test", "subject_id": f"s{i}"}, signer, i, prev)
+        records.append(record)
+        prev = record_hash(record)
+    return records
+
+
+def positions(records) -> list[Position]:
+    return [Position(offset, record) for offset, record in enumerate(records)]
+
+
+def test_intact_chain_verifies(keys):
+    writer, ring = keys
+    report = verify_chain(positions(chain(writer)), ring)
+    assert report.ok and report.records == N and report.head_seq == N - 1
+
+
+@pytest.mark.parametrize("index", range(N))
+def test_each_single_tampering_is_named(keys, index):
+    writer, ring = keys
+    records = chain(writer)
+    # edited: any field changed
+    edited = [dict(r) for r in records]
+    edited[index]["subject_id"] = "someone-else"
+    problem = verify_chain(positions(edited), ring).problem
+    assert (problem.kind, problem.offset, problem.seq) == ("edited", index, index)
+    # removed: the record after the gap is named (the last one's removal needs an anchor)
+    removed = records[:index] + records[index + 1:]
+    report = verify_chain(positions(removed), ring, anchor=record_hash(records[-1]))
+    if index < N - 1:
+        assert (report.problem.kind, report.problem.offset, report.problem.seq) == ("removed", index, index + 1)
+        assert f"seq {index} before it is missing" in report.problem.detail
+    else:
+        assert report.problem.kind == "truncated" and verify_chain(positions(removed), ring).ok
+    # reordered: swapped with its neighbour
+    if index < N - 1:
+        swapped = list(records)
+        swapped[index], swapped[index + 1] = swapped[index + 1], swapped[index]
+        problem = verify_chain(positions(swapped), ring).problem
+        assert (problem.kind, problem.offset, problem.seq) == ("reordered", index, index + 1)
+    # inserted: a forged record (untrusted key), an unsigned one, and a copy of a real one
+    forger = Signer.generate("Sgt 7 Writer")
+    prev = record_hash(records[index - 1]) if index else GENESIS
+    forged = seal({"action": "watchlist.remove", "at_ms": 5, "service": "test", "subject_id": "s0"}, forger, index, prev)
+    unsigned = {k: v for k, v in forged.items() if k != "signature"}
+    copies = [records[index - 1]] if index else []  # a copy of the record just before, signature and all
+    for inserted in (forged, unsigned, *copies):
+        tampered = records[:index] + [inserted] + records[index:]
+        problem = verify_chain(positions(tampered), ring).problem
+        assert (problem.kind, problem.offset) == ("inserted", index), (index, problem)
+
+
+def test_lfr_audit_verify_reads_the_topic_and_names_the_record(broker, kafka_env, monkeypatch, capsys, keys, tmp_path):
+    """Records written by the one writer verify; a copy of the topic with one record edited,
+    removed, moved or inserted (what someone with access to the broker's storage could do) fails,
+    and the command names the record."""
+    writer_key, ring = keys
+    ring.save()
+    monkeypatch.setenv("LFR_KEYRING_FILE", str(ring.path))
+    topic = unique("audit")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    settings = load_settings(AuditSettings)
+    writer = AuditWriter(settings, topic, writer_key, "test")
+    for i in range(N):
+        writer.write("watchlist.add", f"s{i}", {"n": i}, requested_by="free text")
+    writer.close()
+    assert lfr(["audit", "verify", "--topic", topic]) == 0
+    assert f"{N} records, chain intact" in capsys.readouterr().out
+
+    values = read_values(broker.bootstrap_servers, topic)
+    records = [json_record(v) for v in values]
+    assert [r["actor"] for r in records] == ["Sgt 7 Writer"] * N and records[0]["details"]["requested_by"] == "free text"
+    edited = dict(records[2], subject_id="s9")
+    cases = {
+        "edited": (values[:2] + [encode("lfr.audit.v1", edited)] + values[3:], "offset 2 (seq 2): edited"),
+        "removed": (values[:2] + values[3:], "offset 2 (seq 3): removed"),
+        "reordered": (values[:2] + [values[3], values[2]] + values[4:], "offset 2 (seq 3): reordered"),
+        "inserted": (values[:2] + [values[0]] + values[2:], "offset 2 (seq 0): inserted"),
+    }
+    for name, (tampered, expected) in cases.items():
+        copy = unique(f"audit-{name}")
+        create_topics(broker.bootstrap_servers, copy, partitions=1)
+        producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+        for value in tampered:
+            producer.produce(copy, value=value)
+        producer.flush(10)
+        assert lfr(["audit", "verify", "--topic", copy]) == 1, name
+        assert expected in capsys.readouterr().out, name
+
+    assert lfr(["audit", "show", "--topic", topic, "--subject", "s3", "--json"]) == 0
+    shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["subject_id"], r["seq"]) for r in shown] == [("s3", 3)]
+    assert lfr(["audit", "show", "--topic", topic, "--actor", "nobody"]) == 0 and capsys.readouterr().out == ""
+
+
+def json_record(value: bytes) -> dict:
+    from services.common.envelope import decode
+
+    return decode(value).data
+
+
+def read_values(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"), "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    values = []
+    while True:
+        message = consumer.poll(5)
+        if message is None or message.error() is not None:
+            break
+        values.append(message.value())
+    consumer.close()
+    return values
+
+
+def test_embedded_broker_transactions_do_not_hide_aborted_records(broker):
+    """Measured fact behind the audit-first design (services/audit/writer.py): Tansu 0.6 with
+    memory storage accepts transactional producers, but a read_committed consumer still reads
+    records of an aborted transaction, so "change + audit in one transaction" would not be atomic
+    here. If this test starts failing, the broker hides aborted records and transactions can be used."""
+    topic = unique("txn")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "transactional.id": unique("tx")})
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    producer.produce(topic, b"aborted")
+    producer.flush(10)
+    producer.abort_transaction(10)
+    producer.begin_transaction()
+    producer.produce(topic, b"committed")
+    producer.commit_transaction(10)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": unique("g"),
+                         "isolation.level": "read_committed", "enable.partition.eof": True})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    seen = []
+    while True:
+        message = consumer.poll(5)
+        if message is None or message.error() is not None:
+            break
+        seen.append(message.value())
+    consumer.close()
+    assert seen == [b"aborted", b"committed"]
