@@ -148,6 +148,12 @@ class MatchThresholdSettings(LfrSettings):
         return value
 
 
+class LatencyBudgetSettings(LfrSettings):
+    """Stale policy skip-stale (issue #17): work older than the budget, counted from capture, is skipped."""
+
+    latency_budget_ms: int = Field(1_500, ge=50, le=600_000, description="faces captured longer ago than this are skipped, counted, never processed")
+
+
 class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings):
     """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
 
@@ -155,7 +161,7 @@ class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, Match
     audit_topic: TopicName = "lfr.audit.v1"
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings):
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, LatencyBudgetSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -198,9 +204,15 @@ class DetectSettings(RunnerSettings, FaceEngineSettings):
     max_abs_roll_deg: float = Field(30.0, ge=0, le=90)
     max_abs_yaw: float = Field(0.45, ge=0, le=2)
     min_blur: float = Field(15.0, ge=0, le=10_000)
+    # Tracking and shot selection (services/tracking/; issue #17)
+    tracking_enabled: bool = Field(True, description="track faces per camera and embed only the best shots; off = embed every accepted face")
+    track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
+    track_shot_margin: float = Field(0.1, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
+    track_refresh_s: float = Field(10.0, ge=0.5, le=3600, description="a long track opens a new window (K shots again) this often")
+    track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
 
 
-class EmbedSettings(RunnerSettings, FaceEngineSettings):
+class EmbedSettings(RunnerSettings, FaceEngineSettings, LatencyBudgetSettings):
     """The embed service: faces in, embeddings (with the chip as evidence) out."""
 
     group_id: str = Field("lfr-embed", pattern=r"^[A-Za-z0-9._-]{1,249}$")

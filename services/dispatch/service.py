@@ -1,9 +1,9 @@
 """The alert dispatcher: a thin faust runner around the pure policy in ``policy.py``.
 
-lfr.matches.v1 -> decide() per (subject, camera) -> lfr.alerts.v1 (CloudEvents, binary mode)
+lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v1 (CloudEvents, binary mode)
                                                  -> optional webhook (structured mode)
 
-State: a faust Table ``open-alerts`` keyed ``subject_id|camera_id``, in memory and backed by
+State: a faust Table ``open-alerts`` keyed ``subject_id|deployment_id``, in memory and backed by
 the compacted changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog``, which faust creates
 with the input topic's partition count. Each state write goes to the changelog partition of
 the match it came from, so the table is co-partitioned with lfr.matches.v1 (keyed by subject
@@ -175,7 +175,7 @@ class Dispatcher:
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
-        self.table = self.app.Table(TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera")
+        self.table = self.app.Table(TABLE, partitions=partitions, key_type=str, help="open alert per subject|deployment")
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
         self.app.on_rebalance_complete.connect(self._on_ready)
         self.webhook: WebhookConfig | None = None
@@ -211,7 +211,7 @@ class Dispatcher:
             if envelope.schema != MATCH_SCHEMA:
                 raise UnknownSchemaError(f"{envelope.schema} is not accepted by {SERVICE}")
             match = envelope.data
-            key = table_key(match["subject_id"], match["face"]["frame"]["camera_id"])
+            key = table_key(match["subject_id"], match["face"]["frame"]["deployment_id"])
             stored = self.table.data.get(key)
             state = OpenAlert.from_json(stored["state"]) if stored else None
             now = self.clock()

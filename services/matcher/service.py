@@ -31,6 +31,7 @@ def build(settings: MatcherSettings, clock: Callable[[], int] = now_ms) -> tuple
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
+        latency_budget_ms=settings.latency_budget_ms,
         clock=clock,
     )
     return materialiser, deps

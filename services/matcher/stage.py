@@ -2,6 +2,8 @@
 
 Below threshold nothing is emitted and nothing is stored: the probe embedding is dropped
 with the batch. Embeddings of another model than the index's are refused, never compared.
+Stale policy ``skip-stale`` (services/common/staleness.py): an embedding of a face captured more
+than ``latency_budget_ms`` ago is skipped unqueried and counted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from services.common.errors import MessageError
 from services.common.stage import Message, Output
+from services.common.staleness import within_budget
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
@@ -31,6 +34,7 @@ class MatcherDeps:
     thresholds: Thresholds
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
+    latency_budget_ms: int = 1_500
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -49,6 +53,9 @@ def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
 
 
 def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
+    batch = within_budget(batch, lambda embedding: embedding["face"]["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "matcher")
+    if not batch:
+        return []
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]
