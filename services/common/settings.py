@@ -74,6 +74,7 @@ class RunnerSettings(KafkaSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     lag_report_interval_s: float = Field(5.0, gt=0, le=3600)
+    fetch_wait_max_ms: int = Field(10, ge=1, le=5_000, description="longest a fetch waits for data; brokers that do not answer a long poll early (Tansu) add up to this per hop")
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> RunnerSettings:
