@@ -136,7 +136,7 @@ def baseline(folders: list[Path], detector: FaceDetector, embedder: FaceEmbedder
                 if not report.accepted:
                     continue
                 faces += 1
-                if tracked is not None and not policy.decide(tracked[i], shot_quality(report.score, report.inter_ocular, report.yaw, report.blur), captured).send:
+                if tracked is not None and not policy.decide(tracked[i], shot_quality(report.score, report.inter_ocular, report.yaw, report.blur, face.box, (image.shape[1], image.shape[0])), captured).send:
                     continue
                 chips.append(chip)
             if chips:

@@ -208,7 +208,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings):
     # Tracking and shot selection (services/tracking/; issue #17)
     tracking_enabled: bool = Field(True, description="track faces per camera and embed only the best shots; off = embed every accepted face")
     track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
-    track_shot_margin: float = Field(0.1, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
+    track_shot_margin: float = Field(0.25, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
     track_refresh_s: float = Field(10.0, ge=0.5, le=3600, description="a long track opens a new window (K shots again) this often")
     track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
 

@@ -100,7 +100,7 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
                 FACES_REJECTED.labels(report.reason).inc()
                 continue
             FACES_ACCEPTED.inc()
-            quality = shot_quality(report.score, report.inter_ocular, report.yaw, report.blur)
+            quality = shot_quality(report.score, report.inter_ocular, report.yaw, report.blur, face.box, (frame["width"], frame["height"]))
             if tracks is None:
                 track = {"id": secrets.token_hex(8), "shot": 1, "reason": "untracked", "quality": round(quality, 4)}
             else:

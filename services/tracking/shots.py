@@ -15,13 +15,16 @@ Every other accepted face is skipped and counted by reason (``SKIP_REASONS``): `
 (quality within the margin of the best so far) or ``track_budget`` (K already sent this window).
 
 Quality, in [0, 1]: detector score x size (inter-ocular distance over 40 px, capped at 1) x
-frontalness (1 - |yaw| / 0.5, floored at 0) x sharpness (Laplacian variance over 100, capped at 1).
-Each factor is a measure the quality gate already computes; the product favours the large,
-frontal, sharp faces that SFace separates best.
+frontalness (1 - |yaw| / 0.5, floored at 0) x sharpness (Laplacian variance over 100, capped at 1)
+x 0.25 for each side of the frame the face box reaches (a face entering the view is partly cut
+off: measured on the crowd workload, its entry shot scored below threshold while the later full
+views matched, so the full view must beat it). Each factor is a measure the quality gate
+already computes; the product favours the large, frontal, sharp, whole faces SFace separates best.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,11 +35,20 @@ SKIP_REASONS = ("not_better", "track_budget")
 ShotReason = Literal["first", "better", "refresh"]
 
 
-def shot_quality(detector_score: float, inter_ocular_px: float, yaw: float, blur: float) -> float:
+def shot_quality(detector_score: float, inter_ocular_px: float, yaw: float, blur: float,
+                 box: Sequence[float] | None = None, frame_size: tuple[int, int] | None = None) -> float:
+    """Quality of one accepted face; ``box`` (x1, y1, x2, y2) and ``frame_size`` (width, height)
+    enable the cut-off penalty."""
     size = min(1.0, inter_ocular_px / 40.0)
     frontal = max(0.0, 1.0 - abs(yaw) / 0.5)
     sharp = min(1.0, blur / 100.0)
-    return max(0.0, min(1.0, detector_score)) * size * frontal * sharp
+    whole = 1.0
+    if box is not None and frame_size is not None:
+        width, height = frame_size
+        x1, y1, x2, y2 = (float(v) for v in box)  # numpy booleans would add up as a logical or
+        cut_sides = int(x1 <= 1) + int(y1 <= 1) + int(x2 >= width - 1) + int(y2 >= height - 1)
+        whole = 0.25**cut_sides
+    return max(0.0, min(1.0, detector_score)) * size * frontal * sharp * whole
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class ShotDecision:
 @dataclass(frozen=True)
 class ShotPolicy:
     max_shots: int = 3
-    margin: float = 0.1
+    margin: float = 0.25
     refresh_ms: int = 10_000
 
     def decide(self, track: Track, quality: float, captured_at_ms: int) -> ShotDecision:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from services.tracking import CameraTracker, ShotPolicy, TrackerConfig, Tracks, shot_quality
 
 
@@ -90,3 +92,12 @@ def test_shot_quality_prefers_large_frontal_sharp_faces():
     assert shot_quality(0.95, 45, 0.3, 150) < good
     assert shot_quality(0.95, 45, 0.0, 40) < good
     assert 0.0 <= shot_quality(1.5, 1000, 0.9, 1e6) <= 1.0
+
+
+def test_a_face_cut_by_the_frame_edge_ranks_below_its_whole_view():
+    """Measured on the crowd: an entering walker's cut-off chip looks sharp (the cut is an edge)
+    but matches worse than the whole face one frame later, which must still be sent."""
+    entering = shot_quality(0.9, 30, 0.05, 160, box=np.array([-1, 532, 74, 707], np.float32), frame_size=(1280, 720))
+    whole = shot_quality(0.85, 28, 0.2, 60, box=[48, 553, 167, 706], frame_size=(1280, 720))
+    assert entering * 1.25 < whole
+    assert shot_quality(0.9, 30, 0.0, 100, box=[-5, -12, 94, 187], frame_size=(1280, 720)) == shot_quality(0.9, 30, 0.0, 100) / 16
