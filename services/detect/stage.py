@@ -55,7 +55,7 @@ class DetectDeps:
     bounds: QualityBounds
     limits: ImageLimits
     output_topic: str = "lfr.faces.v1"
-    max_frame_age_ms: int = 5_000
+    max_frame_age_ms: int = 1_000  # below the latency budget of embed and the matcher (see settings)
     tracks: Tracks | None = None  # None = tracking off: every accepted face goes to embed
     shots: ShotPolicy = ShotPolicy()
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
