@@ -198,6 +198,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings):
     batch_max_messages: int = Field(8, ge=1, le=256)
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
+    superseded_after_ms: int = Field(250, ge=0, le=600_000, description="a frame this old with a newer frame of its camera in the same batch is skipped (detect is behind)")
     max_frame_pixels: int = Field(3840 * 2160, ge=64 * 64, le=8192 * 8192)
     min_face_width_px: float = Field(40.0, ge=8, le=2000)
     min_interocular_px: float = Field(15.0, ge=4, le=1000)

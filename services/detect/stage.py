@@ -2,7 +2,11 @@
 
 Stale-frame policy ``skip-stale``: a frame older than ``max_frame_age_ms`` when it reaches this
 stage (the service fell behind) is skipped unprocessed and counted, so detection always works
-on what the camera sees now. Rejected faces are counted by reason and go no further: their
+on what the camera sees now. Policy ``skip-superseded``: a batch holding several frames of one
+camera means detect is behind that camera, so a frame older than ``superseded_after_ms`` with a
+newer frame of its camera in the batch is skipped and counted (reason ``superseded``). Under overload detect then drains its
+backlog instead of working through frames that are, by then, too old for embed's latency
+budget; the tracker bridges the gap with the track's motion. Rejected faces are counted by reason and go no further: their
 pixels never leave this process.
 
 Tracking (services/tracking/, on unless ``tracking`` is None): every detection of a frame is
@@ -56,6 +60,7 @@ class DetectDeps:
     limits: ImageLimits
     output_topic: str = "lfr.faces.v1"
     max_frame_age_ms: int = 1_000  # below the latency budget of embed and the matcher (see settings)
+    superseded_after_ms: int = 250
     tracks: Tracks | None = None  # None = tracking off: every accepted face goes to embed
     shots: ShotPolicy = ShotPolicy()
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
@@ -80,6 +85,18 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
             FRAMES_SKIPPED.labels("stale").inc()
             continue
         fresh.append(message)
+    newest: dict[str, int] = {}
+    for message in fresh:
+        camera_id = message.data["camera_id"]
+        newest[camera_id] = max(newest.get(camera_id, 0), message.data["captured_at_ms"])
+    kept = []
+    for message in fresh:
+        captured = message.data["captured_at_ms"]
+        if captured < newest[message.data["camera_id"]] and now - captured > deps.superseded_after_ms:
+            FRAMES_SKIPPED.labels("superseded").inc()
+            continue
+        kept.append(message)
+    fresh = kept
     images = [_decode(message, deps.limits) for message in fresh]
     if not images:
         return []

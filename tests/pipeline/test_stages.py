@@ -115,9 +115,9 @@ def test_detect_with_tracking_sends_at_most_k_shots_per_track_of_one_person(scen
     from services.tracking import ShotPolicy, Tracks
 
     k = 2
-    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000,
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
                       tracks=Tracks(), shots=ShotPolicy(max_shots=k, margin=0.1, refresh_ms=60_000))
-    untracked = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000)
+    untracked = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000)
     skipped_before = sum(REGISTRY.get_sample_value("lfr_shots_skipped_total", {"reason": r}) or 0 for r in ("not_better", "track_budget"))
     base = int(time.time() * 1000) - 30_000
     seqs = list(range(0, 80, 2))  # 0.2 s apart in a 10 fps scene
@@ -157,3 +157,16 @@ def test_embed_skips_faces_older_than_the_latency_budget_and_counts_them(scene, 
     assert [o.data["face"]["frame"]["captured_at_ms"] for o in outputs] == [faces[0].data["frame"]["captured_at_ms"]]
     assert REGISTRY.get_sample_value("lfr_stale_skipped_total", {"service": "embed", "reason": "over_budget"}) == before + 1
     assert embed([Message(faces[0].schema, stale)], EmbedDeps(embedder=embedder, latency_budget_ms=1_000)) == []
+
+
+def test_detect_processes_only_the_newest_frame_of_a_camera_in_a_batch(scene, face_engine):
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits())
+    before = REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) or 0
+    now = int(time.time() * 1000)
+    image, _ = scene.render(40)
+    older, newer = frame_message(image, seq=1, captured_at_ms=now - 400), frame_message(image, seq=2, captured_at_ms=now - 100)
+    outputs = detect([older, newer], deps)
+    assert outputs and {o.data["frame"]["seq"] for o in outputs} == {2}
+    recent = frame_message(image, seq=3, captured_at_ms=now - 50)  # not behind yet: both processed
+    assert {o.data["frame"]["seq"] for o in detect([newer, recent], deps)} == {2, 3}
+    assert REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) == before + 1
