@@ -327,7 +327,8 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
 def scale_out(workdir: Path, folders: list[Path], replicas: int, frames_per_camera: int, seconds: float) -> dict:
     """A backlog from 8 cameras (one per partition of lfr.frames.v1) drained by ``replicas`` detect
     processes, replica i pinned to core i; frames/s from their counters once all are assigned."""
-    pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000"})
+    # The backlog is old by design: measure detection, not the policies that shed old frames.
+    pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"})
     pipeline.start_broker()
     try:
         producer = Producer({"bootstrap.servers": pipeline.bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         sat_off = run_pipeline(scratch / "off", cast, folders, truth, offered[False], args.seconds, False, detector, embedder)
         half_fps = max(0.2, round(0.5 * sat_on["frames_per_s"] / args.cameras, 2))
         half = run_pipeline(scratch / "half", cast, folders, truth, half_fps, args.seconds, True, detector, embedder)
-        backlog = 40 if args.smoke else 240
+        backlog = 80 if args.smoke else 240
         one = scale_out(scratch / "s1", folders, 1, backlog, args.scale_seconds)
         two = scale_out(scratch / "s2", folders, 2, backlog, args.scale_seconds)
     finally:
