@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lfr demo
+	$(BIN)/lfr demo --auto-adjudicate
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs")
     args = parser.parse_args(argv)
     sizes, queries = ([200, 500], 32) if args.smoke else (args.sizes, args.queries)
-    rows = [bench_size(size, queries, args.seed) for size in sizes]
+    from services.common.progress import track
+
+    rows = [bench_size(size, queries, args.seed) for size in track(sizes, "matcher benchmark", unit="gallery size")]
     result = {
         "benchmark": "matcher",
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},

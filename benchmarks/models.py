@@ -33,6 +33,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
+from services.common.progress import Progress  # noqa: E402
 from services.face.align import align_face  # noqa: E402
 from services.face.detector import FaceDetector  # noqa: E402
 from services.face.embedder import FaceEmbedder  # noqa: E402
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     }
 
     chips = None
+    bar = Progress("models benchmark", total=len(THREADS) * (len(frames) + len(BATCHES)), unit="config")
     for threads in THREADS:
         detector = FaceDetector(intra_op_threads=threads, cache_dir=args.cache_dir)
         results["models"] = {"detector": str(detector.identity)}
@@ -178,6 +180,7 @@ def run(args: argparse.Namespace) -> dict:
                 "width": width, "height": height, "threads": threads,
                 "ms_per_frame": round(ms, 2), "faces_found": len(detector.detect(frame)),
             })
+            bar.update()
         if chips is None:
             chips = _chips(detector, faces, rng)
 
@@ -191,6 +194,8 @@ def run(args: argparse.Namespace) -> dict:
                 "batch": batch, "threads": threads,
                 "ms_per_batch": round(ms, 2), "ms_per_chip": round(ms / batch, 2),
             })
+            bar.update()
+    bar.close()
     return results
 
 

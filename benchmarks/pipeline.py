@@ -43,6 +43,7 @@ from qdrant_client import QdrantClient
 from services.common.envelope import decode, encode
 from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
+from services.demo.deployment import open_deployment
 from services.demo.hops import by_hop, percentiles
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
@@ -225,6 +226,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
     tails: list[TopicTail] = []
     try:
         enrol(pipeline, cast, detector, embedder)
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))])  # the services require one
         for service in ("detect", "embed", "matcher", "dispatch"):
             pipeline.start(service, env={"LFR_METRICS_PORT": str(ports[service])} if service in ports else None)
         pipeline.wait_ready(("embed", "matcher", "dispatch", "detect"))
@@ -331,6 +333,7 @@ def scale_out(workdir: Path, folders: list[Path], replicas: int, frames_per_came
     pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"})
     pipeline.start_broker()
     try:
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)])  # detect requires one
         producer = Producer({"bootstrap.servers": pipeline.bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
         now = int(time.time() * 1000)
         paths = [sorted(folder.iterdir()) for folder in folders]

@@ -36,7 +36,7 @@ def resources() -> list[dict]:
             "apiVersion": "kafka.strimzi.io/v1beta2",
             "kind": "KafkaTopic",
             "metadata": {
-                "name": spec.name.replace(".", "-"),
+                "name": spec.name.replace(".", "-").replace("_", "-"),
                 "labels": {"strimzi.io/cluster": CLUSTER, "app.kubernetes.io/part-of": "openlfr"},
                 "annotations": {"openlfr.io/biometric": "true" if spec.biometric else "false"},
             },

@@ -16,6 +16,7 @@ SERVICES = {
     "embed": "services.embed.service:main",
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
+    "review": "services.review.service:main",
 }
 
 
@@ -85,6 +86,12 @@ def _cmd_topics_describe(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _cmd_topics_verify(args: argparse.Namespace) -> int:
+    from services.privacy.cli import cmd_topics_verify
+
+    return cmd_topics_verify(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     module_name, function = SERVICES[args.service].split(":")
     return getattr(importlib.import_module(module_name), function)()
@@ -93,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo.run import main as demo_main
 
-    return demo_main(args.data, args.seconds, args.json)
+    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -105,17 +112,36 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
         return 2
-    result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    for folder in (args.fillers, args.equity):
+        if folder is not None and not folder.is_dir():
+            print(f"lfr eval: folder {folder} not found", file=sys.stderr)
+            return 2
+    from services.common.progress import Progress
+
+    with Progress("lfr eval", unit="image") as bar:
+        result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
+                          progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar, enrol_images=args.enrol_images,
+                          fillers=args.fillers, equity=args.equity, embedding_cache=args.embedding_cache,
+                          operating_threshold=args.operating_threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))
+    if "equity" in result:
+        from services.evaluation.plot import plot_equity
+
+        plot_equity(result["equity"], args.out.with_name(args.out.stem + "-equity.png"))
     print(one_line(result))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lfr", description="OpenLFR live facial recognition pipeline")
+    from services.common.cli_support import kafka_option
+    from services.common.metrics import build_version
+
+    parser = argparse.ArgumentParser(prog="lfr", description="OpenLFR live facial recognition pipeline",
+                                     epilog="exit codes: 0 ok, 1 negative answer or internal error, 2 usage or settings, "
+                                            "3 refused, 4 Kafka, 5 Qdrant, 6 file, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"lfr {build_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (tests, demo)")
@@ -128,23 +154,42 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, helptext in (
         ("apply", _cmd_topics_apply, "create or update every topic from the config file (idempotent)"),
         ("describe", _cmd_topics_describe, "print each topic with its partitions and retention"),
+        ("verify", _cmd_topics_verify, "fail, naming the setting, if biometric data can outlive its retention promise"),
     ):
         sub = topic_commands.add_parser(name, help=helptext)
         sub.add_argument("--config", type=Path, default=None, help="topics TOML (default: the packaged topics.toml)")
         sub.add_argument("--bootstrap-servers", default=None, help="overrides LFR_KAFKA_BOOTSTRAP_SERVERS")
         if name == "apply":
             sub.add_argument("--replication-factor", type=int, default=None)
+        if name == "verify":
+            sub.add_argument("--json", action="store_true", help="one verdict per topic as JSON")
         sub.set_defaults(func=func)
 
     run = commands.add_parser("run", help="run one service until SIGTERM")
     run.add_argument("service", choices=sorted(SERVICES))
+    kafka_option(run)
     run.set_defaults(func=_cmd_run)
 
     from services.ingest.cli import register as register_cameras
     from services.watchlist.cli import register as register_watchlist
 
+    from services.privacy.cli import register as register_privacy
+
     register_watchlist(commands)
     register_cameras(commands)
+    register_privacy(commands)
+    from services.deployments.cli import register as register_deployments
+
+    register_deployments(commands)
+    from services.dlq.cli import register as register_dlq
+
+    register_dlq(commands)
+
+    from services.report.cli import register as register_report
+    from services.review.cli import register as register_users
+
+    register_users(commands)
+    register_report(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)
@@ -152,29 +197,36 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=7)
     evaluate.add_argument("--limit", type=int, default=None, help="first N identity folders only (quick runs)")
     evaluate.add_argument("--threads", type=int, default=2)
+    evaluate.add_argument("--enrol-images", type=int, default=1, choices=range(1, 6), metavar="N",
+                          help="enrol each subject with up to N images (template: best score over them)")
+    evaluate.add_argument("--fillers", type=Path, default=None, help="face folder of extra non-mated subjects to grow the watchlist")
+    evaluate.add_argument("--equity", type=Path, default=None, help="UTKFace-named non-mated probes: FPIR per demographic group")
+    evaluate.add_argument("--embedding-cache", type=Path, default=None, help="SQLite file (outside the repository) reusing embeddings")
+    evaluate.add_argument("--operating-threshold", type=float, default=None, help="default: the model calibration's floor")
     evaluate.set_defaults(func=_cmd_eval)
 
     demo = commands.add_parser("demo", help="run the local demo on embedded defaults")
     demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--auto-adjudicate", action=argparse.BooleanOptionalAction, default=True,
+                      help="decide each alert in the review console from the synthetic camera's ground truth")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services.common import cli_support
+
     args = build_parser().parse_args(argv)
+    cli_support.apply_kafka_option(args)
+    cli_support.quiet_client_logs(args.command)
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one clear line for operators, not a traceback
-        from services.common.errors import SettingsError
-
-        if isinstance(exc, SettingsError):
-            print(f"lfr: {exc}", file=sys.stderr)
-            return 2
-        raise
+        return cli_support.EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line naming the cause, an exit code by family
+        return cli_support.report_error(args.command, exc)
 
 
 if __name__ == "__main__":

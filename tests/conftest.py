@@ -77,3 +77,21 @@ def face_engine():
     from services.face import FaceDetector, FaceEmbedder
 
     return FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)
+
+
+@pytest.fixture
+def deployments(broker, monkeypatch: pytest.MonkeyPatch):
+    """A fresh deployments topic (LFR_DEPLOYMENTS_TOPIC) and ``publish(*records)`` for it: the
+    services capture, match and alert only for an active deployment (tests/deployment_helpers.py)."""
+    from tests.deployment_helpers import publish_deployment
+    from tests.kafka_helpers import create_topics, unique
+
+    topic = unique("deployments")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    monkeypatch.setenv("LFR_DEPLOYMENTS_TOPIC", topic)
+
+    def publish(*records) -> None:
+        publish_deployment(broker.bootstrap_servers, topic, *records)
+
+    publish.topic = topic
+    return publish

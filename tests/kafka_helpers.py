@@ -92,3 +92,10 @@ def running_in_thread(runner):
         runner.request_stop()
         thread.join(30)
         assert not thread.is_alive(), "runner did not stop"
+
+
+class NoValidation:
+    """A schema registry that accepts anything: lets a test write the record a schema forbids."""
+
+    def validate(self, _schema: str, _data: object) -> None:
+        return None

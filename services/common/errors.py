@@ -48,3 +48,11 @@ class OutputValidationError(MessageError):
 
 class SettingsError(LfrError):
     """A setting is missing or out of bounds; raised at start, names the variable."""
+
+
+class FatalError(LfrError):
+    """The service cannot do its work at all (a dependency refuses it, or is misconfigured):
+    the runner stops and exits non-zero instead of dead-lettering every record, so the
+    supervisor restarts it and an alert fires. ``reason`` labels the alerting metric."""
+
+    reason = "fatal"

@@ -62,3 +62,20 @@ def consumer_config(settings: RunnerSettings) -> dict[str, Any]:
         # Latency per hop when caught up (issue #17): see RunnerSettings.fetch_wait_max_ms.
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
     }
+
+
+def broker_reachable_check(settings: KafkaSettings):
+    """A readiness check (services.common.health): the cluster answers a metadata request.
+
+    Its own AdminClient: a consumer that another thread is polling blocks a concurrent
+    list_topics call (confluent-kafka 2.16), so probes must never borrow the service's client.
+    """
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - keep this module import-light
+
+    admin = AdminClient(client_config(settings))
+
+    def check() -> tuple[bool, str]:
+        brokers = admin.list_topics(timeout=2).brokers
+        return bool(brokers), f"{len(brokers)} broker(s) reachable"
+
+    return check

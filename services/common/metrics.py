@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +17,9 @@ MESSAGES_DEAD_LETTERED = Counter(
 )
 TRANSIENT_RETRIES = Counter("lfr_transient_retries_total", "Batches retried after a transient error", ["service"])
 REDELIVERIES = Counter("lfr_batch_redeliveries_total", "Batches rewound for redelivery (retries exhausted or produce failed)", ["service"])
+FATAL_ERRORS = Counter(
+    "lfr_fatal_errors_total", "Fatal errors that stopped the service (alert on any increase)", ["service", "reason"]
+)
 CONSUMER_ERRORS = Counter("lfr_consumer_errors_total", "Errors reported by the Kafka consumer", ["service"])
 STAGE_DURATION = Histogram(
     "lfr_stage_duration_seconds",
@@ -28,11 +33,22 @@ BATCH_SIZE = Histogram(
 CONSUMER_LAG = Gauge(
     "lfr_consumer_lag_messages", "Records behind the partition's high watermark", ["service", "topic", "partition"]
 )
+BUILD_INFO = Gauge("lfr_build_info", "The running build (always 1): package version and Python version", ["version", "python"])
 ASSIGNED_PARTITIONS = Gauge("lfr_assigned_partitions", "Partitions currently assigned to this consumer", ["service"])
 
 
+def build_version() -> str:
+    try:
+        return importlib.metadata.version("openlfr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(build_version(), platform.python_version()).set(1)
+
+
 def start_metrics_server(port: int) -> None:
-    """Serve /metrics on ``port``; 0 leaves the endpoint off (tests running many runners)."""
-    if port:
-        start_http_server(port)
-        logger.info("metrics endpoint listening", extra={"port": port})
+    """Serve /metrics, /livez and /readyz on ``port`` (services.common.health); 0 leaves them off."""
+    from . import health
+
+    health.serve(port)

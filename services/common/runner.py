@@ -11,7 +11,9 @@ Failure policy:
   partition keeps flowing;
 - a transient error (TransientError, ConnectionError, TimeoutError, or the service's own
   list) retries the batch with exponential backoff; when the retry budget (half of
-  ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped.
+  ``max.poll.interval.ms``) is spent the batch is rewound and polled again, never dropped;
+- a FatalError (the index refuses us, the models disagree) stops the service: the batch is
+  not committed, ``lfr_fatal_errors_total`` counts it and the process exits with EXIT_FATAL.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
+
+from . import health as health_module
 from . import metrics
 from .envelope import decode, encode
-from .errors import MessageError, OutputValidationError, TransientError, UnknownSchemaError
-from .kafka_config import consumer_config, producer_config
+from .errors import FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
+from .kafka_config import broker_reachable_check, consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
 from .stage import Message, Output, Stage
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 _ERROR_TEXT_LIMIT = 500
+EXIT_FATAL = 4
 
 
 class _Rewind(Exception):
@@ -67,8 +73,13 @@ class StageRunner:
         accepted_schemas: Iterable[str] | None = None,
         transient_errors: tuple[type[BaseException], ...] = DEFAULT_TRANSIENT,
         registry: SchemaRegistry | None = None,
+        admit: Callable[[Message], bool] | None = None,
+        health: health_module.Health | None = None,
     ) -> None:
         self.service = service
+        # Drop policy hook (the deployment policy): records it refuses are counted by it,
+        # skipped, and their offsets committed with the batch.
+        self.admit = admit
         self.settings = settings
         self.stage = stage
         self.input_topics = list(input_topics)
@@ -82,6 +93,10 @@ class StageRunner:
         self._assigned: set[tuple[str, int]] = set()
         self._producer = Producer({**producer_config(settings), "error_cb": self._on_producer_error})
         self._consumer = Consumer({**consumer_config(settings), "error_cb": self._on_consumer_error})
+        self._joined = False
+        self.health = health or health_module.DEFAULT
+        self.health.add_check("kafka", health_module.CachedCheck(broker_reachable_check(settings)))
+        self.health.add_check("partitions_assigned", self._partitions_check)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,13 +117,20 @@ class StageRunner:
         logger.info("runner started", extra={"service": self.service, "topics": self.input_topics})
         try:
             while not self._stop.is_set():
+                self.health.heartbeat(self.service, self.settings.liveness_timeout_s)
                 records = self._next_batch()
                 if records:
                     self._handle(records)
                 self._report_lag()
         finally:
-            self._shutdown()
+            with self.health.idle(self.service):
+                self._shutdown()
         return self._exit_code
+
+    def _partitions_check(self) -> tuple[bool, str]:
+        # Joined the group: an assignment arrived, possibly empty (more replicas than partitions
+        # is a valid, ready spare).
+        return self._joined, f"{len(self._assigned)} partition(s) assigned" if self._joined else "not in the group yet"
 
     def _next_batch(self) -> list:
         """Adaptive batching: wait for one record, then take what is already fetched, up to the cap.
@@ -171,6 +193,8 @@ class StageRunner:
                 messages.append(self._decode(record))
             except MessageError as exc:
                 dead.append((record, exc))
+        if self.admit is not None:
+            messages = [m for m in messages if self.admit(m)]
         by_position = {(r.topic(), r.partition(), r.offset()): r for r in records}
         try:
             outgoing, failed = self._process(messages) if messages else ([], [])
@@ -180,7 +204,20 @@ class StageRunner:
         except _Rewind:
             self._rewind(records)
             return
+        except FatalError as exc:
+            self._stop_fatal(exc)
+            return
         self._store_offsets(records)
+
+    def _stop_fatal(self, exc: FatalError) -> None:
+        """Stop without storing the batch's offsets: it is redelivered once the cause is fixed."""
+        metrics.FATAL_ERRORS.labels(self.service, exc.reason).inc()
+        logger.error(
+            "fatal error; stopping the service",
+            extra={"service": self.service, "reason": exc.reason, "error_class": type(exc).__name__, "error": str(exc)[:_ERROR_TEXT_LIMIT]},
+        )
+        self._exit_code = EXIT_FATAL
+        self._stop.set()
 
     def _decode(self, record) -> Message:
         envelope = decode(record.value(), self.registry)
@@ -202,7 +239,7 @@ class StageRunner:
         """Run the stage on the batch; on a non-transient error, isolate the failing messages."""
         try:
             return self._call_with_retry(messages), []
-        except _Rewind:
+        except (_Rewind, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - any stage failure is a property of some message
             if len(messages) == 1:
@@ -211,7 +248,7 @@ class StageRunner:
         for message in messages:
             try:
                 outgoing.extend(self._call_with_retry([message]))
-            except _Rewind:
+            except (_Rewind, FatalError):
                 raise
             except Exception as exc:  # noqa: BLE001
                 failed.append((message, exc))
@@ -232,7 +269,9 @@ class StageRunner:
                     "transient error; retrying batch",
                     extra={"service": self.service, "error_class": type(exc).__name__, "retry_in_s": round(delay, 3)},
                 )
-                if time.monotonic() - started + delay > budget_s or self._stop.wait(delay):
+                with self.health.idle(self.service):
+                    waited_out = time.monotonic() - started + delay > budget_s or self._stop.wait(delay)
+                if waited_out:
                     raise _Rewind from exc
                 delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
@@ -245,7 +284,8 @@ class StageRunner:
         return _Record(output.topic, key, value, list(output.headers), "output")
 
     def _dead_letter(self, record, exc: BaseException) -> _Record:
-        """The original record, byte for byte, plus headers saying where it came from and why."""
+        """Headers saying where the record came from and why, plus its original bytes unless it is
+        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py)."""
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
         added = {
@@ -258,6 +298,7 @@ class StageRunner:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
+        value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
@@ -268,10 +309,11 @@ class StageRunner:
                 "offset": record.offset(),
                 "reason": reason,
                 "error_class": type(exc).__name__,
+                "payload": added[PAYLOAD_HEADER],
             },
         )
-        headers = list(record.headers() or ()) + [(name, value.encode()) for name, value in added.items()]
-        return _Record(self.settings.dlq_topic, record.key(), record.value(), headers, reason, record.topic())
+        headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
+        return _Record(self.settings.dlq_topic, record.key(), value, headers, reason, record.topic())
 
     def _deliver(self, outgoing: list[_Record]) -> None:
         """Produce everything and wait for acknowledgement; any failure rewinds the batch."""
@@ -302,7 +344,7 @@ class StageRunner:
                     self._producer.poll(0.05)  # local queue full: let deliveries drain
         deadline = time.monotonic() + self.settings.max_poll_interval_ms / 2000
         while self._producer.flush(1.0) and time.monotonic() < deadline:
-            pass
+            self.health.heartbeat(self.service)  # waiting on the broker, within a bound
         if failures or len(self._producer):
             logger.warning(
                 "produce failed; rewinding batch",
@@ -334,7 +376,8 @@ class StageRunner:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
                 logger.warning("seek failed", extra={"service": self.service, "topic": topic, "partition": partition, "error": str(exc)})
-        self._stop.wait(self.settings.retry_backoff_initial_s)
+        with self.health.idle(self.service):
+            self._stop.wait(self.settings.retry_backoff_initial_s)
 
     def _commit(self) -> None:
         try:
@@ -346,6 +389,7 @@ class StageRunner:
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         # Cooperative rebalancing hands out increments; assignment() does not include them yet.
         self._assigned |= {(p.topic, p.partition) for p in partitions}
+        self._joined = True
         metrics.ASSIGNED_PARTITIONS.labels(self.service).set(len(self._assigned))
         logger.info("partitions assigned", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 
@@ -356,6 +400,7 @@ class StageRunner:
         logger.info("partitions revoked", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 
     def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
+        self._joined = False
         self._forget_lag(partitions)
         logger.warning("partitions lost", extra={"service": self.service, "partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 

@@ -7,11 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from services.privacy.retention import verify_at_start
+
 from .errors import SettingsError
+from .kafka_config import client_config
 from .logs import configure_logging
 from .metrics import start_metrics_server
 from .runner import StageRunner
-from .settings import LfrSettings, RunnerSettings, load_settings
+from .settings import KafkaSettings, LfrSettings, RunnerSettings, load_settings
 from .stage import Stage
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ def start_service(service: str, settings_class: type[S]) -> S | None:
         return None
     configure_logging(service, settings.log_level)
     start_metrics_server(settings.metrics_port)
+    if isinstance(settings, KafkaSettings):
+        # Can biometric data outlive its promise on this broker? Logged, and lfr_retention_verdict.
+        verify_at_start(service, client_config(settings))
     return settings
 
 
@@ -44,5 +50,21 @@ def run_service(
     settings = start_service(service, settings_class)
     if settings is None:
         return EXIT_BAD_SETTINGS
-    stage, topics = build(settings)
-    return StageRunner(service, settings, stage, topics, **runner_options).run()
+    from services.common.settings import DeploymentEnforcementSettings  # noqa: PLC0415
+
+    if not isinstance(settings, DeploymentEnforcementSettings):
+        stage, topics = build(settings)
+        return StageRunner(service, settings, stage, topics, **runner_options).run()
+    # Pipeline stages enforce deployments: nothing is consumed before the view is loaded.
+    from services.deployments.enforcement import record_gate, start_enforcement  # noqa: PLC0415
+
+    try:
+        view, policy = start_enforcement(settings, service)
+    except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+        logger.error("cannot start: deployments not loaded", extra={"service": service, "error": str(exc.__cause__ or exc)})
+        return 1
+    try:
+        stage, topics = build(settings)
+        return StageRunner(service, settings, stage, topics, admit=record_gate(policy, service), **runner_options).run()
+    finally:
+        view.stop()

@@ -26,6 +26,9 @@ class LfrSettings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics port; 0 turns the endpoint off")
+    liveness_timeout_s: float = Field(
+        120.0, ge=1, le=3600, description="/livez fails when the processing loop made no progress for this long"
+    )
 
 
 class KafkaSettings(LfrSettings):
@@ -160,22 +163,67 @@ class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, Match
 
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     audit_topic: TopicName = "lfr.audit.v1"
+    watchlist_max_entry_lifetime_days: float = Field(366.0, gt=0, le=3660, description="an entry's expiry may be at most this far after enrolment")
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, LatencyBudgetSettings):
+class DlqSettings(KafkaSettings):
+    """`lfr dlq`: the dead-letter topic it reads, and the audit topic replays are recorded on."""
+
+    dlq_topic: TopicName = "lfr.dlq.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
+    dlq_read_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long reading the dead-letter topic to its end may take")
+
+
+# -- deployments (services/deployments) ----------------------------------------------------------
+
+
+class DeploymentEnforcementSettings(LfrSettings):
+    """How a pipeline service reads and enforces deployments (services/deployments/policy.py)."""
+
+    deployments_topic: TopicName = "lfr.deployments.v1"
+    deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
+    deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
+
+
+class DeploymentSettings(WatchlistSettings):
+    """`lfr deployment`: create, authorise, start, end, cancel; erasure of ended snapshots."""
+
+    deployments_topic: TopicName = "lfr.deployments.v1"
+    deployment_min_rank: str = Field("superintendent", pattern=r"^[a-z_]{3,40}$", description="lowest rank that may authorise (UK police ranks)")
+    deployment_max_window_h: float = Field(12.0, gt=0, le=168, description="longest time window a deployment may have")
+    deployment_threshold_floor: float | None = Field(None, ge=-1.0, le=1.0, description="unset = the calibrated floor; lowering it needs the override reason")
+    deployment_threshold_floor_override_reason: str | None = Field(None, max_length=1024, description="recorded with every authorisation under a lowered floor")
+    deployment_false_alerts_limit_per_hour: float = Field(1.0, ge=0, le=10_000, description="above this the authoriser must record a justification")
+    deployment_erase_after_h: float = Field(24.0, ge=0, le=720, description="a snapshot is erased this long after its deployment ends")
+    calibration_dir: Path | None = Field(None, description="unset = services/face/calibration")
+
+    @field_validator("deployment_min_rank")
+    @classmethod
+    def _known_rank(cls, value: str) -> str:
+        from services.deployments.record import rank_level  # noqa: PLC0415 - avoid a cycle at import
+
+        if rank_level(value) is None:
+            raise ValueError(f"unknown rank {value}")
+        return value
+
+
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, LatencyBudgetSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces searched per deployment (counts, never faces), for the report")
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
-    match_top_k: int = Field(3, ge=1, le=50)
+    match_top_k: int = Field(
+        3, ge=1, le=50, description="candidates searched per face; only the best at or above threshold becomes a match (the others ride in it)"
+    )
     watchlist_load_timeout_s: float = Field(120.0, gt=0, le=3600)
     expiry_sweep_interval_s: float = Field(10.0, gt=0, le=3600)
 
 
-class IngestSettings(KafkaSettings):
+class IngestSettings(KafkaSettings, DeploymentEnforcementSettings):
     """The ingest service: cameras file in, lfr.frames.v1 out."""
 
     cameras_file: Path = Path("cameras.json")
@@ -187,9 +235,10 @@ class IngestSettings(KafkaSettings):
     config_poll_interval_s: float = Field(1.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")
+    dlq_topic: TopicName = "lfr.dlq.v1"
 
 
-class DetectSettings(RunnerSettings, FaceEngineSettings):
+class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings):
     """The detect service: frames in, quality-accepted aligned faces out."""
 
     group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -214,7 +263,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings):
     track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
 
 
-class EmbedSettings(RunnerSettings, FaceEngineSettings, LatencyBudgetSettings):
+class EmbedSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings, LatencyBudgetSettings):
     """The embed service: faces in, embeddings (with the chip as evidence) out."""
 
     group_id: str = Field("lfr-embed", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -224,13 +273,15 @@ class EmbedSettings(RunnerSettings, FaceEngineSettings, LatencyBudgetSettings):
     flip_augment: bool | None = Field(None, description="unset = the face engine's measured default")
 
 
-class DispatchSettings(KafkaSettings):
+class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     """The alert dispatcher (faust): matches in, one alert per subject, camera and cooldown window out."""
 
     group_id: str = Field("lfr-dispatch", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="faust app id and consumer group")
     input_topic: TopicName = "lfr.matches.v1"
     output_topic: TopicName = "lfr.alerts.v1"
     dlq_topic: TopicName = "lfr.dlq.v1"
+    evidence_topic: TopicName = Field("lfr.evidence.v1", description="sealed probe chips, keyed by alert id")
+    evidence_keys_topic: TopicName = Field("lfr.evidence_keys.v1", description="the review service's transit public keys")
     cooldown_s: float = Field(60.0, ge=1, le=3600, description="sightings closer than this to the last one join the open alert")
     state_grace_s: float = Field(3600.0, ge=0, le=86_400, description="state kept this long past the cooldown (covers redelivered matches)")
     table_partitions: int | None = Field(None, ge=1, le=1024, description="unset = the input topic's partition count")
@@ -244,6 +295,7 @@ class DispatchSettings(KafkaSettings):
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     topic_wait_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the input topic")
+    lag_report_interval_s: float = Field(5.0, gt=0, le=3600, description="how often the group's consumer lag is measured")
     webhook_url: str | None = Field(None, pattern=r"^https?://[^\s]+$", max_length=2048, description="unset = no webhook sink")
     webhook_token: SecretStr | None = None
     webhook_timeout_s: float = Field(5.0, gt=0, le=120)
@@ -258,3 +310,57 @@ class DispatchSettings(KafkaSettings):
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("LFR_HEARTBEAT_INTERVAL_MS must be at most a third of LFR_SESSION_TIMEOUT_MS")
         return self
+
+
+class ReviewSettings(KafkaSettings):
+    """The review console: officers adjudicate alerts; holds the evidence (probe chips) in custody."""
+
+    group_id: str = Field("lfr-review", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="client id prefix of the console's readers")
+    http_host: str = Field("0.0.0.0", min_length=1, max_length=255, description="address the console listens on")
+    http_port: int = Field(8080, ge=1, le=65535, description="port of the console (HTTP; terminate TLS in front of it)")
+    public_url: str = Field("http://127.0.0.1:8080", pattern=r"^https?://[^\s]+$", max_length=2048, description="URL officers open (printed, used for OIDC redirects)")
+    users_file: Path = Field(Path("var/review/users.json"), description="local users (argon2id hashes); used when OIDC is not configured")
+    state_dir: Path = Field(Path("var/review"), description="evidence custody and transit private keys: a volume only this service mounts")
+    session_ttl_s: float = Field(8 * 3600.0, ge=60, le=86_400, description="a session ends this long after sign-in")
+    session_idle_s: float = Field(1800.0, ge=30, le=86_400, description="a session ends after this long without a request")
+    cookie_secure: bool = Field(True, description="Secure flag on the session cookie (browsers accept it on http://localhost too)")
+    login_max_failures: int = Field(5, ge=1, le=100, description="wrong passwords per user within the window before sign-in is locked")
+    login_window_s: float = Field(900.0, ge=1, le=86_400, description="window and lockout length of the login rate limit")
+    evidence_retention_s: float = Field(31 * 86_400.0, ge=1, le=366 * 86_400, description="unadjudicated and confirmed evidence is erased this long after the alert")
+    rejected_erasure_s: float = Field(60.0, ge=0, le=300, description="a rejected alert's chip is erased within this bound (at most 5 minutes)")
+    transit_key_validity_s: float = Field(60.0, ge=1, le=3600, description="how long one transit public key is used for sealing")
+    transit_key_grace_s: float = Field(120.0, ge=1, le=3600, description="a transit private key is destroyed this long after its validity ends")
+    sweep_interval_s: float = Field(5.0, gt=0, le=300, description="how often erasure and key destruction run")
+    alerts_topic: TopicName = "lfr.alerts.v1"
+    evidence_topic: TopicName = "lfr.evidence.v1"
+    evidence_keys_topic: TopicName = "lfr.evidence_keys.v1"
+    adjudications_topic: TopicName = "lfr.adjudications.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed per deployment, for the report page")
+    deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
+    report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
+    oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")
+    oidc_client_id: str | None = Field(None, max_length=256)
+    oidc_client_secret: SecretStr | None = None
+    oidc_roles_claim: str = Field("lfr_roles", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing the user's roles")
+    oidc_deployments_claim: str = Field("lfr_deployments", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing an operator's deployments")
+
+    @model_validator(mode="after")
+    def _review_bounds(self) -> ReviewSettings:
+        if self.transit_key_validity_s + self.transit_key_grace_s > 300:
+            raise ValueError("LFR_TRANSIT_KEY_VALIDITY_S + LFR_TRANSIT_KEY_GRACE_S must be at most 300 (the 5-minute erasure promise)")
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("LFR_OIDC_CLIENT_ID and LFR_OIDC_CLIENT_SECRET required when LFR_OIDC_ISSUER is set")
+        return self
+
+
+class ReportSettings(KafkaSettings):
+    """`lfr report`: the topics the transparency report is computed from."""
+
+    alerts_topic: TopicName = "lfr.alerts.v1"
+    adjudications_topic: TopicName = "lfr.adjudications.v1"
+    counts_topic: TopicName = "lfr.counts.v1"
+    watchlist_topic: TopicName = "lfr.watchlist.v1"
+    deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records (place, window, authorising officer), when present")
+    report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long to read each topic to its end")

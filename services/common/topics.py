@@ -23,6 +23,7 @@ class TopicSpec:
     replication_factor: int
     biometric: bool
     config: dict[str, str] = field(default_factory=dict)
+    promise_ms: int | None = None  # biometric data unreadable this long after append (privacy/retention.py)
 
 
 def default_config_path() -> Path:
@@ -44,6 +45,7 @@ def load_topic_specs(path: Path | None = None, replication_factor: int | None = 
                 replication_factor=int(entry.get("replication_factor", default_rf)),
                 biometric=bool(entry.get("biometric", False)),
                 config={key: str(value) for key, value in entry.get("config", {}).items()},
+                promise_ms=int(entry["promise_ms"]) if "promise_ms" in entry else None,
             )
         )
     return specs

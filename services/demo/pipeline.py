@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from services.common.broker import EmbeddedBroker
 from services.common.topics import apply_topics, load_topic_specs
 
-READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"'}
+READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"', "review": '"msg": "review ready"'}
 
 
 class Pipeline:
@@ -109,7 +109,7 @@ class Pipeline:
 
     def stop_all(self) -> dict[str, int]:
         # Upstream first (ingest, then detect...), so downstream services finish what is in flight.
-        order = {service: i for i, service in enumerate(("ingest", "detect", "embed", "matcher", "dispatch"))}
+        order = {service: i for i, service in enumerate(("ingest", "detect", "embed", "matcher", "dispatch", "review"))}
         codes = {}
         for name in sorted(self.processes, key=lambda n: order.get(self._services.get(n, n), 99)):
             codes[name] = self.stop(name)

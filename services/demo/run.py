@@ -9,6 +9,7 @@ scored against the camera's ground truth, and shuts everything down.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 import time
@@ -20,15 +21,18 @@ from confluent_kafka import Consumer, TopicPartition
 from services.common.envelope import decode
 from services.common.settings import WatchlistSettings, load_settings
 from services.face import FaceDetector, FaceEmbedder
+from services.privacy.retention import EMBEDDED_BROKER_NOTE
 from services.ingest.cameras import CameraConfig, save_cameras
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import Enroller
 from services.watchlist.store import WatchlistStore
 from services.watchlist.thresholds import Thresholds
 
+from .adjudicate import ConsoleClient, adjudicate
 from .cast import Cast, choose_cast, enrolment_request
 from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
 from .hops import by_hop
+from .deployment import open_deployment
 from .pipeline import Pipeline
 from .score import summarise
 
@@ -45,6 +49,8 @@ class DemoOptions:
     seed: int = 7
     workdir: Path = PROJECT_ROOT / "var" / "demo"
     recognisable_margin: float | None = None
+    auto_adjudicate: bool = True
+    review_port: int = 8080
 
 
 class TopicTail:
@@ -107,12 +113,22 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     pipeline.start_broker()
     tails: list[TopicTail] = []
     ingest_code = None
+    deployment = None
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
+        out(f"privacy: {EMBEDDED_BROKER_NOTE}; never point real cameras at it")
         enrol(pipeline, cast, detector, embedder)
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA])
+        out(f"deployment {DEPLOYMENT} {' -> '.join(deployment.states)}; expected false alerts per hour: "
+            f"{deployment.expected_false_alerts_per_hour:.4g}")
+        review = start_review(pipeline, options)
+        out(f"review console: {review.url}  user {review.username}  password {review.password}")
         for service in ("detect", "embed", "matcher", "dispatch"):
             pipeline.start(service)
-        pipeline.wait_ready(("detect", "embed", "matcher", "dispatch"))
+        pipeline.wait_ready(("review", "detect", "embed", "matcher", "dispatch"))
+        officer = ConsoleClient(review.url, review.username, review.password) if options.auto_adjudicate else None
+        pending: dict[str, dict] = {}
+        decisions: dict[str, str] = {}
         save_cameras(pipeline.cameras_file, {CAMERA: crowd_camera(cast, data_dir, options)})
         pipeline.start("ingest")
         out(f"services running; camera {CAMERA} streaming for {options.seconds:.0f} s")
@@ -125,7 +141,17 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
             for record in records:
                 alert = decode(record.value()).data
                 events.append(alert)
+                pending[alert["alert_id"]] = alert
                 out(format_alert(alert, {k: v.decode() for k, v in record.headers() or []}))
+            if officer is not None and pending:
+                truth = pipeline.truth()
+                for alert_id, alert in list(pending.items()):
+                    decided = adjudicate(officer, alert, truth)
+                    if decided is not None:
+                        del pending[alert_id]
+                        if decided != "already":
+                            decisions[alert_id] = decided
+                            out(f"DECIDED {decided:<9} {alert['subject_id']} (alert {alert_id})")
             return len(records)
 
         deadline = time.monotonic() + options.seconds
@@ -137,6 +163,11 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         while time.monotonic() - quiet_since < 4.0:
             if drain_alerts(0.5):
                 quiet_since = time.monotonic()
+        deadline = time.monotonic() + 10
+        while officer is not None and pending and time.monotonic() < deadline:
+            drain_alerts(0.5)  # the last alerts reach the console and get their decision
+        deployment.end()
+        out(f"deployment {DEPLOYMENT} ended")
         truth = pipeline.truth()  # one record per captured frame
         faces = _count(pipeline.bootstrap, "lfr.faces.v1", tails)
         embeddings = _count(pipeline.bootstrap, "lfr.embeddings.v1", tails)
@@ -148,12 +179,73 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         summary["walkers"] = walkers
         summary["embeddings_per_walker"] = round(embeddings / walkers, 2) if walkers else None
         summary["latency_ms"]["by_hop"] = by_hop(matches, events)
+        summary["review_url"] = review.url
+        summary["report"], html = transparency_report(pipeline, options.workdir)
+        out(f"transparency report: {html}")
+        if officer is not None:
+            officer.close()
     finally:
         for tail in tails:
             tail.close()
         codes = pipeline.stop_all()
     summary["service_exit_codes"] = {"ingest": ingest_code, **codes}
+    summary["deployment"] = deployment.summary() if deployment else None
+    summary["expected_false_alerts_per_hour"] = deployment.expected_false_alerts_per_hour if deployment else None
     return summary
+
+
+@dataclass(frozen=True)
+class ReviewAccess:
+    url: str
+    username: str
+    password: str
+
+
+def start_review(pipeline: Pipeline, options: DemoOptions) -> ReviewAccess:
+    """The console with one demo operator for the demo's deployment (a fresh password per run)."""
+    from services.common.broker import free_port
+    from services.review.users import UsersFile
+
+    state = options.workdir / "review"
+    username, password = "demo-operator", secrets.token_urlsafe(12)
+    UsersFile(state / "users.json").add(username, password, "operator", (DEPLOYMENT,))
+    port = options.review_port if _port_free(options.review_port) else free_port()
+    url = f"http://localhost:{port}"  # browsers send Secure cookies to localhost over plain HTTP
+    pipeline.start("review", env={"LFR_STATE_DIR": str(state), "LFR_USERS_FILE": str(state / "users.json"),
+                                  "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(port), "LFR_PUBLIC_URL": url})
+    pipeline.wait_ready(("review",))
+    return ReviewAccess(url, username, password)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
+    from services.common.settings import ReportSettings
+    from services.report.build import build_report, summary
+    from services.report.render import render_html
+    from services.report.topics import read_inputs
+
+    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    report, deadline = None, time.monotonic() + 60
+    while True:  # the matcher may still be working through the faces embedded last: wait until its counts settle
+        latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))
+        if report is not None and latest["totals"]["faces"] == report["totals"]["faces"] or time.monotonic() > deadline:
+            report = latest
+            break
+        report = latest
+        time.sleep(3)
+    (workdir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (workdir / "report.html").write_text(render_html(report), encoding="utf-8")
+    return summary(report), workdir / "report.html"
 
 
 def _records(bootstrap: str, topic: str, tails: list[TopicTail]) -> list:
@@ -171,13 +263,13 @@ def _count(bootstrap: str, topic: str, tails: list[TopicTail]) -> int:
     return len(_records(bootstrap, topic, tails))
 
 
-def main(data: Path | None, seconds: float, as_json: bool) -> int:
+def main(data: Path | None, seconds: float, as_json: bool, auto_adjudicate: bool = True) -> int:
     data_dir = resolve_data_dir(data)
     if data_dir is None:
         print(HOW_TO_GET_LFW, file=sys.stderr)
         return 2
     quiet = (lambda _msg: None) if as_json else (lambda msg: print(msg, flush=True))
-    summary = run_demo(data_dir, DemoOptions(seconds=seconds), out=quiet)
+    summary = run_demo(data_dir, DemoOptions(seconds=seconds, auto_adjudicate=auto_adjudicate), out=quiet)
     if as_json:
         print(json.dumps(summary))
     else:

@@ -177,8 +177,11 @@ class Alert:
 
     kind: Kind
     ce_id: str
-    data: dict[str, Any] = field(repr=False)  # holds the chip: keep it out of reprs and logs
+    data: dict[str, Any] = field(repr=False)
     emitted_at_ms: int = 0
+    # The probe chip travels apart from the alert, sealed in lfr.evidence.v1 (services/evidence):
+    # the alerts topic keeps no biometric data, so a rejected alert's chip can be shredded.
+    chip: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def alert_id(self) -> str:
@@ -275,10 +278,11 @@ def _alert(state: OpenAlert, match: Mapping[str, Any], kind: Kind, now_ms: int) 
         "sightings": state.sightings,
         "revision": state.revision,
         "model": dict(match["model"]),
-        "face": match["face"],
+        "face": {name: value for name, value in match["face"].items() if name != "chip"},
         "capture_to_alert_ms": max(0, now_ms - int(frame["captured_at_ms"])),
     }
-    return Alert(kind=kind, ce_id=ce_id_for(state.alert_id, state.revision), data=data, emitted_at_ms=now_ms)
+    return Alert(kind=kind, ce_id=ce_id_for(state.alert_id, state.revision), data=data, emitted_at_ms=now_ms,
+                 chip=dict(match["face"]["chip"]))
 
 
 def expired(state: OpenAlert, now_ms: int, cooldown_ms: int, grace_ms: int) -> bool:

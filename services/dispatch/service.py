@@ -4,13 +4,15 @@ lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v1 (CloudEven
                                                  -> optional webhook (structured mode)
 
 State: a faust Table ``open-alerts`` keyed ``subject_id|deployment_id``, in memory and backed by
-the compacted changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog``, which faust creates
-with the input topic's partition count. Each state write goes to the changelog partition of
+the changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog`` (declared in topics.toml, and
+created by faust otherwise) with the input topic's partition count, compacted and deleted
+after a state's lifetime (``changelog_config``). Each state write goes to the changelog partition of
 the match it came from, so the table is co-partitioned with lfr.matches.v1 (keyed by subject
 id): a worker that is assigned matches partition p restores changelog partition p first.
 
 Delivery guarantees (at-least-once in, de-duplicable out), per match, in partition order:
-1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers;
+1. decode and validate; a bad record goes to the dead-letter topic with the runner's headers
+   (its value withheld: matches carry face chips);
 2. decide(); if it yields an alert, produce it and wait for the broker's acknowledgement;
 3. write the new state to the changelog and wait for its acknowledgement;
 4. only then ack the event (manual acks), so its offset can be committed.
@@ -28,8 +30,9 @@ closes both holes we hit.
 
 Webhook (only when LFR_WEBHOOK_URL is set): a second agent in the same consumer group reads
 the alerts topic, so deliveries survive restarts (at-least-once; receivers de-duplicate on
-the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert
-record goes, byte for byte, to the dead-letter topic.
+the CloudEvent id); the match stream never waits on HTTP. After the last retry the alert's
+coordinates go to the dead-letter topic: its value carries a face chip, so it is withheld
+there (services/privacy/payload.py) and stays in the alerts topic only.
 
 SIGTERM: faust stops its agents, commits acknowledged offsets and leaves the group; the
 process exits 0. A drain that takes longer than LFR_SHUTDOWN_TIMEOUT_S exits 3.
@@ -53,18 +56,24 @@ import aiohttp
 import faust
 from confluent_kafka.admin import AdminClient
 
+from services.common import health
 from services.common import metrics as common_metrics
 from services.common.envelope import decode, encode
 from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
-from services.common.kafka_config import client_config
+from services.common.kafka_config import broker_reachable_check, client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
+from services.deployments.enforcement import start_enforcement
+from services.deployments.policy import DeploymentPolicy, frame_deployment
+from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
 from .faust_fixes import DispatchApp, OrderedTableManager
+from .lag import LagProbe
 from .policy import ALERT_SCHEMA, MATCH_SCHEMA, POLICY, OpenAlert, decide, expired, table_key
+from .evidence import EvidenceSealer
 from .webhook import WebhookConfig, WebhookDeliveryError, deliver
 
 logger = logging.getLogger(__name__)
@@ -78,6 +87,16 @@ _ERROR_TEXT_LIMIT = 500
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def changelog_config(settings: DispatchSettings) -> dict[str, str]:
+    """The changelog's topic settings: compacted per key, and nothing kept past a state's life.
+
+    A state lives cooldown + grace (then the sweep deletes it), so the changelog's records,
+    where and when listed people were seen, are deleted after that too.
+    """
+    retention_ms = int((settings.cooldown_s + settings.state_grace_s) * 1000)
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms), "segment.ms": str(min(retention_ms, 600_000))}
 
 
 # -- wiring helpers ------------------------------------------------------------------------------
@@ -140,8 +159,12 @@ def _header_items(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | N
 class Dispatcher:
     """The faust app, its topics, the open-alert table and the two agents."""
 
-    def __init__(self, settings: DispatchSettings, partitions: int, datadir: Path, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self, settings: DispatchSettings, partitions: int, datadir: Path, clock: Callable[[], int] = now_ms,
+        deployments: DeploymentPolicy | None = None,
+    ) -> None:
         self.settings = settings
+        self.deployments = deployments  # main() always sets it: no alert for a deployment that is not active
         self.clock = clock
         self.registry = default_registry()
         self.cooldown_ms = int(settings.cooldown_s * 1000)
@@ -173,11 +196,17 @@ class Dispatcher:
         self.matches = self.app.topic(settings.input_topic, partitions=partitions, **raw)
         self.alerts = self.app.topic(settings.output_topic, **raw)
         self.dlq = self.app.topic(settings.dlq_topic, **raw)
+        self.evidence = self.app.topic(settings.evidence_topic, **raw)
+        self.sealer = EvidenceSealer(client_config(settings), settings.evidence_keys_topic, clock)
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
-        self.table = self.app.Table(TABLE, partitions=partitions, key_type=str, help="open alert per subject|deployment")
+        self.table = self.app.Table(
+            TABLE, partitions=partitions, key_type=str, help="open alert per subject|deployment",
+            extra_topic_configs=changelog_config(settings),  # declared in topics.toml too
+        )
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
         self.app.on_rebalance_complete.connect(self._on_ready)
+        self._wire_health()
         self.webhook: WebhookConfig | None = None
         if settings.webhook_url:
             self.webhook = WebhookConfig(
@@ -190,8 +219,28 @@ class Dispatcher:
             )
             self.app.agent(self.alerts, name=f"{SERVICE}.webhook")(self._webhook_agent)
 
+    def _wire_health(self) -> None:
+        """/livez: a faust timer beats while the event loop turns (a blocked loop stops it).
+        /readyz: broker reachable, and the table restored after the latest rebalance. The same
+        timer measures the group's consumer lag in a worker thread."""
+        self.rebalanced = False
+        topics = [self.settings.input_topic] + ([self.settings.output_topic] if self.settings.webhook_url else [])
+        self.lag = LagProbe(self.settings, self.settings.group_id, SERVICE, topics)
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(self.settings)))
+        health.add_check("partitions_assigned", lambda: (self.rebalanced, "table restored" if self.rebalanced else "waiting for a rebalance"))
+        next_lag = [0.0]
+
+        async def beat(*_args: object) -> None:
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
+            if time.monotonic() >= next_lag[0]:
+                next_lag[0] = time.monotonic() + self.settings.lag_report_interval_s
+                await asyncio.get_running_loop().run_in_executor(None, self.lag.report)
+
+        self.app.timer(interval=1.0, name=f"{SERVICE}.health")(beat)
+
     async def _on_ready(self, _sender: object = None, **_kwargs: object) -> None:
         # Sent once the table is restored from its changelog after a rebalance: safe to process.
+        self.rebalanced = True
         logger.info("dispatcher ready", extra={"open_alert_states": len(self.table.data)})
 
     # -- matches -> alerts ---------------------------------------------------------------------
@@ -211,6 +260,8 @@ class Dispatcher:
             if envelope.schema != MATCH_SCHEMA:
                 raise UnknownSchemaError(f"{envelope.schema} is not accepted by {SERVICE}")
             match = envelope.data
+            if self.deployments is not None and not self.deployments.admit(SERVICE, *frame_deployment(match)):
+                return  # dropped and counted by the deployment policy; the event is acked
             key = table_key(match["subject_id"], match["face"]["frame"]["deployment_id"])
             stored = self.table.data.get(key)
             state = OpenAlert.from_json(stored["state"]) if stored else None
@@ -228,6 +279,9 @@ class Dispatcher:
             await self.dead_letter(message, exc)
             return
         if alert is not None and value is not None:
+            sealed = self.sealer.seal(alert)  # None (counted) while no transit key is published
+            if sealed is not None:
+                await self._produce(self.evidence, alert.alert_id.encode(), sealed, [])
             headers = kafka_headers(alert, self.settings.ce_source_prefix)
             await self._produce(self.alerts, alert.subject_id.encode(), value, headers)
             metrics.ALERTS.labels(alert.priority, alert.kind).inc()
@@ -317,7 +371,7 @@ class Dispatcher:
     # -- producing -----------------------------------------------------------------------------
 
     async def dead_letter(self, message: Any, exc: BaseException) -> None:
-        """The original record, byte for byte, plus the runner's dead-letter headers."""
+        """The runner's dead-letter headers, with the original value unless it is biometric."""
         reason = exc.reason if isinstance(exc, MessageError) else "stage_error"
         text = str(exc).replace("\n", " ")[:_ERROR_TEXT_LIMIT] or type(exc).__name__
         added = {
@@ -330,14 +384,15 @@ class Dispatcher:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(now_ms()),
         }
+        value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value)  # matches and alerts carry chips
         self.registry.validate("lfr.dlq.v1", added)
         logger.warning(
             "record dead-lettered",
             extra={"topic": message.topic, "partition": message.partition, "offset": message.offset,
-                   "reason": reason, "error_class": type(exc).__name__},
+                   "reason": reason, "error_class": type(exc).__name__, "payload": added[PAYLOAD_HEADER]},
         )
         headers = _header_items(message.headers) + [(name, value.encode()) for name, value in added.items()]
-        await self._produce(self.dlq, message.key, message.value, headers, dead_letter_reason=reason, source_topic=message.topic)
+        await self._produce(self.dlq, message.key, value, headers, dead_letter_reason=reason, source_topic=message.topic)
 
     async def _produce(
         self,
@@ -436,10 +491,15 @@ def main() -> int:
     except TimeoutError as exc:
         logger.error("cannot start", extra={"error": str(exc)})
         return 1
+    try:
+        view, policy = start_enforcement(settings, SERVICE)
+    except (TimeoutError, RuntimeError) as exc:
+        logger.error("cannot start", extra={"error": str(exc)})
+        return 1
     own_datadir = settings.state_dir is None
     datadir = Path(tempfile.mkdtemp(prefix="lfr-dispatch-")) if own_datadir else settings.state_dir
     try:
-        dispatcher = Dispatcher(settings, partitions, datadir)
+        dispatcher = Dispatcher(settings, partitions, datadir, deployments=policy)
         logger.info(
             "dispatcher starting",
             extra={"policy": POLICY, "group_id": settings.group_id, "input_topic": settings.input_topic,
@@ -447,9 +507,14 @@ def main() -> int:
                    "partitions": partitions, "changelog_topic": dispatcher.table.changelog_topic.get_topic_name(),
                    "webhook": dispatcher.webhook is not None},
         )
-        code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        dispatcher.sealer.start()
+        try:
+            code = DispatchWorker(dispatcher.app, settings.shutdown_timeout_s).run()
+        finally:
+            dispatcher.sealer.stop()
         logger.info("dispatcher stopped", extra={"exit_code": code})
         return code
     finally:
+        view.stop()
         if own_datadir:
             shutil.rmtree(datadir, ignore_errors=True)

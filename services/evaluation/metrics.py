@@ -46,13 +46,29 @@ def det_curve(mated: list[MatedResult], nonmated_scores: np.ndarray, points: int
     ]
 
 
-def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray) -> dict:
+def fpir_by_threshold(nonmated_scores: np.ndarray, start: float = 0.20, stop: float = 0.90, step: float = 0.01) -> list[dict]:
+    """FPIR on a fixed threshold grid with the raw false-alarm counts: the calibration's input
+    (services/deployments/calibration.py), fine where the DET curve's quantiles are sparse."""
+    grid = np.round(np.arange(start, stop + step / 2, step), 4)
+    return [
+        {"threshold": float(t), "false_alarms": int(np.sum(nonmated_scores >= t)), "fpir": round(fpir(nonmated_scores, float(t)), 8)}
+        for t in grid
+    ]
+
+
+def summarise(mated: list[MatedResult], nonmated_scores: np.ndarray, mated_end_to_end: list[MatedResult] | None = None) -> dict:
+    """``mated`` covers enrolled subjects only; ``mated_end_to_end`` every intended subject's
+    probes, a refused enrolment counting as a miss for each (as NIST FRVT counts failure to enrol)."""
+    everyone = mated if mated_end_to_end is None else mated_end_to_end
     points = []
     for target in FPIR_TARGETS:
         t = threshold_for_fpir(nonmated_scores, target)
-        points.append({"fpir_target": target, "threshold": round(t, 6), "tpir": round(tpir(mated, t), 6), "fpir": round(fpir(nonmated_scores, t), 6)})
+        points.append({"fpir_target": target, "threshold": round(t, 6), "tpir": round(tpir(mated, t), 6),
+                       "tpir_end_to_end": round(tpir(everyone, t), 6), "fpir": round(fpir(nonmated_scores, t), 6)})
     return {
         "rank1": round(sum(1 for m in mated if m.correct) / max(1, len(mated)), 6),
+        "rank1_end_to_end": round(sum(1 for m in everyone if m.correct) / max(1, len(everyone)), 6),
         "points": points,
         "det": det_curve(mated, nonmated_scores),
+        "fpir_by_threshold": fpir_by_threshold(nonmated_scores),
     }

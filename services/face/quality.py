@@ -111,14 +111,20 @@ def assess_quality(
     reported as too_small rather than as the blur that its upscaled chip also shows.
     """
     iod, yaw, roll = pose_from_landmarks(detection.landmarks)
-    blur = blur_score(chip)
-    width = detection.width
+    return judge_quality(detection.width, iod, blur_score(chip), yaw, roll, detection.score, bounds)
+
+
+def judge_quality(
+    width: float, iod: float, blur: float, yaw: float, roll: float, score: float, bounds: QualityBounds = LIVE_BOUNDS
+) -> QualityReport:
+    """The decision alone, from measures already taken (the evaluation re-judges cached
+    measures under other bounds without running the detector again)."""
     reason: str | None = None
     if width < bounds.min_face_width:
         reason = TOO_SMALL
     elif iod < bounds.min_inter_ocular:
         reason = EYES_TOO_CLOSE
-    elif detection.score < bounds.min_score:
+    elif score < bounds.min_score:
         reason = LOW_SCORE
     elif abs(roll) > bounds.max_abs_roll:
         reason = POSE_ROLL
@@ -132,7 +138,7 @@ def assess_quality(
         blur=blur,
         yaw=yaw,
         roll=roll,
-        score=detection.score,
+        score=score,
         accepted=reason is None,
         reason=reason,
     )

@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -21,11 +22,14 @@ import numpy as np
 from confluent_kafka import KafkaException, Producer
 from prometheus_client import Counter, Gauge
 
-from services.common import metrics
+from services.common import health, metrics
 from services.common.envelope import encode
-from services.common.kafka_config import producer_config
+from services.common.kafka_config import broker_reachable_check, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
+
+from services.deployments.enforcement import start_enforcement
+from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, DeploymentPolicy
 
 from .cameras import CameraConfig, load_cameras, redact
 from .sources import CrowdSource, SourceError, open_source
@@ -39,6 +43,8 @@ FRAMES_DROPPED = Counter("lfr_frames_dropped_total", "Frames dropped by the stal
 CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a camera source was reopened", ["camera"])
 CAMERA_LAST_FRAME = Gauge("lfr_camera_last_frame_timestamp_seconds", "Capture time of the camera's latest frame", ["camera"])
 CAMERAS_ACTIVE = Gauge("lfr_cameras_active", "Cameras being read")
+# Deployment ids are bounded operational ids (one per authorised operation), allowed as labels.
+DEPLOYMENT_FRAMES = Counter("lfr_deployment_frames_total", "Frames handed to the producer, per deployment", ["deployment"])
 
 
 @dataclass
@@ -52,9 +58,12 @@ class _Frame:
 
 
 class CameraWorker:
-    def __init__(self, camera: CameraConfig, settings: IngestSettings) -> None:
+    def __init__(self, camera: CameraConfig, settings: IngestSettings, gate: Callable[[CameraConfig], str | None] | None = None) -> None:
         self.camera = camera
         self.settings = settings
+        # The deployment policy (services/deployments/policy.py): the reason this camera may not
+        # capture now, or None. The service always sets it.
+        self.gate = gate or (lambda _camera: None)
         self.queue: collections.deque[_Frame] = collections.deque()
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -97,10 +106,22 @@ class CameraWorker:
                 FRAMES_DROPPED.labels(self.camera.id, "queue_full").inc()
             self.queue.append(frame)
 
+    def _refused(self) -> bool:
+        """Count and wait one frame slot when the deployment forbids capture now."""
+        reason = self.gate(self.camera)
+        if reason is None:
+            return False
+        FRAMES_NOT_CAPTURED.labels(self.camera.id, reason).inc()
+        self.stop_event.wait(min(0.2, 1.0 / self.camera.fps))
+        return True
+
     def _run(self) -> None:
         delay = self.settings.reconnect_backoff_initial_s
         first = True
         while not self.stop_event.is_set():
+            if self._refused():
+                first = True  # the source stays closed; opening it again later is no reconnect
+                continue
             if not first:
                 CAMERA_RECONNECTS.labels(self.camera.id).inc()
                 if self.stop_event.wait(delay):
@@ -117,6 +138,8 @@ class CameraWorker:
                     delay = self.settings.reconnect_backoff_initial_s
             finally:
                 source.close()
+            if self.gate(self.camera) is not None:
+                first = True
 
     def _capture(self, source) -> bool:
         """Read until stopped or the source fails; True if at least one frame came."""
@@ -124,6 +147,8 @@ class CameraWorker:
         next_due = time.monotonic()
         got_any = False
         while not self.stop_event.is_set():
+            if self.gate(self.camera) is not None:
+                return got_any  # deployment ended or window closed: close the source now
             image = source.read()
             if image is None:
                 logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
@@ -161,10 +186,13 @@ class CameraWorker:
 class IngestService:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
+        self.policy: DeploymentPolicy | None = None
         self.workers: dict[str, CameraWorker] = {}
         self.stop_event = threading.Event()
         self._producer = Producer(producer_config(settings))
         self._config_stamp: tuple[float, int] | None = None
+        health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
+        health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
 
     def request_stop(self) -> None:
         """Stop the cameras, send what is queued, flush (SIGTERM does this)."""
@@ -174,15 +202,31 @@ class IngestService:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: self.request_stop())
+        try:
+            view, self.policy = start_enforcement(self.settings, SERVICE)
+        except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
+            logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
+            return 1
+        try:
+            return self._loop()
+        finally:
+            view.stop()
+
+    def _gate(self, camera: CameraConfig) -> str | None:
+        return self.policy.capture_refusal(camera.id, camera.deployment_id) if self.policy is not None else NO_DEPLOYMENT
+
+    def _loop(self) -> int:
         next_config_check = 0.0
         logger.info("ingest started", extra={"cameras_file": str(self.settings.cameras_file), "policy": STALE_FRAME_POLICY})
         while not self.stop_event.is_set():
+            health.heartbeat(SERVICE, self.settings.liveness_timeout_s)
             if time.monotonic() >= next_config_check:
                 self.reload()
                 next_config_check = time.monotonic() + self.settings.config_poll_interval_s
             if not self._send_some():
                 self.stop_event.wait(0.005)
             self._producer.poll(0)
+        health.forget_loop(SERVICE)  # draining: bounded by the shutdown timeout instead
         for worker in list(self.workers.values()):
             worker.stop_event.set()
         while self._send_some():
@@ -216,7 +260,7 @@ class IngestService:
                 logger.info("camera stopped", extra={"camera": camera_id})
         for camera_id, camera in cameras.items():
             if camera_id not in self.workers:
-                worker = CameraWorker(camera, self.settings)
+                worker = CameraWorker(camera, self.settings, self._gate)
                 self.workers[camera_id] = worker
                 worker.start()
                 logger.info("camera started", extra={"camera": camera_id, "source": redact(camera.source), "fps": camera.fps})
@@ -231,6 +275,11 @@ class IngestService:
             if frame is None:
                 continue
             sent = True
+            refusal = self._gate(frame.camera)
+            if refusal is not None:
+                # Queued before the deployment stopped: never sent.
+                FRAMES_DROPPED.labels(frame.camera.id, "deployment_" + refusal).inc()
+                continue
             if now_ms - frame.captured_at_ms > self.settings.max_frame_age_ms:
                 FRAMES_DROPPED.labels(frame.camera.id, "too_old").inc()
                 continue
@@ -249,6 +298,7 @@ class IngestService:
             )
             try:
                 self._producer.produce(self.settings.output_topic, key=frame.camera.id.encode(), value=value, on_delivery=self._delivered)
+                DEPLOYMENT_FRAMES.labels(frame.camera.deployment_id).inc()
             except BufferError:
                 # The producer is backed up: the frame goes back to the front of its queue, where
                 # the drop-oldest policy applies while the broker catches up.

@@ -1,4 +1,5 @@
-"""The matcher stage: one batched index query per batch; only candidates at or above threshold leave.
+"""The matcher stage: one batched index query per batch; at most one match per face, its best
+candidate at or above threshold (others above theirs travel inside it as ids and scores).
 
 Below threshold nothing is emitted and nothing is stored: the probe embedding is dropped
 with the batch. Embeddings of another model than the index's are refused, never compared.
@@ -14,18 +15,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.common.errors import MessageError
+from services.common.errors import FatalError, MessageError
 from services.common.stage import Message, Output
 from services.common.staleness import within_budget
+from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
 
 MATCH_SCHEMA = "lfr.matches.v1"
+COUNT_SCHEMA = "lfr.counts.v1"
 
 
 class EmbeddingRefused(MessageError):
-    """Wrong model or a malformed vector: dead-lettered, never compared."""
+    """A malformed vector: dead-lettered (without its value), never compared."""
+
+
+class ModelMismatch(FatalError):
+    """Embeddings of another model than the index's: every probe would be refused alike (an
+    upgrade half done), so the matcher stops instead of dead-lettering a stream of faces."""
+
+    reason = "model_mismatch"
 
 
 @dataclass(frozen=True)
@@ -35,13 +45,17 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     latency_budget_ms: int = 1_500
+    counts_topic: str | None = "lfr.counts.v1"
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
+    # The deployment's active snapshot and threshold (services/deployments/policy.py); the
+    # service always sets it. A probe whose deployment has no active snapshot matches nothing.
+    scope: Callable[[str], MatchScope | None] | None = None
 
 
 def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
     model = data["model"]
     if (model["name"], model["sha256"]) != (index.model.name, index.model.sha256):
-        raise EmbeddingRefused(f"embedding from model {model['name']}@{model['sha256'][:12]}, index is {index.model}")
+        raise ModelMismatch(f"embedding from model {model['name']}@{model['sha256'][:12]}, index is {index.model}")
     embedding = data["embedding"]
     try:
         vector = vector_from_bytes(embedding["data"], embedding["dim"])
@@ -59,31 +73,68 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
     now = deps.clock()
     deployments = [m.data["face"]["frame"]["deployment_id"] for m in batch]
-    results = deps.index.search(vectors, deployments, now, limit=deps.top_k)
+    scopes = [deps.scope(d) for d in deployments] if deps.scope is not None else None
+    versions = [s.entry_versions if s is not None else frozenset() for s in scopes] if scopes is not None else None
+    results = deps.index.search(vectors, deployments, now, limit=deps.top_k, versions=versions)
     outputs = []
-    for message, candidates in zip(batch, results, strict=True):
+    for i, (message, candidates) in enumerate(zip(batch, results, strict=True)):
+        # One face, at most one match: its best candidate at or above that candidate's own
+        # threshold. Other candidates above theirs ride along as ids and scores for the officer,
+        # never as matches (and so never as alerts) of their own.
+        floor = scopes[i].threshold if scopes is not None and scopes[i] is not None else None
+        above = []
         for rank, candidate in enumerate(candidates, start=1):
             threshold = deps.thresholds.for_category(candidate.category)
-            if candidate.score < threshold:
-                continue
-            outputs.append(
-                Output(
-                    deps.output_topic,
-                    MATCH_SCHEMA,
-                    {
-                        "subject_id": candidate.subject_id,
-                        "reference": candidate.reference,
-                        "category": candidate.category,
-                        "priority": candidate.priority,
-                        "score": round(candidate.score, 6),
-                        "threshold": threshold,
-                        "rank": rank,
-                        "model": message.data["model"],
-                        "face": message.data["face"],
-                        "embedded_at_ms": message.data["embedded_at_ms"],
-                        "matched_at_ms": now,
-                    },
-                    key=candidate.subject_id,
-                )
+            if floor is not None:
+                threshold = max(threshold, floor)  # the authorised threshold is a floor
+            if candidate.score >= threshold:
+                above.append((rank, candidate, threshold))
+        if not above:
+            continue
+        (rank, best, threshold), others = above[0], above[1:]  # candidates come best first
+        outputs.append(
+            Output(
+                deps.output_topic,
+                MATCH_SCHEMA,
+                {
+                    "subject_id": best.subject_id,
+                    "reference": best.reference,
+                    "category": best.category,
+                    "priority": best.priority,
+                    "score": round(best.score, 6),
+                    "threshold": threshold,
+                    "rank": rank,
+                    "other_candidates": [
+                        {"subject_id": c.subject_id, "score": round(c.score, 6), "threshold": t} for _, c, t in others
+                    ],
+                    "model": message.data["model"],
+                    "face": message.data["face"],
+                    "embedded_at_ms": message.data["embedded_at_ms"],
+                    "matched_at_ms": now,
+                },
+                key=best.subject_id,
             )
+        )
+    if deps.counts_topic:
+        outputs += face_counts(batch, deps.counts_topic, now)
     return outputs
+
+
+def face_counts(batch: Sequence[Message], topic: str, now_ms: int) -> list[Output]:
+    """One lfr.counts.v1 record per (deployment, input partition) of the batch: how many faces
+    were searched, never which. ``count_id`` names the offsets, so a redelivered batch with the
+    same bounds is counted once by the report."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for message in batch:
+        groups.setdefault((message.data["face"]["frame"]["deployment_id"], message.partition), []).append(message.offset)
+    return [
+        Output(topic, COUNT_SCHEMA,
+               {"count_id": f"{message_topic(batch)}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}",
+                "deployment_id": deployment, "faces": len(offsets), "counted_at_ms": now_ms},
+               key=deployment)
+        for (deployment, partition), offsets in groups.items()
+    ]
+
+
+def message_topic(batch: Sequence[Message]) -> str:
+    return (batch[0].topic or "in") if batch else "in"

@@ -45,9 +45,12 @@ class Outcome:
     reason: str = ""
     detail: str = ""
     lookalikes: tuple = ()
+    quality_flags: tuple = ()  # per photo: flags of one below the enrolment bar (enrol.QUALITY_FLAGS)
 
     def as_dict(self) -> dict:
         data = {"subject_id": self.subject_id, "status": self.status}
+        if any(self.quality_flags):
+            data["quality_flags"] = [list(flags) for flags in self.quality_flags]
         if self.reason:
             data.update(reason=self.reason, detail=self.detail)
         if self.lookalikes:
@@ -74,6 +77,11 @@ class WatchlistAdmin:
 
     def add(self, request: EnrolmentRequest) -> Outcome:
         now = self.clock()
+        max_lifetime_ms = int(self.store.settings.watchlist_max_entry_lifetime_days * 86_400_000)
+        if request.expires_at_ms - now > max_lifetime_ms:
+            detail = f"expiry is more than the maximum lifetime of {self.store.settings.watchlist_max_entry_lifetime_days:g} days away"
+            logger.info("enrolment refused", extra={"reason": "expiry_too_late"})
+            return Outcome(request.subject_id, "refused", "expiry_too_late", detail)
         try:
             entry = self.enroller.build(request, now)
         except EnrolmentRefused as refusal:
@@ -96,6 +104,7 @@ class WatchlistAdmin:
                 "deployments": ",".join(entry.deployments),
                 "legal_basis": entry.provenance.legal_basis,
                 "lookalikes": len(result.lookalikes),
+                "quality_flags": ";".join("+".join(e.quality_flags) or "ok" for e in entry.embeddings),
             },
         )
         for lookalike in result.lookalikes:
@@ -107,7 +116,8 @@ class WatchlistAdmin:
             )
         entries[entry.subject_id] = entry
         index.upsert(entry)
-        return Outcome(entry.subject_id, "updated" if existed else "enrolled", lookalikes=result.lookalikes)
+        return Outcome(entry.subject_id, "updated" if existed else "enrolled", lookalikes=result.lookalikes,
+                       quality_flags=tuple(e.quality_flags for e in entry.embeddings))
 
     def remove(self, subject_id: str, actor: str, reason: str) -> bool:
         entries, index = self._current()

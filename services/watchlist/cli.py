@@ -57,6 +57,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     purge.add_argument("--actor", default="system:expiry")
     purge.set_defaults(func=_purge)
 
+    from services.common.cli_support import kafka_option  # noqa: PLC0415
+
+    for parser in (add, imp, remove, listing, purge):
+        kafka_option(parser)
+
 
 def _admin():
     from services.common.settings import WatchlistSettings, load_settings
@@ -132,13 +137,33 @@ def _import(args: argparse.Namespace) -> int:
             for r in requests_from_folder(args.folder, {**template, "reference": ""}, args.max_images)
         )
         requests = itertools.islice(requests, args.limit)
-    counts = {"enrolled": 0, "updated": 0, "refused": 0}
-    for request in requests:
-        outcome = request if isinstance(request, Outcome) else admin.add(request)
-        counts[outcome.status] += 1
-        _report(outcome)
+    from services.common.progress import Progress
+
+    counts = {"enrolled": 0, "updated": 0, "flagged": 0, "refused": 0}
+    # Writes are queued and acknowledged once at the end (not flushed per subject).
+    with admin.store.batch(), Progress("lfr watchlist import", total=_import_total(args), unit="subject") as bar:
+        for request in requests:
+            outcome = request if isinstance(request, Outcome) else admin.add(request)
+            counts[outcome.status] += 1
+            counts["flagged"] += bool(outcome.lookalikes)
+            _report(outcome)
+            bar.update()
     print(json.dumps({"summary": counts}), flush=True)
+    print(f"lfr watchlist import: {counts['enrolled']} enrolled, {counts['updated']} updated, "
+          f"{counts['flagged']} flagged as look-alikes, {counts['refused']} refused", file=sys.stderr)
     return EXIT_REFUSED if counts["refused"] else 0
+
+
+def _import_total(args: argparse.Namespace) -> int | None:
+    """Subjects to expect (for the time left): folders, or CSV rows after the header."""
+    try:
+        if args.folder:
+            total = sum(1 for p in args.folder.iterdir() if p.is_dir())
+            return min(total, args.limit) if args.limit else total
+        with args.csv.open(encoding="utf-8") as handle:
+            return max(0, sum(1 for line in handle if line.strip()) - 1)
+    except OSError:
+        return None
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -156,12 +181,17 @@ def _list(args: argparse.Namespace) -> int:
         for entry in entries:
             print(json.dumps({**entry.describe(), "expired": entry.is_expired(now)}))
         return 0
-    print(f"{'SUBJECT':<28} {'CATEGORY':<24} {'PRI':<6} {'REFERENCE':<20} {'EXPIRES':<21} {'IMG':>3}  DEPLOYMENTS")
+    print(f"{'SUBJECT':<28} {'CATEGORY':<24} {'PRI':<6} {'REFERENCE':<20} {'EXPIRES':<21} {'IMG':>3}  {'DEPLOYMENTS':<16} QUALITY")
     for e in entries:
         expiry = format_time_ms(e.expires_at_ms) + ("*" if e.is_expired(now) else "")
-        print(f"{e.subject_id:<28} {e.category:<24} {e.priority:<6} {e.reference:<20} {expiry:<21} {len(e.embeddings):>3}  {','.join(e.deployments)}")
+        print(f"{e.subject_id:<28} {e.category:<24} {e.priority:<6} {e.reference:<20} {expiry:<21} {len(e.embeddings):>3}  {','.join(e.deployments):<16} {_quality(e)}")
     print(f"{len(entries)} entries (* = expired, no longer matched)")
     return 0
+
+
+def _quality(entry) -> str:
+    """Per photo: ok, or its flags (below the enrolment bar but usable), for the officers."""
+    return " ".join("+".join(e.quality_flags) or "ok" for e in entry.embeddings)
 
 
 def _purge(args: argparse.Namespace) -> int:

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.face import ENROLMENT_BOUNDS, FaceDetector, FaceEmbedder, QualityBounds, align_face, assess_quality, decode_image
+from services.face import ENROLMENT_BOUNDS, LIVE_BOUNDS, Detection, FaceDetector, FaceEmbedder, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
+from services.face.quality import QualityReport
 
 from .entry import CATEGORIES, PRIORITIES, EnrolledEmbedding, Provenance, WatchlistEntry
 from .index import WatchlistIndex
+from .reference import reference_from_photo
 from .thresholds import Thresholds
 
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -30,6 +32,22 @@ LOW_QUALITY = "low_quality"
 MISSING_PROVENANCE = "missing_provenance"
 EXPIRED = "expiry_in_past"
 INVALID_FIELD = "invalid_field"
+
+
+#: Flags on an enrolled photo below the enrolment bar (one per failed check, stable names).
+QUALITY_FLAGS = ("small_face", "eyes_close", "low_detector_score", "rolled", "turned", "blurred")
+
+
+def quality_flags(report: QualityReport, bounds: QualityBounds = ENROLMENT_BOUNDS) -> tuple[str, ...]:
+    failed = (
+        report.face_width < bounds.min_face_width,
+        report.inter_ocular < bounds.min_inter_ocular,
+        report.score < bounds.min_score,
+        abs(report.roll) > bounds.max_abs_roll,
+        abs(report.yaw) > bounds.max_abs_yaw,
+        report.blur < bounds.min_blur,
+    )
+    return tuple(flag for flag, fail in zip(QUALITY_FLAGS, failed, strict=True) if fail)
 
 
 class EnrolmentRefused(Exception):
@@ -104,12 +122,20 @@ class Enroller:
             raise EnrolmentRefused(NO_FACE, "no enrolment image given")
 
     def face_chip(self, image_bytes: bytes, name: str) -> np.ndarray:
-        """The one enrolment-quality face of a photo, aligned, or a refusal saying why not."""
+        """The one usable face of a photo, aligned, or a refusal saying why not."""
+        return self.examine(image_bytes, name)[0]
+
+    def examine(self, image_bytes: bytes, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+        """(aligned chip, quality flags) of the photo's one usable face, or a refusal."""
         try:
             image = decode_image(image_bytes)
         except ImageError as exc:
             raise EnrolmentRefused(UNREADABLE_IMAGE, f"{name}: {exc}") from None
-        detections = self.detector.detect(image)
+        face = self.choose_face(self.detector.detect(image), name)
+        chip = align_face(image, face.landmarks)
+        return chip, self.judge(assess_quality(face, chip, self.bounds), name)
+
+    def choose_face(self, detections: Sequence[Detection], name: str) -> Detection:
         if not detections:
             raise EnrolmentRefused(NO_FACE, f"{name}: no face found")
         # Faces too small or too uncertain to enrol (background passers-by, detector ghosts on
@@ -117,18 +143,25 @@ class Enroller:
         sizeable = [d for d in detections if d.width >= self.bounds.min_face_width and d.score >= self.bounds.min_score]
         if len(sizeable) > 1:
             raise EnrolmentRefused(MULTIPLE_FACES, f"{name}: {len(sizeable)} faces; enrolment needs exactly one")
-        face = sizeable[0] if sizeable else max(detections, key=lambda d: d.width)
-        chip = align_face(image, face.landmarks)
-        report = assess_quality(face, chip, self.bounds)
-        if not report.accepted:
-            raise EnrolmentRefused(LOW_QUALITY, f"{name}: below the enrolment bar ({report.reason})")
-        return chip
+        return sizeable[0] if sizeable else max(detections, key=lambda d: d.width)
+
+    def judge(self, report: QualityReport, name: str) -> tuple[str, ...]:
+        """Refuse only a face that cannot work: smaller or blurrier than the live gate accepts
+        (a probe like it would never be searched). Anything else short of the enrolment bar is
+        enrolled with one flag per failed check (QUALITY_FLAGS), shown to the authorising and
+        reviewing officers: on lfw-dev such photos still match (README, accuracy section)."""
+        live = LIVE_BOUNDS
+        if report.face_width < live.min_face_width or report.inter_ocular < live.min_inter_ocular:
+            raise EnrolmentRefused(LOW_QUALITY, f"{name}: face far below enrolment size ({report.face_width:.0f} px wide)")
+        if report.blur < live.min_blur:
+            raise EnrolmentRefused(LOW_QUALITY, f"{name}: too blurred to match (sharpness {report.blur:.0f})")
+        return quality_flags(report, self.bounds)
 
     def build(self, request: EnrolmentRequest, now_ms: int) -> WatchlistEntry:
         self.check_request(request, now_ms)
         names = list(request.image_names) or [f"image {i + 1}" for i in range(len(request.images))]
-        chips = np.stack([self.face_chip(data, name) for data, name in zip(request.images, names, strict=True)])
-        vectors = self.embedder.embed(chips)
+        examined = [self.examine(data, name) for data, name in zip(request.images, names, strict=True)]
+        vectors = self.embedder.embed(np.stack([chip for chip, _ in examined]))
         model = self.embedder.identity
         return WatchlistEntry(
             subject_id=request.subject_id,
@@ -138,7 +171,8 @@ class Enroller:
             provenance=Provenance(request.image_source, int(request.image_captured_at_ms or 0), request.legal_basis, request.added_by, now_ms),
             expires_at_ms=request.expires_at_ms,
             deployments=tuple(request.deployments),
-            embeddings=tuple(EnrolledEmbedding(model, v) for v in vectors),
+            embeddings=tuple(EnrolledEmbedding(model, v, flags) for v, (_, flags) in zip(vectors, examined, strict=True)),
+            reference_image=reference_from_photo(request.images[0]),  # decodable: examine read it
         )
 
     @staticmethod

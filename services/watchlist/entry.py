@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from services.face.models import ModelIdentity
+
+from .reference import ReferenceImage
 
 # College of Policing LFR watchlist categories (schemas/lfr.common.v1.json#/$defs/category).
 CATEGORIES = (
@@ -37,6 +39,7 @@ class Provenance:
 class EnrolledEmbedding:
     model: ModelIdentity
     vector: np.ndarray  # float32, L2-normalised
+    quality_flags: tuple[str, ...] = ()  # photo below the enrolment bar (enrol.QUALITY_FLAGS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +52,7 @@ class WatchlistEntry:
     expires_at_ms: int
     deployments: tuple[str, ...]
     embeddings: tuple[EnrolledEmbedding, ...]
+    reference_image: ReferenceImage | None = field(default=None, repr=False)
 
     def is_expired(self, now_ms: int) -> bool:
         return self.expires_at_ms <= now_ms
@@ -58,7 +62,7 @@ class WatchlistEntry:
 
     def to_data(self) -> dict[str, Any]:
         p = self.provenance
-        return {
+        data = {
             "subject_id": self.subject_id,
             "reference": self.reference,
             "category": self.category,
@@ -78,10 +82,14 @@ class WatchlistEntry:
                     "dim": int(e.vector.shape[0]),
                     "dtype": EMBEDDING_DTYPE,
                     "data": vector_to_bytes(e.vector),
+                    **({"quality_flags": list(e.quality_flags)} if e.quality_flags else {}),
                 }
                 for e in self.embeddings
             ],
         }
+        if self.reference_image is not None:
+            data["reference_image"] = self.reference_image.to_data()
+        return data
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> WatchlistEntry:
@@ -95,15 +103,19 @@ class WatchlistEntry:
             expires_at_ms=data["expires_at_ms"],
             deployments=tuple(data["deployments"]),
             embeddings=tuple(
-                EnrolledEmbedding(ModelIdentity(e["model"]["name"], e["model"]["sha256"]), vector_from_bytes(e["data"], e["dim"]))
+                EnrolledEmbedding(ModelIdentity(e["model"]["name"], e["model"]["sha256"]), vector_from_bytes(e["data"], e["dim"]),
+                                  tuple(e.get("quality_flags", ())))
                 for e in data["embeddings"]
             ),
+            reference_image=ReferenceImage.from_data(data.get("reference_image")),
         )
 
     def describe(self) -> dict[str, Any]:
         """Everything but the embeddings: safe to print and to audit."""
         data = self.to_data()
-        data["embeddings"] = [{"model": str(e.model)} for e in self.embeddings]
+        data["embeddings"] = [{"model": str(e.model), **({"quality_flags": list(e.quality_flags)} if e.quality_flags else {})} for e in self.embeddings]
+        if self.reference_image is not None:
+            data["reference_image"] = {"width": self.reference_image.width, "height": self.reference_image.height}
         return data
 
 

@@ -13,15 +13,17 @@ import re
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from services.common.errors import TransientError
+from services.common.errors import FatalError, TransientError
 from services.face.models import ModelIdentity
+
+from services.deployments.snapshot import entry_version
 
 from .entry import WatchlistEntry
 
@@ -39,8 +41,11 @@ class Candidate:
     reference: str
 
 
+COLLECTION_PREFIX = "lfr_watchlist__"
+
+
 def collection_name(model: ModelIdentity) -> str:
-    return "lfr_watchlist__" + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
+    return COLLECTION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
 
 
 def connect(url: str | None, api_key: str | None, path: str) -> QdrantClient:
@@ -66,7 +71,21 @@ def _transient_on_outage() -> Iterator[None]:
             isinstance(status, int) and status >= 500
         ):
             raise TransientError(f"qdrant unavailable: {name}") from exc
+        # Refused credentials or a missing collection fail every probe alike: stop the service
+        # (FatalError) rather than dead-letter a stream of faces.
+        if status in (401, 403):
+            raise IndexRefused(f"qdrant refused the request (HTTP {status}): check LFR_QDRANT_API_KEY", "index_unauthorised") from exc
+        if status == 404 or (isinstance(exc, ValueError) and "not found" in str(exc)):
+            raise IndexRefused(f"qdrant collection missing: {str(exc)[:200]}", "index_missing") from exc
         raise
+
+
+class IndexRefused(FatalError):
+    """Qdrant refuses every request alike (credentials, missing collection)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class WatchlistIndex:
@@ -88,7 +107,7 @@ class WatchlistIndex:
                 with warnings.catch_warnings():
                     # Local mode ignores payload indexes (and says so); a server uses them for filters.
                     warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                    for field_name in ("category", "deployments", "subject_id"):
+                    for field_name in ("category", "deployments", "subject_id", "entry_version"):
                         self.client.create_payload_index(self.collection, field_name, models.PayloadSchemaType.KEYWORD)
                     self.client.create_payload_index(self.collection, "expires_at_ms", models.PayloadSchemaType.INTEGER)
 
@@ -128,6 +147,8 @@ class WatchlistIndex:
             "reference": entry.reference,
             "expires_at_ms": entry.expires_at_ms,
             "deployments": list(entry.deployments),
+            # A deployment's snapshot names the entry versions it may match (services/deployments).
+            "entry_version": entry_version(entry),
         }
         return [
             models.PointStruct(id=str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), vector=v.tolist(), payload=payload)
@@ -156,9 +177,22 @@ class WatchlistIndex:
                 if offset is None:
                     return found
 
+    def drop_other_models(self) -> list[str]:
+        """Drop the watchlist collections of models no longer configured: their vectors are
+        embeddings of people, derived from a topic that may since have removed them."""
+        with self._lock, _transient_on_outage():
+            names = [c.name for c in self.client.get_collections().collections]
+            stale = [n for n in names if n.startswith(COLLECTION_PREFIX) and n != self.collection]
+            for name in stale:
+                self.client.delete_collection(name)
+        if stale:
+            logger.info("watchlist collections of other models dropped", extra={"collections": stale})
+        return stale
+
     def rebuild(self, entries: Mapping[str, WatchlistEntry], now_ms: int) -> None:
         """Make the collection hold exactly the live entries (idempotent; safe for replicas)."""
         self.ensure_collection()
+        self.drop_other_models()
         live = {sid: e for sid, e in entries.items() if not e.is_expired(now_ms)}
         present = self.subjects()
         for stale in present - set(live):
@@ -169,17 +203,29 @@ class WatchlistIndex:
         logger.info("watchlist index rebuilt", extra={"collection": self.collection, "subjects": len(live)})
 
     def search(
-        self, vectors: np.ndarray, deployments: Sequence[str | None], now_ms: int, limit: int = 5, exclude: Iterable[str] = ()
+        self,
+        vectors: np.ndarray,
+        deployments: Sequence[str | None],
+        now_ms: int,
+        limit: int = 5,
+        exclude: Iterable[str] = (),
+        versions: Sequence[Collection[str]] | None = None,
     ) -> list[list[Candidate]]:
-        """Best candidates per query vector, one per subject, best first: one batched call."""
+        """Best candidates per query vector, one per subject, best first: one batched call.
+
+        ``versions`` (one set per vector) restricts each search to those entry versions, inside
+        the query (a deployment's snapshot); an empty set searches nothing.
+        """
         if len(vectors) == 0:
             return []
         excluded = list(exclude)
         requests = []
-        for vector, deployment in zip(vectors, deployments, strict=True):
+        for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
             must = [models.FieldCondition(key="expires_at_ms", range=models.Range(gt=now_ms))]
             if deployment is not None:
                 must.append(models.FieldCondition(key="deployments", match=models.MatchValue(value=deployment)))
+            if versions is not None:
+                must.append(models.FieldCondition(key="entry_version", match=models.MatchAny(any=sorted(versions[i]) or [""])))
             must_not = [models.FieldCondition(key="subject_id", match=models.MatchAny(any=excluded))] if excluded else None
             # Several points may belong to one subject; over-fetch, then keep each subject's best.
             requests.append(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from services.common.audit import audit_record
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import WatchlistSettings
@@ -18,10 +21,29 @@ logger = logging.getLogger(__name__)
 AUDIT_SERVICE = "watchlist"
 
 
+class StoreWriteError(RuntimeError):
+    """The broker did not acknowledge a write in time (a RuntimeError, as before)."""
+
+    exit_code = 4  # services.common.cli_support.EXIT_KAFKA
+
+
 class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
+        self._batching = False
+        self._errors: list = []
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Queue every write inside the block and wait for the broker once at its end (bulk
+        imports); the idempotent producer keeps each entry's record and audit records in order."""
+        self._batching, self._errors = True, []
+        try:
+            yield
+        finally:
+            self._batching = False
+            self._wait("the batch")
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, WatchlistEntry]:
         """Current entries: the last record per subject, tombstones applied."""
@@ -58,15 +80,23 @@ class WatchlistStore:
         self._send(self.settings.watchlist_topic, subject_id, None)
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict[str, Any] | None = None) -> None:
-        record: dict[str, Any] = {"actor": actor, "action": action, "at_ms": int(time.time() * 1000), "service": AUDIT_SERVICE}
-        if subject_id:
-            record["subject_id"] = subject_id
-        if details:
-            record["details"] = details
-        self._send(self.settings.audit_topic, subject_id or actor, encode("lfr.audit.v1", record))
+        key, value = audit_record(AUDIT_SERVICE, actor, action, subject_id, details)
+        self._send(self.settings.audit_topic, key.decode(), value)
 
     def _send(self, topic: str, key: str, value: bytes | None) -> None:
-        errors: list = []
-        self._producer.produce(topic, key=key.encode(), value=value, on_delivery=lambda err, _msg: err and errors.append(err))
-        if self._producer.flush(30) or errors:
-            raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
+        if not self._batching:
+            self._errors = []
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=value,
+                                       on_delivery=lambda err, _msg: err and self._errors.append(err))
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+        if not self._batching:
+            self._wait(topic)
+
+    def _wait(self, what: str) -> None:
+        if self._producer.flush(30) or self._errors:
+            raise StoreWriteError(f"could not write {what}: {self._errors[0].str() if self._errors else 'timed out'}")

@@ -63,7 +63,7 @@ def test_every_settings_field_is_a_value_a_secret_reference_or_chart_managed():
 def test_renders_with_default_values():
     docs = render()
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ConfigMap", "CronJob", "Deployment", "Pod", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "CronJob", "Deployment", "PersistentVolumeClaim", "Pod", "Service", "ServiceAccount"]
     assert set(by_kind(docs, "Deployment")) == {name(s) for s in SERVICES}
     assert set(by_kind(docs, "Service")) == {name(s) for s in SERVICES}
     assert set(by_kind(docs, "Pod")) == {name("test-kafka"), name("test-metrics")}
@@ -146,7 +146,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(case):
 def test_every_pod_is_hardened():
     docs = render(all_features("keda"))
     specs = pod_specs(docs)
-    assert len(specs) == len(SERVICES) + 1 + 1 + 2  # services, purge CronJob, topics Job, test Pods
+    assert len(specs) == len(SERVICES) + 2 + 1 + 2  # services, purge and sweep CronJobs, topics Job, test Pods
     for where, spec in specs.items():
         assert spec["automountServiceAccountToken"] is False, where
         pod_sc = spec["securityContext"]
@@ -165,6 +165,17 @@ def test_every_pod_is_hardened():
     assert all(sa["automountServiceAccountToken"] is False for sa in service_accounts.values())
 
 
+def test_probes_are_configurable_globally_and_per_service():
+    values = {"probes": {"liveness": {"periodSeconds": 7}}, "matcher": {"probes": {"startup": {"failureThreshold": 240}}}}
+    deployments = by_kind(render(values), "Deployment")
+    matcher = deployments[name("matcher")]["spec"]["template"]["spec"]["containers"][0]
+    detect = deployments[name("detect")]["spec"]["template"]["spec"]["containers"][0]
+    assert matcher["startupProbe"]["failureThreshold"] == 240 and detect["startupProbe"]["failureThreshold"] == 60
+    assert matcher["livenessProbe"]["periodSeconds"] == 7 and detect["livenessProbe"]["periodSeconds"] == 7
+    assert detect["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 10,
+                                        "timeoutSeconds": 5, "failureThreshold": 3}
+
+
 def test_services_expose_a_named_metrics_port_with_probes_on_it():
     values = {"settings": {"metricsPort": 9200}, "dispatch": {"settings": {"metricsPort": 9300}}}
     docs = render(values)
@@ -173,14 +184,15 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
         port = 9300 if service == "dispatch" else 9200
         (container,) = deployments[name(service)]["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["lfr", "run", service]
-        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+        http = [{"name": "http", "containerPort": 8080, "protocol": "TCP"}] if service == "review" else []
+        assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}, *http]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["LFR_METRICS_PORT"] == str(port)
-        assert container["startupProbe"]["tcpSocket"]["port"] == "metrics"
-        for probe in ("livenessProbe", "readinessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+        for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
+        http = [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}] if service == "review" else []
         assert services[name(service)]["spec"]["ports"] == [
-            {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+            {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}, *http]
         assert services[name(service)]["metadata"]["labels"]["openlfr.io/job"] == f"openlfr-{service}"
     urls = by_kind(docs, "Pod")[name("test-metrics")]["spec"]["containers"][0]["args"][1:]
     assert urls == [f"http://{name(s)}.{NAMESPACE}.svc:{9300 if s == 'dispatch' else 9200}/metrics" for s in SERVICES]
@@ -198,6 +210,15 @@ STRINGS = {
     "qdrantPath": "/tmp/qdrant-local",
     "webhookUrl": "https://hooks.example.org/openlfr",
     "ceSourcePrefix": "/openlfr/test",
+    "publicUrl": "https://review.example.org",
+    "oidcIssuer": "https://id.example.org/realms/police",
+    "oidcClientId": "openlfr-review",
+    "oidcRolesClaim": "roles",
+    "oidcDeploymentsClaim": "deployments",
+    "transitKeyValidityS": 45.0,  # with the grace: at most 300 s together
+    "transitKeyGraceS": 90.0,
+    "deploymentMinRank": "chief_superintendent",
+    "deploymentThresholdFloorOverrideReason": "recorded override",
 }
 
 
@@ -233,10 +254,11 @@ def full_values() -> dict:
                                      "keyPasswordKey": "key.password"}}},
         "matcher": {"qdrant": {"existingSecret": "qdrant", "apiKeyKey": "key"}},
         "dispatch": {"webhook": {"existingSecret": "webhook", "tokenKey": "token"}},
+        "review": {"oidc": {"existingSecret": "oidc", "clientSecretKey": "secret"}},
     }
     values["settings"]["kafkaSecurityProtocol"] = "SASL_SSL"
     common = set(schema["settings"]["properties"])
-    for section in [*SERVICES, "watchlistPurge"]:
+    for section in [*SERVICES, *generate.JOBS]:
         props = schema[section]["properties"]["settings"]["properties"]
         values.setdefault(section, {})["settings"] = {k: sample(k, s) for k, s in props.items() if k not in common}
     return values
@@ -274,6 +296,7 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
     configmaps = by_kind(docs, "ConfigMap")
     workloads = {service: by_kind(docs, "Deployment")[name(service)]["spec"]["template"]["spec"] for service in SERVICES}
     workloads["watchlistPurge"] = by_kind(docs, "CronJob")[name("watchlist-purge")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    workloads["deploymentSweep"] = by_kind(docs, "CronJob")[name("deployment-sweep")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     secret_env = {"LFR_KAFKA_SASL_PASSWORD": "secret:kafka-user/password",
                   "LFR_KAFKA_SSL_KEY_PASSWORD": "secret:kafka-client/key.password"}
     tls_env = {"LFR_KAFKA_SSL_CA_LOCATION": "/etc/openlfr/kafka-tls/ca.crt",
@@ -285,7 +308,8 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         env = container_env(container, configmaps)
         merged = {**values["settings"], **values[section]["settings"]}
         expected = {f"LFR_{generate.camel_to_field(k).upper()}" for k in merged} | set(secret_env) | set(tls_env)
-        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY"}, "dispatch": {"LFR_WEBHOOK_TOKEN"}}
+        extra = {"ingest": {"LFR_CAMERAS_FILE"}, "matcher": {"LFR_QDRANT_API_KEY"}, "dispatch": {"LFR_WEBHOOK_TOKEN"},
+                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET"}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():
             assert env[key] == value, (section, key)
@@ -416,6 +440,12 @@ INCONSISTENT_VALUES = {
                                                       "kafka": {"sasl": {"existingSecret": "s"}},
                                                       "autoscaling": {"keda": {"enabled": True}}}, "triggerAuthenticationRef"),
     "a webhook token without a webhook": ({"dispatch": {"webhook": {"existingSecret": "w"}}}, "webhookUrl"),
+    "a NetworkPolicy with Kafka egress to anywhere": ({"networkPolicy": {"enabled": True}}, "networkPolicy.kafka.to"),
+    "a NetworkPolicy with Qdrant egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]}},
+                                                        "matcher": {"settings": {"qdrantUrl": "http://q:6333"}}}, "networkPolicy.qdrant.to"),
+    "a NetworkPolicy with webhook egress to anywhere": ({"networkPolicy": {"enabled": True, "kafka": {"to": [{"podSelector": {}}]},
+                                                                         "qdrant": {"to": [{"podSelector": {}}]}},
+                                                         "dispatch": {"settings": {"webhookUrl": "https://h/x"}}}, "networkPolicy.webhook.to"),
 }
 
 
@@ -444,6 +474,16 @@ def test_chart_metadata():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'version = "{chart["appVersion"]}"' in pyproject
+    assert chart["icon"].startswith("https://") and (ROOT / "docs" / chart["icon"].rsplit("/", 1)[1]).is_file()
+    assert chart["maintainers"] and all(m["name"] and m["email"] for m in chart["maintainers"])
+    assert chart["sources"] and chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+    images = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])
+    assert images == [{"name": "openlfr", "image": f"openlfr/openlfr:{chart['appVersion']}"}]
+    for key in ("artifacthub.io/links", "artifacthub.io/changes"):
+        assert all(item.get("url") or item.get("description") for item in yaml.safe_load(chart["annotations"][key]))
+    # `helm show readme` prints the chart's own README, with the generated settings reference.
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    assert "<!-- settings-table:begin" in readme and "`LFR_LIVENESS_TIMEOUT_S`" in readme
 
 
 @pytest.mark.parametrize("autoscaler", ["keda", "hpa"])

@@ -40,7 +40,8 @@ from services.common.envelope import encode
 from services.demo.pipeline import Pipeline
 from services.face.models import SFACE
 from services.ingest.cameras import CameraConfig, save_cameras
-from tests.deploy.helpers import CHART, SERVICES, referenced_metrics
+from tests.deploy.helpers import CHART, EXTERNAL_METRICS, SERVICES, referenced_metrics
+from tests.deployment_helpers import active_deployment, publish_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -135,6 +136,8 @@ def live(tmp_path_factory):
         "embed": {},
         "matcher": {},
         "dispatch": {"LFR_WEBHOOK_URL": f"http://127.0.0.1:{webhook.server_address[1]}/hook"},
+        "review": {"LFR_STATE_DIR": str(work / "review"), "LFR_USERS_FILE": str(work / "review" / "users.json"),
+                   "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(free_port())},
     }
     pipeline = Pipeline(work / "run", extra_env={"LFR_LAG_REPORT_INTERVAL_S": "1", "LFR_SHUTDOWN_TIMEOUT_S": "10"})
     cameras = {
@@ -148,6 +151,9 @@ def live(tmp_path_factory):
         pipeline.start_broker()
         save_cameras(pipeline.cameras_file, cameras)
         now = int(time.time() * 1000)
+        # The services work only for an active deployment; its window covers the stale frame below.
+        publish_deployment(pipeline.bootstrap, "lfr.deployments.v1",
+                           active_deployment(DEPLOYMENT, [*cameras, "cam-injected"], start_ms=now - 7_200_000, hours=4))
         producer = Producer({"bootstrap.servers": pipeline.bootstrap})
         producer.produce("lfr.matches.v1", key=b"S-live-1", value=match_record(now))
         small = cv2.imencode(".jpg", cartoon_face(0))[1].tobytes()
@@ -158,7 +164,7 @@ def live(tmp_path_factory):
         for service in SERVICES:
             pipeline.start(service, env={"LFR_METRICS_PORT": str(ports[service]), **env[service]})
 
-        required = referenced_metrics()
+        required = referenced_metrics() - set(EXTERNAL_METRICS)
         slow_removed = False
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
@@ -198,7 +204,7 @@ def live(tmp_path_factory):
 
 
 def test_dashboard_and_rule_metrics_are_served_by_the_pipeline_services(live):
-    required = referenced_metrics() - DISPATCH_ONLY
+    required = referenced_metrics() - DISPATCH_ONLY - set(EXTERNAL_METRICS)
     seen = set().union(*(names for service, names in live["seen"].items() if service != "dispatch"))
     failed = {s: why for s, why in live["failed"].items() if s != "dispatch"}
     assert not failed, failed
@@ -235,3 +241,50 @@ def test_helm_test_kafka_script_passes_against_the_broker(live):
                             timeout=120, env=env, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok: every pipeline topic exists" in result.stdout and "ok: produce-consume round trip" in result.stdout
+
+
+def _probe(port: int, path: str) -> tuple[int, dict]:
+    import json
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+#: readiness checks each service registers (services/common/health.py)
+READY_CHECKS = {
+    "ingest": {"kafka", "cameras_file", "deployments"},
+    "detect": {"kafka", "partitions_assigned", "deployments"},
+    "embed": {"kafka", "partitions_assigned", "deployments"},
+    "matcher": {"kafka", "partitions_assigned", "watchlist", "deployments"},
+    "dispatch": {"kafka", "partitions_assigned", "deployments"},
+    "review": {"alert_feed", "transit_key", "evidence_sweeper"},
+}
+
+
+def test_every_service_answers_livez_and_readyz_with_named_checks(live):
+    for service in SERVICES:
+        if service in live["failed"]:
+            continue
+        port = live["ports"][service]
+        deadline = time.monotonic() + 30
+        while _probe(port, "/readyz")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, body = _probe(port, "/readyz")
+        assert status == 200 and body["status"] == "ok", (service, body)
+        assert READY_CHECKS[service] <= set(body["checks"]), (service, body)
+        status, body = _probe(port, "/livez")
+        assert status == 200 and body["checks"], (service, body)
+
+
+def test_dispatch_exports_its_consumer_lag(live):
+    if "dispatch" in live["failed"]:
+        pytest.skip(f"dispatch did not run: {live['failed']['dispatch']}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{live['ports']['dispatch']}/metrics", timeout=3) as response:
+        text = response.read().decode()
+    lags = [s for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lfr_consumer_lag_messages" and s.labels.get("service") == "dispatch"]
+    assert {s.labels["topic"] for s in lags} >= {"lfr.matches.v1"}

@@ -4,7 +4,6 @@ cooldowns are crossed by timestamps, never by waiting."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -21,10 +20,11 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.broker import free_port
-from services.common.envelope import CONTENT_TYPE, decode
+from services.common.envelope import CONTENT_TYPE, decode, encode
 from services.dispatch.policy import alert_id_for
+from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import CHIP, record
-from tests.kafka_helpers import audit_record, create_topics, produce, unique, wait_until
+from tests.kafka_helpers import NoValidation, audit_record, create_topics, produce, unique, wait_until
 
 PARTITIONS = 4  # as lfr.matches.v1 in topics.toml
 CE_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "ce_dataschema")
@@ -56,8 +56,11 @@ class DispatchProcess:
 
 
 @pytest.fixture
-def dispatch(broker, kafka_env, tmp_path):
+def dispatch(broker, kafka_env, deployments, tmp_path):
     """Topics, environment and a starter for dispatcher processes (all stopped at teardown)."""
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    deployments(active_deployment("van-1", ["cam-1", "cam-2"], start_ms=hour_ago),
+                active_deployment("van-ended", ["cam-3"], start_ms=hour_ago, state="ended"))
     topics = {name: unique(f"dispatch-{name}") for name in ("matches", "alerts", "dlq")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=PARTITIONS)
     env = {**kafka_env, "LFR_INPUT_TOPIC": topics["matches"], "LFR_OUTPUT_TOPIC": topics["alerts"],
@@ -93,18 +96,22 @@ def test_one_alert_per_window_updates_dead_letters_and_cloudevents(broker, dispa
     alerts, dlq = reader(topics["alerts"]), reader(topics["dlq"])
     base = int(time.time() * 1000) - 120_000
     poison, foreign = b"\x00not an envelope", audit_record(1)
+    # A match that breaks its schema still carries a face chip: dead-lettered without its value.
+    broken = encode("lfr.matches.v1", {"subject_id": "alice", "face": {"chip": {"data": CHIP}}}, registry=NoValidation())
     dispatcher = start()
     send(broker, topics["matches"],
          dict(subject="alice", seq=1, captured_at_ms=base, score=0.6),
-         dict(subject="alice", seq=2, captured_at_ms=base + 1000, score=0.55))   # same window, not better
-    produce(broker.bootstrap_servers, topics["matches"], [poison, foreign], keys=[b"alice", b"alice"])
+         dict(subject="alice", seq=2, captured_at_ms=base + 1000, score=0.55),   # same window, not better
+         dict(subject="alice", camera="cam-3", deployment="van-ended", seq=1, captured_at_ms=base, score=0.9),  # ended: no alert
+         dict(subject="alice", camera="cam-4", deployment="van-unknown", seq=1, captured_at_ms=base, score=0.9))  # unknown: none
+    produce(broker.bootstrap_servers, topics["matches"], [poison, foreign, broken], keys=[b"alice", b"alice", b"alice"])
     send(broker, topics["matches"],
          dict(subject="alice", seq=3, captured_at_ms=base + 2000, score=0.8),    # better: update
          dict(subject="alice", camera="cam-2", seq=1, captured_at_ms=base + 2000, score=0.6),
          dict(subject="bob", seq=4, captured_at_ms=base + 3000, score=0.7, priority="amber"),
          dict(subject="alice", seq=9, captured_at_ms=base + 2000 + 60_001, score=0.51))  # beyond cooldown: new
     records = alerts.read_until(5, timeout_s=60)
-    dlq.read_until(2, timeout_s=30)
+    dlq.read_until(3, timeout_s=30)
     # All of Alice's alerts share her partition and her last record opens a new window: once
     # its alert is read, every alert decided before it has been read too. Bob has one record.
     assert len(records) == 5
@@ -129,15 +136,17 @@ def test_one_alert_per_window_updates_dead_letters_and_cloudevents(broker, dispa
         assert headers["ce_subject"].decode() == data["alert_id"] == ce_id.rsplit(".", 1)[0]
         assert (data["subject_id"], data["camera_id"], data["revision"], data["sightings"], data["score"]) == (subject, camera, revision, sightings, score)
         assert data["reference"] == f"W-{subject}" and data["category"] == "wanted_by_courts" and data["threshold"] == 0.5
-        assert data["deployment_id"] == "van-1" and data["face"]["chip"]["data"] == CHIP
+        assert data["deployment_id"] == "van-1" and "chip" not in data["face"]
         assert data["capture_to_alert_ms"] >= 50_000
     update = alert_of(by_ce[f"{w1}.1"])
     assert (update["first_seen_ms"], update["last_seen_ms"], update["face"]["frame"]["seq"]) == (base, base + 2000, 3)
     assert alert_of(by_ce[f"{alert_id_for('bob', 'van-1', base + 3000)}.0"])["priority"] == "amber"
 
     dead = {headers_of(r)["lfr_dlq_reason"].decode(): r for r in dlq.poll()}
-    assert set(dead) == {"decode_error", "unknown_schema"}
+    assert set(dead) == {"decode_error", "unknown_schema", "schema_invalid"}
     assert dead["decode_error"].value() == poison and dead["unknown_schema"].value() == foreign
+    assert headers_of(dead["decode_error"])["lfr_dlq_payload"] == headers_of(dead["unknown_schema"])["lfr_dlq_payload"] == b"original"
+    assert dead["schema_invalid"].value() is None and headers_of(dead["schema_invalid"])["lfr_dlq_payload"] == b"withheld"
     for rec in dead.values():
         headers = headers_of(rec)
         assert rec.key() == b"alice"
@@ -235,13 +244,15 @@ def test_webhook_retries_with_backoff_then_dead_letters(broker, dispatch, reader
     kafka_headers = headers_of(by_subject["flaky"])
     assert body["id"] == kafka_headers["ce_id"].decode() and body["source"] == kafka_headers["ce_source"].decode()
     assert body["specversion"] == "1.0" and body["type"] == "org.openlfr.alert.raised"
-    assert base64.b64decode(body["data"]["face"]["chip"]["data"]) == CHIP
+    assert "chip" not in body["data"]["face"]
 
-    # After the last retry the alert record goes, byte for byte, to the dead-letter topic.
+    # After the last retry the alert's coordinates go to the dead-letter topic; its value (with
+    # the face chip) stays in the alerts topic only.
     assert len(dead) == 1
     letter = dead[0]
     letter_headers = headers_of(letter)
-    assert letter.value() == by_subject["down"].value() and letter.key() == b"down"
+    assert letter.value() is None and letter.key() == b"down" and letter_headers["lfr_dlq_payload"] == b"withheld"
+    assert int(letter_headers["lfr_dlq_offset"]) == by_subject["down"].offset()
     assert letter_headers["ce_id"] == headers_of(by_subject["down"])["ce_id"]
     assert letter_headers["lfr_dlq_topic"].decode() == topics["alerts"]
     assert letter_headers["lfr_dlq_error_class"] == b"WebhookDeliveryError" and letter_headers["lfr_dlq_reason"] == b"stage_error"

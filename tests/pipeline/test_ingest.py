@@ -13,6 +13,8 @@ from services.common.envelope import decode
 from services.common.settings import IngestSettings, load_settings
 from services.ingest.cameras import CameraConfig, load_cameras, redact, save_cameras
 from services.ingest.service import CameraWorker, IngestService, _Frame
+from services.deployments.policy import DeploymentPolicy
+from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
 
 
@@ -50,7 +52,8 @@ def test_drop_oldest_policy_counts_every_drop(tmp_path, monkeypatch):
     assert _metric("lfr_frames_dropped_total", camera="q-cam", reason="queue_full") == before + 3
 
 
-def test_ingest_applies_camera_changes_live_and_reconnects(broker, kafka_env, monkeypatch, tmp_path, reader):
+def test_ingest_applies_camera_changes_live_and_reconnects(broker, kafka_env, deployments, monkeypatch, tmp_path, reader):
+    deployments(active_deployment("d", ["folder-cam", "broken"]))
     topic = unique("frames")
     create_topics(broker.bootstrap_servers, topic)
     folder = tmp_path / "imgs"
@@ -83,6 +86,7 @@ def test_oversized_frame_is_dropped_and_counted_not_fatal(broker, kafka_env, mon
     """Regression: a frame over the producer's message.max.bytes raised out of the sender loop."""
     monkeypatch.setenv("LFR_CAMERAS_FILE", str(tmp_path / "none.json"))
     service = IngestService(load_settings(IngestSettings))
+    service.policy = DeploymentPolicy({"d": active_deployment("d", ["huge-cam"])})
     camera = CameraConfig(id="huge-cam", deployment_id="d", source="folder:/nowhere")
     worker = CameraWorker(camera, service.settings)
     service.workers[camera.id] = worker

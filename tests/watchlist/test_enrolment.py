@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from services.common.envelope import decode
+from services.common.envelope import decode, encode
 from services.common.settings import WatchlistSettings, load_settings
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
+from services.watchlist.entry import WatchlistEntry
 from services.watchlist.store import WatchlistStore
 from services.watchlist.thresholds import Thresholds
 from tests.face_helpers import side_by_side
@@ -86,6 +87,20 @@ def test_enrolment_keeps_model_identity_and_one_vector_per_photo(enroller, lfw_d
     assert all(abs(float(np.linalg.norm(e.vector)) - 1) < 1e-3 for e in entry.embeddings)
 
 
+def test_enrolment_keeps_one_downscaled_reference_image(enroller, lfw_dir):
+    """The first photo, as a JPEG at most 160 px wide, travels with the entry (for the review console)."""
+    import cv2
+
+    entry = enroller.build(request("sharon", [photo(lfw_dir, "Ariel_Sharon", 1), photo(lfw_dir, "Ariel_Sharon", 2)]), int(time.time() * 1000))
+    ref = entry.reference_image
+    assert ref is not None and ref.jpeg[:2] == b"\xff\xd8" and ref.width <= 160
+    decoded = cv2.imdecode(np.frombuffer(ref.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[1] == ref.width <= 160 and decoded.shape[0] == ref.height
+    again = WatchlistEntry.from_data(decode(encode("lfr.watchlist.v1", entry.to_data())).data)
+    assert again.reference_image.jpeg == ref.jpeg
+    assert "reference_image" in entry.describe() and b"\xff\xd8" not in repr(entry.describe()).encode()
+
+
 @pytest.fixture
 def admin(broker, face_engine, monkeypatch):
     watchlist, audit = unique("watchlist"), unique("audit")
@@ -118,9 +133,20 @@ def test_lookalike_is_flagged_in_output_and_audit(admin, reader, lfw_dir):
                        ("watchlist.lookalike_flagged", "putin-b")]
     assert records[3]["details"]["other_subject_id"] == "putin-a"
     assert all(r["actor"] == "PC 1234" for r in records)
+    assert records[0]["details"]["quality_flags"] == "ok"
     # The audit trail never carries images or embeddings.
     assert all(len(r.value()) < 1024 for r in reader(audit).poll())
     assert set(watchlist_admin.store.read_all()) == {"putin-a", "putin-b", "sharon"}
+
+
+def test_marginal_photo_flag_reaches_the_officers(admin, reader, lfw_dir):
+    watchlist_admin, watchlist, audit = admin
+    outcome = watchlist_admin.add(request("small", [scaled(photo(lfw_dir, "Vladimir_Putin"), 0.55), photo(lfw_dir, "Vladimir_Putin", 2)]))
+    assert outcome.status == "enrolled" and "small_face" in outcome.as_dict()["quality_flags"][0]
+    assert outcome.as_dict()["quality_flags"][1] == []
+    listed = watchlist_admin.list()[0].describe()["embeddings"]
+    assert "small_face" in listed[0]["quality_flags"] and "quality_flags" not in listed[1]
+    assert decode(reader(audit).read_until(1)[0].value()).data["details"]["quality_flags"].startswith("small_face")
 
 
 def test_remove_writes_tombstone_and_audit(admin, reader, lfw_dir):
@@ -132,3 +158,28 @@ def test_remove_writes_tombstone_and_audit(admin, reader, lfw_dir):
     assert records[-1].key() == b"sharon" and records[-1].value() is None
     assert decode(reader(audit).read_until(2)[-1].value()).data["action"] == "watchlist.remove"
     assert watchlist_admin.store.read_all() == {}
+
+
+def scaled(data: bytes, factor: float) -> bytes:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return cv2.imencode(".png", cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA))[1].tobytes()
+
+
+def test_marginal_photo_is_enrolled_with_a_flag_and_a_useless_one_refused(enroller, lfw_dir):
+    now = int(time.time() * 1000)
+    # About 55 px wide: under the 80 px enrolment bar but well inside what the live gate matches.
+    entry = enroller.build(request("small", [scaled(photo(lfw_dir, "Vladimir_Putin"), 0.55)]), now)
+    assert "small_face" in entry.embeddings[0].quality_flags
+    assert entry.to_data()["embeddings"][0]["quality_flags"] == list(entry.embeddings[0].quality_flags)
+    assert entry.describe()["embeddings"][0]["quality_flags"] == list(entry.embeddings[0].quality_flags)
+    from services.watchlist.entry import WatchlistEntry
+
+    assert WatchlistEntry.from_data(entry.to_data()).embeddings[0].quality_flags == entry.embeddings[0].quality_flags
+    from services.common.envelope import encode
+
+    encode("lfr.watchlist.v1", entry.to_data())  # the schema accepts the flags
+    good = enroller.build(request("good", [photo(lfw_dir, "Vladimir_Putin")]), now)
+    assert good.embeddings[0].quality_flags == () and "quality_flags" not in good.to_data()["embeddings"][0]
+    with pytest.raises(EnrolmentRefused) as refused:  # about 25 px wide: far below size
+        enroller.build(request("tiny", [scaled(photo(lfw_dir, "Vladimir_Putin"), 0.25)]), now)
+    assert refused.value.reason == "low_quality"

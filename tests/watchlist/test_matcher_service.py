@@ -104,6 +104,7 @@ def test_watchlist_matching_removal_expiry_and_restart(setup, broker, reader, lf
 
         # A tombstone removes the subject: later probes of them stop matching.
         assert admin.remove("sharon", "Sgt 42", "warrant executed")
+        wait_until(lambda: "sharon" not in matcher.materialiser.index.subjects(), 5, "sharon's embedding to leave the index")
         wait_until(lambda: matched(probe("Ariel_Sharon", 3)) == [], 15, "sharon's probes to stop matching")
         assert matched(probe("Ariel_Sharon", 4)) == []
         assert matched(probe("Vladimir_Putin", 3)) == ["putin"]

@@ -11,7 +11,7 @@ from qdrant_client import QdrantClient
 from services.common.envelope import decode, encode
 from services.common.stage import Message
 from services.face.models import SFACE, ModelIdentity
-from services.matcher.stage import EmbeddingRefused, MatcherDeps, process
+from services.matcher.stage import MatcherDeps, ModelMismatch, process
 from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_to_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
@@ -60,7 +60,7 @@ def index():
 
 
 def deps(index, **thresholds) -> MatcherDeps:
-    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW)
+    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW, counts_topic=None)
 
 
 def test_only_candidates_at_or_above_threshold_are_emitted(index):
@@ -98,7 +98,7 @@ def test_deployment_scope_and_expiry(index):
 def test_embeddings_of_another_model_are_refused_not_compared(index):
     index.upsert(entry("alice", unit(8)))
     other = ModelIdentity("arcface-r100", "0" * 64)
-    with pytest.raises(EmbeddingRefused, match="arcface-r100"):
+    with pytest.raises(ModelMismatch, match="arcface-r100"):
         process([probe(unit(8), model=other)], deps(index))
 
 
@@ -109,6 +109,44 @@ def test_one_batched_query_per_batch(index, monkeypatch):
     monkeypatch.setattr(index.client, "query_batch_points", lambda *a, **k: calls.append(len(k["requests"])) or original(*a, **k))
     process([probe(unit(i)) for i in range(20, 36)], deps(index))
     assert calls == [16]
+
+
+def test_one_face_yields_at_most_one_match_with_the_others_inside(index):
+    """Three look-alikes above threshold: one match (the best), the other two as ids and scores."""
+    a = unit(20)
+    index.upsert(entry("best", towards(a, 0.9, 21)))
+    index.upsert(entry("second", towards(a, 0.8, 22)))
+    index.upsert(entry("third", towards(a, 0.75, 23)))
+    index.upsert(entry("below", towards(a, 0.2, 24)))
+    outputs = process([probe(a)], deps(index))
+    assert [o.data["subject_id"] for o in outputs] == ["best"]
+    others = outputs[0].data["other_candidates"]
+    assert [c["subject_id"] for c in others] == ["second", "third"]
+    assert all(c["score"] >= c["threshold"] == 0.5 for c in others)
+    encode("lfr.matches.v1", outputs[0].data)
+
+
+def test_best_candidate_is_the_best_one_at_or_above_its_own_threshold(index):
+    """A closer candidate below its (stricter) category threshold does not hide one above its own."""
+    a = unit(30)
+    index.upsert(entry("strict", towards(a, 0.7, 31), category="witness_or_victim"))
+    index.upsert(entry("loose", towards(a, 0.6, 32)))
+    outputs = process([probe(a)], deps(index, witness_or_victim=0.8))
+    assert [(o.data["subject_id"], o.data["rank"], o.data["other_candidates"]) for o in outputs] == [("loose", 2, [])]
+
+
+def test_faces_are_counted_per_deployment_never_kept(index):
+    """lfr.counts.v1: how many faces were searched per deployment and partition, with no face in it."""
+    index.upsert(entry("alice", unit(1)))
+    batch = [probe(unit(50 + i), deployment=d) for i, d in enumerate(["van-1", "van-1", "van-2"])]
+    batch = [Message(m.schema, m.data, topic="lfr.embeddings.v1", partition=0, offset=10 + i) for i, m in enumerate(batch)]
+    counts = [o for o in process(batch, MatcherDeps(index=index, thresholds=Thresholds(default=0.99), clock=lambda: NOW))
+              if o.schema == "lfr.counts.v1"]
+    assert sorted((o.data["deployment_id"], o.data["faces"]) for o in counts) == [("van-1", 2), ("van-2", 1)]
+    for output in counts:
+        assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"}
+        encode("lfr.counts.v1", output.data)
+    assert len({o.data["count_id"] for o in counts}) == 2
 
 
 def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index):
@@ -122,4 +160,4 @@ def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index)
     assert process([probe(towards(a, 0.9, 10))], late) == []
     assert REGISTRY.get_sample_value("lfr_stale_skipped_total", labels) == before + 1
     on_time = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000, clock=lambda: NOW + 1_000)
-    assert [o.data["subject_id"] for o in process([probe(towards(a, 0.9, 10))], on_time)] == ["alice"]
+    assert [o.data["subject_id"] for o in process([probe(towards(a, 0.9, 10))], on_time) if o.schema == "lfr.matches.v1"] == ["alice"]

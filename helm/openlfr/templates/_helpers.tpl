@@ -28,7 +28,7 @@
 
 {{/* The pipeline's services, in pipeline order. */}}
 {{- define "openlfr.services" -}}
-ingest detect embed matcher dispatch
+ingest detect embed matcher dispatch review
 {{- end }}
 
 {{/* The services that consume Kafka: KEDA or an HPA may scale them. */}}
@@ -308,5 +308,17 @@ topologySpreadConstraints:
 {{- end }}
 {{- if and $v.ingest.cameras $v.ingest.camerasExistingSecret }}
 {{- fail "ingest: set ingest.cameras or ingest.camerasExistingSecret, not both" }}
+{{- end }}
+{{- if $v.networkPolicy.enabled }}
+{{- /* Egress goes to named peers only: an empty `to` would let a pod holding faces reach anywhere. */}}
+{{- if not $v.networkPolicy.kafka.to }}
+{{- fail "networkPolicy.kafka.to: name the broker's peers (podSelector/namespaceSelector/ipBlock); an empty list would allow any destination" }}
+{{- end }}
+{{- if and $v.matcher.enabled $v.matcher.settings.qdrantUrl (not $v.networkPolicy.qdrant.to) }}
+{{- fail "networkPolicy.qdrant.to: name Qdrant's peers (matcher.settings.qdrantUrl is set); an empty list would allow any destination" }}
+{{- end }}
+{{- if and $v.dispatch.enabled $v.dispatch.settings.webhookUrl (not $v.networkPolicy.webhook.to) }}
+{{- fail "networkPolicy.webhook.to: name the webhook hosts (ipBlock CIDRs) for dispatch.settings.webhookUrl; an empty list would allow any destination" }}
+{{- end }}
 {{- end }}
 {{- end }}

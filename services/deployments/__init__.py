@@ -1,0 +1,1 @@
+"""Deployments: authorised, time-boxed LFR operations every service enforces (issue #10)."""

@@ -1,0 +1,116 @@
+"""Deployment operations behind `lfr deployment`: check (pure lifecycle), then write, then audit.
+
+A refused operation raises ``Refused`` before anything is written. Every accepted transition
+writes the whole record to lfr.deployments.v1 and appends one audit record with the actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.face.models import SFACE
+
+from . import calibration as calibration_file
+from . import lifecycle, snapshot
+from .calibration import Calibration
+from .policy import now_ms
+from .record import Deployment, Problem, Refused, missing_for_authorisation
+from .store import DeploymentStore
+
+
+@dataclass(frozen=True)
+class Authorised:
+    deployment: Deployment
+    expected_false_alerts_per_hour: float
+    excluded: dict[str, int]  # entries not frozen, by reason
+
+
+def rules_from(settings) -> lifecycle.AuthorisationRules:
+    return lifecycle.AuthorisationRules(
+        min_rank=settings.deployment_min_rank,
+        max_window_ms=int(settings.deployment_max_window_h * 3_600_000),
+        threshold_floor_setting=settings.deployment_threshold_floor,
+        threshold_floor_override_reason=settings.deployment_threshold_floor_override_reason,
+        false_alerts_limit_per_hour=settings.deployment_false_alerts_limit_per_hour,
+    )
+
+
+def load_calibration(settings) -> Calibration:
+    directory = settings.calibration_dir or calibration_file.CALIBRATION_DIR
+    return calibration_file.load(calibration_file.path_for(SFACE.name, directory))
+
+
+class DeploymentAdmin:
+    def __init__(self, store: DeploymentStore, clock: Callable[[], int] = now_ms, calibration: Calibration | None = None) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.clock = clock
+        self.calibration = calibration or load_calibration(self.settings)
+
+    def get(self, deployment_id: str) -> Deployment:
+        found = self.store.read_all().get(deployment_id)
+        if found is None:
+            raise Refused((Problem("deployment_id", f"no deployment {deployment_id}"),))
+        return found
+
+    def create(self, draft: Deployment) -> Deployment:
+        existing = self.store.read_all().get(draft.deployment_id)
+        if existing is not None:
+            raise Refused((Problem("deployment_id", f"deployment {draft.deployment_id} already exists ({existing.state})"),))
+        record = lifecycle.create(draft, self.clock())
+        self.store.publish(record)
+        self.store.audit(record.created_by, "create", record.deployment_id, {"name": record.name or "", "force": record.force or ""})
+        return record
+
+    def authorise(self, deployment_id: str, officer: str, rank: str, false_alerts_justification: str | None = None) -> Authorised:
+        current = self.get(deployment_id)
+        now = self.clock()
+        if current.criteria is None:
+            raise Refused(tuple(missing_for_authorisation(current)))
+        entries = self.store.watchlist.read_all()
+        chosen, excluded = snapshot.select(entries, deployment_id, current.criteria, now)
+        version = (current.snapshot.version + 1) if current.snapshot else 1
+        frozen = snapshot.freeze(chosen, version, now)
+        record = lifecycle.authorise(
+            current, officer=officer, rank=rank, snapshot=frozen, calibration=self.calibration, rules=rules_from(self.settings),
+            now_ms=now, false_alerts_justification=false_alerts_justification,
+        )
+        self.store.publish(record)
+        auth = record.authorisation
+        self.store.audit(
+            officer,
+            "authorise",
+            deployment_id,
+            {
+                "rank": rank,
+                "state": record.state,
+                "snapshot_version": frozen.version,
+                "snapshot_hash": frozen.hash,
+                "snapshot_size": len(frozen.subjects),
+                "manifest": snapshot.manifest_text(frozen),
+                "match_threshold": record.match_threshold,
+                "threshold_floor": auth.threshold_floor,
+                "threshold_override_reason": auth.threshold_override_reason,
+                "footfall_per_hour": record.footfall_per_hour,
+                "expected_false_alerts_per_hour": auth.expected_false_alerts_per_hour,
+                "false_alerts_justification": auth.false_alerts_justification,
+                "calibration": auth.calibration,
+            },
+        )
+        return Authorised(record, auth.expected_false_alerts_per_hour, excluded)
+
+    def start(self, deployment_id: str, actor: str) -> Deployment:
+        return self._transition(lifecycle.start(self.get(deployment_id), actor, self.clock()), actor, "start")
+
+    def end(self, deployment_id: str, actor: str) -> Deployment:
+        return self._transition(lifecycle.end(self.get(deployment_id), actor, self.clock()), actor, "end")
+
+    def cancel(self, deployment_id: str, actor: str, reason: str) -> Deployment:
+        return self._transition(lifecycle.cancel(self.get(deployment_id), actor, self.clock(), reason), actor, "cancel", reason)
+
+    def _transition(self, record: Deployment, actor: str, action: str, reason: str | None = None) -> Deployment:
+        self.store.publish(record)
+        self.store.audit(actor, action, record.deployment_id, {"state": record.state, "reason": reason} if reason else {"state": record.state})
+        return record
+

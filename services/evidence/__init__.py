@@ -1,0 +1,1 @@
+"""Evidence in transit: probe chips sealed to the review service's short-lived public keys."""

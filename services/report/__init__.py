@@ -1,0 +1,1 @@
+"""The transparency report: per-deployment figures in the format forces publish."""

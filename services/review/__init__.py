@@ -1,0 +1,1 @@
+"""The officer review console: live alerts, adjudication, evidence custody (see README.md)."""

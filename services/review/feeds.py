@@ -1,0 +1,186 @@
+"""The review service's Kafka edges: one reader thread (alerts, adjudications, watchlist,
+evidence, all from their start, no consumer group: a materialised view), one writer, and the
+sweeper that publishes transit keys, destroys old ones and erases evidence."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from services.common import health
+from services.common.audit import audit_record
+from services.common.envelope import decode, encode
+from services.common.kafka_config import client_config, producer_config
+from services.common.settings import ReviewSettings
+from services.evidence.sealing import ALGORITHM, SealError, associated_data, open_sealed
+
+from . import metrics
+from .board import Board
+from .custody import Evidence, EvidenceCustody, TransitKeyStore
+
+logger = logging.getLogger(__name__)
+SERVICE = "review"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Writer:
+    """Every record the console writes; each call waits for the broker's acknowledgement."""
+
+    def __init__(self, settings: ReviewSettings) -> None:
+        self.settings = settings
+        self._producer = Producer(producer_config(settings))
+        self._lock = threading.Lock()
+
+    def send(self, topic: str, key: bytes, value: bytes | None) -> None:
+        errors: list = []
+        with self._lock:
+            self._producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and errors.append(err))
+            if self._producer.flush(30) or errors:
+                raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
+
+    def adjudication(self, record: dict) -> None:
+        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v1", record))
+
+    def audit(self, actor: str, action: str, subject_id: str | None, details: dict) -> None:
+        self.send(self.settings.audit_topic, *audit_record(SERVICE, actor, action, subject_id, details))
+
+    def evidence_tombstone(self, alert_id: str) -> None:
+        self.send(self.settings.evidence_topic, alert_id.encode(), None)
+
+    def transit_key(self, key_id: str, public: bytes, not_before_ms: int, not_after_ms: int) -> None:
+        self.send(self.settings.evidence_keys_topic, key_id.encode(), encode("lfr.evidence_keys.v1", {
+            "key_id": key_id, "algorithm": ALGORITHM, "public_key": public, "not_before_ms": not_before_ms, "not_after_ms": not_after_ms}))
+
+    def transit_key_tombstone(self, key_id: str) -> None:
+        self.send(self.settings.evidence_keys_topic, key_id.encode(), None)
+
+
+class Reader(threading.Thread):
+    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody) -> None:
+        super().__init__(name="review-reader", daemon=True)
+        self.settings, self.board, self.keys, self.custody = settings, board, keys, custody
+        self.stop_event = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        s = self.settings
+        consumer = Consumer({**client_config(s), "group.id": f"{s.group_id}-view", "enable.auto.commit": False})
+        topics = [s.watchlist_topic, s.adjudications_topic, s.alerts_topic, s.evidence_topic]
+        try:
+            partitions = self._wait_for_topics(consumer, topics)
+            if partitions is None:
+                return
+            consumer.assign(partitions)
+            self.ready.set()
+            while not self.stop_event.is_set():
+                for record in consumer.consume(200, 0.3):
+                    if record.error() is None:
+                        self.handle(record.topic(), record.key(), record.value())
+        finally:
+            consumer.close()
+
+    def _wait_for_topics(self, consumer: Consumer, topics: list[str]) -> list[TopicPartition] | None:
+        while not self.stop_event.is_set():
+            try:
+                found = consumer.list_topics(timeout=5).topics
+                if all(t in found and found[t].partitions for t in topics):
+                    return [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in found[t].partitions]
+            except Exception:  # noqa: BLE001 - broker not there yet
+                pass
+            self.stop_event.wait(1.0)
+        return None
+
+    def handle(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        s = self.settings
+        try:
+            if topic == s.watchlist_topic:
+                subject = (key or b"").decode()
+                if value is None:
+                    self.board.apply_reference(subject, None)
+                else:
+                    ref = decode(value).data.get("reference_image")
+                    self.board.apply_reference(subject, bytes(ref["data"]) if ref else None)
+            elif value is None:
+                return  # tombstones of evidence and the like
+            elif topic == s.adjudications_topic:
+                self.board.apply_adjudication(decode(value).data)
+            elif topic == s.alerts_topic:
+                metrics.ALERTS_SEEN.inc()
+                self.board.apply_alert(decode(value).data)
+            elif topic == s.evidence_topic:
+                self.take_evidence(decode(value).data)
+        except Exception as exc:  # noqa: BLE001 - one bad record never stops the console
+            logger.warning("record skipped", extra={"topic": topic, "error_class": type(exc).__name__})
+
+    def take_evidence(self, data: dict) -> None:
+        alert_id = data["alert_id"]
+        if self.board.decision_of(alert_id) == "rejected":
+            return  # never take a rejected alert's chip back into custody
+        key = self.keys.load(data["key_id"])
+        if key is None:
+            if self.custody.meta(alert_id) is None:
+                metrics.EVIDENCE_UNREADABLE.inc()
+            return
+        try:
+            image = open_sealed(key.private, bytes(data["sealed"]), associated_data(alert_id, data["revision"]))
+        except SealError:
+            metrics.EVIDENCE_UNREADABLE.inc()
+            return
+        view = self.board.get(alert_id)
+        alert_at = view.alert_at_ms if view else data["sealed_at_ms"]
+        if self.custody.put(Evidence(alert_id, data["revision"], data["deployment_id"], data["media_type"], alert_at, image)):
+            metrics.EVIDENCE_HELD.inc()
+
+
+class Sweeper(threading.Thread):
+    """Transit keys and erasure, every ``sweep_interval_s``. Erasure is decided from the custody
+    files and the adjudications alone, so it holds whatever the web handlers did or missed."""
+
+    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody,
+                 writer: Writer, clock: Callable[[], int] = now_ms) -> None:
+        super().__init__(name="review-sweeper", daemon=True)
+        self.settings, self.board, self.keys, self.custody, self.writer, self.clock = settings, board, keys, custody, writer, clock
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        # /livez: erasure is a promise, so a sweeper that stops turning makes the console unhealthy.
+        bound_s = max(60.0, 4 * self.settings.sweep_interval_s)
+        while not self.stop_event.is_set():
+            health.heartbeat("evidence_sweeper", bound_s)
+            try:
+                self.sweep()
+            except Exception as exc:  # noqa: BLE001 - broker down: try again next round
+                logger.warning("sweep failed", extra={"error_class": type(exc).__name__})
+            with health.idle("evidence_sweeper"):
+                self.stop_event.wait(self.settings.sweep_interval_s)
+
+    def sweep(self) -> None:
+        created = self.keys.ensure_current()
+        if created is not None:
+            self.writer.transit_key(created.key_id, created.public, created.not_before_ms, created.not_after_ms)
+            metrics.TRANSIT_KEYS.labels("created").inc()
+            logger.info("transit key published", extra={"key_id": created.key_id})
+        for key_id in self.keys.destroy_expired():
+            metrics.TRANSIT_KEYS.labels("destroyed").inc()
+            self.writer.transit_key_tombstone(key_id)
+            logger.info("transit key destroyed", extra={"key_id": key_id})
+        rejected = self.board.rejected()
+        for alert_id in self.custody.held():
+            if alert_id in rejected:
+                self.erase(alert_id, "rejected")
+        for alert_id in self.custody.expired():
+            self.erase(alert_id, "retention")
+
+    def erase(self, alert_id: str, reason: str) -> None:
+        if self.custody.erase(alert_id):
+            metrics.EVIDENCE_ERASED.labels(reason).inc()
+            self.writer.evidence_tombstone(alert_id)
+            self.writer.audit("lfr-review", "evidence.erased", None, {"alert_id": alert_id, "reason": reason})
+            logger.info("evidence erased", extra={"alert_id": alert_id, "reason": reason})

@@ -1,0 +1,62 @@
+"""Active deployments for tests: the services refuse to capture, match or alert without one.
+
+``active_deployment`` builds a record that went draft -> authorised -> active (two different
+people), and ``publish_deployment`` writes it to a deployments topic of the test broker.
+Tests of the admin path itself use services.deployments.admin (the `lfr deployment` code).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Producer
+
+from services.common.envelope import encode
+from services.deployments.record import SCHEMA, Authorisation, Criteria, Deployment, Snapshot, Transition, Window
+from services.deployments.snapshot import entry_version, freeze
+from services.watchlist.entry import CATEGORIES, PRIORITIES, WatchlistEntry
+
+
+def active_deployment(
+    deployment_id: str,
+    cameras: Iterable[str],
+    *,
+    entries: Iterable[WatchlistEntry] = (),
+    state: str = "active",
+    threshold: float = 0.5,
+    start_ms: int | None = None,
+    hours: float = 2.0,
+) -> Deployment:
+    now = int(time.time() * 1000)
+    start = now - 60_000 if start_ms is None else start_ms
+    entries = list(entries)
+    snapshot: Snapshot = freeze(entries, 1, now)
+    history = [Transition("draft", "PS creator", now - 2000)]
+    if state != "draft":
+        history.append(Transition("authorised", "Supt authoriser", now - 1000))
+    if state in ("active", "ended"):
+        history.append(Transition("active", "PS creator", now - 500))
+    if state == "ended":
+        history.append(Transition("ended", "PS creator", now))
+    return Deployment(
+        deployment_id=deployment_id, revision=len(history) - 1, state=state, created_by="PS creator", created_at_ms=now - 2000,
+        history=tuple(history), force="Test Constabulary", name="test deployment", purpose={"offences": ["test"]},
+        place={"name": "test street", "point": {"lat": 51.5, "lon": -0.1}, "radius_m": 100.0},
+        window=Window(start, start + int(hours * 3_600_000)), cameras=tuple(cameras), criteria=Criteria(CATEGORIES, PRIORITIES, 1000),
+        match_threshold=threshold, footfall_per_hour=1000.0, rationale="test", dpia_ref="DPIA-T", eia_ref="EIA-T",
+        public_notice={"signage": True, "notice_ref": "N-T"},
+        authorisation=Authorisation("Supt authoriser", "superintendent", now - 1000, threshold, 0.0, "test calibration") if state != "draft" else None,
+        snapshot=snapshot if state != "draft" else None,
+    )
+
+
+def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for deployment in deployments:
+        producer.produce(topic, key=deployment.deployment_id.encode(), value=encode(SCHEMA, deployment.to_data()))
+    assert producer.flush(30) == 0
+
+
+def versions(entries: Iterable[WatchlistEntry]) -> set[str]:
+    return {entry_version(e) for e in entries}

@@ -1,0 +1,114 @@
+"""A review console running in-process on the test broker, with its own topics and short settings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from services.common.broker import free_port
+from services.common.settings import ReviewSettings, load_settings
+from services.review.app import build_app
+from services.review.service import build_console
+from tests.kafka_helpers import create_topics, unique
+
+TOPIC_FIELDS = ("alerts_topic", "evidence_topic", "evidence_keys_topic", "adjudications_topic", "audit_topic",
+                "watchlist_topic", "counts_topic", "deployments_topic")
+
+
+def review_settings(bootstrap: str, state_dir: Path, **overrides) -> ReviewSettings:
+    topics = {field: unique(field.removesuffix("_topic")) for field in TOPIC_FIELDS}
+    create_topics(bootstrap, *topics.values(), partitions=1)
+    port = free_port()
+    values = dict(kafka_bootstrap_servers=bootstrap, state_dir=state_dir, users_file=state_dir / "users.json",
+                  http_host="127.0.0.1", http_port=port, public_url=f"http://127.0.0.1:{port}", metrics_port=0,
+                  transit_key_validity_s=3, transit_key_grace_s=3, sweep_interval_s=0.2, report_read_timeout_s=20, **topics)
+    values.update(overrides)
+    return load_settings(ReviewSettings, **values)
+
+
+@contextmanager
+def running_console(settings: ReviewSettings, clock=None):
+    console, reader = build_console(settings, **({"clock": clock} if clock else {}))
+    reader.start()
+    console.sweeper.start()
+    server = uvicorn.Server(uvicorn.Config(build_app(console), host=settings.http_host, port=settings.http_port,
+                                           log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and console.sweeper.keys.all() and reader.ready.is_set()):
+        assert time.monotonic() < deadline, "console did not start"
+        time.sleep(0.05)
+    try:
+        yield console
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        reader.stop_event.set()
+        console.sweeper.stop_event.set()
+        reader.join(10)
+        console.sweeper.join(10)
+
+
+def placeholder_jpeg(seed: int, size: int = 112) -> bytes:
+    """A generated placeholder image (never a face from a data set): gradient and a number."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(40, 200, size=3)
+    ramp = np.linspace(0.6, 1.2, size)[None, :, None]
+    image = np.clip(np.ones((size, size, 3)) * base * ramp, 0, 255).astype(np.uint8)
+    cv2.circle(image, (size // 2, size // 2 - 6), size // 4, (230, 230, 230), 2)
+    cv2.putText(image, str(seed), (size // 2 - 18, size - 14), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    ok, buffer = cv2.imencode(".jpg", image)
+    return buffer.tobytes()
+
+
+def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deployment: str = "van-1", camera: str = "cam-1",
+               captured_at_ms: int | None = None, chip: bytes | None = None, seal: bool = True, priority: str = "red") -> dict:
+    """What the dispatcher does for one new alert: the alert (no chip) and its sealed chip."""
+    from services.common.envelope import encode
+    from services.dispatch.evidence import EvidenceSealer
+    from services.dispatch.policy import decide
+    from tests.dispatch.helpers import match
+    from tests.kafka_helpers import produce
+
+    captured = captured_at_ms or int(time.time() * 1000)
+    _, alert = decide(None, match(subject=subject, camera=camera, deployment=deployment, captured_at_ms=captured,
+                                  chip=chip or placeholder_jpeg(len(subject)), priority=priority), 60_000, captured + 300)
+    if seal:
+        sealer = EvidenceSealer({"bootstrap.servers": bootstrap}, settings.evidence_keys_topic)
+        sealer.start()
+        try:
+            deadline = time.monotonic() + 20
+            while sealer.keyring.current() is None:
+                assert time.monotonic() < deadline, "no transit key published"
+                time.sleep(0.05)
+            produce(bootstrap, settings.evidence_topic, [sealer.seal(alert)], keys=[alert.alert_id.encode()])
+        finally:
+            sealer.stop()
+    produce(bootstrap, settings.alerts_topic, [encode("lfr.alerts.v1", alert.data)], keys=[subject.encode()])
+    return alert.data
+
+
+def enrol_reference(bootstrap: str, settings: ReviewSettings, subject: str, deployment: str = "van-1", seed: int = 1) -> None:
+    """A watchlist entry with a generated reference image (no model needed: a random unit vector)."""
+    import numpy as np
+
+    from services.common.envelope import encode
+    from services.face.models import SFACE, ModelIdentity
+    from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+    from services.watchlist.reference import ReferenceImage
+    from tests.kafka_helpers import produce
+
+    vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    entry = WatchlistEntry(subject, "W-" + subject, "wanted_by_courts", "red", Provenance("custody", 1, "PACE", "PC1", 1),
+                           int(time.time() * 1000) + 86_400_000, (deployment,),
+                           (EnrolledEmbedding(ModelIdentity(SFACE.name, SFACE.sha256), vector / np.linalg.norm(vector)),),
+                           ReferenceImage(placeholder_jpeg(seed + 100, 140), 140, 140))
+    produce(bootstrap, settings.watchlist_topic, [encode("lfr.watchlist.v1", entry.to_data())], keys=[subject.encode()])

@@ -1,0 +1,253 @@
+"""The console in a real headless chromium, fed by the running pipeline (all services as processes).
+
+Logs in, sees an alert appear without reloading, sees both images, rejects it, and finds the
+adjudication on the topic and the chip gone from every store once the erasure bound (short
+settings here) has passed. Then the transparency report of the run is checked against counts
+made independently from the topics, and the README's screenshots are taken with the faces
+replaced by generated placeholders.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.common.envelope import decode
+from services.demo.adjudicate import ConsoleClient, adjudicate
+from services.demo.cast import choose_cast
+from services.demo.deployment import open_deployment
+from services.demo.pipeline import Pipeline
+from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
+from services.evidence.sealing import SealError, associated_data, open_sealed
+from services.ingest.cameras import save_cameras
+from services.review.custody import TransitKeyStore
+from services.review.users import UsersFile
+from tests.kafka_helpers import wait_until
+
+from .helpers import placeholder_jpeg
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PASSWORD = "officer password 1"
+
+
+def chromium():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    options = Options()
+    options.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1280,720",
+                 "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    # Exactly the van's 1280x720 viewport (the window size would include the browser's frame).
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False})
+    return browser
+
+
+def screenshots_dir() -> Path:
+    """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the README's images), else var/ (git-ignored)."""
+    import os
+
+    folder = DOCS if os.environ.get("LFR_UPDATE_SCREENSHOTS") == "1" else DOCS.parent / "var" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+HIDE_FACES = """
+document.getElementById('probe').src = arguments[0];
+document.getElementById('reference').src = arguments[1];
+document.querySelectorAll('.ref, #f-reference').forEach((e, i) => e.textContent = 'DEMO-CASE-' + (1001 + i));
+"""
+FACES_HIDDEN = """
+const imgs = ['probe', 'reference'].map((id) => document.getElementById(id));
+const texts = [...document.querySelectorAll('.ref, #f-reference')].map((e) => e.textContent);
+return imgs.every((i) => i.src.startsWith('data:') && i.complete && i.naturalWidth > 0) && texts.every((t) => t.startsWith('DEMO-CASE-'));
+"""
+
+
+def placeholder_screenshot(driver, path: Path) -> None:
+    """A screenshot in which every face is a generated placeholder and no data-set name shows.
+
+    A live update may swap an image back at any moment, so the page is checked before and after
+    the capture, and the file is kept only when both checks pass: a data-set face never reaches it.
+    """
+    for _ in range(20):
+        driver.execute_script(HIDE_FACES, data_url(placeholder_jpeg(7)), data_url(placeholder_jpeg(8, 140)))
+        time.sleep(0.3)
+        if not driver.execute_script(FACES_HIDDEN):
+            continue
+        candidate = path.with_name(path.stem + ".candidate.png")
+        driver.save_screenshot(str(candidate))
+        if driver.execute_script(FACES_HIDDEN):
+            candidate.replace(path)
+            return
+        candidate.unlink()
+    raise AssertionError("no screenshot with placeholders only could be taken")
+
+
+def data_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
+def topic_bodies(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict | None]]:
+    tail = TopicTail(bootstrap, topic)
+    try:
+        out, empty = [], 0
+        while empty < 3:
+            got = tail.poll(0.3)
+            out += [(r.key(), decode(r.value()).data if r.value() is not None else None) for r in got]
+            empty = 0 if got else empty + 1
+        return out
+    finally:
+        tail.close()
+
+
+def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, face_engine):
+    from selenium.webdriver.common.by import By
+
+    options = DemoOptions(fps=3.0, seed=11, workdir=tmp_path / "run")
+    cast = choose_cast(lfw_dir, *face_engine, watchlisted=3, strangers=4, seed=options.seed, deployment=DEPLOYMENT,
+                       recognisable_margin=0.08)
+    state = tmp_path / "review"
+    UsersFile(state / "users.json").add("pc-1234", PASSWORD, "operator", (DEPLOYMENT,))
+    from services.common.broker import free_port
+
+    port = free_port()
+    url = f"http://localhost:{port}"
+    pipeline = Pipeline(options.workdir, extra_env={"LFR_TRANSIT_KEY_VALIDITY_S": "4", "LFR_TRANSIT_KEY_GRACE_S": "4",
+                                                    "LFR_SWEEP_INTERVAL_S": "0.5", "LFR_REJECTED_ERASURE_S": "5"})
+    pipeline.start_broker()
+    driver = None
+    try:
+        enrol(pipeline, cast, *face_engine)
+        deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, ["demo-cam-1"])  # authorised and active
+        pipeline.start("review", env={"LFR_STATE_DIR": str(state), "LFR_USERS_FILE": str(state / "users.json"),
+                                      "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(port), "LFR_PUBLIC_URL": url})
+        pipeline.wait_ready(("review",))
+        for service in ("detect", "embed", "matcher", "dispatch"):
+            pipeline.start(service)
+        pipeline.wait_ready(("detect", "embed", "matcher", "dispatch"))
+
+        driver = chromium()
+        driver.get(url + "/")
+        assert driver.current_url.endswith("/login")  # no page without a session
+        driver.find_element(By.ID, "username").send_keys("pc-1234")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "sign-in").click()
+        wait_until(lambda: driver.find_element(By.ID, "live").text == "live", 20, "the live stream connected")
+        cookie = driver.get_cookie("lfr_session")
+        assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+        driver.execute_script("window.__notReloaded = true")
+
+        save_cameras(pipeline.cameras_file, {"demo-cam-1": crowd_camera(cast, lfw_dir, options)})
+        pipeline.start("ingest")  # the queue is empty until the pipeline raises an alert
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#queue li"), 150, "an alert in the queue", interval_s=0.5)
+        assert driver.execute_script("return window.__notReloaded === true"), "the page was reloaded"
+
+        first = driver.find_elements(By.CSS_SELECTOR, "#queue li")[0]
+        alert_id = first.get_attribute("data-alert-id")
+        first.click()
+        loaded = "const i = document.getElementById(arguments[0]); return i.complete && i.naturalWidth > 0;"
+        wait_until(lambda: driver.execute_script(loaded, "probe") and driver.execute_script(loaded, "reference"), 30,
+                   "probe and reference images shown")
+        assert driver.find_element(By.ID, "f-sightings").text.isdigit()
+        assert "ago" in driver.find_element(By.ID, "detail").text
+
+        # Screenshot for the README: generated placeholders instead of faces, no data-set names.
+        placeholder_screenshot(driver, screenshots_dir() / "review-console.png")
+        driver.find_element(By.ID, "f-status").click()  # keep focus on the page for the keyboard
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        first_seen = time.time()
+        driver.execute_script("document.getElementById('queue').focus()")
+        ActionChains(driver).send_keys("r").perform()  # keyboard: R = rejected
+        wait_until(lambda: "rejected" in driver.find_element(By.ID, "f-status").text, 20, "the decision shown")
+        decided_at = time.time()
+        assert decided_at - first_seen < 60
+
+        # The adjudication is on the topic, without biometrics.
+        def adjudications():
+            return [d for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v1") if d and d["alert_id"] == alert_id]
+        wait_until(lambda: adjudications(), 20, "the adjudication on the topic")
+        [record] = adjudications()
+        assert (record["decision"], record["actor"], record["role"]) == ("rejected", "pc-1234", "operator")
+        assert record["alert_to_decision_ms"] > 0 and not any(isinstance(v, bytes) for v in record.values())
+
+        # The chip is gone from every store once the bound has passed (validity 4 s + grace 4 s here).
+        keys = TransitKeyStore(state / "keys", 4000, 4000, lambda: int(time.time() * 1000))
+        sealed = [d for k, d in topic_bodies(pipeline.bootstrap, "lfr.evidence.v1") if d and d["alert_id"] == alert_id]
+        assert sealed, "the chip was never sent as sealed evidence"
+
+        def erased() -> bool:
+            if (state / "evidence" / f"{alert_id}.img").exists() or (state / "evidence" / f"{alert_id}.json").exists():
+                return False
+            live_keys = keys.all()
+            return not any(k.key_id == s["key_id"] for k in live_keys for s in sealed)
+        wait_until(erased, 5 + 8 + 5, "custody file erased and the transit key destroyed")
+        for key in keys.all():
+            for record in sealed:
+                with pytest.raises(SealError):
+                    open_sealed(key.private, bytes(record["sealed"]), associated_data(alert_id, record["revision"]))
+        assert any(k == alert_id.encode() and d is None for k, d in topic_bodies(pipeline.bootstrap, "lfr.evidence.v1"))
+        status = driver.execute_script(
+            "const r = await fetch(arguments[0], {credentials: 'same-origin'}); return r.status;", f"/api/alerts/{alert_id}/probe")
+        assert status == 404
+        alerts = topic_bodies(pipeline.bootstrap, "lfr.alerts.v1")
+        assert all("chip" not in d["face"] for _, d in alerts), "an alert carried a chip"
+
+        # The other alerts: decided by the demo's officer stand-in (ground truth), through the API.
+        pipeline.stop("ingest")
+        officer = ConsoleClient(url, "pc-1234", PASSWORD)
+        truth = pipeline.truth()
+        for _, data in alerts:
+            if data["alert_id"] != alert_id:
+                wait_until(lambda d=data: adjudicate(officer, d, truth) is not None, 20, "alert decided")
+        officer.close()
+
+        # The report equals counts made here, independently, from the topics.
+        time.sleep(1)
+        ids = {d["alert_id"] for _, d in alerts if d["deployment_id"] == DEPLOYMENT}
+        decisions: dict[str, dict] = {}
+        for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v1"):
+            decisions.setdefault(d["alert_id"], {}).update({k: v for k, v in d.items() if k in ("decision", "outcome")})
+        embeddings = sum(1 for _, d in topic_bodies(pipeline.bootstrap, "lfr.embeddings.v1")
+                         if d and d["face"]["frame"]["deployment_id"] == DEPLOYMENT)
+        expected = {
+            "faces": embeddings,
+            "alerts": len(ids),
+            "confirmed": sum(1 for a in ids if decisions.get(a, {}).get("decision") == "confirmed"),
+            "false_alerts": sum(1 for a in ids if decisions.get(a, {}).get("decision") == "rejected"),
+            "engagements": sum(1 for a in ids if decisions.get(a, {}).get("outcome") in ("spoken_to", "arrested", "other")),
+            "arrests": sum(1 for a in ids if decisions.get(a, {}).get("outcome") == "arrested"),
+        }
+        out = tmp_path / "reports"
+        result = subprocess.run([sys.executable, "-m", "services.cli", "report", "--deployment", DEPLOYMENT, "--json",
+                                 "--out", str(out), "--bootstrap-servers", pipeline.bootstrap],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == expected
+        assert expected["false_alerts"] >= 1 and expected["faces"] > 0
+        [row] = json.loads((out / f"report-{DEPLOYMENT}.json").read_text())["deployments"]
+        assert row["authorising_rank"] == deployment.record.authorisation.rank and row["place"] == deployment.record.place["name"]
+        assert row["watchlist_size"] == len(cast.watchlist) and row["window_source"] == "deployment record"
+
+        driver.get((out / f"report-{DEPLOYMENT}.html").as_uri())
+        driver.save_screenshot(str(screenshots_dir() / "transparency-report.png"))  # figures only, no face
+    finally:
+        if driver is not None:
+            driver.quit()
+        codes = pipeline.stop_all()
+    assert all(code == 0 for code in codes.values()), codes
