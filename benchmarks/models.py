@@ -21,6 +21,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,13 +32,17 @@ if str(ROOT) not in sys.path:
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from services.common.progress import Progress  # noqa: E402
 from services.face.align import align_face  # noqa: E402
+from services.face.convert import convert_model  # noqa: E402
 from services.face.detector import FaceDetector  # noqa: E402
 from services.face.embedder import FaceEmbedder  # noqa: E402
 from services.face.evaluate import nearest_to_centre  # noqa: E402
+from services.face.models import SFACE, YUNET, locate_model, prepare_model  # noqa: E402
+from services.face.session import create_session  # noqa: E402
 
 logger = logging.getLogger("benchmarks.models")
 
@@ -196,7 +201,91 @@ def run(args: argparse.Namespace) -> dict:
             })
             bar.update()
     bar.close()
+    results["conversion"] = conversion_comparison(chips, args)
     return results
+
+
+def _bench_session(path: Path) -> ort.InferenceSession:
+    return create_session(path, intra_op_threads=1)
+
+
+def profile_by_op(path: Path, blob: np.ndarray, runs: int) -> dict[str, float]:
+    """Share of kernel time per operator type (onnxruntime's profiler, 1 thread)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: blob})
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"]
+    whole = sum(totals.values()) or 1.0
+    return {op: round(100.0 * us / whole, 1) for op, us in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def interleaved_median_ms(sessions: dict[str, ort.InferenceSession], blob: np.ndarray, warmup: int, repeats: int) -> dict[str, float]:
+    """Median ms per call of each session, alternating calls so load changes hit both alike."""
+    samples: dict[str, list[float]] = {key: [] for key in sessions}
+    for round_ in range(warmup + repeats):
+        for key, session in sessions.items():
+            name = session.get_inputs()[0].name
+            start = time.perf_counter()
+            session.run(None, {name: blob})
+            if round_ >= warmup:
+                samples[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def conversion_comparison(chips: np.ndarray, args: argparse.Namespace) -> dict:
+    """SFace as converted before the PRelu rewrite (baseline) against today's conversion.
+
+    Same process, same chips, interleaved calls, 1 intra-op thread; also checks that both give
+    bit-identical embeddings and records where each spends its time. YuNet's conversion did not
+    change (no PRelu): only its profile is recorded.
+    """
+    warmup, repeats, profile_runs = (1, 2, 2) if args.smoke else (10, 80, 40)
+    out: dict = {"threads": 1, "repeats": repeats, "statistic": "median, interleaved calls"}
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline_model, _ = convert_model(onnx.load(str(locate_model(SFACE))), rewrite_prelu=False)
+        baseline_path = Path(tmp) / "sface-baseline.onnx"
+        onnx.save(baseline_model, str(baseline_path))
+        current_path = prepare_model(SFACE, cache_dir=args.cache_dir).path
+        sessions = {"baseline": _bench_session(baseline_path), "current": _bench_session(current_path)}
+        rows = []
+        for batch in (1, 8):
+            blob = np.ascontiguousarray(chips[:batch, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+            ms = interleaved_median_ms(sessions, blob, warmup, repeats if batch == 1 else max(1, repeats // 4))
+            outputs = [s.run(None, {s.get_inputs()[0].name: blob})[0] for s in sessions.values()]
+            rows.append({
+                "batch": batch,
+                "baseline_ms_per_chip": round(ms["baseline"] / batch, 2),
+                "current_ms_per_chip": round(ms["current"] / batch, 2),
+                "speedup": round(ms["baseline"] / ms["current"], 2),
+                "identical_outputs": bool(np.array_equal(outputs[0], outputs[1])),
+            })
+        one = np.ascontiguousarray(chips[:1, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+        out["sface"] = {
+            "baseline": "converter without the PRelu rewrite (version 1 graph)",
+            "by_batch": rows,
+            "profile_share_pct": {
+                "baseline": profile_by_op(baseline_path, one, profile_runs),
+                "current": profile_by_op(current_path, one, profile_runs),
+            },
+        }
+    yunet_path = prepare_model(YUNET, cache_dir=args.cache_dir).path
+    frame = np.random.default_rng(0).random((1, 3, 640, 640), dtype=np.float32) * 255.0
+    out["yunet"] = {"profile_share_pct": profile_by_op(yunet_path, frame, max(1, profile_runs // 2))}
+    return out
 
 
 def _chips(detector: FaceDetector, faces: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
@@ -218,8 +307,11 @@ def summary(results: dict) -> str:
         "%dx%d/%dt=%.1fms" % (r["width"], r["height"], r["threads"], r["ms_per_frame"]) for r in results["detection"]
     )
     emb = " ".join("b%d/%dt=%.2fms" % (r["batch"], r["threads"], r["ms_per_chip"]) for r in results["embedding"])
-    return "models benchmark (%s%s): detect %s | embed per chip %s" % (
-        results["input"]["source"], ", smoke" if results["smoke"] else "", det, emb)
+    conv = " ".join("b%d %.2f->%.2fms x%.2f%s" % (r["batch"], r["baseline_ms_per_chip"], r["current_ms_per_chip"], r["speedup"],
+                                                   "" if r["identical_outputs"] else " DIFFERENT")
+                    for r in results["conversion"]["sface"]["by_batch"])
+    return "models benchmark (%s%s): detect %s | embed per chip %s | sface conversion %s" % (
+        results["input"]["source"], ", smoke" if results["smoke"] else "", det, emb, conv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,11 +123,14 @@ def load_settings(cls: type[S], **overrides: object) -> S:
 
 
 class QdrantSettings(LfrSettings):
-    """Where the watchlist index lives: a Qdrant server URL, else local mode on a path."""
+    """Where the watchlist index lives: a Qdrant server URL, else the embedded engine on a path."""
 
-    qdrant_url: str | None = Field(None, max_length=2048, description="e.g. http://qdrant:6333; unset = local mode")
+    qdrant_url: str | None = Field(None, max_length=2048, description="e.g. http://qdrant:6333; unset = the embedded engine")
     qdrant_api_key: SecretStr | None = None
-    qdrant_path: str = Field("var/qdrant", min_length=1, max_length=4096, description='local mode path, or ":memory:"')
+    qdrant_path: str = Field("var/qdrant", min_length=1, max_length=4096, description='embedded index path, or ":memory:"')
+    qdrant_embedded: Literal["edge", "local"] = Field(
+        "edge", description="embedded engine without a URL: edge = Qdrant in process (qdrant-edge-py), local = qdrant-client local mode (slow filters)"
+    )
 
 
 class FaceEngineSettings(LfrSettings):

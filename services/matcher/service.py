@@ -26,7 +26,7 @@ def build(
     settings: MatcherSettings, clock: Callable[[], int] = now_ms, policy: DeploymentPolicy | None = None
 ) -> tuple[WatchlistMaterialiser, MatcherDeps]:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path), ModelIdentity(SFACE.name, SFACE.sha256))
+    index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path, settings.qdrant_embedded), ModelIdentity(SFACE.name, SFACE.sha256))
     index.ensure_collection()
     materialiser = WatchlistMaterialiser(
         settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock

@@ -1,9 +1,13 @@
-"""The Qdrant index of the watchlist: derived data, rebuilt from lfr.watchlist.v1 at any time.
+"""The watchlist index: derived data, rebuilt from lfr.watchlist.v1 at any time.
 
 One collection per model identity (its name carries the model name and hash), so vectors of
 different models can never be compared. One point per enrolment image; the payload carries
-what matching needs (subject, category, priority, reference, expiry, deployments). Works the
-same against a Qdrant server (production) and qdrant-client local mode (embedded default).
+what matching needs (subject, category, priority, reference, expiry, deployments, entry
+version). The storage engine is a backend (services/watchlist/index_backends.py) chosen by
+settings through ``connect``: a Qdrant server when ``LFR_QDRANT_URL`` is set, else Qdrant's
+in-process engine (qdrant-edge-py, the embedded default) or qdrant-client local mode
+(``LFR_QDRANT_EMBEDDED=local``). Every filter (deployment, expiry, snapshot, category,
+exclusions) is part of the query on all three.
 """
 
 from __future__ import annotations
@@ -12,24 +16,24 @@ import logging
 import re
 import threading
 import uuid
-import warnings
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
-from qdrant_client import QdrantClient, models
-
-from services.common.errors import FatalError, TransientError
-from services.face.models import ModelIdentity
 
 from services.deployments.snapshot import entry_version
+from services.face.models import ModelIdentity
 
 from .entry import WatchlistEntry
+from .index_backends import ClientBackend, Condition, EdgeBackend, Filter, IndexBackend, IndexPoint, IndexRefused  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 _POINT_NAMESPACE = uuid.UUID("5b6f3f38-7c1e-4f0e-9d55-0c0a1f6c2e11")
+_CANDIDATE_FIELDS = ("subject_id", "category", "priority", "reference")
+
+EmbeddedEngine = Literal["edge", "local"]
 
 
 @dataclass(frozen=True)
@@ -48,97 +52,86 @@ def collection_name(model: ModelIdentity) -> str:
     return COLLECTION_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", model.name) + "__" + model.sha256[:12]
 
 
-def connect(url: str | None, api_key: str | None, path: str) -> QdrantClient:
-    """A server when ``url`` is set, else local mode on ``path`` (":memory:" for no files)."""
+def connect(url: str | None, api_key: str | None, path: str, embedded: EmbeddedEngine = "edge") -> IndexBackend:
+    """A server when ``url`` is set; else the embedded engine on ``path`` (":memory:" = no files).
+
+    ``embedded="edge"`` is Qdrant's engine in process (qdrant-edge-py); ``"local"`` is
+    qdrant-client local mode, kept for comparison and for setups without the edge wheel.
+    """
     if url:
-        return QdrantClient(url=url, api_key=api_key, timeout=10)
-    if path == ":memory:":
-        return QdrantClient(location=":memory:")
-    return QdrantClient(path=path)
+        from qdrant_client import QdrantClient  # noqa: PLC0415
+
+        return ClientBackend(QdrantClient(url=url, api_key=api_key, timeout=10), kind="server")
+    if embedded == "edge":
+        return EdgeBackend(None if path == ":memory:" else path)
+    if embedded != "local":
+        raise ValueError("embedded engine must be 'edge' or 'local', got %r" % embedded)
+    from qdrant_client import QdrantClient  # noqa: PLC0415
+
+    client = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
+    return ClientBackend(client, kind="local")
 
 
-@contextmanager
-def _transient_on_outage() -> Iterator[None]:
-    """Network and server-side failures are transient: the batch is retried, not dead-lettered."""
-    try:
-        yield
-    except (ConnectionError, TimeoutError) as exc:
-        raise TransientError(f"qdrant unavailable: {type(exc).__name__}") from exc
-    except Exception as exc:
-        name = type(exc).__name__
-        status = getattr(exc, "status_code", None)
-        if name in ("ResponseHandlingException", "ConnectError", "ReadTimeout", "ConnectTimeout", "RpcError", "AioRpcError") or (
-            isinstance(status, int) and status >= 500
-        ):
-            raise TransientError(f"qdrant unavailable: {name}") from exc
-        # Refused credentials or a missing collection fail every probe alike: stop the service
-        # (FatalError) rather than dead-letter a stream of faces.
-        if status in (401, 403):
-            raise IndexRefused(f"qdrant refused the request (HTTP {status}): check LFR_QDRANT_API_KEY", "index_unauthorised") from exc
-        if status == 404 or (isinstance(exc, ValueError) and "not found" in str(exc)):
-            raise IndexRefused(f"qdrant collection missing: {str(exc)[:200]}", "index_missing") from exc
-        raise
-
-
-class IndexRefused(FatalError):
-    """Qdrant refuses every request alike (credentials, missing collection)."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+def _as_backend(store: Any) -> IndexBackend:
+    """Accept a backend, or a bare QdrantClient (wrapped: older callers and tests pass one)."""
+    if hasattr(store, "query_batch") and hasattr(store, "ensure_collection"):
+        return store
+    return ClientBackend(store, kind="client")
 
 
 class WatchlistIndex:
     """Search and maintenance of one model's watchlist collection. Thread-safe."""
 
-    def __init__(self, client: QdrantClient, model: ModelIdentity, dim: int = 128) -> None:
-        self.client = client
+    def __init__(self, backend: IndexBackend | Any, model: ModelIdentity, dim: int = 128) -> None:
+        self.backend = _as_backend(backend)
         self.model = model
         self.dim = dim
         self.collection = collection_name(model)
-        self._lock = threading.RLock()  # local mode is not safe across threads
+        self._lock = threading.RLock()  # local mode and edge shards are used from one thread at a time
+
+    @property
+    def client(self) -> Any:
+        """The QdrantClient of a server or local-mode backend (None for the edge engine)."""
+        return getattr(self.backend, "client", None)
 
     def ensure_collection(self) -> None:
-        with self._lock, _transient_on_outage():
-            if not self.client.collection_exists(self.collection):
-                self.client.create_collection(
-                    self.collection, vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
-                )
-                with warnings.catch_warnings():
-                    # Local mode ignores payload indexes (and says so); a server uses them for filters.
-                    warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-                    for field_name in ("category", "deployments", "subject_id", "entry_version"):
-                        self.client.create_payload_index(self.collection, field_name, models.PayloadSchemaType.KEYWORD)
-                    self.client.create_payload_index(self.collection, "expires_at_ms", models.PayloadSchemaType.INTEGER)
+        with self._lock:
+            self.backend.ensure_collection(self.collection, self.dim)
 
     def upsert(self, entry: WatchlistEntry) -> int:
         """Replace the subject's points by the entry's vectors for this model; returns the count."""
         points = self._points(entry)
-        with self._lock, _transient_on_outage():
-            self._delete_where("subject_id", entry.subject_id)
+        with self._lock:
+            self.backend.delete(self.collection, _subject_is(entry.subject_id))
             if points:
-                self.client.upsert(self.collection, points=points, wait=True)
+                self.backend.upsert(self.collection, points)
         if not points:
             logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
         return len(points)
 
     def add_new(self, entries: Iterable[WatchlistEntry], chunk: int = 1000) -> int:
-        """Bulk insert subjects not yet in the collection (no per-subject delete: linear, not quadratic)."""
+        """Bulk insert subjects not yet in the collection (no per-subject delete: linear, not quadratic).
+
+        Ends with the engine's optimisation pass (an HNSW index on a large edge collection).
+        """
         count = 0
-        batch: list[models.PointStruct] = []
+        batch: list[IndexPoint] = []
         for entry in entries:
             batch.extend(self._points(entry))
             if len(batch) >= chunk:
                 count += self._upsert_points(batch)
                 batch = []
-        return count + (self._upsert_points(batch) if batch else 0)
+        count += self._upsert_points(batch) if batch else 0
+        with self._lock:
+            self.backend.optimize(self.collection)
+        return count
 
-    def _upsert_points(self, points: list[models.PointStruct]) -> int:
-        with self._lock, _transient_on_outage():
-            self.client.upsert(self.collection, points=points, wait=True)
+    def _upsert_points(self, points: list[IndexPoint]) -> int:
+        with self._lock:
+            self.backend.upsert(self.collection, points)
         return len(points)
 
-    def _points(self, entry: WatchlistEntry) -> list[models.PointStruct]:
+    def _points(self, entry: WatchlistEntry) -> list[IndexPoint]:
         vectors = entry.vectors_for(self.model)
         payload = {
             "subject_id": entry.subject_id,
@@ -151,40 +144,34 @@ class WatchlistIndex:
             "entry_version": entry_version(entry),
         }
         return [
-            models.PointStruct(id=str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), vector=v.tolist(), payload=payload)
+            IndexPoint(str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), np.asarray(v, dtype=np.float32), payload)
             for i, v in enumerate(vectors)
         ]
 
     def remove(self, subject_id: str) -> None:
-        with self._lock, _transient_on_outage():
-            self._delete_where("subject_id", subject_id)
+        with self._lock:
+            self.backend.delete(self.collection, _subject_is(subject_id))
 
     def remove_expired(self, now_ms: int) -> int:
-        expired = models.Filter(must=[models.FieldCondition(key="expires_at_ms", range=models.Range(lte=now_ms))])
-        with self._lock, _transient_on_outage():
-            count = self.client.count(self.collection, count_filter=expired, exact=True).count
+        expired = Filter(must=(Condition.at_most("expires_at_ms", now_ms),))
+        with self._lock:
+            count = self.backend.count(self.collection, expired)
             if count:
-                self.client.delete(self.collection, points_selector=models.FilterSelector(filter=expired), wait=True)
+                self.backend.delete(self.collection, expired)
         return count
 
     def subjects(self) -> set[str]:
-        found: set[str] = set()
-        offset = None
-        with self._lock, _transient_on_outage():
-            while True:
-                points, offset = self.client.scroll(self.collection, limit=1000, offset=offset, with_payload=["subject_id"], with_vectors=False)
-                found.update(p.payload["subject_id"] for p in points)
-                if offset is None:
-                    return found
+        with self._lock:
+            return self.backend.payload_values(self.collection, "subject_id")
 
     def drop_other_models(self) -> list[str]:
         """Drop the watchlist collections of models no longer configured: their vectors are
         embeddings of people, derived from a topic that may since have removed them."""
-        with self._lock, _transient_on_outage():
-            names = [c.name for c in self.client.get_collections().collections]
+        with self._lock:
+            names = self.backend.collection_names()
             stale = [n for n in names if n.startswith(COLLECTION_PREFIX) and n != self.collection]
             for name in stale:
-                self.client.delete_collection(name)
+                self.backend.drop_collection(name)
         if stale:
             logger.info("watchlist collections of other models dropped", extra={"collections": stale})
         return stale
@@ -210,45 +197,55 @@ class WatchlistIndex:
         limit: int = 5,
         exclude: Iterable[str] = (),
         versions: Sequence[Collection[str]] | None = None,
+        categories: Collection[str] | None = None,
     ) -> list[list[Candidate]]:
         """Best candidates per query vector, one per subject, best first: one batched call.
 
-        ``versions`` (one set per vector) restricts each search to those entry versions, inside
-        the query (a deployment's snapshot); an empty set searches nothing.
+        Every restriction is part of the query: unexpired entries only; the probe's deployment
+        (None: any); ``versions`` (one set per vector) restricts each search to those entry
+        versions (a deployment's snapshot), an empty set searches nothing; ``categories``
+        restricts to those watchlist categories; ``exclude`` drops subjects.
         """
         if len(vectors) == 0:
             return []
-        excluded = list(exclude)
-        requests = []
+        excluded = tuple(exclude)
+        must_not = (Condition.any_of("subject_id", excluded),) if excluded else ()
+        category_condition = Condition.any_of("category", sorted(categories)) if categories is not None else None
+        # A snapshot holds one version per subject (10k at force scale) and every probe of a
+        # deployment shares the same set object: build its condition once per batch, so the
+        # backend can also reuse one converted filter for all of them.
+        filters: dict[tuple[str | None, int], Filter] = {}
+        queries = []
         for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
-            must = [models.FieldCondition(key="expires_at_ms", range=models.Range(gt=now_ms))]
-            if deployment is not None:
-                must.append(models.FieldCondition(key="deployments", match=models.MatchValue(value=deployment)))
-            if versions is not None:
-                must.append(models.FieldCondition(key="entry_version", match=models.MatchAny(any=sorted(versions[i]) or [""])))
-            must_not = [models.FieldCondition(key="subject_id", match=models.MatchAny(any=excluded))] if excluded else None
-            # Several points may belong to one subject; over-fetch, then keep each subject's best.
-            requests.append(
-                models.QueryRequest(
-                    query=np.asarray(vector, dtype=np.float32).tolist(),
-                    filter=models.Filter(must=must, must_not=must_not),
-                    limit=limit * 4,
-                    with_payload=True,
-                )
-            )
-        with self._lock, _transient_on_outage():
-            responses = self.client.query_batch_points(self.collection, requests=requests)
+            key = (deployment, id(versions[i]) if versions is not None else 0)
+            where = filters.get(key)
+            if where is None:
+                must = [Condition.greater("expires_at_ms", now_ms)]
+                if deployment is not None:
+                    must.append(Condition.match("deployments", deployment))
+                if versions is not None:
+                    must.append(Condition.any_of("entry_version", sorted(versions[i])))
+                if category_condition is not None:
+                    must.append(category_condition)
+                where = filters[key] = Filter(must=tuple(must), must_not=must_not)
+            queries.append((vector, where))
+        # Several points may belong to one subject; over-fetch, then keep each subject's best.
+        with self._lock:
+            responses = self.backend.query_batch(self.collection, queries, limit * 4, _CANDIDATE_FIELDS)
         results = []
-        for response in responses:
+        for hits in responses:
             best: dict[str, Candidate] = {}
-            for point in response.points:
-                payload = point.payload or {}
-                sid = payload["subject_id"]
+            for hit in hits:
+                sid = hit.payload["subject_id"]
                 if sid not in best:
-                    best[sid] = Candidate(sid, float(point.score), payload["category"], payload["priority"], payload["reference"])
+                    best[sid] = Candidate(sid, hit.score, hit.payload["category"], hit.payload["priority"], hit.payload["reference"])
             results.append(sorted(best.values(), key=lambda c: -c.score)[:limit])
         return results
 
-    def _delete_where(self, key: str, value: str) -> None:
-        selector = models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(key=key, match=models.MatchValue(value=value))]))
-        self.client.delete(self.collection, points_selector=selector, wait=True)
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()
+
+
+def _subject_is(subject_id: str) -> Filter:
+    return Filter(must=(Condition.match("subject_id", subject_id),))

@@ -31,3 +31,8 @@ def test_benchmark_smoke_writes_json(tmp_path: Path, model_cache_dir: Path) -> N
     assert {(r["batch"], r["threads"]) for r in data["embedding"]} == {(b, t) for b in (1, 8, 32) for t in (1, 2)}
     assert all(r["ms_per_frame"] > 0 for r in data["detection"])
     assert all(r["ms_per_chip"] > 0 for r in data["embedding"])
+    # The conversion comparison (baseline graph vs today's, same process) ran and agreed bit for bit.
+    rows = data["conversion"]["sface"]["by_batch"]
+    assert {r["batch"] for r in rows} == {1, 8}
+    assert all(r["identical_outputs"] and r["speedup"] > 0 for r in rows)
+    assert "Conv" in data["conversion"]["yunet"]["profile_share_pct"]

@@ -51,7 +51,7 @@ class Matcher:
         self.runner.request_stop()
         self.thread.join(30)
         self.materialiser.stop()
-        self.materialiser.index.client.close()
+        self.materialiser.index.close()
 
 
 @pytest.fixture

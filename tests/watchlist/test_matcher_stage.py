@@ -1,4 +1,5 @@
-"""The matcher stage alone (no broker): thresholds, scoping, model identity. Real local Qdrant."""
+"""The matcher stage alone (no broker): thresholds, scoping, model identity. Real Qdrant engines:
+the embedded default (qdrant-edge) and qdrant-client local mode, same tests for both."""
 
 from __future__ import annotations
 
@@ -6,14 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
 from services.common.envelope import decode, encode
 from services.common.stage import Message
 from services.face.models import SFACE, ModelIdentity
 from services.matcher.stage import MatcherDeps, ModelMismatch, process
 from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_to_bytes
-from services.watchlist.index import WatchlistIndex
+from services.watchlist.index import WatchlistIndex, connect
 from services.watchlist.thresholds import Thresholds
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
@@ -52,11 +52,12 @@ def probe(vector: np.ndarray, deployment: str = "van-1", model: ModelIdentity = 
     return Message(schema=envelope.schema, data=envelope.data)
 
 
-@pytest.fixture
-def index():
-    idx = WatchlistIndex(QdrantClient(location=":memory:"), MODEL)
+@pytest.fixture(params=["edge", "local"])
+def index(request):
+    idx = WatchlistIndex(connect(None, None, ":memory:", request.param), MODEL)
     idx.ensure_collection()
-    return idx
+    yield idx
+    idx.close()
 
 
 def deps(index, **thresholds) -> MatcherDeps:
@@ -105,8 +106,8 @@ def test_embeddings_of_another_model_are_refused_not_compared(index):
 def test_one_batched_query_per_batch(index, monkeypatch):
     index.upsert(entry("alice", unit(9)))
     calls = []
-    original = index.client.query_batch_points
-    monkeypatch.setattr(index.client, "query_batch_points", lambda *a, **k: calls.append(len(k["requests"])) or original(*a, **k))
+    original = index.backend.query_batch
+    monkeypatch.setattr(index.backend, "query_batch", lambda collection, queries, *a: calls.append(len(queries)) or original(collection, queries, *a))
     process([probe(unit(i)) for i in range(20, 36)], deps(index))
     assert calls == [16]
 
