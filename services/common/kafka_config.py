@@ -63,6 +63,8 @@ def consumer_config(settings: RunnerSettings) -> dict[str, Any]:
         "heartbeat.interval.ms": settings.heartbeat_interval_ms,
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "enable.partition.eof": False,
+        # Latency per hop when caught up (issue #17): see RunnerSettings.fetch_wait_max_ms.
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
     }
 
 

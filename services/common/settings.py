@@ -83,6 +83,7 @@ class RunnerSettings(KafkaSettings):
     stall_after_s: float = Field(
         60.0, ge=1, le=3600, description="Seconds without a successful produce or fetch, while work waits, before the service reports itself stalled"
     )
+    fetch_wait_max_ms: int = Field(10, ge=1, le=5_000, description="longest a fetch waits for data; brokers that do not answer a long poll early (Tansu) add up to this per hop")
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> RunnerSettings:
@@ -192,6 +193,12 @@ class AuditSettings(KafkaSettings, SigningSettings):
     lfr.audit.v1 retention.ms in topics.toml: 7 years by default.)"""
 
 
+class LatencyBudgetSettings(LfrSettings):
+    """Stale policy skip-stale (issue #17): work older than the budget, counted from capture, is skipped."""
+
+    latency_budget_ms: int = Field(1_500, ge=50, le=600_000, description="faces captured longer ago than this are skipped, counted, never processed")
+
+
 class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings, SigningSettings):
     """`lfr watchlist` and `lfr eval`: who writes to the watchlist and audit topics."""
 
@@ -241,7 +248,7 @@ class DeploymentSettings(WatchlistSettings):
         return value
 
 
-class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, SigningSettings):
+class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, SigningSettings, LatencyBudgetSettings):
     """The matcher service."""
 
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
@@ -284,7 +291,8 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     output_topic: TopicName = "lfr.faces.v1"
     batch_max_messages: int = Field(8, ge=1, le=256)
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
-    max_frame_age_ms: int = Field(5_000, ge=50, le=600_000, description="stale frames are dropped unprocessed")
+    max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
+    superseded_after_ms: int = Field(250, ge=0, le=600_000, description="a frame this old with a newer frame of its camera in the same batch is skipped (detect is behind)")
     max_frame_pixels: int = Field(3840 * 2160, ge=64 * 64, le=8192 * 8192)
     min_face_width_px: float = Field(40.0, ge=8, le=2000)
     min_interocular_px: float = Field(15.0, ge=4, le=1000)
@@ -292,9 +300,15 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     max_abs_roll_deg: float = Field(30.0, ge=0, le=90)
     max_abs_yaw: float = Field(0.45, ge=0, le=2)
     min_blur: float = Field(15.0, ge=0, le=10_000)
+    # Tracking and shot selection (services/tracking/; issue #17)
+    tracking_enabled: bool = Field(True, description="track faces per camera and embed only the best shots; off = embed every accepted face")
+    track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
+    track_shot_margin: float = Field(0.25, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
+    track_refresh_s: float = Field(10.0, ge=0.5, le=3600, description="a long track opens a new window (K shots again) this often")
+    track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
 
 
-class EmbedSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings):
+class EmbedSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings, LatencyBudgetSettings):
     """The embed service: faces in, embeddings (with the chip as evidence) out."""
 
     group_id: str = Field("lfr-embed", pattern=r"^[A-Za-z0-9._-]{1,249}$")

@@ -62,15 +62,16 @@ class Pipeline:
         self.broker.start()
         apply_topics(AdminClient({"bootstrap.servers": self.bootstrap}), load_topic_specs())
 
-    def start(self, service: str, env: dict[str, str] | None = None, name: str | None = None) -> subprocess.Popen:
-        """Start ``service`` as process ``name`` (default: the service; give replicas their own names)."""
+    def start(self, service: str, env: dict[str, str] | None = None, name: str | None = None, cpus: str | None = None) -> subprocess.Popen:
+        """Start ``service`` as process ``name`` (default: the service; give replicas their own names),
+        pinned to the CPU list ``cpus`` (taskset syntax, e.g. "0") when given."""
         name = name or service
         path = self.workdir / f"{name}.log"
         self._log_offsets[name] = path.stat().st_size if path.exists() else 0
         self._services[name] = service
         log = open(path, "ab")  # noqa: SIM115 - owned by the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", service],
+            [*(["taskset", "-c", cpus] if cpus else []), sys.executable, "-m", "services.cli", "run", service],
             env={**self.env(), **(env or {})},
             stdout=log,
             stderr=log,

@@ -31,6 +31,7 @@ from services.watchlist.thresholds import Thresholds
 from .adjudicate import ConsoleClient, adjudicate
 from .cast import Cast, choose_cast, enrolment_request
 from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
+from .hops import by_hop
 from .deployment import open_deployment
 from .pipeline import Pipeline
 from .score import summarise
@@ -171,7 +172,15 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         out(f"deployment {DEPLOYMENT} ended")
         truth = pipeline.truth()  # one record per captured frame
         faces = _count(pipeline.bootstrap, "lfr.faces.v1", tails)
+        embeddings = _count(pipeline.bootstrap, "lfr.embeddings.v1", tails)
+        matches = [decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.matches.v1", tails)]
         summary = summarise(events, truth, {name for name, _ in cast.watchlist}, len(truth), faces)
+        # Tracking: how many embeddings each walker cost (issue #17).
+        walkers = len({(t["camera_id"], face["walker"]) for t in truth for face in t["faces"]})
+        summary["embeddings"] = embeddings
+        summary["walkers"] = walkers
+        summary["embeddings_per_walker"] = round(embeddings / walkers, 2) if walkers else None
+        summary["latency_ms"]["by_hop"] = by_hop(matches, events)
         summary["review_url"] = review.url
         summary["report"], html = transparency_report(pipeline, options.workdir)
         out(f"transparency report: {html}")
@@ -241,15 +250,19 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
     return summary(report), workdir / "report.html"
 
 
-def _count(bootstrap: str, topic: str, tails: list[TopicTail]) -> int:
+def _records(bootstrap: str, topic: str, tails: list[TopicTail]) -> list:
     tail = TopicTail(bootstrap, topic)
     tails.append(tail)
-    total, empty = 0, 0
+    records, empty = [], 0
     while empty < 3:
-        got = len(tail.poll(0.3))
-        total += got
+        got = tail.poll(0.3)
+        records += got
         empty = 0 if got else empty + 1
-    return total
+    return records
+
+
+def _count(bootstrap: str, topic: str, tails: list[TopicTail]) -> int:
+    return len(_records(bootstrap, topic, tails))
 
 
 def main(data: Path | None, seconds: float, as_json: bool, auto_adjudicate: bool = True) -> int:

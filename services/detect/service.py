@@ -7,6 +7,7 @@ import functools
 from services.common.service import run_service
 from services.common.settings import DetectSettings
 from services.face import FaceDetector, ImageLimits, QualityBounds
+from services.tracking import ShotPolicy, TrackerConfig, Tracks
 
 from .stage import DetectDeps, process
 
@@ -32,6 +33,9 @@ def build(settings: DetectSettings):
         limits=ImageLimits(max_pixels=settings.max_frame_pixels),
         output_topic=settings.output_topic,
         max_frame_age_ms=settings.max_frame_age_ms,
+        superseded_after_ms=settings.superseded_after_ms,
+        tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,
+        shots=ShotPolicy(max_shots=settings.track_max_shots, margin=settings.track_shot_margin, refresh_ms=int(settings.track_refresh_s * 1000)),
     )
     return functools.partial(process, deps=deps), [settings.input_topic]
 

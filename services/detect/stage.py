@@ -2,23 +2,36 @@
 
 Stale-frame policy ``skip-stale``: a frame older than ``max_frame_age_ms`` when it reaches this
 stage (the service fell behind) is skipped unprocessed and counted, so detection always works
-on what the camera sees now. Rejected faces are counted by reason and go no further: their
+on what the camera sees now. Policy ``skip-superseded``: a batch holding several frames of one
+camera means detect is behind that camera, so a frame older than ``superseded_after_ms`` with a
+newer frame of its camera in the batch is skipped and counted (reason ``superseded``). Under overload detect then drains its
+backlog instead of working through frames that are, by then, too old for embed's latency
+budget; the tracker bridges the gap with the track's motion. Rejected faces are counted by reason and go no further: their
 pixels never leave this process.
+
+Tracking (services/tracking/, on unless ``tracking`` is None): every detection of a frame is
+associated with the camera's live tracks before the quality gate, so a track survives a blurred
+frame; of the accepted faces only the shots the shot policy picks go on to embed, each carrying
+its track (random id, shot number, reason, quality). The rest are counted by skip reason
+(``lfr_shots_skipped_total``) and their pixels go no further. With tracking off, every accepted
+face is its own one-shot track (reason ``untracked``).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.common.errors import MessageError
 from services.common.stage import Message, Output
 from services.face import FaceDetector, ImageLimits, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
+from services.tracking import SHOT_REASONS, SKIP_REASONS, ShotPolicy, Tracks, shot_quality
 
 FACES_SCHEMA = "lfr.faces.v1"
 
@@ -26,6 +39,14 @@ FRAMES_SKIPPED = Counter("lfr_frames_skipped_total", "Frames not processed by de
 FACES_DETECTED = Counter("lfr_faces_detected_total", "Faces found by the detector")
 FACES_REJECTED = Counter("lfr_faces_rejected_total", "Faces rejected by the quality gate", ["reason"])
 FACES_ACCEPTED = Counter("lfr_faces_accepted_total", "Faces that passed the quality gate")
+FRAMES_PROCESSED = Counter("lfr_frames_processed_total", "Frames run through the detector")
+SHOTS_SENT = Counter("lfr_shots_sent_total", "Accepted faces sent on to embed, by shot reason", ["reason"])
+SHOTS_SKIPPED = Counter("lfr_shots_skipped_total", "Accepted faces not sent to embed (policy best-shots/v1), by reason", ["reason"])
+TRACKS_LIVE = Gauge("lfr_tracks_live", "Face tracks held in memory by this detect process")
+for _reason in (*SHOT_REASONS, "untracked"):
+    SHOTS_SENT.labels(_reason)
+for _reason in SKIP_REASONS:
+    SHOTS_SKIPPED.labels(_reason)
 
 
 class FrameRejected(MessageError):
@@ -38,7 +59,10 @@ class DetectDeps:
     bounds: QualityBounds
     limits: ImageLimits
     output_topic: str = "lfr.faces.v1"
-    max_frame_age_ms: int = 5_000
+    max_frame_age_ms: int = 1_000  # below the latency budget of embed and the matcher (see settings)
+    superseded_after_ms: int = 250
+    tracks: Tracks | None = None  # None = tracking off: every accepted face goes to embed
+    shots: ShotPolicy = ShotPolicy()
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -62,14 +86,31 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
             FRAMES_SKIPPED.labels("stale").inc()
             continue
         fresh.append(message)
+    newest: dict[str, int] = {}
+    for message in fresh:
+        camera_id = message.data["camera_id"]
+        newest[camera_id] = max(newest.get(camera_id, 0), message.data["captured_at_ms"])
+    kept = []
+    for message in fresh:
+        captured = message.data["captured_at_ms"]
+        if captured < newest[message.data["camera_id"]] and now - captured > deps.superseded_after_ms:
+            FRAMES_SKIPPED.labels("superseded").inc()
+            continue
+        kept.append(message)
+    fresh = kept
     images = [_decode(message, deps.limits) for message in fresh]
     if not images:
         return []
     outputs = []
     for message, image, detections in zip(fresh, images, deps.detector.detect_batch(images), strict=True):
         frame = {key: message.data[key] for key in ("camera_id", "deployment_id", "seq", "captured_at_ms", "width", "height")}
+        FRAMES_PROCESSED.inc()
         FACES_DETECTED.inc(len(detections))
         detected_at = deps.clock()
+        tracks = None
+        if deps.tracks is not None:
+            camera = deps.tracks.camera(frame["camera_id"], now)
+            tracks = camera.update(frame["captured_at_ms"], [face.box for face in detections], [face.landmarks for face in detections])
         for face_index, face in enumerate(detections):
             chip = align_face(image, face.landmarks)
             report = assess_quality(face, chip, deps.bounds)
@@ -77,6 +118,16 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
                 FACES_REJECTED.labels(report.reason).inc()
                 continue
             FACES_ACCEPTED.inc()
+            quality = shot_quality(report.score, report.inter_ocular, report.yaw, report.blur, face.box, (frame["width"], frame["height"]))
+            if tracks is None:
+                track = {"id": secrets.token_hex(8), "shot": 1, "reason": "untracked", "quality": round(quality, 4)}
+            else:
+                decision = deps.shots.decide(tracks[face_index], quality, frame["captured_at_ms"])
+                if not decision.send:
+                    SHOTS_SKIPPED.labels(decision.reason).inc()
+                    continue
+                track = {"id": tracks[face_index].id, "shot": decision.shot, "reason": decision.reason, "quality": round(quality, 4)}
+            SHOTS_SENT.labels(track["reason"]).inc()
             ok, png = cv2.imencode(".png", chip)
             if not ok:
                 raise RuntimeError("PNG encoding of a face chip failed")
@@ -87,6 +138,7 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
                     {
                         "frame": frame,
                         "face_index": face_index,
+                        "track": track,
                         "box": [round(float(v), 2) for v in face.box],
                         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks],
                         "quality": {
@@ -103,4 +155,7 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
                     key=frame["camera_id"],
                 )
             )
+    if deps.tracks is not None:
+        deps.tracks.sweep(now)
+        TRACKS_LIVE.set(deps.tracks.live_tracks())
     return outputs

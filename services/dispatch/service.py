@@ -1,9 +1,9 @@
 """The alert dispatcher: a thin faust runner around the pure policy in ``policy.py``.
 
-lfr.matches.v1 -> decide() per (subject, camera) -> lfr.alerts.v1 (CloudEvents, binary mode)
+lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v1 (CloudEvents, binary mode)
                                                  -> optional webhook (structured mode)
 
-State: a faust Table ``open-alerts`` keyed ``subject_id|camera_id``, in memory and backed by
+State: a faust Table ``open-alerts`` keyed ``subject_id|deployment_id``, in memory and backed by
 the changelog topic ``{LFR_GROUP_ID}-open-alerts-changelog`` (declared in topics.toml, and
 created by faust otherwise) with the input topic's partition count, compacted and deleted
 after a state's lifetime (``changelog_config``). Each state write goes to the changelog partition of
@@ -210,7 +210,7 @@ class Dispatcher:
         # Values are JSON objects {"partition": p, "state": OpenAlert.to_json()}: ids, times,
         # counts and a score; never a chip.
         self.table = self.app.Table(
-            TABLE, partitions=partitions, key_type=str, help="open alert per subject|camera",
+            TABLE, partitions=partitions, key_type=str, help="open alert per subject|deployment",
             extra_topic_configs=changelog_config(settings),  # declared in topics.toml too
         )
         self.app.agent(self.matches, name=f"{SERVICE}.matches")(self._match_agent)
@@ -272,7 +272,7 @@ class Dispatcher:
             match = envelope.data
             if self.deployments is not None and not self.deployments.admit(SERVICE, *frame_deployment(match)):
                 return  # dropped and counted by the deployment policy; the event is acked
-            key = table_key(match["subject_id"], match["face"]["frame"]["camera_id"])
+            key = table_key(match["subject_id"], match["face"]["frame"]["deployment_id"])
             stored = self.table.data.get(key)
             state = OpenAlert.from_json(stored["state"]) if stored else None
             now = self.clock()

@@ -1,4 +1,8 @@
-"""The embed stage: one batched embedding run per consumed batch; the chip travels as evidence."""
+"""The embed stage: one batched embedding run per consumed batch; the chip travels as evidence.
+
+Stale policy ``skip-stale`` (services/common/staleness.py): a face captured more than
+``latency_budget_ms`` ago is skipped unembedded and counted.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 
 from services.common.errors import MessageError
 from services.common.stage import Message, Output
+from services.common.staleness import within_budget
 from services.face import CHIP_SIZE, FaceEmbedder, decode_image
 from services.face.errors import ImageError
 from services.watchlist.entry import EMBEDDING_DTYPE, vector_to_bytes
@@ -25,6 +30,7 @@ class ChipRejected(MessageError):
 class EmbedDeps:
     embedder: FaceEmbedder
     output_topic: str = "lfr.embeddings.v1"
+    latency_budget_ms: int = 1_500
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -40,6 +46,9 @@ def _chip(message: Message) -> np.ndarray:
 
 
 def process(batch: Sequence[Message], deps: EmbedDeps) -> list[Output]:
+    batch = within_budget(batch, lambda face: face["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "embed")
+    if not batch:
+        return []
     chips = np.stack([_chip(message) for message in batch])
     vectors = deps.embedder.embed(chips)
     model = deps.embedder.identity

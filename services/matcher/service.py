@@ -49,6 +49,7 @@ def build(
         thresholds=Thresholds.parse(settings.match_threshold_default, settings.match_thresholds),
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
+        latency_budget_ms=settings.latency_budget_ms,
         counts_topic=settings.counts_topic,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,

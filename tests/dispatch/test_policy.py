@@ -26,7 +26,7 @@ def test_first_sighting_raises_a_new_alert_with_the_evidence():
     state, alert = decide(None, match(seq=7, score=0.61), COOLDOWN, now_ms=NOW + 1200)
     assert alert is not None and alert.kind == "new" and alert.revision == 0
     data = alert.data
-    assert data["alert_id"] == alert_id_for("subj-1", "cam-1", NOW) == state.alert_id
+    assert data["alert_id"] == alert_id_for("subj-1", "van-1", NOW) == state.alert_id
     assert alert.ce_id == ce_id_for(data["alert_id"], 0) == f"{data['alert_id']}.0"
     assert (data["subject_id"], data["camera_id"], data["deployment_id"]) == ("subj-1", "cam-1", "van-1")
     assert (data["reference"], data["category"], data["priority"]) == ("W-subj-1", "wanted_by_courts", "red")
@@ -67,21 +67,49 @@ def test_beyond_cooldown_raises_a_new_alert_with_a_new_id():
     state, alerts = run([match(seq=1, captured_at_ms=NOW), match(seq=2, captured_at_ms=NOW + COOLDOWN + 1, score=0.55)])
     assert [a.kind for a in alerts] == ["new", "new"]
     assert alerts[0].alert_id != alerts[1].alert_id
-    assert alerts[1].alert_id == alert_id_for("subj-1", "cam-1", NOW + COOLDOWN + 1)
+    assert alerts[1].alert_id == alert_id_for("subj-1", "van-1", NOW + COOLDOWN + 1)
     assert state.first_seen_ms == NOW + COOLDOWN + 1 and state.sightings == 1 and state.revision == 0
     # Exactly at the cooldown still joins the open alert.
     _, at_edge = run([match(seq=1, captured_at_ms=NOW), match(seq=2, captured_at_ms=NOW + COOLDOWN)])
     assert len(at_edge) == 1
 
 
-def test_other_camera_or_subject_is_a_separate_alert():
+def test_other_subject_or_deployment_is_a_separate_alert_another_camera_is_not():
     key_states = {}
     alerts = []
-    for m in (match(camera="cam-1"), match(camera="cam-2"), match(subject="subj-2"), match(camera="cam-1", seq=2)):
-        key = (m["subject_id"], m["face"]["frame"]["camera_id"])
+    for m in (match(camera="cam-1"), match(camera="cam-2"), match(subject="subj-2"), match(camera="cam-1", seq=2),
+              match(deployment="van-2", camera="cam-9")):
+        key = (m["subject_id"], m["face"]["frame"]["deployment_id"])
         key_states[key], alert = decide(key_states.get(key), m, COOLDOWN, NOW + 100)
         alerts += [alert] if alert else []
-    assert len(alerts) == 3 and len({a.alert_id for a in alerts}) == 3
+    # subj-1/van-1 new, its update from cam-2, subj-2 new, subj-1/van-2 new; cam-1 again: nothing.
+    assert [a.kind for a in alerts] == ["new", "update", "new", "new"]
+    assert len({a.alert_id for a in alerts}) == 3
+
+
+def test_one_alert_per_person_per_deployment_across_two_cameras_updated_by_better_shots():
+    """Two cameras of one deployment see the same person: one alert, updated, never a second."""
+    def tracked(m, track_id):
+        m["face"]["track"] = {"id": track_id, "shot": 1, "reason": "first", "quality": 0.5}
+        return m
+
+    sightings = [
+        tracked(match(camera="cam-1", seq=1, captured_at_ms=NOW, score=0.6), "a" * 16),
+        tracked(match(camera="cam-1", seq=2, captured_at_ms=NOW + 300, score=0.58), "a" * 16),  # same track, not better
+        tracked(match(camera="cam-2", seq=1, captured_at_ms=NOW + 5000, score=0.55), "b" * 16),  # other camera: update
+        tracked(match(camera="cam-2", seq=4, captured_at_ms=NOW + 5600, score=0.7), "b" * 16),  # better shot: update
+        tracked(match(camera="cam-1", seq=9, captured_at_ms=NOW + 9000, score=0.65), "c" * 16),  # known camera, not better
+    ]
+    state, alerts = run(sightings)
+    assert [a.kind for a in alerts] == ["new", "update", "update"]
+    assert len({a.alert_id for a in alerts}) == 1 and [a.revision for a in alerts] == [0, 1, 2]
+    assert alerts[1].data["cameras"] == ["cam-1", "cam-2"] and alerts[1].camera_id == "cam-2"
+    assert alerts[2].data["score"] == 0.7 and alerts[2].data["track_score"] == 0.7 and alerts[2].data["tracks"] == 2
+    assert state.best_score == 0.7 and state.sightings == 5 and len(state.tracks) == 3
+    # Track-best: the cam-1 track's score is the best of its two shots.
+    assert state.track_score("cam-1|" + "a" * 16) == 0.6
+    stored = OpenAlert.from_json(json.loads(json.dumps(state.to_json())))
+    assert stored == state
 
 
 def test_redelivered_match_changes_nothing_and_emits_nothing():

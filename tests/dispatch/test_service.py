@@ -118,15 +118,15 @@ def test_one_alert_per_window_updates_dead_letters_and_cloudevents(broker, dispa
     assert len(records) == 5
 
     by_ce = {headers_of(r)["ce_id"].decode(): r for r in records}
-    w1 = alert_id_for("alice", "cam-1", base)
+    w1 = alert_id_for("alice", "van-1", base)
     expected = {
         f"{w1}.0": ("alice", "cam-1", 0, 1, 0.6, "org.openlfr.alert.raised"),
         f"{w1}.1": ("alice", "cam-1", 1, 3, 0.8, "org.openlfr.alert.updated"),
-        f"{alert_id_for('alice', 'cam-2', base + 2000)}.0": ("alice", "cam-2", 0, 1, 0.6, "org.openlfr.alert.raised"),
-        f"{alert_id_for('bob', 'cam-1', base + 3000)}.0": ("bob", "cam-1", 0, 1, 0.7, "org.openlfr.alert.raised"),
-        f"{alert_id_for('alice', 'cam-1', base + 62_001)}.0": ("alice", "cam-1", 0, 1, 0.51, "org.openlfr.alert.raised"),
+        f"{w1}.2": ("alice", "cam-2", 2, 4, 0.6, "org.openlfr.alert.updated"),  # another camera updates, never raises
+        f"{alert_id_for('bob', 'van-1', base + 3000)}.0": ("bob", "cam-1", 0, 1, 0.7, "org.openlfr.alert.raised"),
+        f"{alert_id_for('alice', 'van-1', base + 62_001)}.0": ("alice", "cam-1", 0, 1, 0.51, "org.openlfr.alert.raised"),
     }
-    assert set(by_ce) == set(expected)  # deterministic ids: derived from subject, camera, window start, revision
+    assert set(by_ce) == set(expected)  # deterministic ids: derived from subject, deployment, window start, revision
     for ce_id, (subject, camera, revision, sightings, score, ce_type) in expected.items():
         rec = by_ce[ce_id]
         headers, data = headers_of(rec), alert_of(rec)
@@ -141,7 +141,7 @@ def test_one_alert_per_window_updates_dead_letters_and_cloudevents(broker, dispa
         assert data["capture_to_alert_ms"] >= 50_000
     update = alert_of(by_ce[f"{w1}.1"])
     assert (update["first_seen_ms"], update["last_seen_ms"], update["face"]["frame"]["seq"]) == (base, base + 2000, 3)
-    assert alert_of(by_ce[f"{alert_id_for('bob', 'cam-1', base + 3000)}.0"])["priority"] == "amber"
+    assert alert_of(by_ce[f"{alert_id_for('bob', 'van-1', base + 3000)}.0"])["priority"] == "amber"
 
     dead = {headers_of(r)["lfr_dlq_reason"].decode(): r for r in dlq.poll()}
     assert set(dead) == {"decode_error", "unknown_schema", "schema_invalid"}
@@ -181,7 +181,7 @@ def test_restart_restores_state_and_raises_no_duplicate(broker, dispatch, reader
          dict(subject="carol", seq=3, captured_at_ms=base + 5000, score=0.75),            # within cooldown, not better
          dict(subject="carol", seq=4, captured_at_ms=base + 5000 + 60_001, score=0.6))    # beyond cooldown
     records = alerts.read_until(3, timeout_s=60)  # the last one is carol's last record: nothing can follow
-    w1, w2 = alert_id_for("carol", "cam-1", base), alert_id_for("carol", "cam-1", base + 65_001)
+    w1, w2 = alert_id_for("carol", "van-1", base), alert_id_for("carol", "van-1", base + 65_001)
     assert [headers_of(r)["ce_id"].decode() for r in records] == [f"{w1}.0", f"{w1}.1", f"{w2}.0"]
     assert alert_of(records[2])["sightings"] == 1
     assert second.stop() == 0, second.log[-3000:]

@@ -14,7 +14,7 @@ from tests.dispatch.helpers import NOW
 
 
 def state(subject: str, last_seen_ms: int) -> dict:
-    alert = OpenAlert(f"id-{subject}", subject, "cam-1", last_seen_ms - 1000, last_seen_ms, 2, 0, 0.7)
+    alert = OpenAlert(f"id-{subject}", subject, "van-1", "cam-1", last_seen_ms - 1000, last_seen_ms, 2, 0, 0.7)
     return alert.to_json()
 
 
@@ -28,9 +28,9 @@ def test_sweep_drops_closed_windows_of_its_partition_only(tmp_path):
 
     dispatcher._changelog = record  # type: ignore[method-assign]
     table = dispatcher.table.data
-    table["old|cam-1"] = {"partition": 0, "state": state("old", NOW - 70_001)}      # closed + grace: dropped
-    table["recent|cam-1"] = {"partition": 0, "state": state("recent", NOW - 69_999)}
-    table["other|cam-1"] = {"partition": 1, "state": state("other", NOW - 500_000)}  # another partition: left
+    table["old|van-1"] = {"partition": 0, "state": state("old", NOW - 70_001)}      # closed + grace: dropped
+    table["recent|van-1"] = {"partition": 0, "state": state("recent", NOW - 69_999)}
+    table["other|van-1"] = {"partition": 1, "state": state("other", NOW - 500_000)}  # another partition: left
 
     dispatcher._event_time_ms[0] = NOW - 3_600_000  # replaying an old backlog: nothing is dropped
     asyncio.run(dispatcher._sweep(0, NOW))
@@ -39,5 +39,5 @@ def test_sweep_drops_closed_windows_of_its_partition_only(tmp_path):
     dispatcher._next_sweep_ms.clear()
     dispatcher._event_time_ms[0] = NOW
     asyncio.run(dispatcher._sweep(0, NOW))
-    assert written == [(0, "old|cam-1", None)]
-    assert set(table) == {"recent|cam-1", "other|cam-1"}
+    assert written == [(0, "old|van-1", None)]
+    assert set(table) == {"recent|van-1", "other|van-1"}

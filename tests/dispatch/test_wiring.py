@@ -33,3 +33,23 @@ def test_app_settings(tmp_path):
     assert dispatcher.table.changelog_topic.get_topic_name() == "dispatch-x-open-alerts-changelog"
     assert dispatcher.table.changelog_topic.partitions == 4
     assert isinstance(dispatcher.app, faust.App) and dispatcher.webhook is not None
+
+
+def test_consumer_fetch_waits_are_short(tmp_path):
+    """Tansu answers a long poll only when the wait ends: the wait is added latency per hop
+    (faust hard-codes 1500 ms; librdkafka's default is 500 ms)."""
+    from services.common.kafka_config import consumer_config
+    from services.common.settings import DetectSettings
+    from services.dispatch.faust_fixes import FETCH_MAX_WAIT_MS
+
+    import asyncio
+
+    dispatcher = Dispatcher(load_settings(DispatchSettings), partitions=1, datadir=tmp_path)
+
+    async def worker_consumer():  # aiokafka consumers are created inside a running loop
+        thread = dispatcher.app.consumer._new_consumer_thread()
+        return thread._create_worker_consumer(dispatcher.app.transport)
+
+    consumer = asyncio.run(worker_consumer())
+    assert consumer._fetch_max_wait_ms == FETCH_MAX_WAIT_MS <= 20
+    assert consumer_config(load_settings(DetectSettings))["fetch.wait.max.ms"] <= 20

@@ -102,3 +102,71 @@ def test_embed_rejects_a_chip_that_is_not_an_aligned_face(scene, face_engine):
     bad["chip"] = {"media_type": "image/png", "data": cv2.imencode(".png", np.zeros((50, 60, 3), np.uint8))[1].tobytes()}
     with pytest.raises(ChipRejected, match="60x50"):
         embed([Message(faces[0].schema, bad)], EmbedDeps(embedder=embedder))
+
+
+def _truth_identity(box, truth) -> str | None:
+    from services.demo.score import _iou
+
+    best = max(truth, key=lambda t: _iou(t["box"], box), default=None)
+    return best["identity"] if best is not None and _iou(best["box"], box) > 0.3 else None
+
+
+def test_detect_with_tracking_sends_at_most_k_shots_per_track_of_one_person(scene, face_engine):
+    from services.tracking import ShotPolicy, Tracks
+
+    k = 2
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
+                      tracks=Tracks(), shots=ShotPolicy(max_shots=k, margin=0.1, refresh_ms=60_000))
+    untracked = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000)
+    skipped_before = sum(REGISTRY.get_sample_value("lfr_shots_skipped_total", {"reason": r}) or 0 for r in ("not_better", "track_budget"))
+    base = int(time.time() * 1000) - 30_000
+    seqs = list(range(0, 80, 2))  # 0.2 s apart in a 10 fps scene
+    rendered = {seq: scene.render(seq) for seq in seqs}
+    messages = [frame_message(rendered[seq][0], seq, captured_at_ms=base + seq * 100) for seq in seqs]
+    shots, every_face = [], 0
+    for i in range(0, len(messages), 8):
+        shots += detect(messages[i : i + 8], deps)
+        every_face += len(detect(messages[i : i + 8], untracked))
+    by_track: dict[str, list] = {}
+    for output in shots:
+        encode(output.schema, output.data)  # valid lfr.faces.v1 with its track
+        by_track.setdefault(output.data["track"]["id"], []).append(output.data)
+    assert by_track and all(len(faces) <= k for faces in by_track.values())
+    assert len(shots) < every_face / 3  # the point of tracking: far fewer embeddings
+    for faces in by_track.values():
+        assert [f["track"]["shot"] for f in faces] == list(range(1, len(faces) + 1))
+        assert faces[0]["track"]["reason"] == "first" and all(f["track"]["reason"] == "better" for f in faces[1:])
+        identities = {_truth_identity(f["box"], rendered[f["frame"]["seq"]][1]) for f in faces}
+        assert len(identities - {None}) <= 1, identities  # a track follows one person
+    # Every walker shown large enough was sent at least once.
+    sent = {_truth_identity(f["box"], rendered[f["frame"]["seq"]][1]) for faces in by_track.values() for f in faces}
+    shown = {t["identity"] for seq in seqs for t in rendered[seq][1] if t["face_width"] >= 64}
+    assert shown and shown <= sent
+    skipped_after = sum(REGISTRY.get_sample_value("lfr_shots_skipped_total", {"reason": r}) or 0 for r in ("not_better", "track_budget"))
+    assert skipped_after - skipped_before == every_face - len(shots)
+
+
+def test_embed_skips_faces_older_than_the_latency_budget_and_counts_them(scene, face_engine):
+    detector, embedder = face_engine
+    faces = as_messages(detect([frame_message(scene.render(40)[0])], DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits())))
+    assert faces
+    stale = dict(faces[0].data)
+    stale["frame"] = {**stale["frame"], "captured_at_ms": int(time.time() * 1000) - 5_000}
+    before = REGISTRY.get_sample_value("lfr_stale_skipped_total", {"service": "embed", "reason": "over_budget"}) or 0
+    outputs = embed([Message(faces[0].schema, stale), faces[0]], EmbedDeps(embedder=embedder, latency_budget_ms=1_000))
+    assert [o.data["face"]["frame"]["captured_at_ms"] for o in outputs] == [faces[0].data["frame"]["captured_at_ms"]]
+    assert REGISTRY.get_sample_value("lfr_stale_skipped_total", {"service": "embed", "reason": "over_budget"}) == before + 1
+    assert embed([Message(faces[0].schema, stale)], EmbedDeps(embedder=embedder, latency_budget_ms=1_000)) == []
+
+
+def test_detect_processes_only_the_newest_frame_of_a_camera_in_a_batch(scene, face_engine):
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits())
+    before = REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) or 0
+    now = int(time.time() * 1000)
+    image, _ = scene.render(40)
+    older, newer = frame_message(image, seq=1, captured_at_ms=now - 400), frame_message(image, seq=2, captured_at_ms=now - 100)
+    outputs = detect([older, newer], deps)
+    assert outputs and {o.data["frame"]["seq"] for o in outputs} == {2}
+    recent = frame_message(image, seq=3, captured_at_ms=now - 50)  # not behind yet: both processed
+    assert {o.data["frame"]["seq"] for o in detect([newer, recent], deps)} == {2, 3}
+    assert REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) == before + 1

@@ -148,3 +148,17 @@ def test_faces_are_counted_per_deployment_never_kept(index):
         assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"}
         encode("lfr.counts.v1", output.data)
     assert len({o.data["count_id"] for o in counts}) == 2
+
+
+def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index):
+    from prometheus_client import REGISTRY
+
+    a = unit(1)
+    index.upsert(entry("alice", a))
+    labels = {"service": "matcher", "reason": "over_budget"}
+    before = REGISTRY.get_sample_value("lfr_stale_skipped_total", labels) or 0
+    late = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000, clock=lambda: NOW + 1_001)
+    assert process([probe(towards(a, 0.9, 10))], late) == []
+    assert REGISTRY.get_sample_value("lfr_stale_skipped_total", labels) == before + 1
+    on_time = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000, clock=lambda: NOW + 1_000)
+    assert [o.data["subject_id"] for o in process([probe(towards(a, 0.9, 10))], on_time) if o.schema == "lfr.matches.v1"] == ["alice"]
