@@ -31,3 +31,23 @@ def test_a_terminal_gets_a_tqdm_bar_with_time_left():
         bar.update(5)
     text = out.getvalue()
     assert "\r" in text and "import" in text and "10/10" not in text and "5/10" in text and "subject" in text
+
+
+def test_report_shows_progress_over_every_record_it_reads(broker):
+    """`lfr report` reads five topics to their ends: the bar's total is their record count."""
+    from services.common.settings import ReportSettings, load_settings
+    from services.report.topics import read_inputs
+    from tests.kafka_helpers import create_topics, produce, unique
+
+    counts = unique("counts")
+    create_topics(broker.bootstrap_servers, counts, partitions=2)
+    produce(broker.bootstrap_servers, counts, [b"not an envelope"] * 7)
+    settings = load_settings(ReportSettings, kafka_bootstrap_servers=broker.bootstrap_servers, counts_topic=counts,
+                             alerts_topic=unique("missing"), adjudications_topic=unique("missing"),
+                             watchlist_topic=unique("missing"), deployments_topic=unique("missing"))
+    out = io.StringIO()
+    with Progress("lfr report: reading topics", unit="record", stream=out, tty=False) as bar:
+        inputs = read_inputs(settings, bar)
+    assert inputs.counts == []  # unreadable records are skipped, and still counted as read
+    assert (bar.count, bar.total) == (7, 7)
+    assert "lfr report: reading topics: 7/7 (100%)" in out.getvalue()

@@ -36,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"lfr report: bad date: {exc}", file=sys.stderr)
         return 2
-    report = build_report(read_inputs(settings), args.deployment, from_ms, to_ms, now_ms=int(time.time() * 1000))
+    from services.common.progress import Progress
+
+    with Progress("lfr report: reading topics", unit="record") as bar:
+        inputs = read_inputs(settings, bar)
+    report = build_report(inputs, args.deployment, from_ms, to_ms, now_ms=int(time.time() * 1000))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"report-{args.deployment}" if args.deployment else f"report-{args.from_date}-{args.to_date}"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

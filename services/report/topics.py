@@ -10,6 +10,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.common.envelope import decode
 from services.common.kafka_config import client_config
+from services.common.progress import Progress
 
 from .deployments import DeploymentFacts, facts_from_record
 
@@ -23,14 +24,19 @@ class ReportInputs:
     deployments: dict[str, DeploymentFacts] = field(default_factory=dict)
 
 
-def read_topic(settings, topic: str, timeout_s: float) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of every record of ``topic`` in partition order; [] when the topic does not exist."""
+def read_topic(settings, topic: str, timeout_s: float, bar: Progress | None = None) -> list[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record of ``topic`` in partition order; [] when the topic does not exist.
+
+    ``bar`` (services/common/progress.py) grows by the topic's record count and advances as they arrive."""
     consumer = Consumer({**client_config(settings), "group.id": "lfr-report", "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(timeout=timeout_s).topics.get(topic)
         if metadata is None or not metadata.partitions:
             return []
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in metadata.partitions}
+        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s) for p in metadata.partitions}
+        ends = {p: high for p, (_low, high) in marks.items()}
+        if bar is not None:
+            bar.set_total((bar.total or 0) + sum(max(0, high - low) for low, high in marks.values()))
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
         records: list[tuple[bytes | None, bytes | None]] = []
         pending = {p for p, end in ends.items() if end > 0}
@@ -38,12 +44,17 @@ def read_topic(settings, topic: str, timeout_s: float) -> list[tuple[bytes | Non
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for record in consumer.consume(500, 0.2):
+            batch = consumer.consume(500, 0.2)
+            if bar is not None and batch:
+                bar.update(len(batch))
+            for record in batch:
                 if record.error() is not None:
                     continue
                 if record.offset() + 1 >= ends[record.partition()]:
                     pending.discard(record.partition())
                 records.append((record.key(), record.value()))
+        if bar is not None and bar.count > (bar.total or 0):
+            bar.set_total(bar.count)  # a broker can report a short high watermark (Tansu does after a batch)
         return records
     finally:
         consumer.close()
@@ -63,14 +74,14 @@ def _bodies(records, schema: str) -> list[dict[str, Any]]:
     return out
 
 
-def read_inputs(settings) -> ReportInputs:
+def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
     timeout = settings.report_read_timeout_s
     inputs = ReportInputs(
-        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout), "lfr.alerts.v1"),
-        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout), "lfr.adjudications.v1"),
-        counts=_bodies(read_topic(settings, settings.counts_topic, timeout), "lfr.counts.v1"),
+        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v1"),
+        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v1"),
+        counts=_bodies(read_topic(settings, settings.counts_topic, timeout, bar), "lfr.counts.v1"),
     )
-    for key, value in read_topic(settings, settings.watchlist_topic, timeout):
+    for key, value in read_topic(settings, settings.watchlist_topic, timeout, bar):
         subject = (key or b"").decode()
         if value is None:
             inputs.watchlist_scopes.pop(subject, None)
@@ -79,7 +90,7 @@ def read_inputs(settings) -> ReportInputs:
             inputs.watchlist_scopes[subject] = tuple(decode(value).data["deployments"])
         except Exception:  # noqa: BLE001
             continue
-    for key, value in read_topic(settings, settings.deployments_topic, timeout):
+    for key, value in read_topic(settings, settings.deployments_topic, timeout, bar):
         deployment = (key or b"").decode()
         if value is None:
             inputs.deployments.pop(deployment, None)
