@@ -83,6 +83,10 @@ class CameraWorker:
         self.thread = threading.Thread(target=self._run, name=f"camera-{camera.id}", daemon=True)
 
     def start(self) -> None:
+        # The drop-oldest policy's series exist from the start at 0, so a rate (and the
+        # OpenLFRFramesDropped rule) reads 0 rather than "no data" for a camera that drops nothing.
+        for reason in ("queue_full", "too_old"):
+            FRAMES_DROPPED.labels(self.camera.id, reason)
         self.thread.start()
 
     def stop(self) -> None:

@@ -222,42 +222,40 @@ class Auditor:
             self.checked["notes"].append(f"retention verdict unavailable: {type(exc).__name__}")
 
     def audit_index(self) -> None:
+        """Every collection of every index the product controls, read through the same backends
+        the matcher writes with (services/watchlist/index_backends.py): a Qdrant server, or a
+        copy of each embedded path (the in-process engine's shards, or qdrant-client local mode)."""
         from qdrant_client import QdrantClient  # noqa: PLC0415
 
-        clients: list[tuple[str, QdrantClient, Path | None]] = []
+        from services.watchlist.index_backends import ClientBackend, EdgeBackend  # noqa: PLC0415
+
+        backends: list[tuple[str, object, Path | None]] = []
         if self.options.qdrant_url:
-            clients.append((self.options.qdrant_url, QdrantClient(url=self.options.qdrant_url, api_key=self.options.qdrant_api_key), None))
+            client = QdrantClient(url=self.options.qdrant_url, api_key=self.options.qdrant_api_key)
+            backends.append((self.options.qdrant_url, ClientBackend(client, kind="server"), None))
         for path in self.options.qdrant_paths:
             if not path.is_dir():
                 self.checked["notes"].append(f"qdrant path {path} absent (an in-memory index keeps nothing durable)")
                 continue
-            # Local mode locks its folder while a matcher runs: read a copy.
+            # A running matcher holds its folder: read a copy.
             copy = Path(tempfile.mkdtemp(prefix="lfr-audit-qdrant-"))
             shutil.copytree(path, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
-            clients.append((str(path), QdrantClient(path=str(copy)), copy))
-        for label, client, copy in clients:
+            local_mode = (copy / "meta.json").exists()  # qdrant-client local mode; else edge shards
+            backend = ClientBackend(QdrantClient(path=str(copy)), kind="local") if local_mode else EdgeBackend(copy)
+            backends.append((str(path), backend, copy))
+        for label, backend, copy in backends:
             try:
-                for collection in client.get_collections().collections:
+                for collection in backend.collection_names():
                     count = 0
-                    for point in self._scroll(client, collection.name):
+                    for point_id, vector in backend.vectors(collection):
                         count += 1
-                        vector = np.asarray(point.vector, np.float32)
-                        artefact = Artefact("embedding", digest(vector.astype("<f4").tobytes()), f"point {point.id}", vector)
-                        self.classify(artefact, f"index:{label}", collection.name, True)
-                    self.checked["index_collections"][f"{label}:{collection.name}"] = count
+                        artefact = Artefact("embedding", digest(vector.astype("<f4").tobytes()), f"point {point_id}", vector)
+                        self.classify(artefact, f"index:{label}", collection, True)
+                    self.checked["index_collections"][f"{label}:{collection}"] = count
             finally:
-                client.close()
+                backend.close()
                 if copy is not None:
                     shutil.rmtree(copy, ignore_errors=True)
-
-    @staticmethod
-    def _scroll(client, collection: str) -> Iterator:
-        offset = None
-        while True:
-            points, offset = client.scroll(collection, limit=256, offset=offset, with_vectors=True, with_payload=False)
-            yield from points
-            if offset is None:
-                return
 
     def audit_files(self) -> None:
         for root in self.options.data_dirs:

@@ -100,6 +100,7 @@ class IndexBackend(Protocol):
     def optimize(self, collection: str) -> None: ...
     def collection_names(self) -> list[str]: ...
     def drop_collection(self, collection: str) -> None: ...
+    def vectors(self, collection: str) -> Iterator[tuple[str, np.ndarray]]: ...
     def close(self) -> None: ...
 
 
@@ -224,6 +225,17 @@ class ClientBackend:
 
     def optimize(self, collection: str) -> None:
         """Nothing to do: a server optimises in the background, local mode never indexes."""
+
+    def vectors(self, collection: str) -> Iterator[tuple[str, np.ndarray]]:
+        """Every point's id and vector (what `lfr privacy audit` reads), page by page."""
+        offset = None
+        while True:
+            with transient_on_outage():
+                points, offset = self.client.scroll(collection, limit=256, offset=offset, with_vectors=True, with_payload=False)
+            for point in points:
+                yield str(point.id), np.asarray(point.vector, np.float32)
+            if offset is None:
+                return
 
     def collection_names(self) -> list[str]:
         with transient_on_outage():
@@ -390,6 +402,18 @@ class EdgeBackend:
 
     def optimize(self, collection: str) -> None:
         self._shard(collection).optimize()
+
+    def vectors(self, collection: str) -> Iterator[tuple[str, np.ndarray]]:
+        """Every point's id and vector (what `lfr privacy audit` reads), page by page."""
+        qe = self._qe
+        shard = self._shard(collection)
+        offset = None
+        while True:
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=256, with_payload=False, with_vector=True))
+            for record in records:
+                yield str(record.id), np.asarray(record.vector, np.float32)
+            if offset is None:
+                return
 
     def collection_names(self) -> list[str]:
         with self._lock:

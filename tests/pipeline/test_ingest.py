@@ -52,6 +52,18 @@ def test_drop_oldest_policy_counts_every_drop(tmp_path, monkeypatch):
     assert _metric("lfr_frames_dropped_total", camera="q-cam", reason="queue_full") == before + 3
 
 
+def test_a_started_camera_exports_its_drop_counters_at_zero(tmp_path):
+    """Alert rules read rate(lfr_frames_dropped_total): a camera that drops nothing reads 0, not "no data"."""
+    worker = CameraWorker(CameraConfig(id="zero-cam", deployment_id="d", source="folder:/nowhere"), load_settings(IngestSettings))
+    assert REGISTRY.get_sample_value("lfr_frames_dropped_total", {"camera": "zero-cam", "reason": "queue_full"}) is None
+    worker.start()
+    try:
+        for reason in ("queue_full", "too_old"):
+            assert REGISTRY.get_sample_value("lfr_frames_dropped_total", {"camera": "zero-cam", "reason": reason}) == 0.0
+    finally:
+        worker.stop()
+
+
 def test_ingest_applies_camera_changes_live_and_reconnects(broker, kafka_env, deployments, monkeypatch, tmp_path, reader):
     deployments(active_deployment("d", ["folder-cam", "broken"]))
     topic = unique("frames")

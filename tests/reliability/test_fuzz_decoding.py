@@ -111,7 +111,9 @@ def test_embed_stage_decoding_refuses_with_a_message_error(chip):
     from services.embed.stage import EmbedDeps, process
 
     try:
-        process([_message("lfr.faces.v1", {"chip": {"media_type": "image/jpeg", "data": chip}})], EmbedDeps(embedder=None))
+        # A fresh face (inside the latency budget), so the chip is what the stage decodes.
+        fresh = {"frame": {"captured_at_ms": int(time.time() * 1000)}, "chip": {"media_type": "image/jpeg", "data": chip}}
+        process([_message("lfr.faces.v1", fresh)], EmbedDeps(embedder=None))
     except MessageError:
         pass
 

@@ -70,7 +70,7 @@ def test_oversized_chip_is_rejected_from_its_header(decodes):
     from services.embed.stage import EmbedDeps, process
 
     huge = with_declared_size(encode_jpeg(np.full((112, 112, 3), 90, np.uint8)), 8192, 4880)
-    face = {"chip": {"media_type": "image/jpeg", "data": huge}}
+    face = {"frame": {"captured_at_ms": int(time.time() * 1000)}, "chip": {"media_type": "image/jpeg", "data": huge}}
     with pytest.raises(MessageError, match="8192x4880"):
         process([message("lfr.faces.v1", face)], EmbedDeps(embedder=None))
     assert decodes == []

@@ -65,6 +65,8 @@ def setup(broker, kafka_env, monkeypatch, face_engine, tmp_path):
     monkeypatch.setenv("LFR_DLQ_TOPIC", topics["dlq"])
     monkeypatch.setenv("LFR_EXPIRY_SWEEP_INTERVAL_S", "0.2")
     monkeypatch.setenv("LFR_GROUP_ID", unique("matcher"))
+    # Probes are sent before the matcher has joined its group: not a test of the latency budget.
+    monkeypatch.setenv("LFR_LATENCY_BUDGET_MS", "600000")
     admin = WatchlistAdmin(WatchlistStore(load_settings(WatchlistSettings)), Enroller(*face_engine), Thresholds(0.5))
     return topics, admin
 
