@@ -147,7 +147,8 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         driver.find_element(By.ID, "username").send_keys("pc-1234")
         driver.find_element(By.ID, "password").send_keys(PASSWORD)
         driver.find_element(By.ID, "sign-in").click()
-        wait_until(lambda: driver.find_element(By.ID, "live").text == "live", 20, "the live stream connected")
+        # find_elements: the page after sign-in may still be loading (find_element would raise at once).
+        wait_until(lambda: any(e.text == "live" for e in driver.find_elements(By.ID, "live")), 20, "the live stream connected")
         cookie = driver.get_cookie("lfr_session")
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
         driver.execute_script("window.__notReloaded = true")
