@@ -91,12 +91,26 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
 
         wait_until(lambda: pump() or any(f["camera_id"] == "cam-2" for f in frame_meta), 30, "frames from both cameras")
 
-        # A corrupt frame is dead-lettered and the camera keeps flowing.
-        corrupt_at = int(time.time() * 1000)
-        corrupt = {"camera_id": cam1.id, "deployment_id": DEPLOYMENT, "seq": 10**6, "captured_at_ms": corrupt_at, "width": 1280,
-                   "height": 720, "media_type": "image/jpeg", "image": b"\xff\xd8\xff\xe0 not really a jpeg"}
-        produce(pipeline.bootstrap, "lfr.frames.v1", [encode("lfr.frames.v1", corrupt)], keys=[cam1.id.encode()])
-        wait_until(lambda: pump() or dead, 30, "the corrupt frame in the dead-letter topic")
+        # A corrupt frame is dead-lettered and the camera keeps flowing. Detect may skip a frame
+        # unread under its stale and superseded policies (a loaded machine puts it behind the
+        # camera), so a corrupt frame is sent again, freshly stamped, until one is decoded.
+        corrupt_sent: list[int] = []
+
+        def send_corrupt() -> None:
+            corrupt_sent.append(int(time.time() * 1000))
+            corrupt = {"camera_id": cam1.id, "deployment_id": DEPLOYMENT, "seq": 10**6 + len(corrupt_sent), "captured_at_ms": corrupt_sent[-1],
+                       "width": 1280, "height": 720, "media_type": "image/jpeg", "image": b"\xff\xd8\xff\xe0 not really a jpeg"}
+            produce(pipeline.bootstrap, "lfr.frames.v1", [encode("lfr.frames.v1", corrupt)], keys=[cam1.id.encode()])
+
+        def corrupt_dead_lettered() -> bool:
+            pump()
+            if not dead and int(time.time() * 1000) - corrupt_sent[-1] > 3_000:
+                send_corrupt()
+            return bool(dead)
+
+        send_corrupt()
+        wait_until(corrupt_dead_lettered, 60, "a corrupt frame in the dead-letter topic")
+        corrupt_at = corrupt_sent[-1]
         headers = {k: v.decode() for k, v in dead[0].headers()}
         assert headers["lfr_dlq_topic"] == "lfr.frames.v1" and headers["lfr_dlq_service"] == "detect"
         assert headers["lfr_dlq_error_class"] == "FrameRejected"
