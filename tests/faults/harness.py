@@ -1,131 +1,195 @@
-"""A two-stage pipeline of real processes for fault injection, with ground truth.
+"""The real pipeline under fault injection, scored against the synthetic crowd's ground truth.
 
-relay (`lfr run passthrough`, the StageRunner every face stage uses) copies lfr.matches.v1
-records from an ingress topic to the dispatcher's input; the dispatcher (`lfr run dispatch`)
-turns them into alerts with deterministic CloudEvent ids. Walkers (subjects) appear one after
-another and stay in view until the end, each sending a sighting every SIGHTING_INTERVAL_S, so
-the ground truth is one alert (revision 0) per walker: a duplicate ce_id or a walker without an
-alert is a fault. A process supervisor restarts any process that exits (as Kubernetes would)
-and counts the exits nobody asked for (crash_restarts). The broker is this harness's own, under
-`lfr broker`'s supervisor, so restarting it does not disturb the session broker.
+One :class:`CrowdRun` is the demo's pipeline (services/demo): the embedded broker under `lfr
+broker`'s supervisor (it restarts a broker that dies and re-applies the topics), a watchlist
+enrolled from the data set, an active deployment, and ingest (the synthetic crowd camera),
+detect, embed, the matcher and the dispatcher as separate processes with the real models. A
+process supervisor restarts any service that exits, as Kubernetes would, and counts the exits
+nobody asked for (``crash_restarts``). Scenarios share the run one after another.
+
+Ground truth: ingest writes, per frame, who is where (services/ingest/crowd.py). A *walk* is
+one pass of one walker across the scene; the crowd repeats its cast, so one person walks many
+times. The dispatcher's cooldown is set below the shortest gap between two walks of one person,
+so every walk of a watchlisted person opens an alert of its own. A walk is *alerted* when an
+alert event (any revision) names its person and carries evidence from one of its frames.
+
+Per scenario (a fault at ``fault_at``):
+- ``recovery_s``: from the fault to the arrival of the first alert whose evidence was captured
+  after the fault (the pipeline works end to end again), or None;
+- ``lost_alerts``: walks of watchlisted people that stayed in view at least VIEW_AFTER_S after
+  recovery and finished before the scenario's window closed, without an alert;
+- ``duplicate_alerts``: alert events in the scenario's window whose ce_id was seen before;
+- ``dead_lettered`` / ``missing_dead_letters``: poison records dead-lettered, with a reason, by
+  every service that reads their topic, and the ones that were not;
+- ``crash_restarts``: exits nobody asked for during the scenario.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from services.common.broker import EmbeddedBroker
 from services.common.broker_supervisor import BrokerSupervisor
 from services.common.envelope import decode
-from services.common.topics import TopicSpec
-from services.dispatch.policy import alert_id_for, ce_id_for
-from tests.dispatch.helpers import record
-from tests.kafka_helpers import unique
+from services.common.settings import DispatchSettings
+from services.common.topics import load_topic_specs
+from services.demo.cast import Cast, choose_cast
+from services.demo.deployment import open_deployment
+from services.demo.pipeline import Pipeline
+from services.demo.run import CAMERA, DEPLOYMENT, DemoOptions, crowd_camera, enrol
+from services.ingest.cameras import save_cameras
+from tests.kafka_helpers import unique, wait_until
 
-PARTITIONS = 4
-SIGHTING_INTERVAL_S = 0.25
-RECOVERY_BOUND_S = 30.0
+logger = logging.getLogger(__name__)
+
+ALERTS_TOPIC = DispatchSettings.model_fields["output_topic"].default
+DLQ_TOPIC = "lfr.dlq.v1"
+SERVICES = ("ingest", "detect", "embed", "matcher", "dispatch")
+STAGES = SERVICES[1:]
+# Who reads each topic, so who must dead-letter a poison record on it.
+READERS = {
+    "lfr.frames.v1": ("detect",),
+    "lfr.faces.v1": ("embed",),
+    "lfr.embeddings.v1": ("matcher",),
+    "lfr.matches.v1": ("dispatch",),
+    "lfr.watchlist.v1": ("matcher",),
+    "lfr.deployments.v1": SERVICES,
+}
+RECOVERY_BOUND_S = 45.0  # a killed service is back, in its group and alerting again
+VIEW_AFTER_S = 2.0  # a walk must stay this long in view after recovery to be owed an alert
+SETTLE_S = 6.0  # a walk that ended this long before the window closed has had time to alert
+COOLDOWN_S = 1.0  # below the shortest gap between two walks of one person (see CROWD)
+# The crowd: 3 watchlisted people and 3 strangers, one walker every 1.5 s, each walk 4-7 s,
+# so one person walks again every 9 s (at least 2 s after the previous walk ended). Every face
+# is wide enough to be recognised (the demo's lower bound is 64 px).
+WATCHLISTED, STRANGERS, FPS, SEED = 3, 3, 3.0, 11
+CROWD = {"min_face_width": 110, "max_face_width": 160}
+# Walking photos that score this far above the threshold at full size (the e2e test uses 0.08;
+# rendered at walking size a face scores lower, and a walk must be reliably recognised for a
+# missing alert to mean a lost one).
+RECOGNISABLE_MARGIN = 0.15
 
 
-class Chain:
-    def __init__(self, workdir: Path) -> None:
+@dataclass
+class Walk:
+    identity: str
+    face_width: int
+    first_ms: int
+    last_ms: int
+    frames: set[tuple[int, int]] = field(default_factory=set)  # (seq, captured_at_ms)
+
+
+@dataclass
+class Injected:
+    """One poison record: where it landed and what it was."""
+
+    topic: str
+    partition: int
+    offset: int
+    kind: str
+
+
+class CrowdRun:
+    def __init__(self, workdir: Path, data_dir: Path, face_engine) -> None:
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.topics = {name: unique(f"faults-{name}") for name in ("ingress", "matches", "alerts", "dlq", "deployments")}
-        self.broker = EmbeddedBroker(log_path=workdir / "broker.log")
-        # The dispatcher's changelog is listed too, as `lfr broker` must re-create every topic
-        # a service needs (privacy #11 moves it into topics.toml).
-        changelog = TopicSpec("faults-dispatch-open-alerts-changelog", PARTITIONS, 1, False, {"cleanup.policy": "compact"})
+        self.data_dir = data_dir
+        self.face_engine = face_engine
+        self.pipeline = Pipeline(workdir, extra_env={
+            "LFR_COOLDOWN_S": str(COOLDOWN_S),
+            "LFR_SHUTDOWN_TIMEOUT_S": "15",
+            "LFR_AUTO_COMMIT_INTERVAL_MS": "200",
+        })
         self.broker_supervisor = BrokerSupervisor(
-            self.broker, [TopicSpec(t, PARTITIONS, 1, False) for t in self.topics.values()] + [changelog],
-            memory_warn_bytes=2**40, check_interval_s=0.2, report=lambda _line: None,
+            self.pipeline.broker, load_topic_specs(), memory_warn_bytes=2**40, check_interval_s=0.2, report=lambda _line: None
         )
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.expected_exits: set[str] = set()
+        self.cast: Cast | None = None
+        self.deployment = None
+        self.expected_exits: dict[str, int] = {}  # service -> signal sent
+        self.exit_codes: list[tuple[str, int | None, int]] = []  # (service, signal sent, exit code)
         self.crash_restarts = 0
-        self.alerts: list[tuple[float, str, str]] = []  # (seen at, ce_id, subject)
+        self.alerts: list[tuple[float, str, dict]] = []  # (arrived at, wall clock s; ce_id; alert)
         self.dead: list[dict[str, str]] = []
-        self.first_seen: dict[str, int] = {}
-        self.first_sent_at: dict[str, float] = {}
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._walkers: list[str] = []
-        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        detector, embedder = self.face_engine
+        self.cast = choose_cast(self.data_dir, detector, embedder, watchlisted=WATCHLISTED, strangers=STRANGERS, seed=SEED,
+                                deployment=DEPLOYMENT, recognisable_margin=RECOGNISABLE_MARGIN)
+        assert len(self.cast.watchlist) == WATCHLISTED and len(self.cast.strangers) == STRANGERS, self.cast
+        self.broker_supervisor.start()
+        self._threads.append(threading.Thread(target=self.broker_supervisor.run, daemon=True, name="broker-supervisor"))
+        self.enrol_and_open()
+        for service in STAGES:
+            self.pipeline.start(service)
+        self.pipeline.wait_ready(STAGES, timeout_s=120)
+        camera = crowd_camera(self.cast, self.data_dir, DemoOptions(fps=FPS, seed=SEED))
+        camera = replace(camera, synthetic={**camera.synthetic, **CROWD})
+        save_cameras(self.pipeline.cameras_file, {CAMERA: camera})
+        self.pipeline.start("ingest")
+        self.pipeline.wait_ready(("ingest",))
+        self._threads += [threading.Thread(target=self._supervise, daemon=True, name="supervise"),
+                          threading.Thread(target=self._observe, daemon=True, name="observe")]
+        for thread in self._threads:
+            thread.start()
+
+    def enrol_and_open(self) -> None:
+        """The watchlist and the deployment, as an operator sets them up (again after the embedded
+        broker restarts empty: it loses every topic)."""
+        enrol(self.pipeline, self.cast, *self.face_engine)
+        self.deployment = open_deployment(self.pipeline.bootstrap, DEPLOYMENT, [CAMERA], signing_env=self.pipeline.signing_env,
+                                          authoriser=self.pipeline.authoriser)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        with self._lock:  # kept beside the logs and the truth, for a look after a failure
+            (self.workdir / "alerts.jsonl").write_text("".join(json.dumps({"arrived": t, "ce_id": ce, **a}) + "\n" for t, ce, a in self.alerts))
+        for thread in self._threads[1:]:
+            thread.join(15)
+        codes = self.pipeline.stop_all()
+        self.broker_supervisor.stop()
+        self._threads[0].join(15) if self._threads else None
+        self.pipeline.broker.stop()
+        return codes
 
     # -- processes ---------------------------------------------------------------------------
 
-    def env(self, service: str) -> dict[str, str]:
-        common = {
-            **os.environ,
-            "LFR_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "LFR_SESSION_TIMEOUT_MS": "6000",
-            "LFR_HEARTBEAT_INTERVAL_MS": "1000",
-            "LFR_METRICS_PORT": "0",
-            "LFR_SHUTDOWN_TIMEOUT_S": "15",
-            "LFR_AUTO_COMMIT_INTERVAL_MS": "200",
-            "LFR_DLQ_TOPIC": self.topics["dlq"],
-            "LFR_DEPLOYMENTS_TOPIC": self.topics["deployments"],
-        }
-        if service == "relay":
-            return {**common, "LFR_INPUT_TOPICS": self.topics["ingress"], "LFR_OUTPUT_TOPIC": self.topics["matches"], "LFR_GROUP_ID": "faults-relay"}
-        return {**common, "LFR_INPUT_TOPIC": self.topics["matches"], "LFR_OUTPUT_TOPIC": self.topics["alerts"], "LFR_GROUP_ID": "faults-dispatch"}
-
-    def start_process(self, name: str) -> None:
-        command = "passthrough" if name == "relay" else "dispatch"
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", command], env=self.env(name), stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-        log.close()
-
-    def signal(self, name: str, signum: int) -> None:
-        self.expected_exits.add(name)
-        self.processes[name].send_signal(signum)
+    def signal(self, service: str, signum: int) -> None:
+        with self._lock:
+            self.expected_exits[service] = signum
+            self.pipeline.processes[service].send_signal(signum)
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.2):
-            for name, process in list(self.processes.items()):
-                if process.poll() is None:
-                    continue
-                if name in self.expected_exits:
-                    self.expected_exits.discard(name)
-                else:
-                    self.crash_restarts += 1
-                self.start_process(name)
+            with self._lock:
+                for name, process in list(self.pipeline.processes.items()):
+                    code = process.poll()
+                    if code is None or self._stop.is_set():
+                        continue
+                    signum = self.expected_exits.pop(name, None)
+                    self.exit_codes.append((name, signum, code))
+                    if signum is None:
+                        self.crash_restarts += 1
+                        logger.warning("service exited unasked; restarting", extra={"service": name, "code": code})
+                    self.pipeline.start(name)
 
-    # -- walkers and observation -------------------------------------------------------------
+    def wait_all_ready(self, timeout_s: float) -> None:
+        wait_until(lambda: all(self.pipeline.ready(s) and self.pipeline.processes[s].poll() is None for s in SERVICES),
+                   timeout_s, "every service ready")
 
-    def _walk(self, walkers: int, arrival_interval_s: float, duration_s: float) -> None:
-        producer = Producer({"bootstrap.servers": self.broker.bootstrap_servers, "allow.auto.create.topics": False, "message.timeout.ms": 5000})
-        started = time.monotonic()
-        seq = 0
-        while not self._stop.is_set() and time.monotonic() - started < duration_s:
-            arrived = min(walkers, 1 + int((time.monotonic() - started) / arrival_interval_s))
-            for i in range(arrived):
-                subject = f"walker-{i}"
-                now_ms = int(time.time() * 1000)
-                with self._lock:
-                    if subject not in self.first_sent_at:
-                        self.first_sent_at[subject] = time.monotonic()
-                        self._walkers.append(subject)
-                seq += 1
-                try:
-                    producer.produce(self.topics["ingress"], key=subject.encode(),
-                                     value=record(subject=subject, seq=seq, captured_at_ms=now_ms, score=0.6))
-                except BufferError:
-                    producer.poll(0.1)
-            producer.poll(0)
-            self._stop.wait(SIGHTING_INTERVAL_S)
-        producer.flush(10)
+    # -- observation -------------------------------------------------------------------------
 
     def _observe(self) -> None:
         consumer = None
@@ -134,101 +198,127 @@ class Chain:
             try:
                 if consumer is not None and self.broker_supervisor.restarts != restarts:
                     # The topics were re-created empty: positions from before would skip records.
-                    restarts = self.broker_supervisor.restarts
                     consumer.close()
                     consumer = None
                 if consumer is None:
-                    consumer = Consumer({"bootstrap.servers": self.broker.bootstrap_servers, "group.id": unique("obs"),
+                    restarts = self.broker_supervisor.restarts
+                    consumer = Consumer({"bootstrap.servers": self.pipeline.bootstrap, "group.id": unique("obs"),
                                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-                    consumer.assign([TopicPartition(self.topics[t], p, 0) for t in ("alerts", "dlq") for p in range(PARTITIONS)])
+                    metadata = consumer.list_topics(timeout=5).topics
+                    consumer.assign([TopicPartition(t, p, 0) for t in (ALERTS_TOPIC, DLQ_TOPIC) for p in metadata[t].partitions])
                 for message in consumer.consume(200, 0.2):
                     if message.error() is not None:
                         continue
                     headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or ()}
-                    if message.topic() == self.topics["alerts"]:
-                        data = decode(message.value()).data
-                        with self._lock:
-                            self.alerts.append((time.monotonic(), headers["ce_id"], data["subject_id"]))
-                    else:
-                        with self._lock:
+                    with self._lock:
+                        if message.topic() == ALERTS_TOPIC:
+                            self.alerts.append((time.time(), headers["ce_id"], decode(message.value()).data))
+                        else:
                             self.dead.append(headers)
-            except Exception:  # noqa: BLE001 - the broker is restarting; reconnect
+            except Exception as exc:  # noqa: BLE001 - the broker is restarting; reconnect
+                logger.info("observer reconnecting", extra={"error": str(exc)[:200]})
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                consumer = None
                 time.sleep(0.5)
         if consumer is not None:
             consumer.close()
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    def walks(self) -> list[Walk]:
+        """Walks from the truth file; ingest restarts its scene (and seq) when it restarts."""
+        walks: list[Walk] = []
+        current: dict[int, Walk] = {}
+        last_seq = -1
+        for frame in self.pipeline.truth():
+            if frame["seq"] <= last_seq:
+                current = {}  # a new ingest process: its walker indexes start again
+            last_seq = frame["seq"]
+            for face in frame["faces"]:
+                walk = current.get(face["walker"])
+                if walk is None:
+                    walk = current[face["walker"]] = Walk(face["identity"], face["face_width"], frame["captured_at_ms"], frame["captured_at_ms"])
+                    walks.append(walk)
+                walk.last_ms = frame["captured_at_ms"]
+                walk.frames.add((frame["seq"], frame["captured_at_ms"]))
+        return walks
 
-    def start(self, walkers: int, arrival_interval_s: float, duration_s: float) -> None:
-        from tests.deployment_helpers import active_deployment, publish_deployment
+    def watchlisted(self) -> set[str]:
+        return {name for name, _photo in self.cast.watchlist}
 
-        self.broker_supervisor.start()
-        # The dispatcher alerts only within an active deployment (#10).
-        publish_deployment(self.broker.bootstrap_servers, self.topics["deployments"], active_deployment("van-1", ["cam-1"]))
-        self._threads.append(threading.Thread(target=self.broker_supervisor.run, daemon=True))
-        for name in ("dispatch", "relay"):
-            self.start_process(name)
-        self.wait_log("dispatch", '"msg": "dispatcher ready"', 90)
-        self.wait_log("relay", '"msg": "partitions assigned"', 60)
-        self._threads += [threading.Thread(target=target, daemon=True) for target in (self._supervise, self._observe)]
-        self._threads.append(threading.Thread(target=self._walk, args=(walkers, arrival_interval_s, duration_s), daemon=True))
-        for thread in self._threads:
-            thread.start()
-
-    def wait_log(self, name: str, marker: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if marker in (self.workdir / f"{name}.log").read_text(errors="replace"):
-                return
-            if self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} exited: {(self.workdir / f'{name}.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-        raise TimeoutError(f"{name} not ready in {timeout_s} s")
-
-    def alerted(self) -> set[str]:
+    def alerts_since(self, arrived_after: float) -> list[tuple[float, str, dict]]:
         with self._lock:
-            return {subject for _t, _ce, subject in self.alerts}
+            return [a for a in self.alerts if a[0] >= arrived_after]
 
-    def walkers(self) -> list[str]:
+    def first_alert_captured_after(self, fault_at: float) -> float | None:
+        """Arrival (wall clock s) of the first alert with evidence captured after ``fault_at``."""
+        fault_ms = fault_at * 1000
+        arrivals = [t for t, _ce, a in self.alerts_since(fault_at) if a["face"]["frame"]["captured_at_ms"] > fault_ms]
+        return min(arrivals) if arrivals else None
+
+    # -- one scenario ------------------------------------------------------------------------
+
+    def figures(self, scenario: str, fault_at: float, window_end: float, crash_restarts_before: int,
+                injected: list[Injected], alerts_before: int) -> dict:
         with self._lock:
-            return list(self._walkers)
+            alerts = list(self.alerts)
+            dead = list(self.dead)
+            crash_restarts = self.crash_restarts - crash_restarts_before
+        recovered = self.first_alert_captured_after(fault_at)
+        seen = Counter(ce for _t, ce, _a in alerts[:alerts_before])
+        duplicates = 0
+        for _t, ce, _a in alerts[alerts_before:]:
+            duplicates += seen[ce] > 0
+            seen[ce] += 1
+        evidence = {(a["subject_id"], a["face"]["frame"]["seq"], a["face"]["frame"]["captured_at_ms"]) for _t, _ce, a in alerts}
+        watchlisted = self.watchlisted()
+        owed, lost = [], []
+        if recovered is not None:
+            for walk in self.walks():
+                if (walk.identity in watchlisted and walk.last_ms >= recovered * 1000 + VIEW_AFTER_S * 1000
+                        and walk.last_ms <= (window_end - SETTLE_S) * 1000):
+                    owed.append(walk)
+                    if not any((walk.identity, seq, at) in evidence for seq, at in walk.frames):
+                        lost.append(walk)
+        wanted = {(i.topic, i.partition, i.offset, service) for i in injected for service in READERS[i.topic]}
+        got = {(d.get("lfr_dlq_topic"), int(d.get("lfr_dlq_partition", -1)), int(d.get("lfr_dlq_offset", -1)), d.get("lfr_dlq_service"))
+               for d in dead if d.get("lfr_dlq_reason")}
+        kinds = {(i.topic, i.partition, i.offset): i.kind for i in injected}
+        reasons = sorted({(kinds[(d["lfr_dlq_topic"], int(d["lfr_dlq_partition"]), int(d["lfr_dlq_offset"]))], d["lfr_dlq_reason"])
+                          for d in dead if (d.get("lfr_dlq_topic"), int(d.get("lfr_dlq_partition", -1)), int(d.get("lfr_dlq_offset", -1))) in kinds})
+        missing = sorted(wanted - got)
+        return {
+            "scenario": scenario,
+            "duplicate_alerts": duplicates,
+            "lost_alerts": len(lost),
+            "dead_lettered": len(wanted & got),
+            "crash_restarts": crash_restarts,
+            "recovery_s": round(recovered - fault_at, 2) if recovered is not None else None,
+            "poison_records": len(injected),
+            "dead_letters_expected": len(wanted),
+            "missing_dead_letters": [f"{t}[{p}]@{o} by {s} ({kinds[(t, p, o)]})" for t, p, o, s in missing],
+            "dead_letter_reasons": [f"{kind}: {reason}" for kind, reason in reasons],
+            "walks_owed_alerts": len(owed),
+            "lost_walks": [f"{w.identity} ({w.face_width} px, {(w.last_ms - w.first_ms) / 1000:.1f} s in view)" for w in lost],
+            "alerts": len(alerts) - alerts_before,
+            "alerted_after_fault": dict(Counter(a["subject_id"] for _t, _ce, a in alerts[alerts_before:]
+                                                if a["face"]["frame"]["captured_at_ms"] > fault_at * 1000)),
+            "walks_after_fault": dict(Counter(w.identity for w in self.walks() if w.identity in watchlisted and w.first_ms > fault_at * 1000)),
+        }
 
-    def stop(self) -> None:
-        self._stop.set()
-        for name, process in self.processes.items():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for thread in self._threads:
-            thread.join(10)
-        self.broker_supervisor.stop()
-        self.broker.stop()
-
-    def figures(self, scenario: str, fault_at: float | None) -> dict:
-        with self._lock:
-            ce_ids = Counter(ce for _t, ce, _s in self.alerts)
-            alerted = {s for _t, _ce, s in self.alerts}
-            walkers = list(self._walkers)
-            recovery = None
-            if fault_at is not None:
-                later = [t for t, _ce, s in self.alerts if self.first_sent_at.get(s, 0) > fault_at]
-                recovery = round(min(later) - fault_at, 2) if later else None
-            return {
-                "scenario": scenario,
-                "duplicate_alerts": sum(n - 1 for n in ce_ids.values()),
-                "lost_alerts": len([w for w in walkers if w not in alerted]),
-                "lost_walkers": [w for w in walkers if w not in alerted],
-                "dead_lettered": len(self.dead),
-                "crash_restarts": self.crash_restarts,
-                "recovery_s": recovery,
-                "walkers": len(walkers),
-                "alerts": len(self.alerts),
-            }
+    def write_log_tail(self, path: Path) -> None:
+        lines = {name: (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:] for name in SERVICES}
+        path.write_text(json.dumps(lines, indent=1), encoding="utf-8")
 
 
-def expected_ce_id(subject: str, camera: str, first_captured_ms: int) -> str:
-    return ce_id_for(alert_id_for(subject, camera, first_captured_ms), 0)
+def kill_broker(run: CrowdRun) -> None:
+    restarts = run.broker_supervisor.restarts
+    os.kill(run.pipeline.broker.pid, signal.SIGKILL)
+    wait_until(lambda: run.broker_supervisor.restarts > restarts and run.pipeline.broker.running, 30, "the broker back")
+    # Memory storage: the watchlist and the deployment are gone with every topic; the operator
+    # re-enrols and re-opens the deployment (as `make demo` does).
+    run.enrol_and_open()
+
+
