@@ -83,6 +83,19 @@ def envelope_blobs(value: bytes) -> Iterator[tuple[str, bytes]] | None:
     return walk(header, "") if isinstance(header, dict) else None
 
 
+def _declares_too_many_pixels(segment: bytes) -> bool:
+    """The header's dimensions are over the decoder's limits (read without decoding)."""
+    from services.face.errors import CorruptImageError  # noqa: PLC0415 - with the OpenCV reader
+    from services.face.imageio import DEFAULT_LIMITS, image_size  # noqa: PLC0415
+
+    try:
+        width, height = image_size(segment)
+    except CorruptImageError:
+        return False  # not a readable header: the decoder decides
+    limits = DEFAULT_LIMITS
+    return width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels
+
+
 def _image_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
     import cv2  # noqa: PLC0415 - only the raw-bytes reader needs OpenCV
 
@@ -98,6 +111,11 @@ def _image_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
             while 0 <= end and end - start <= _MAX_IMAGE_BYTES and tries < 4:
                 tries += 1
                 segment = data[start : end + tail]
+                if _declares_too_many_pixels(segment):
+                    # Never decoded (a few bytes can declare a canvas of gigabytes, #14), but an
+                    # image all the same as far as the audit is concerned: reported, not missed.
+                    yield start, segment
+                    break
                 image = cv2.imdecode(np.frombuffer(segment, np.uint8), cv2.IMREAD_UNCHANGED)
                 if image is not None and image.size:
                     yield start, segment

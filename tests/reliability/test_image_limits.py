@@ -95,3 +95,16 @@ def test_enrolment_photo_over_the_limit_is_refused_from_its_header(decodes, face
     with pytest.raises(Exception, match="9000x9000"):
         enroller.face_chip(huge, "photo.jpg")
     assert decodes == []
+
+
+def test_privacy_audit_reports_an_image_declaring_a_huge_canvas_without_decoding_it(decodes):
+    """Regression: the privacy audit's raw-bytes scan (services/privacy/artefacts.py, added after
+    #14's fix) handed every JPEG/PNG it found to cv2.imdecode unchecked."""
+    from services.privacy.artefacts import from_raw
+
+    good = encode_jpeg(np.full((48, 64, 3), 200, np.uint8))
+    huge = with_declared_size(good, 9000, 9000)
+    found = from_raw(b"log line before " + huge + b" and after", "file.log")
+    assert [a.kind for a in found] == ["image"]  # reported: the audit must not miss it
+    assert (9000, 9000) not in decodes
+    assert [a.kind for a in from_raw(b"x" + good, "ok.bin")] == ["image"] and (64, 48) in decodes
