@@ -64,7 +64,7 @@ READERS = {
     "lfr.watchlist.v1": ("matcher",),
     "lfr.deployments.v1": SERVICES,
 }
-RECOVERY_BOUND_S = 45.0  # a killed service is back, in its group and alerting again
+RECOVERY_BOUND_S = 30.0  # a killed service (or the broker) is back, in its group and alerting again
 VIEW_AFTER_S = 2.0  # a walk must stay this long in view after recovery to be owed an alert
 SETTLE_S = 6.0  # a walk that ended this long before the window closed has had time to alert
 COOLDOWN_S = 1.0  # below the shortest gap between two walks of one person (see CROWD)

@@ -8,9 +8,9 @@ every poison record dead-lettered with its reason by every service that reads it
 crash loop (no exit nobody asked for), and recovery within RECOVERY_BOUND_S. Figures go to
 tests/results/faults.json (conftest.py).
 
-`make test` runs the short suite (poison on the matcher's two inputs and on frames, then a
-kill -9 of the matcher, which re-reads the poisoned watchlist as it starts); `make faults` runs
-every scenario (marker faults_full).
+`make test` runs the short suite (poison on the matcher's two inputs and on frames, a kill -9 of
+the matcher, which re-reads the poisoned watchlist as it starts, and a broker restart); `make
+faults` runs every scenario (marker faults_full).
 """
 
 from __future__ import annotations
@@ -109,12 +109,15 @@ def poisoned(*topics: str):
     return fault
 
 
-def test_short_poison_the_matchers_inputs_and_frames_then_kill9_the_matcher(crowd, record_figures):
+def test_short_poison_the_matchers_inputs_and_frames_kill9_the_matcher_restart_the_broker(crowd, record_figures):
     figures = run_scenario(crowd, "short_poison_frames_embeddings_watchlist",
                            poisoned("lfr.frames.v1", "lfr.embeddings.v1", "lfr.watchlist.v1"))
     record_figures(figures)
     check(figures)
     figures = run_scenario(crowd, "short_kill9_matcher", kill("matcher", signal.SIGKILL))
+    record_figures(figures)
+    check(figures)
+    figures = run_scenario(crowd, "short_broker_restart", kill_broker)
     record_figures(figures)
     check(figures)
 
