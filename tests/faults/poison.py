@@ -2,9 +2,9 @@
 
 Every kind goes to every topic a service reads; lfr.watchlist.v1 also gets a schema-valid entry
 with a 64-dim vector for a person on the watchlist (the record that used to kill the loader
-after deleting that person's points). Watchlist records are written signed, through the
-store's one signed-write path, as a trusted operator's broken tool would: an unsigned one is
-refused before it is read at all, which would not reach the decoder.
+after deleting that person's points). Watchlist and deployment records are written audited and
+signed, as a trusted operator's broken tool would: an unsigned one is refused before it is read
+at all (a dead letter too, `signature_refused`), which would not reach the decoder.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from services.common.delivery import MAX_RECORD_BYTES
 from services.common.envelope import encode
 from services.common.settings import WatchlistSettings, load_settings
+from services.audit.writer import change_digest
+from services.demo.run import DEPLOYMENT
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
 from services.watchlist.store import WatchlistStore
@@ -93,27 +95,28 @@ def sixty_four_dim_entry(subject_id: str) -> bytes:
     return encode("lfr.watchlist.v1", entry.to_data())
 
 
-def write_watchlist_signed(run: CrowdRun, records: dict[str, tuple[str, bytes]]) -> list[Injected]:
-    """Write (key, value) per kind signed, then find where each landed by reading the topic back."""
+def write_signed(run: CrowdRun, topic: str, records: dict[str, tuple[str, bytes]]) -> list[Injected]:
+    """Write (key, value) per kind as a trusted operator's broken tool would: audited first, then
+    signed with the operator's key (the path WatchlistStore and DeploymentStore write through)."""
     signing = {name.removeprefix("LFR_").lower(): value for name, value in run.pipeline.signing_env.items()}
     store = WatchlistStore(load_settings(WatchlistSettings, kafka_bootstrap_servers=run.pipeline.bootstrap, **signing))
-    topic = store.settings.watchlist_topic
-    for key, value in records.values():
-        store._change(key, value, "test.fault_injection", None, None)  # the store's one signed-write path
-    wanted = {value: kind for kind, (_key, value) in records.items()}
+    producer = Producer({"bootstrap.servers": run.pipeline.bootstrap, "message.max.bytes": MAX_RECORD_BYTES + 65536,
+                         "allow.auto.create.topics": False})
     landed: list[Injected] = []
-    consumer = Consumer({"bootstrap.servers": run.pipeline.bootstrap, "group.id": unique("find"), "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        deadline = time.monotonic() + 30
-        while len(landed) < len(records) and time.monotonic() < deadline:
-            for record in consumer.consume(100, 0.5):
-                if record.error() is None and record.value() in wanted:
-                    landed.append(Injected(topic, record.partition(), record.offset(), wanted.pop(record.value())))
-    finally:
-        consumer.close()
-    assert not wanted, f"watchlist poison not found on the topic: {sorted(wanted.values())}"
+    errors: list[str] = []
+
+    def delivered(err, msg, kind: str) -> None:
+        if err is not None:
+            errors.append(f"{kind}: {err}")
+        else:
+            landed.append(Injected(msg.topic(), msg.partition(), msg.offset(), kind))
+
+    for kind, (key, value) in records.items():
+        digest = change_digest(topic, key.encode(), value)
+        _record, audit_hash = store.audit_writer.write("test.fault_injection", key, {"change_sha256": digest})
+        producer.produce(topic, key=key.encode(), value=value, headers=store.signer.record_headers(topic, key.encode(), value, audit_hash=audit_hash),
+                         on_delivery=lambda e, m, k=kind: delivered(e, m, k))
+    assert producer.flush(60) == 0 and not errors, errors
     return landed
 
 
@@ -121,11 +124,12 @@ def poison(run: CrowdRun, topic: str) -> list[Injected]:
     """Every hostile kind into ``topic``; returns where each record landed."""
     sample = first_record(run.pipeline.bootstrap, topic)
     records = hostile(SCHEMAS[topic], sample)
-    if topic != "lfr.watchlist.v1":
+    if topic not in ("lfr.watchlist.v1", "lfr.deployments.v1"):
         return produce_raw(run.pipeline.bootstrap, topic, records)
+    if topic == "lfr.deployments.v1":
+        # Keyed by the running deployment: a bad record must leave its last valid state in force.
+        return write_signed(run, topic, {kind: (DEPLOYMENT, value) for kind, value in records.items()})
     subject = run.cast.watchlist[0][0]  # a listed person: their entry must survive the bad update
-    signed = {kind: (f"poison-{kind}", value) for kind, value in records.items() if kind != "oversized"}
+    signed = {kind: (f"poison-{kind}", value) for kind, value in records.items()}
     signed["vector_64"] = (subject, sixty_four_dim_entry(subject))
-    # The signed-write path refuses a record over the limit itself; the oversized one goes raw
-    # (then the signature check refuses it, which must dead-letter it all the same).
-    return write_watchlist_signed(run, signed) + produce_raw(run.pipeline.bootstrap, topic, {"oversized": records["oversized"]})
+    return write_signed(run, topic, signed)
