@@ -79,3 +79,22 @@ def read_to_end(
                 on_progress(seen, max(seen, total))
     finally:
         consumer.close()
+
+
+def assign_from_beginning(consumer: Consumer, topic: str) -> dict[int, int]:
+    """Assign every partition of ``topic`` from its first record (no group offsets: a live view is
+    rebuilt from the topic) and return each partition's end at this moment, for ``caught_up``.
+    Raises TopicMissing."""
+    metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise TopicMissing(f"topic {topic} does not exist (run `lfr topics apply`)")
+    partitions = sorted(metadata.partitions)
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+
+
+def caught_up(consumer: Consumer, topic: str, ends: Mapping[int, int]) -> bool:
+    """Whether the consumer's position has reached ``ends`` on every partition (by position, so a
+    commit marker or a compacted tail does not hold a live view back from ready)."""
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    return all(ends[tp.partition] <= 0 or tp.offset >= ends[tp.partition] for tp in positions)
