@@ -18,6 +18,7 @@ Per scenario (a fault at ``fault_at``):
   after the fault (the pipeline works end to end again), or None;
 - ``lost_alerts``: walks of watchlisted people that stayed in view at least VIEW_AFTER_S after
   recovery and finished before the scenario's window closed, without an alert;
+  ``lost_unmatched``: those of them the matcher never matched either (lfr.matches.v1);
 - ``duplicate_alerts``: alert events in the scenario's window whose ce_id was seen before;
 - ``dead_lettered`` / ``missing_dead_letters``: poison records dead-lettered, with a reason, by
   every service that reads their topic, and the ones that were not;
@@ -40,6 +41,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from services.common.broker_supervisor import BrokerSupervisor
 from services.common.envelope import decode
+from services.common.errors import MessageError
 from services.common.settings import DispatchSettings
 from services.common.topics import load_topic_specs
 from services.demo.cast import Cast, choose_cast
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 ALERTS_TOPIC = DispatchSettings.model_fields["output_topic"].default
 DLQ_TOPIC = "lfr.dlq.v1"
+MATCHES_TOPIC = "lfr.matches.v1"
 SERVICES = ("ingest", "detect", "embed", "matcher", "dispatch")
 STAGES = SERVICES[1:]
 # Who reads each topic, so who must dead-letter a poison record on it.
@@ -118,6 +121,7 @@ class CrowdRun:
         self.crash_restarts = 0
         self.alerts: list[tuple[float, str, dict]] = []  # (arrived at, wall clock s; ce_id; alert)
         self.dead: list[dict[str, str]] = []
+        self.matched: set[tuple[str, int, int]] = set()  # (subject, frame seq, captured at) the matcher matched
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -193,28 +197,29 @@ class CrowdRun:
 
     def _observe(self) -> None:
         consumer = None
-        restarts = self.broker_supervisor.restarts
+        incarnation = self.pipeline.broker.pid  # a restarted broker is a new process with empty topics
+        seen: set[tuple[int | None, str, int, int]] = set()
         while not self._stop.is_set():
             try:
-                if consumer is not None and self.broker_supervisor.restarts != restarts:
+                if consumer is not None and self.pipeline.broker.pid != incarnation:
                     # The topics were re-created empty: positions from before would skip records.
                     consumer.close()
                     consumer = None
                 if consumer is None:
-                    restarts = self.broker_supervisor.restarts
+                    incarnation = self.pipeline.broker.pid
                     consumer = Consumer({"bootstrap.servers": self.pipeline.bootstrap, "group.id": unique("obs"),
                                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
                     metadata = consumer.list_topics(timeout=5).topics
-                    consumer.assign([TopicPartition(t, p, 0) for t in (ALERTS_TOPIC, DLQ_TOPIC) for p in metadata[t].partitions])
+                    consumer.assign([TopicPartition(t, p, 0) for t in (ALERTS_TOPIC, DLQ_TOPIC, MATCHES_TOPIC)
+                                     for p in metadata[t].partitions])
                 for message in consumer.consume(200, 0.2):
                     if message.error() is not None:
                         continue
-                    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or ()}
-                    with self._lock:
-                        if message.topic() == ALERTS_TOPIC:
-                            self.alerts.append((time.time(), headers["ce_id"], decode(message.value()).data))
-                        else:
-                            self.dead.append(headers)
+                    position = (incarnation, message.topic(), message.partition(), message.offset())
+                    if position in seen:
+                        continue  # read again after a reconnect: counted once
+                    seen.add(position)
+                    self._take(message)
             except Exception as exc:  # noqa: BLE001 - the broker is restarting; reconnect
                 logger.info("observer reconnecting", extra={"error": str(exc)[:200]})
                 if consumer is not None:
@@ -226,6 +231,21 @@ class CrowdRun:
                 time.sleep(0.5)
         if consumer is not None:
             consumer.close()
+
+    def _take(self, message) -> None:
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or ()}
+        try:
+            data = decode(message.value()).data if message.topic() != DLQ_TOPIC else None
+        except MessageError:
+            return  # a poison record on lfr.matches.v1: the services' business, not the observer's
+        with self._lock:
+            if message.topic() == ALERTS_TOPIC:
+                self.alerts.append((time.time(), headers["ce_id"], data))
+            elif message.topic() == MATCHES_TOPIC:
+                frame = data["face"]["frame"]
+                self.matched.add((data["subject_id"], frame["seq"], frame["captured_at_ms"]))
+            else:
+                self.dead.append(headers)
 
     def walks(self) -> list[Walk]:
         """Walks from the truth file; ingest restarts its scene (and seq) when it restarts."""
@@ -282,6 +302,11 @@ class CrowdRun:
                     owed.append(walk)
                     if not any((walk.identity, seq, at) in evidence for seq, at in walk.frames):
                         lost.append(walk)
+        with self._lock:
+            matched = set(self.matched)
+        # A lost walk the matcher never matched: no face of it scored over the threshold (the
+        # model's miss on that walk), or it was dropped upstream; one it matched was lost after.
+        unmatched = [w for w in lost if not any((w.identity, seq, at) in matched for seq, at in w.frames)]
         wanted = {(i.topic, i.partition, i.offset, service) for i in injected for service in READERS[i.topic]}
         got = {(d.get("lfr_dlq_topic"), int(d.get("lfr_dlq_partition", -1)), int(d.get("lfr_dlq_offset", -1)), d.get("lfr_dlq_service"))
                for d in dead if d.get("lfr_dlq_reason")}
@@ -302,6 +327,7 @@ class CrowdRun:
             "dead_letter_reasons": [f"{kind}: {reason}" for kind, reason in reasons],
             "walks_owed_alerts": len(owed),
             "lost_walks": [f"{w.identity} ({w.face_width} px, {(w.last_ms - w.first_ms) / 1000:.1f} s in view)" for w in lost],
+            "lost_unmatched": len(unmatched),
             "alerts": len(alerts) - alerts_before,
             "alerted_after_fault": dict(Counter(a["subject_id"] for _t, _ce, a in alerts[alerts_before:]
                                                 if a["face"]["frame"]["captured_at_ms"] > fault_at * 1000)),
