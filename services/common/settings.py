@@ -254,7 +254,6 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, De
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces searched per deployment (counts, never faces), for the report")
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     audit_topic: TopicName = "lfr.audit.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
@@ -289,6 +288,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.frames.v1"
     output_topic: TopicName = "lfr.faces.v1"
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces the detector found per deployment (counts, never faces), for the transparency report")
     batch_max_messages: int = Field(8, ge=1, le=256)
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
@@ -409,7 +409,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     adjudications_topic: TopicName = "lfr.adjudications.v1"
     audit_topic: TopicName = "lfr.audit.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed per deployment, for the report page")
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
     oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")

@@ -238,7 +238,7 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
 
     settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
     report, deadline = None, time.monotonic() + 60
-    while True:  # the matcher may still be working through the faces embedded last: wait until its counts settle
+    while True:  # detect may still be counting the last frames it processed: wait until its counts settle
         latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))
         if report is not None and latest["totals"]["faces"] == report["totals"]["faces"] or time.monotonic() > deadline:
             report = latest

@@ -32,6 +32,7 @@ def build(settings: DetectSettings):
         ),
         limits=ImageLimits(max_pixels=settings.max_frame_pixels),
         output_topic=settings.output_topic,
+        counts_topic=settings.counts_topic,
         max_frame_age_ms=settings.max_frame_age_ms,
         superseded_after_ms=settings.superseded_after_ms,
         tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,

@@ -24,7 +24,6 @@ from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
 
 MATCH_SCHEMA = "lfr.matches.v1"
-COUNT_SCHEMA = "lfr.counts.v1"
 
 
 class EmbeddingRefused(MessageError):
@@ -49,7 +48,6 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     latency_budget_ms: int = 1_500
-    counts_topic: str | None = "lfr.counts.v1"
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
     # The deployment's active snapshot and threshold (services/deployments/policy.py); the
     # service always sets it. A probe whose deployment has no active snapshot matches nothing.
@@ -123,26 +121,5 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
                 key=best.subject_id,
             )
         )
-    if deps.counts_topic:
-        outputs += face_counts(batch, deps.counts_topic, now)
     return outputs
 
-
-def face_counts(batch: Sequence[Message], topic: str, now_ms: int) -> list[Output]:
-    """One lfr.counts.v1 record per (deployment, input partition) of the batch: how many faces
-    were searched, never which. ``count_id`` names the offsets, so a redelivered batch with the
-    same bounds is counted once by the report."""
-    groups: dict[tuple[str, int], list[int]] = {}
-    for message in batch:
-        groups.setdefault((message.data["face"]["frame"]["deployment_id"], message.partition), []).append(message.offset)
-    return [
-        Output(topic, COUNT_SCHEMA,
-               {"count_id": f"{message_topic(batch)}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}",
-                "deployment_id": deployment, "faces": len(offsets), "counted_at_ms": now_ms},
-               key=deployment)
-        for (deployment, partition), offsets in groups.items()
-    ]
-
-
-def message_topic(batch: Sequence[Message]) -> str:
-    return (batch[0].topic or "in") if batch else "in"

@@ -61,7 +61,7 @@ def index(request):
 
 
 def deps(index, **thresholds) -> MatcherDeps:
-    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW, counts_topic=None)
+    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW)
 
 
 def test_only_candidates_at_or_above_threshold_are_emitted(index):
@@ -136,18 +136,12 @@ def test_best_candidate_is_the_best_one_at_or_above_its_own_threshold(index):
     assert [(o.data["subject_id"], o.data["rank"], o.data["other_candidates"]) for o in outputs] == [("loose", 2, [])]
 
 
-def test_faces_are_counted_per_deployment_never_kept(index):
-    """lfr.counts.v1: how many faces were searched per deployment and partition, with no face in it."""
+def test_the_matcher_does_not_count_faces(index):
+    """Faces processed are counted where they are found (detect, services/detect/counts.py), not here,
+    where tracking has already thinned them to a few shots per person."""
     index.upsert(entry("alice", unit(1)))
-    batch = [probe(unit(50 + i), deployment=d) for i, d in enumerate(["van-1", "van-1", "van-2"])]
-    batch = [Message(m.schema, m.data, topic="lfr.embeddings.v1", partition=0, offset=10 + i) for i, m in enumerate(batch)]
-    counts = [o for o in process(batch, MatcherDeps(index=index, thresholds=Thresholds(default=0.99), clock=lambda: NOW))
-              if o.schema == "lfr.counts.v1"]
-    assert sorted((o.data["deployment_id"], o.data["faces"]) for o in counts) == [("van-1", 2), ("van-2", 1)]
-    for output in counts:
-        assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"}
-        encode("lfr.counts.v1", output.data)
-    assert len({o.data["count_id"] for o in counts}) == 2
+    outputs = process([probe(unit(1)), probe(unit(50))], deps(index))
+    assert [o.schema for o in outputs] == ["lfr.matches.v1"]
 
 
 def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index):
