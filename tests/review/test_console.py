@@ -171,7 +171,7 @@ def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, m
     now = int(_time.time() * 1000)
     alerts = [emit_alert(bootstrap, settings, subject=f"s-{i}", deployment=rng.choice(["van-1", "van-2"]), seal=False,
                          captured_at_ms=now - 60_000 + i * 1000) for i in range(8)]
-    counts = [{"count_id": f"lfr.embeddings.v1:0:{i}", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
+    counts = [{"count_id": f"lfr.frames.v1:0:{i}-{i}:1", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
                "counted_at_ms": now} for i in range(12)]
     produce(bootstrap, settings.counts_topic, [encode("lfr.counts.v1", c) for c in counts + counts[:3]])  # 3 redelivered
     client, _ = sign_in(settings, "sup")
