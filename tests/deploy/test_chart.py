@@ -215,6 +215,7 @@ STRINGS = {
     "oidcClientId": "openlfr-review",
     "oidcRolesClaim": "roles",
     "oidcDeploymentsClaim": "deployments",
+    "oidcCaFile": "/etc/ssl/certs/police-pki.pem",
     "transitKeyValidityS": 45.0,  # with the grace: at most 300 s together
     "transitKeyGraceS": 90.0,
     "deploymentMinRank": "chief_superintendent",

@@ -15,7 +15,7 @@ from .helpers import placeholder_jpeg
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def chromium():
+def chromium(*extra_flags: str):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -26,7 +26,7 @@ def chromium():
     options = Options()
     options.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1280,720",
-                 "--disable-dev-shm-usage"):
+                 "--disable-dev-shm-usage", *extra_flags):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(driver), options=options)
     # Exactly the van's 1280x720 viewport (the window size would include the browser's frame).
