@@ -58,6 +58,15 @@ def test_the_detail_pane_shows_the_alert_selected_in_the_queue_by_keyboard_at_12
                "the older alert selected and shown")
     ActionChains(driver).send_keys("k").perform()
     wait_until(lambda: driver.execute_script(SELECTED)[0] == newest["alert_id"], 10, "back to the newest")
+    # Newest first, coloured by priority; the detail has every fact the officer compares.
+    rows = driver.find_elements(By.CSS_SELECTOR, "#queue li")
+    assert [r.get_attribute("data-alert-id") for r in rows] == [newest["alert_id"], oldest["alert_id"]]
+    colours = [r.value_of_css_property("border-left-color") for r in rows]
+    assert [r.get_attribute("class").split()[0] for r in rows] == ["red", "amber"] and colours[0] != colours[1]
+    facts = {f: driver.find_element(By.ID, f).text for f in ("f-priority", "f-score", "f-threshold", "f-category", "f-reference",
+                                                               "f-camera", "f-since", "f-sightings")}
+    assert facts["f-priority"] == "RED" and facts["f-reference"] == newest["reference"] and facts["f-camera"] == "cam-1 (van-1)"
+    assert float(facts["f-score"]) == round(newest["score"], 3) and facts["f-sightings"].isdigit() and all(facts.values()), facts
     # Everything an officer needs fits the van's screen: no scrolling to reach a decision.
     assert driver.execute_script("return [innerWidth, innerHeight]") == [1280, 720]
     assert driver.execute_script("return document.documentElement.scrollWidth <= innerWidth")
@@ -65,6 +74,11 @@ def test_the_detail_pane_shows_the_alert_selected_in_the_queue_by_keyboard_at_12
         rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.right, r.bottom];",
                                      driver.find_element(By.ID, button))
         assert rect[0] <= 1280 and rect[1] <= 720, button
+    # Decide and record the outcome from the keyboard alone: C (confirmed), then 3 (arrested).
+    ActionChains(driver).send_keys("c").perform()
+    wait_until(lambda: "confirmed" in driver.find_element(By.ID, "f-status").text, 10, "the decision shown")
+    ActionChains(driver).send_keys("3").perform()
+    wait_until(lambda: driver.find_element(By.ID, "f-status").text == "confirmed · outcome: arrested", 10, "the outcome shown")
 
 
 def test_placeholder_screenshots_label_the_selected_alert_the_same_in_queue_and_detail(page):
