@@ -77,8 +77,8 @@ def _bodies(records, schema: str) -> list[dict[str, Any]]:
 def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
     timeout = settings.report_read_timeout_s
     inputs = ReportInputs(
-        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v1"),
-        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v1"),
+        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v2"),
+        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v2"),
         counts=_bodies(read_topic(settings, settings.counts_topic, timeout, bar), "lfr.counts.v1"),
     )
     for key, value in read_topic(settings, settings.watchlist_topic, timeout, bar):
