@@ -21,7 +21,7 @@ from services.demo.adjudicate import ConsoleClient, adjudicate
 from services.demo.cast import choose_cast
 from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
+from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol, transparency_report
 from services.evidence.sealing import SealError, associated_data, open_sealed
 from services.ingest.cameras import save_cameras
 from services.review.custody import TransitKeyStore
@@ -200,6 +200,8 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == expected
         assert faces_detected(detect_metrics) == detected  # detect had finished: nothing counted after the report
+        (tmp_path / "demo-report").mkdir()
+        assert transparency_report(pipeline, tmp_path / "demo-report")[0] == expected  # the demo's summary["report"]
         assert expected["false_alerts"] >= 1 and expected["faces"] > 0
         [row] = json.loads((out / f"report-{DEPLOYMENT}.json").read_text())["deployments"]
         assert row["authorising_rank"] == deployment.record.authorisation.rank and row["place"] == deployment.record.place["name"]

@@ -20,8 +20,16 @@ return row && [row.dataset.alertId, row.querySelector('.ref').textContent, docum
 """
 
 
-@pytest.fixture
-def page(broker, tmp_path):
+@pytest.fixture(scope="module")
+def page(broker, tmp_path_factory, signing_identity):
+    """One console with two alerts and one signed-in browser for the module."""
+    with pytest.MonkeyPatch.context() as env:  # the console signs its audit records (conftest's key)
+        for name, value in signing_identity.items():
+            env.setenv(name, value)
+        yield from _page(broker, tmp_path_factory.mktemp("console-page"))
+
+
+def _page(broker, tmp_path):
     from selenium.webdriver.common.by import By
 
     settings = review_settings(broker.bootstrap_servers, tmp_path / "review")

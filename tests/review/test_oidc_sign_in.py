@@ -20,8 +20,16 @@ pytestmark = pytest.mark.browser
 CLIENT_ID, CLIENT_SECRET = "lfr-review", "client secret for the test provider"
 
 
-@pytest.fixture
-def signed_in_env(broker, tmp_path):
+@pytest.fixture(scope="module")
+def provider_env(broker, tmp_path_factory, signing_identity):
+    """One provider, console and browser for the module (each test signs in afresh)."""
+    with pytest.MonkeyPatch.context() as env:  # the console signs its audit records (conftest's key)
+        for name, value in signing_identity.items():
+            env.setenv(name, value)
+        yield from _provider_env(broker, tmp_path_factory.mktemp("oidc"))
+
+
+def _provider_env(broker, tmp_path):
     from selenium.webdriver.common.by import By
 
     idp_port = free_port()
@@ -54,6 +62,13 @@ def signed_in_env(broker, tmp_path):
                 yield driver, idp, url, sign_in
             finally:
                 driver.quit()
+
+
+@pytest.fixture
+def signed_in_env(provider_env):
+    provider_env[1].tamper = None
+    yield provider_env
+    provider_env[1].tamper = None
 
 
 def test_sign_in_through_the_provider_maps_the_role_claim(signed_in_env):
