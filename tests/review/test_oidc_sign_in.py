@@ -82,6 +82,9 @@ def test_sign_in_through_the_provider_maps_the_role_claim(signed_in_env):
     cookie = driver.get_cookie("lfr_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
     assert driver.execute_script("return (await fetch('/api/alerts')).status") == 200
+    # With OIDC on, the users file cannot sign anyone in (a leftover file must not bypass the provider).
+    assert driver.execute_script("return (await fetch('/login', {method: 'POST', body: new URLSearchParams("
+                                 "{username: 'x', password: 'y', csrf: 'z'})})).status") == 404
 
     sign_in("sup-3", "idp password 3")  # the first known role in the claim wins
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".who"), 20, "the console")
