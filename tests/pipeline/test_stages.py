@@ -206,3 +206,5 @@ def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_sh
     again = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
                        counts_topic="lfr.counts.v1")
     assert sorted(o.data["count_id"] for o in detect(batch, again) if o.schema == "lfr.counts.v1") == sorted(o.data["count_id"] for o in counts.values())
+    empty = frame_message(np.full((720, 1280, 3), 128, np.uint8), 1, captured_at_ms=base)
+    assert detect([empty], again) == []  # no face found: no count record (an empty scene adds nothing for a year)

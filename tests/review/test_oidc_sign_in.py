@@ -100,11 +100,15 @@ def test_an_id_token_that_does_not_verify_is_refused(signed_in_env, tamper):
     from selenium.webdriver.common.by import By
 
     driver, idp, url, sign_in = signed_in_env
+    from prometheus_client import REGISTRY
+
     idp.tamper = tamper
     issued = idp.tokens_issued
+    refused = REGISTRY.get_sample_value("lfr_review_logins_total", {"result": "oidc_refused"}) or 0
     sign_in("insp-7", "idp password 7")
     wait_until(lambda: "Sign-in refused" in driver.page_source, 15, "the refusal")
     assert idp.tokens_issued == issued + 1, "the provider issued a token: the console refused it after verifying"
+    assert REGISTRY.get_sample_value("lfr_review_logins_total", {"result": "oidc_refused"}) == refused + 1
     assert driver.get_cookie("lfr_session") is None
     assert driver.execute_script("return (await fetch('/api/alerts')).status") == 401
     assert driver.execute_script("return (await fetch('/')).url").endswith("/login")
