@@ -232,7 +232,8 @@ class Provider:
             person = provider.people.get(request.form.get("username", ""))
             if person is None or not secrets.compare_digest(person.password, request.form.get("password", "")):
                 return "wrong user name or password", 401
-            return server.create_authorization_response(grant_user=person)
+            grant = server.get_consent_grant(end_user=person)
+            return server.create_authorization_response(grant=grant, grant_user=person)
 
         @app.post("/token")
         def token():
