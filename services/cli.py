@@ -105,7 +105,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo.run import main as demo_main
 
-    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate)
+    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate, args.seed)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--seed", type=int, default=7, help="chooses the cast and the crowd's walks (default 7)")
     demo.add_argument("--auto-adjudicate", action=argparse.BooleanOptionalAction, default=True,
                       help="decide each alert in the review console from the synthetic camera's ground truth")
     demo.set_defaults(func=_cmd_demo)
