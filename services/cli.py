@@ -108,6 +108,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate, args.seed)
 
 
+def _overlaps(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
@@ -121,6 +126,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if folder is not None and not folder.is_dir():
             print(f"lfr eval: folder {folder} not found", file=sys.stderr)
             return 2
+    if args.fillers is not None and _overlaps(args.fillers, args.data):
+        print(f"lfr eval: --fillers {args.fillers} overlaps --data {args.data}: fillers must be people who are not probes", file=sys.stderr)
+        return 2
     from services.common.progress import Progress
 
     with Progress("lfr eval", unit="image") as bar:
