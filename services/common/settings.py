@@ -305,8 +305,6 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
     track_shot_margin: float = Field(0.25, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
     track_refresh_s: float = Field(10.0, ge=0.5, le=3600, description="a long track opens a new window (K shots again) this often")
-    track_shot_spacing_s: float = Field(1.0, ge=0, le=3600, description="a shot this long after the track's last one is sent if its quality is at least LFR_TRACK_SPREAD_FLOOR of the best (0 = off): spreads the K shots over the walk")
-    track_spread_floor: float = Field(0.8, ge=0, le=1, description="a spread shot needs at least this fraction of the track's best quality so far")
     track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
 
 

@@ -35,8 +35,7 @@ def build(settings: DetectSettings):
         max_frame_age_ms=settings.max_frame_age_ms,
         superseded_after_ms=settings.superseded_after_ms,
         tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,
-        shots=ShotPolicy(max_shots=settings.track_max_shots, margin=settings.track_shot_margin, refresh_ms=int(settings.track_refresh_s * 1000),
-                         spacing_ms=int(settings.track_shot_spacing_s * 1000), spread_floor=settings.track_spread_floor),
+        shots=ShotPolicy(max_shots=settings.track_max_shots, margin=settings.track_shot_margin, refresh_ms=int(settings.track_refresh_s * 1000)),
     )
     return functools.partial(process, deps=deps), [settings.input_topic]
 

@@ -7,13 +7,6 @@ change the outcome:
 - ``first``: the track's first face that passed the quality gate;
 - ``better``: a face whose quality beats the best sent so far by ``margin`` (relative), while
   the track has sent fewer than ``max_shots`` (K) in its current window;
-- ``spread``: a face at least ``spacing_ms`` after the track's last shot whose quality is at
-  least ``spread_floor`` of the best so far, while the window has budget: the K shots spread
-  over the walk instead of stopping at the first good one. Measured on the demo's crowd
-  (offline replay, issue #13): a walker's views score within about 0.03 of each other, so a
-  subject near the threshold was missed when the one shot sent fell just under it (3 of 4
-  misses on the choosing seeds); spreading found 27 of 29 listed walkers against 25, at 3.2
-  embeddings per walker against 2.25, with no false alert;
 - ``refresh``: on a long track, ``refresh_ms`` after the window opened, a new window opens
   (the budget and the best quality reset), so a person who lingers is re-checked; at most K
   shots per track per refresh window.
@@ -37,10 +30,10 @@ from typing import Literal
 
 from .tracker import Track
 
-SHOT_REASONS = ("first", "better", "spread", "refresh")
+SHOT_REASONS = ("first", "better", "refresh")
 EDGE_MARGIN = 0.05  # of the face width: a box this close to the frame's border counts as cut off
 SKIP_REASONS = ("not_better", "track_budget")
-ShotReason = Literal["first", "better", "spread", "refresh"]
+ShotReason = Literal["first", "better", "refresh"]
 
 
 def shot_quality(detector_score: float, inter_ocular_px: float, yaw: float, blur: float,
@@ -75,8 +68,6 @@ class ShotPolicy:
     max_shots: int = 3
     margin: float = 0.25
     refresh_ms: int = 10_000
-    spacing_ms: int = 1_000  # 0 = no spread shots
-    spread_floor: float = 0.8
 
     def decide(self, track: Track, quality: float, captured_at_ms: int) -> ShotDecision:
         """Decide for one accepted face of ``track``; updates the track's shot bookkeeping."""
@@ -89,11 +80,9 @@ class ShotPolicy:
             return ShotDecision(False, "track_budget")
         elif quality > track.best_quality * (1.0 + self.margin):
             reason = "better"
-        elif self.spacing_ms and captured_at_ms - track.last_shot_ms >= self.spacing_ms and quality >= self.spread_floor * track.best_quality:
-            reason = "spread"
         else:
             return ShotDecision(False, "not_better")
-        if reason in ("first", "refresh"):
+        if reason != "better":
             track.window_start_ms = captured_at_ms
             track.shots_in_window = 0
             track.best_quality = 0.0

@@ -135,7 +135,7 @@ def test_detect_with_tracking_sends_at_most_k_shots_per_track_of_one_person(scen
     assert len(shots) < every_face / 3  # the point of tracking: far fewer embeddings
     for faces in by_track.values():
         assert [f["track"]["shot"] for f in faces] == list(range(1, len(faces) + 1))
-        assert faces[0]["track"]["reason"] == "first" and all(f["track"]["reason"] in ("better", "spread") for f in faces[1:])
+        assert faces[0]["track"]["reason"] == "first" and all(f["track"]["reason"] == "better" for f in faces[1:])
         identities = {_truth_identity(f["box"], rendered[f["frame"]["seq"]][1]) for f in faces}
         assert len(identities - {None}) <= 1, identities  # a track follows one person
     # Every walker shown large enough was sent at least once.
