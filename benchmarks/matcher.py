@@ -141,7 +141,7 @@ def bench_size(size: int, queries: int, seed: int) -> dict:
     index, build_s = build_index("edge", entries)
     search_batches(index, probes, 2, now)  # warm-up
     row["embedded"] = {**stats(*search_batches(index, probes, batches, now), exact_top_arr), "build_s": round(build_s, 2)}
-    snapshot = {entry_version(e) for e in entries}
+    snapshot = frozenset(entry_version(e) for e in entries)
     row["embedded_snapshot"] = stats(*search_batches(index, probes, batches, now, versions=snapshot, budget_s=SLOW_PATH_BUDGET_S), exact_top_arr)
     row["embedded_snapshot"]["snapshot_versions"] = len(snapshot)
     index.close()
