@@ -225,7 +225,8 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
     tails: list[TopicTail] = []
     try:
         enrol(pipeline, cast, detector, embedder)
-        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))])  # the services require one
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))],  # the services require one
+                        signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
         for service in ("detect", "embed", "matcher", "dispatch"):
             pipeline.start(service, env={"LFR_METRICS_PORT": str(ports[service])} if service in ports else None)
         pipeline.wait_ready(("embed", "matcher", "dispatch", "detect"))
@@ -332,7 +333,8 @@ def scale_out(workdir: Path, folders: list[Path], replicas: int, frames_per_came
     pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"})
     pipeline.start_broker()
     try:
-        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)])  # detect requires one
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)],  # detect requires one
+                        signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
         producer = Producer({"bootstrap.servers": pipeline.bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
         now = int(time.time() * 1000)
         paths = [sorted(folder.iterdir()) for folder in folders]
