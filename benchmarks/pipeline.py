@@ -254,7 +254,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
         rss = {name: peak_rss_mb(process.pid) for name, process in pipeline.processes.items()}
         pipeline.stop("ingest")
         # What came out: read back after the window (the readers do not compete for the cores).
-        for topic in ("lfr.frames.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v1"):
+        for topic in ("lfr.frames.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v2"):
             tails.append(TopicTail(pipeline.bootstrap, topic))
         frames_meta = [decode(r.value()).data for r in drain(tails[0])]
         frames_meta = [{k: f[k] for k in ("camera_id", "seq", "captured_at_ms")} for f in frames_meta]

@@ -1,13 +1,23 @@
 """The audit hash chain, pure: build a signed, chained record and verify a partition's chain.
 
-Each record carries ``seq`` (its position in the partition's chain, from 0), ``prev_hash`` (the
-hash of the record before it; zeros for the first), the writer's ``key_id`` and an Ed25519
+Each record carries ``seq`` (one more than the record it follows, from 0), ``prev_hash`` (the
+hash of the record it follows; zeros for the first), the writer's ``key_id`` and an Ed25519
 ``signature`` over the canonical JSON of everything else. A record's hash covers the whole
-record, signature included. So an edit breaks the record's signature; a removal leaves a gap in
-``seq`` and a ``prev_hash`` that matches nothing; a reordering puts a ``seq`` before its
-predecessor; an inserted record is unsigned, signed by a key the keyring does not trust, or a
-copy of a record already in the chain. Truncating the tail leaves a valid shorter chain: it is
-caught only against an anchor (a head hash noted earlier, ``lfr audit verify --anchor``).
+record, signature included. So an edit breaks the record's signature; a removal leaves a
+``prev_hash`` that matches nothing; a reordering puts a record before the one it follows; an
+inserted record is unsigned, signed by a key the keyring does not trust, or a copy of a record
+already in the chain. Truncating the tail leaves a valid shorter chain: it is caught only
+against an anchor (a head hash noted earlier, ``lfr audit verify --anchor``).
+
+Concurrent writers on one partition fork the chain: two records follow the same tail. The
+writer that lands second sees it (its record did not land right after the tail it read) and
+appends a join record whose ``joins`` lists the hashes of the records that got in between, so
+every record but the head is still referenced by a later one and removing any of them is
+caught. A fork is therefore normal, not tampering: each record must follow a record *earlier in
+the partition*, not necessarily the one just before it. A record nobody references (its
+writer stopped between a raced append and its join) is reported as unjoined, a warning rather
+than a failure: only a trusted key can have written it, and what a removal could hide there is
+the join itself, whose absence leaves the same picture as a crash.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from services.common.signing import Keyring, Signer
 GENESIS = "0" * 64
 CONTEXT = b"lfr.audit.v1\x00"
 CHAIN_FIELDS = ("seq", "prev_hash", "key_id", "signature")
+JOIN_ACTION = "audit.joined"
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -36,9 +47,12 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(record) + b"\x00" + str(record.get("signature", "")).encode()).hexdigest()
 
 
-def seal(record: Mapping[str, Any], signer: Signer, seq: int, prev_hash: str) -> dict[str, Any]:
-    """``record`` chained after (seq - 1, prev_hash) and signed by ``signer``; the actor is the signer's owner."""
+def seal(record: Mapping[str, Any], signer: Signer, seq: int, prev_hash: str, joins: Iterable[str] = ()) -> dict[str, Any]:
+    """``record`` chained after (seq - 1, prev_hash) and signed by ``signer``; the actor is the signer's owner.
+    ``joins``: hashes of records that raced in on a fork, referenced so their removal is caught."""
     sealed = {**record, "actor": signer.owner, "seq": seq, "prev_hash": prev_hash, "key_id": signer.key_id}
+    if joins:
+        sealed["joins"] = list(joins)
     sealed["signature"] = base64.b64encode(signer.sign(CONTEXT + canonical(sealed))).decode()
     return sealed
 
@@ -69,6 +83,8 @@ class ChainReport:
     head_hash: str
     head_seq: int
     problem: Problem | None
+    forks: int = 0  # records that follow a record other than the one just before them (concurrent writers)
+    unjoined: tuple[int, ...] = ()  # offsets of non-head records no later record references
 
     @property
     def ok(self) -> bool:
@@ -96,40 +112,50 @@ def _signature_problem(position: Position, keyring: Keyring) -> Problem | None:
 def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | None = None) -> ChainReport:
     """Walk one partition's records in offset order; the first problem found, named."""
     items = list(positions)
-    expected_prev, expected_seq, count = GENESIS, 0, 0
-    seen: dict[str, int] = {}
-    later_seqs = [p.record.get("seq") if p.record else None for p in items]
-    for index, position in enumerate(items):
+    known: dict[str, tuple[int, int]] = {GENESIS: (-1, -1)}  # hash -> (offset, seq) of records verified so far
+    referenced: set[str] = set()
+    head, head_seq, forks = GENESIS, -1, 0
+    all_hashes: dict[str, int] = {}
+    for position in items:
+        if position.record is not None and all(name in position.record for name in CHAIN_FIELDS):
+            all_hashes.setdefault(record_hash(position.record), position.offset)
+
+    def failed(problem: Problem) -> ChainReport:
+        return ChainReport(len(known) - 1, head, head_seq, problem, forks)
+
+    for position in items:
         record = position.record
         if record is None:
-            return ChainReport(count, expected_prev, expected_seq - 1,
-                               Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match lfr.audit.v1)"))
+            return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match lfr.audit.v1)"))
         problem = _signature_problem(position, keyring)
         if problem is not None:
-            return ChainReport(count, expected_prev, expected_seq - 1, problem)
+            return failed(problem)
         digest, seq, prev = record_hash(record), int(record["seq"]), str(record["prev_hash"])
-        if digest in seen:
-            return ChainReport(count, expected_prev, expected_seq - 1,
-                               Problem(position.offset, seq, "inserted", f"a copy of the record at offset {seen[digest]}"))
-        if seq != expected_seq or prev != expected_prev:
-            if seq < expected_seq:
-                detail = f"seq {seq} comes after seq {expected_seq - 1}: moved from earlier in the chain"
-                kind = "reordered"
-            elif expected_seq in later_seqs[index + 1:]:
-                detail = f"seq {seq} stands where seq {expected_seq} belongs, which comes later: moved"
-                kind = "reordered"
-            elif seq > expected_seq:
-                missing = f"seq {expected_seq}" if seq == expected_seq + 1 else f"seq {expected_seq}..{seq - 1}"
-                detail = f"{missing} before it is missing"
-                kind = "removed"
+        if digest in known:
+            return failed(Problem(position.offset, seq, "inserted", f"a copy of the record at offset {known[digest][0]}"))
+        if prev == GENESIS and head != GENESIS:
+            return failed(Problem(position.offset, seq, "inserted", "it starts a second chain in a partition that has one"))
+        if prev not in known:
+            if all_hashes.get(prev, -1) > position.offset:
+                kind, detail = "reordered", f"seq {seq} comes before the record it follows (offset {all_hashes[prev]}): moved"
             else:
-                detail = "its prev_hash does not match the record before it"
-                kind = "inserted"
-            return ChainReport(count, expected_prev, expected_seq - 1, Problem(position.offset, seq, kind, detail))
-        seen[digest] = position.offset
-        expected_prev, expected_seq, count = digest, seq + 1, count + 1
-    if anchor and anchor not in seen and anchor != GENESIS:
+                missing = f"seq {seq - 1}" if seq > 0 else "the record"
+                kind, detail = "removed", f"{missing} before it is missing"
+            return failed(Problem(position.offset, seq, kind, detail))
+        if seq != known[prev][1] + 1:
+            return failed(Problem(position.offset, seq, "inserted", f"seq {seq} does not follow seq {known[prev][1]} that it names"))
+        for joined in record.get("joins") or ():
+            if str(joined) not in known:
+                return failed(Problem(position.offset, seq, "removed", f"a record it joins ({str(joined)[:16]}...) is missing"))
+            referenced.add(str(joined))
+        if prev != head:
+            forks += 1
+        referenced.add(prev)
+        known[digest] = (position.offset, seq)
+        head, head_seq = digest, seq
+    unjoined = tuple(sorted(offset for digest, (offset, _) in known.items() if digest not in referenced and digest not in (head, GENESIS)))
+    if anchor and anchor not in known and anchor != GENESIS:
         last = items[-1].offset if items else -1
-        return ChainReport(count, expected_prev, expected_seq - 1,
-                           Problem(last + 1, None, "truncated", f"the anchor {anchor[:16]}... is no longer in the chain"))
-    return ChainReport(count, expected_prev, expected_seq - 1, None)
+        return ChainReport(len(known) - 1, head, head_seq,
+                           Problem(last + 1, None, "truncated", f"the anchor {anchor[:16]}... is no longer in the chain"), forks, unjoined)
+    return ChainReport(len(known) - 1, head, head_seq, None, forks, unjoined)

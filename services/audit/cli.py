@@ -147,13 +147,18 @@ def _audit_verify(args: argparse.Namespace) -> int:
         failed |= not report.ok
         if args.json:
             print(json.dumps({"topic": topic, "partition": partition, "ok": report.ok, "records": report.records,
-                              "head_hash": report.head_hash, "head_seq": report.head_seq,
+                              "head_hash": report.head_hash, "head_seq": report.head_seq, "forks": report.forks,
+                              "unjoined_offsets": list(report.unjoined),
                               "problem": None if report.ok else {"offset": report.problem.offset, "seq": report.problem.seq,
                                                                  "kind": report.problem.kind, "detail": report.problem.detail}}))
         elif report.ok:
-            print(f"{topic}[{partition}]: {report.records} records, chain intact, head {report.head_hash}")
+            forks = f" ({report.forks} forks from concurrent writers, joined)" if report.forks else ""
+            print(f"{topic}[{partition}]: {report.records} records, chain intact{forks}, head {report.head_hash}")
         else:
             print(f"{topic}[{partition}]: FAILED at {report.problem.describe()} ({report.records} records verified before it)")
+        if report.unjoined and not args.json:
+            print(f"{topic}[{partition}]: warning: {len(report.unjoined)} records on a fork nobody joined (a writer stopped "
+                  f"between a raced append and its join), offsets {list(report.unjoined)[:10]}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.common.envelope import decode
 from services.common.errors import MessageError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
+from services.common.topic_reader import read_to_end
 
 from .chain import Position
 
 
 def read_audit(settings: KafkaSettings, topic: str, timeout_s: float = 60.0) -> dict[int, list[Position]]:
-    consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-cli", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise RuntimeError(f"audit topic {topic} does not exist")
-        partitions = sorted(metadata.partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        found: dict[int, list[Position]] = {p: [] for p in partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            for message in consumer.consume(500, 0.2):
-                if message.error() is not None:
-                    continue
-                try:
-                    record = decode(message.value()).data if message.value() is not None else None
-                except MessageError:
-                    record = None
-                found[message.partition()].append(Position(message.offset(), record))
-                if message.offset() + 1 >= ends[message.partition()]:
-                    pending.discard(message.partition())
-        return found
-    finally:
-        consumer.close()
+    config = client_config(settings)
+    metadata = AdminClient(config).list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise RuntimeError(f"audit topic {topic} does not exist")
+    found: dict[int, list[Position]] = {p: [] for p in sorted(metadata.partitions)}
+    for message in read_to_end(config, topic, group_id="lfr-audit-cli", timeout_s=timeout_s, partitions=found):
+        try:
+            record = decode(message.value()).data if message.value() is not None else None
+        except MessageError:
+            record = None
+        found[message.partition()].append(Position(message.offset(), record))
+    return found
 
 
 def matches(record, subject: str | None, deployment: str | None, actor: str | None, action: str | None) -> bool:

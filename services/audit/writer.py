@@ -7,11 +7,13 @@ signed header (``lfr_audit_hash``). A crash between the two leaves an audit reco
 that never happened (visible, reconcilable), never a change without its audit record; readers
 that verify signatures refuse a change that carries no audit hash.
 
-One chain per partition needs one writer at a time per partition: the writer re-reads the tail
+Several writers may share a partition (the matcher's replicas audit the same refusal at the
+same moment, officers decide while an admin edits the watchlist): the writer re-reads the tail
 before each append and checks after the acknowledgement that its record landed right after it.
-If another writer got in between, the fork is counted (lfr_audit_forks_total) and logged, and
-``lfr audit verify`` names the record; run concurrent writers on separate audit partitions
-(LFR_AUDIT_PARTITION).
+If another writer got in between, the chain forks there; the writer counts it
+(lfr_audit_forks_total) and appends a join record (``audit.joined``) that references every
+record that got in between, so each stays covered by a later hash (services/audit/chain.py).
+Separate partitions per writer (LFR_AUDIT_PARTITION) avoid the extra record.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
 
-from .chain import GENESIS, record_hash, seal
+from .chain import GENESIS, JOIN_ACTION, record_hash, seal
 
 logger = logging.getLogger(__name__)
 AUDIT_RECORDS = Counter("lfr_audit_records_total", "Audit records appended to the chain", ["service"])
+MAX_JOINS = 8  # a join that races again is joined again; past this the fork is left for verify to report
 AUDIT_FORKS = Counter("lfr_audit_forks_total", "Audit appends that raced another writer on the same partition", ["service"])
 
 
@@ -85,13 +88,51 @@ class AuditWriter:
             sealed = seal(record, self.signer, seq + 1, prev)
             digest = record_hash(sealed)
             landed = self._append((subject_id or self.signer.owner).encode(), encode("lfr.audit.v1", sealed))
-            if landed != offset + 1:
-                AUDIT_FORKS.labels(self.service).inc()
-                logger.error("audit append raced another writer; the chain forks here",
-                             extra={"topic": self.topic, "partition": self.partition, "offset": landed})
             self._last = (landed, seq + 1, digest)
+            if landed != offset + 1:
+                self._join(offset + 1, landed)
         AUDIT_RECORDS.labels(self.service).inc()
         return sealed, digest
+
+    def _join(self, first: int, ours: int) -> None:
+        """Our record landed at ``ours`` though it follows ``first - 1``: reference the records in
+        between with a join record after ours, again until a join lands with nothing in between."""
+        for _ in range(MAX_JOINS):
+            AUDIT_FORKS.labels(self.service).inc()
+            logger.warning("audit append raced another writer; joining the fork",
+                           extra={"topic": self.topic, "partition": self.partition, "offset": ours, "raced": ours - first})
+            raced = self._hashes_between(first, ours)
+            _, seq, prev = self._last
+            joined = seal({"action": JOIN_ACTION, "at_ms": int(time.time() * 1000), "service": self.service,
+                           "details": {"joined": len(raced), "first_offset": first}}, self.signer, seq + 1, prev, raced)
+            landed = self._append(self.signer.owner.encode(), encode("lfr.audit.v1", joined))
+            AUDIT_RECORDS.labels(self.service).inc()
+            self._last = (landed, seq + 1, record_hash(joined))
+            if landed == ours + 1:
+                return
+            first, ours = ours + 1, landed
+        logger.error("audit chain still forking after %d joins; lfr audit verify will list the unjoined records", MAX_JOINS,
+                     extra={"topic": self.topic, "partition": self.partition})
+
+    def _hashes_between(self, first: int, end: int) -> list[str]:
+        """Hashes of the chained records at offsets [first, end) of our partition."""
+        consumer = self._reader()
+        consumer.assign([TopicPartition(self.topic, self.partition, first)])
+        hashes: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error() is not None or message.offset() >= end:
+                return hashes
+            try:
+                hashes.append(record_hash(decode(message.value()).data))
+            except (MessageError, KeyError, TypeError, ValueError):
+                pass  # not a chained record: nothing to reference
+            if message.offset() == end - 1:
+                return hashes
+        raise TimeoutError(f"could not read {self.topic}[{self.partition}] offsets {first}..{end - 1} to join a fork")
 
     def _append(self, key: bytes, value: bytes) -> int:
         delivered: list = []

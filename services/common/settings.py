@@ -323,7 +323,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
 
     group_id: str = Field("lfr-dispatch", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="faust app id and consumer group")
     input_topic: TopicName = "lfr.matches.v1"
-    output_topic: TopicName = "lfr.alerts.v1"
+    output_topic: TopicName = "lfr.alerts.v2"
     dlq_topic: TopicName = "lfr.dlq.v1"
     evidence_topic: TopicName = Field("lfr.evidence.v1", description="sealed probe chips, keyed by alert id")
     evidence_keys_topic: TopicName = Field("lfr.evidence_keys.v1", description="the review service's transit public keys")
@@ -403,10 +403,10 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     transit_key_validity_s: float = Field(60.0, ge=1, le=3600, description="how long one transit public key is used for sealing")
     transit_key_grace_s: float = Field(120.0, ge=1, le=3600, description="a transit private key is destroyed this long after its validity ends")
     sweep_interval_s: float = Field(5.0, gt=0, le=300, description="how often erasure and key destruction run")
-    alerts_topic: TopicName = "lfr.alerts.v1"
+    alerts_topic: TopicName = "lfr.alerts.v2"
     evidence_topic: TopicName = "lfr.evidence.v1"
     evidence_keys_topic: TopicName = "lfr.evidence_keys.v1"
-    adjudications_topic: TopicName = "lfr.adjudications.v1"
+    adjudications_topic: TopicName = "lfr.adjudications.v2"
     audit_topic: TopicName = "lfr.audit.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed per deployment, for the report page")
@@ -430,8 +430,8 @@ class ReviewSettings(KafkaSettings, SigningSettings):
 class ReportSettings(KafkaSettings):
     """`lfr report`: the topics the transparency report is computed from."""
 
-    alerts_topic: TopicName = "lfr.alerts.v1"
-    adjudications_topic: TopicName = "lfr.adjudications.v1"
+    alerts_topic: TopicName = "lfr.alerts.v2"
+    adjudications_topic: TopicName = "lfr.adjudications.v2"
     counts_topic: TopicName = "lfr.counts.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records (place, window, authorising officer), when present")

@@ -134,7 +134,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         save_cameras(pipeline.cameras_file, {CAMERA: crowd_camera(cast, data_dir, options)})
         pipeline.start("ingest")
         out(f"services running; camera {CAMERA} streaming for {options.seconds:.0f} s")
-        alerts_tail = TopicTail(pipeline.bootstrap, "lfr.alerts.v1")
+        alerts_tail = TopicTail(pipeline.bootstrap, "lfr.alerts.v2")
         tails.append(alerts_tail)
         events: list[dict] = []
 

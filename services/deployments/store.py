@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from services.audit.writer import change_digest
 from services.common.envelope import encode
 from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
+from services.common.topic_reader import read_to_end
 from services.common.settings import DeploymentSettings
 from services.watchlist.store import WatchlistStore
 
@@ -27,35 +27,20 @@ class DeploymentStore:
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, Deployment]:
         """The latest record of every deployment (records that do not parse are skipped)."""
-        consumer = Consumer({**client_config(self.settings), "group.id": "lfr-deployment-cli", "enable.auto.commit": False})
-        try:
-            topic = self.settings.deployments_topic
-            partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-            targets = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            found: dict[str, Deployment] = {}
-            deadline = time.monotonic() + timeout_s
-            while any(h > 0 for h in targets.values()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-                for record in consumer.consume(500, 0.2):
-                    if record.error() is not None:
-                        continue
-                    if record.offset() + 1 >= targets.get(record.partition(), 0):
-                        targets[record.partition()] = 0
-                    key = (record.key() or b"").decode()
-                    if record.value() is None:
-                        found.pop(key, None)
-                        continue
-                    try:
-                        from .view import parse  # noqa: PLC0415 - the same checks as the services
+        from .view import parse  # noqa: PLC0415 - the same checks as the services
 
-                        found[key] = parse(record.value(), key, found.get(key))
-                    except (MessageError, KeyError, TypeError):
-                        continue
-            return found
-        finally:
-            consumer.close()
+        found: dict[str, Deployment] = {}
+        for record in read_to_end(client_config(self.settings), self.settings.deployments_topic, group_id="lfr-deployment-cli",
+                                  timeout_s=timeout_s):
+            key = (record.key() or b"").decode("utf-8", "replace")
+            if record.value() is None:
+                found.pop(key, None)
+                continue
+            try:
+                found[key] = parse(record.value(), key, found.get(key))
+            except (MessageError, KeyError, TypeError):
+                continue
+        return found
 
     def publish(self, deployment: Deployment) -> None:
         """Audit first, then the record signed with the store's key and carrying the audit hash

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from prometheus_client import Counter, Gauge
 
 from services.common.envelope import decode
@@ -25,6 +25,7 @@ from services.common.settings import KafkaSettings
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.common.topic_reader import TopicMissing, assign_from_beginning, caught_up
 
 from .lifecycle import check_successor
 from .record import SCHEMA, Deployment
@@ -129,17 +130,13 @@ class DeploymentView:
             self._consumer.close()
 
     def _assign_all(self) -> dict[int, int]:
-        metadata = self._consumer.list_topics(self.topic, timeout=30)
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise LfrError(f"deployments topic {self.topic} does not exist (run `lfr topics apply`)")
-        partitions = sorted(topic.partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-        return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in partitions}
+        try:
+            return assign_from_beginning(self._consumer, self.topic)
+        except TopicMissing as exc:
+            raise LfrError(f"deployments {exc}") from None
 
     def _caught_up(self, targets: dict[int, int]) -> bool:
-        positions = self._consumer.position([TopicPartition(self.topic, p) for p in targets])
-        return all(targets[tp.partition] <= 0 or tp.offset >= targets[tp.partition] for tp in positions)
+        return caught_up(self._consumer, self.topic, targets)
 
     def _refused(self, record, refusal: SignatureRefused, live: bool) -> None:
         DEPLOYMENT_RECORDS.labels("refused").inc()

@@ -1,6 +1,6 @@
 """CloudEvents 1.0 for alerts: Kafka protocol binding (binary mode) and structured JSON (webhook).
 
-Kafka, binary content mode: the record value is our binary envelope of lfr.alerts.v1 (the
+Kafka, binary content mode: the record value is our binary envelope of lfr.alerts.v2 (the
 chip stays raw bytes) and the event attributes travel as ``ce_*`` headers, with
 ``content-type: application/vnd.openlfr.envelope.v1``. Record key = subject id.
 
@@ -14,7 +14,7 @@ Attributes:
 - ``ce_type``: ``org.openlfr.alert.raised`` (revision 0) or ``org.openlfr.alert.updated``;
 - ``ce_subject``: the alert id (every revision of one alert shares it);
 - ``ce_time``: emit time, RFC 3339 UTC with milliseconds;
-- ``ce_dataschema``: the ``$id`` of lfr.alerts.v1.
+- ``ce_dataschema``: the ``$id`` of lfr.alerts.v2.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The alert dispatcher: a thin faust runner around the pure policy in ``policy.py``.
 
-lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v1 (CloudEvents, binary mode)
+lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v2 (CloudEvents, binary mode)
                                                  -> optional webhook (structured mode)
 
 State: a faust Table ``open-alerts`` keyed ``subject_id|deployment_id``, in memory and backed by
@@ -83,7 +83,7 @@ logger = logging.getLogger(__name__)
 SERVICE = "dispatch"
 TABLE = "open-alerts"
 SWEEP_INTERVAL_MS = 60_000
-MAX_RECORD_BYTES = 8 * 1024 * 1024  # max.message.bytes of lfr.matches.v1 and lfr.alerts.v1
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # max.message.bytes of lfr.matches.v1 and lfr.alerts.v2
 DEAD_LETTERS_DROPPED = Counter(
     "lfr_dead_letters_dropped_total",
     "Dead letters given up after dead_letter_max_attempts writes (policy dead-letter-bounded-retry)",

@@ -4,14 +4,14 @@ moves no offsets) and replays chosen records to their source topics, audited."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
+from services.common.topic_reader import TopicMissing, read_to_end
 
 from .records import DeadLetter, Filter
 
@@ -34,44 +34,15 @@ def read_dead_letters(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[DeadLetter]:
     """Every record of ``topic`` up to the high watermarks at the start, in partition order."""
-    consumer = Consumer({**client_config(settings), "group.id": "lfr-dlq-cli", "enable.auto.commit": False,
-                         "enable.partition.eof": False})
     try:
-        metadata = consumer.list_topics(timeout=timeout_s).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise DlqError(f"dead-letter topic {topic} does not exist")
-        targets = {}
-        for p in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            if high > low:
-                targets[p] = high
-        total = sum(targets.values())
-        if not targets:
-            return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in targets])
-        deadline = time.monotonic() + timeout_s
-        seen, idle_polls = 0, 0
-        # Read to the watermarks taken at the start, then until the topic stays quiet for a
-        # moment: Tansu reports a high watermark short of a multi-record last batch.
-        while targets or idle_polls < 2:
-            if time.monotonic() > deadline:
-                raise DlqError(f"could not read {topic} to its end within {timeout_s} s")
-            batch = consumer.consume(500, 0.2)
-            idle_polls = 0 if batch else idle_polls + 1
-            for record in batch:
-                if record.error() is not None:
-                    continue
-                seen += 1
-                if record.offset() + 1 >= targets.get(record.partition(), 0):
-                    targets.pop(record.partition(), None)
-                letter = DeadLetter(record.partition(), record.offset(), record.key(), record.value(),
-                                    tuple(record.headers() or ()))
-                if keep is None or keep(letter):
-                    yield letter
-            if on_progress:
-                on_progress(seen, max(seen, total))
-    finally:
-        consumer.close()
+        for record in read_to_end(client_config(settings), topic, group_id="lfr-dlq-cli", timeout_s=timeout_s, on_progress=on_progress):
+            letter = DeadLetter(record.partition(), record.offset(), record.key(), record.value(), tuple(record.headers() or ()))
+            if keep is None or keep(letter):
+                yield letter
+    except TopicMissing:
+        raise DlqError(f"dead-letter topic {topic} does not exist") from None
+    except TimeoutError as exc:
+        raise DlqError(str(exc)) from None
 
 
 @dataclass(frozen=True)

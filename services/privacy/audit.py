@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.common.topics import load_topic_specs
+from services.common.topic_reader import read_to_end
 
 from . import retention
 from .artefacts import Artefact, digest, envelope_blobs, from_envelope_blobs, from_raw, from_value, unit_vector
@@ -88,33 +87,9 @@ class Record:
 
 def read_topic(config: dict[str, str], topic: str, partitions: Iterable[int], timeout_s: float) -> list[Record]:
     """Every record of ``topic`` from the beginning to the high watermark at the time of the call."""
-    consumer = Consumer({**config, "group.id": "lfr-privacy-audit", "enable.auto.commit": False, "enable.partition.eof": False})
-    try:
-        targets = {}
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                targets[p] = high
-        if not targets:
-            return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in targets])
-        records: list[Record] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while len(done) < len(targets) and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                if msg.error() is not None:
-                    continue
-                records.append(Record(topic, msg.partition(), msg.offset(), msg.key(), msg.value(), list(msg.headers() or [])))
-                if msg.offset() + 1 >= targets[msg.partition()]:
-                    done.add(msg.partition())
-            # Tansu's high watermark can run ahead of the last record (batches): stop on position too.
-            for tp in consumer.position([TopicPartition(topic, p) for p in targets]):
-                if tp.offset >= targets[tp.partition]:
-                    done.add(tp.partition)
-        return records
-    finally:
-        consumer.close()
+    # A read that cannot reach the end raises (TimeoutError) rather than audit part of a topic.
+    return [Record(topic, msg.partition(), msg.offset(), msg.key(), msg.value(), list(msg.headers() or []))
+            for msg in read_to_end(config, topic, group_id="lfr-privacy-audit", timeout_s=timeout_s, partitions=partitions)]
 
 
 def read_whole_topic(config: dict[str, str], topic: str, timeout_s: float = 30.0) -> list[Record]:

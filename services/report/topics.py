@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.common.envelope import decode
 from services.common.kafka_config import client_config
 from services.common.progress import Progress
+from services.common.topic_reader import TopicMissing, read_to_end
 
 from .deployments import DeploymentFacts, facts_from_record
 
@@ -28,36 +26,21 @@ def read_topic(settings, topic: str, timeout_s: float, bar: Progress | None = No
     """(key, value) of every record of ``topic`` in partition order; [] when the topic does not exist.
 
     ``bar`` (services/common/progress.py) grows by the topic's record count and advances as they arrive."""
-    consumer = Consumer({**client_config(settings), "group.id": "lfr-report", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(timeout=timeout_s).topics.get(topic)
-        if metadata is None or not metadata.partitions:
-            return []
-        marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s) for p in metadata.partitions}
-        ends = {p: high for p, (_low, high) in marks.items()}
+    base = (bar.total or 0) if bar is not None else 0
+    counted = 0
+
+    def progress(seen: int, total: int) -> None:
+        nonlocal counted
         if bar is not None:
-            bar.set_total((bar.total or 0) + sum(max(0, high - low) for low, high in marks.values()))
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
-        records: list[tuple[bytes | None, bytes | None]] = []
-        pending = {p for p, end in ends.items() if end > 0}
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-            batch = consumer.consume(500, 0.2)
-            if bar is not None and batch:
-                bar.update(len(batch))
-            for record in batch:
-                if record.error() is not None:
-                    continue
-                if record.offset() + 1 >= ends[record.partition()]:
-                    pending.discard(record.partition())
-                records.append((record.key(), record.value()))
-        if bar is not None and bar.count > (bar.total or 0):
-            bar.set_total(bar.count)  # a broker can report a short high watermark (Tansu does after a batch)
-        return records
-    finally:
-        consumer.close()
+            bar.set_total(base + total)  # total grows past the watermarks when Tansu reports them short
+            bar.update(seen - counted)
+            counted = seen
+
+    try:
+        return [(record.key(), record.value())
+                for record in read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s, on_progress=progress)]
+    except TopicMissing:
+        return []
 
 
 def _bodies(records, schema: str) -> list[dict[str, Any]]:
@@ -77,8 +60,8 @@ def _bodies(records, schema: str) -> list[dict[str, Any]]:
 def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
     timeout = settings.report_read_timeout_s
     inputs = ReportInputs(
-        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v1"),
-        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v1"),
+        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v2"),
+        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v2"),
         counts=_bodies(read_topic(settings, settings.counts_topic, timeout, bar), "lfr.counts.v1"),
     )
     for key, value in read_topic(settings, settings.watchlist_topic, timeout, bar):

@@ -48,7 +48,7 @@ class Writer:
                 raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
 
     def adjudication(self, record: dict) -> None:
-        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v1", record))
+        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v2", record))
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict) -> None:
         """Through the one chained, signed audit writer (services/audit): the record's actor is the

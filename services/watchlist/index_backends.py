@@ -16,6 +16,7 @@ remove collections of models that are no longer configured.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -270,6 +271,30 @@ def _edge():
     return qdrant_edge
 
 
+TEMP_PREFIX = "lfr-qdrant-edge-"
+
+
+def sweep_orphaned_indexes(base: Path) -> list[Path]:
+    """Delete the temporary index directories of processes that are gone. A process killed with
+    SIGKILL never runs its cleanup, and its directory (watchlist embeddings, in memory-backed
+    /dev/shm but alive until reboot) would outlive the watchlist it was built from. The owner's
+    pid is in the name; a directory whose owner still runs (or that we cannot tell) is kept."""
+    removed = []
+    for path in base.glob(f"{TEMP_PREFIX}*"):
+        pid_text = path.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            logger.info("removed the index directory of a process that is gone", extra={"path": str(path)})
+        except PermissionError:
+            continue  # another user's live process
+    return removed
+
+
 class EdgeBackend:
     """Qdrant's own engine in process: one EdgeShard per collection under ``root``.
 
@@ -313,7 +338,8 @@ class EdgeBackend:
         if root is None:
             shm = Path("/dev/shm")
             base = str(shm) if shm.is_dir() and _writable(shm) else None
-            root = tempfile.mkdtemp(prefix="lfr-qdrant-edge-", dir=base)
+            sweep_orphaned_indexes(Path(base or tempfile.gettempdir()))
+            root = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=base)
             self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
         else:
             Path(root).mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Counter, Gauge
 
 from services.common.envelope import decode
@@ -27,6 +27,7 @@ from services.common.errors import LfrError, MessageError, TransientError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
 from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.common.topic_reader import TopicMissing, assign_from_beginning, caught_up
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
@@ -124,17 +125,13 @@ class WatchlistMaterialiser:
             self._consumer.close()
 
     def _assign_all(self) -> dict[int, int]:
-        metadata = self._consumer.list_topics(self.topic, timeout=30)
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise LfrError(f"watchlist topic {self.topic} does not exist (run `lfr topics apply`)")
-        partitions = sorted(topic.partitions)
-        self._consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-        return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1] for p in partitions}
+        try:
+            return assign_from_beginning(self._consumer, self.topic)
+        except TopicMissing as exc:
+            raise LfrError(f"watchlist {exc}") from None
 
     def _caught_up(self, targets: dict[int, int]) -> bool:
-        positions = self._consumer.position([TopicPartition(self.topic, p) for p in targets])
-        return all(targets[tp.partition] <= 0 or tp.offset >= targets[tp.partition] for tp in positions)
+        return caught_up(self._consumer, self.topic, targets)
 
     def _parse(self, record) -> tuple[str, WatchlistEntry | None] | None:
         key = (record.key() or b"").decode("utf-8", "replace")

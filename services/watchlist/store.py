@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from services.audit.identity import load_signer
 from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
+from services.common.topic_reader import read_to_end
 from services.common.settings import WatchlistSettings
 
 from .entry import WatchlistEntry
@@ -55,38 +55,23 @@ class WatchlistStore:
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, WatchlistEntry]:
         """Current entries: the last record per subject, tombstones applied."""
-        consumer = Consumer({**client_config(self.settings), "group.id": "lfr-watchlist-cli", "enable.auto.commit": False})
-        try:
-            topic = self.settings.watchlist_topic
-            partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-            targets = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
-            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            entries: dict[str, WatchlistEntry] = {}
-            deadline = time.monotonic() + timeout_s
-            while any(h > 0 for h in targets.values()):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"could not read {topic} to its end within {timeout_s} s")
-                for record in consumer.consume(500, 0.2):
-                    if record.error() is not None:
-                        continue
-                    if record.offset() + 1 >= targets.get(record.partition(), 0):
-                        targets[record.partition()] = 0
-                    key = (record.key() or b"").decode("utf-8", "replace")
-                    if record.value() is None:
-                        entries.pop(key, None)
-                        continue
-                    try:
-                        entry = WatchlistEntry.from_data(decode(record.value()).data)
-                    except Exception as exc:  # noqa: BLE001 - list and remove must work past any bad record
-                        logger.warning(
-                            "unreadable watchlist record skipped",
-                            extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__},
-                        )
-                        continue
-                    entries[entry.subject_id] = entry
-            return entries
-        finally:
-            consumer.close()
+        entries: dict[str, WatchlistEntry] = {}
+        for record in read_to_end(client_config(self.settings), self.settings.watchlist_topic, group_id="lfr-watchlist-cli",
+                                  timeout_s=timeout_s):
+            key = (record.key() or b"").decode("utf-8", "replace")
+            if record.value() is None:
+                entries.pop(key, None)
+                continue
+            try:
+                entry = WatchlistEntry.from_data(decode(record.value()).data)
+            except Exception as exc:  # noqa: BLE001 - list and remove must work past any bad record
+                logger.warning(
+                    "unreadable watchlist record skipped",
+                    extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__},
+                )
+                continue
+            entries[entry.subject_id] = entry
+        return entries
 
     def publish(self, entry: WatchlistEntry, action: str = "watchlist.add", details: dict[str, Any] | None = None,
                 requested_by: str | None = None) -> str:

@@ -88,7 +88,7 @@ def headers_of(rec) -> dict[str, bytes]:
 
 def alert_of(rec) -> dict:
     envelope = decode(rec.value())
-    assert envelope.schema == "lfr.alerts.v1"
+    assert envelope.schema == "lfr.alerts.v2"
     return envelope.data
 
 

@@ -68,7 +68,7 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
         pipeline.wait_ready(stages)
         save_cameras(pipeline.cameras_file, {cam1.id: cam1, cam2.id: cam2, cam3.id: cam3})
         pipeline.start("ingest")
-        alerts, frames, dlq = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.alerts.v1", "lfr.frames.v1", "lfr.dlq.v1"))
+        alerts, frames, dlq = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.alerts.v2", "lfr.frames.v1", "lfr.dlq.v1"))
         faces, embeddings, matches = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1"))
         tails += [alerts, frames, dlq, faces, embeddings, matches]
         alert_records, frame_meta, dead, face_meta = [], [], [], []

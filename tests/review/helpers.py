@@ -92,7 +92,7 @@ def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deploy
             produce(bootstrap, settings.evidence_topic, [sealer.seal(alert)], keys=[alert.alert_id.encode()])
         finally:
             sealer.stop()
-    produce(bootstrap, settings.alerts_topic, [encode("lfr.alerts.v1", alert.data)], keys=[subject.encode()])
+    produce(bootstrap, settings.alerts_topic, [encode("lfr.alerts.v2", alert.data)], keys=[subject.encode()])
     return alert.data
 
 

@@ -181,7 +181,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
 
         # The adjudication is on the topic, without biometrics.
         def adjudications():
-            return [d for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v1") if d and d["alert_id"] == alert_id]
+            return [d for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v2") if d and d["alert_id"] == alert_id]
         wait_until(lambda: adjudications(), 20, "the adjudication on the topic")
         [record] = adjudications()
         assert (record["decision"], record["actor"], record["role"]) == ("rejected", "pc-1234", "operator")
@@ -206,7 +206,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         status = driver.execute_script(
             "const r = await fetch(arguments[0], {credentials: 'same-origin'}); return r.status;", f"/api/alerts/{alert_id}/probe")
         assert status == 404
-        alerts = topic_bodies(pipeline.bootstrap, "lfr.alerts.v1")
+        alerts = topic_bodies(pipeline.bootstrap, "lfr.alerts.v2")
         assert all("chip" not in d["face"] for _, d in alerts), "an alert carried a chip"
 
         # The other alerts: decided by the demo's officer stand-in (ground truth), through the API.
@@ -222,7 +222,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         time.sleep(1)
         ids = {d["alert_id"] for _, d in alerts if d["deployment_id"] == DEPLOYMENT}
         decisions: dict[str, dict] = {}
-        for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v1"):
+        for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v2"):
             decisions.setdefault(d["alert_id"], {}).update({k: v for k, v in d.items() if k in ("decision", "outcome")})
         embeddings = sum(1 for _, d in topic_bodies(pipeline.bootstrap, "lfr.embeddings.v1")
                          if d and d["face"]["frame"]["deployment_id"] == DEPLOYMENT)

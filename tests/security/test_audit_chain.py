@@ -170,3 +170,59 @@ def test_embedded_broker_transactions_do_not_hide_aborted_records(broker):
         seen.append(message.value())
     consumer.close()
     assert seen == [b"aborted", b"committed"]
+
+
+class RacedWriter(AuditWriter):
+    """A writer that lets another write land between reading its tail and appending: the race
+    two processes on one partition run into (the matcher's replicas audit the same refusal)."""
+
+    def __init__(self, *args, before_append=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_append = before_append
+
+    def _tail(self):
+        tail = super()._tail()
+        if self.before_append is not None:
+            racer, self.before_append = self.before_append, None
+            racer()
+        return tail
+
+
+def test_concurrent_writers_fork_the_chain_and_the_join_keeps_it_verifiable(broker, kafka_env, monkeypatch, capsys, keys):
+    """Two writers on one partition: the second to land joins the records that got in between, so
+    `lfr audit verify` passes (it failed as "inserted" before joins), and removing the raced
+    record afterwards is still caught."""
+    writer_key, ring = keys
+    other_key = Signer.generate("Sgt 8 Other")
+    ring.add(other_key, 0)
+    ring.save()
+    monkeypatch.setenv("LFR_KEYRING_FILE", str(ring.path))
+    topic = unique("audit-race")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    settings = load_settings(AuditSettings)
+    other = AuditWriter(settings, topic, other_key, "other")
+    other.write("watchlist.add", "s0", {"n": 0})
+    racing = RacedWriter(settings, topic, writer_key, "racing",
+                         before_append=lambda: [other.write("watchlist.add", f"r{i}", {"n": i}) for i in range(2)])
+    racing.write("watchlist.remove", "s0", {"n": 1})
+    other.write("watchlist.add", "s1", {"n": 2})  # after the join: follows it
+    other.close()
+    racing.close()
+
+    values = read_values(broker.bootstrap_servers, topic)
+    records = [json_record(v) for v in values]
+    assert [r["action"] for r in records] == ["watchlist.add", "watchlist.add", "watchlist.add", "watchlist.remove", "audit.joined",
+                                              "watchlist.add"]
+    assert records[4]["joins"] == [record_hash(records[1]), record_hash(records[2])]
+    report = verify_chain(positions(records), ring)
+    assert report.ok and report.forks == 1 and report.unjoined == () and report.records == 6
+    assert lfr(["audit", "verify", "--topic", topic]) == 0
+    assert "6 records, chain intact (1 forks from concurrent writers, joined)" in capsys.readouterr().out
+
+    # Each raced record is referenced by the join: removing one is named.
+    for index in (1, 2):
+        problem = verify_chain(positions(records[:index] + records[index + 1:]), ring).problem
+        assert problem is not None and problem.kind == "removed", (index, problem)
+    # Without the join (a writer stopped after its raced append), the chain verifies with a warning.
+    report = verify_chain(positions(records[:4]), ring)
+    assert report.ok and report.unjoined == (2,)

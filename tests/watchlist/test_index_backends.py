@@ -138,3 +138,34 @@ def test_settings_choose_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LFR_QDRANT_EMBEDDED", "faiss")
     with pytest.raises(Exception, match="LFR_QDRANT_EMBEDDED"):
         load_settings(WatchlistSettings)
+
+
+def test_a_killed_process_index_directory_is_swept_by_the_next_backend(tmp_path):
+    """A process killed with SIGKILL never deletes its temporary index (watchlist embeddings in
+    /dev/shm until reboot): the next embedded backend removes directories whose owner is gone
+    and keeps those of live processes."""
+    import os
+    import subprocess
+    import sys
+
+    from services.watchlist.index_backends import TEMP_PREFIX, sweep_orphaned_indexes
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = tmp_path / f"{TEMP_PREFIX}{gone.pid}-abcd"
+    (orphan / "shard").mkdir(parents=True)
+    (orphan / "shard" / "segment").write_bytes(b"embeddings")
+    alive = tmp_path / f"{TEMP_PREFIX}{os.getppid()}-efgh"
+    alive.mkdir()
+    assert sweep_orphaned_indexes(tmp_path) == [orphan]
+    assert not orphan.exists() and alive.exists()
+
+    # The backend sweeps where it creates its own directory.
+    backend = EdgeBackend()
+    base = backend.root.parent
+    stale = base / f"{TEMP_PREFIX}{gone.pid}-ijkl"
+    stale.mkdir()
+    second = EdgeBackend()
+    assert not stale.exists() and backend.root.exists() and second.root.name.startswith(f"{TEMP_PREFIX}{os.getpid()}-")
+    backend.close()
+    second.close()
