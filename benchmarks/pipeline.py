@@ -317,6 +317,9 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
             "detect_shots_track_budget": delta("detect", 'lfr_shots_skipped_total{reason="track_budget"}'),
             "embed_over_budget": delta("embed", "lfr_stale_skipped_total"),
             "matcher_over_budget": delta("matcher", "lfr_stale_skipped_total"),
+            # skip-stale/keep-first-shots: a track's first shot past the budget, processed anyway
+            "embed_first_shots_kept_late": delta("embed", "lfr_stale_kept_total"),
+            "matcher_first_shots_kept_late": delta("matcher", "lfr_stale_kept_total"),
         },
         "peak_rss_mb": rss, "cpu_cores_used": cpu_share, "cpu_cores_used_total": round(cores, 2),
         "load_average_1m": {"start": load_start, "end": load_end},

@@ -170,3 +170,21 @@ def test_detect_processes_only_the_newest_frame_of_a_camera_in_a_batch(scene, fa
     recent = frame_message(image, seq=3, captured_at_ms=now - 50)  # not behind yet: both processed
     assert {o.data["frame"]["seq"] for o in detect([newer, recent], deps)} == {2, 3}
     assert REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) == before + 1
+
+
+def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scene, face_engine):
+    """skip-stale/keep-first-shots: over the latency budget, a track's first shot is still embedded
+    (up to first_shot_budget_ms); its later shots are skipped."""
+    detector, embedder = face_engine
+    faces = as_messages(detect([frame_message(scene.render(40)[0])], DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits())))
+    assert faces
+
+    def late(reason: str, age_ms: int) -> Message:
+        data = dict(faces[0].data)
+        data["frame"] = {**data["frame"], "captured_at_ms": int(time.time() * 1000) - age_ms}
+        data["track"] = {**data["track"], "reason": reason, "shot": 1 if reason == "first" else 2}
+        return Message(faces[0].schema, data)
+
+    deps = EmbedDeps(embedder=embedder, latency_budget_ms=1_000, first_shot_budget_ms=4_000)
+    outputs = embed([late("first", 2_500), late("better", 2_500), late("first", 9_000)], deps)
+    assert [o.data["face"]["track"]["reason"] for o in outputs] == ["first"]
