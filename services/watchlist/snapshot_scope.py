@@ -38,10 +38,15 @@ class Held:
 
 
 class HeldVersions:
-    """What the index holds, per subject, and the snapshot conditions derived from it."""
+    """What the index holds, per subject, and the snapshot conditions derived from it.
+
+    Loaded from the points, a subject may show more than one version (a write interrupted
+    between adding the new version and deleting the old): all are kept until the next write."""
 
     def __init__(self, held: Iterable[tuple[str, Held]] = (), cache_size: int = 64) -> None:
-        self._held: dict[str, Held] = dict(held)
+        self._held: dict[str, dict[str, Held]] = {}
+        for subject_id, one in held:
+            self._held.setdefault(subject_id, {})[one.version] = one
         self._generation = 0
         self._cache_size = cache_size
         # (id of the version set, deployment) -> (the set, generation, conditions): a
@@ -50,7 +55,8 @@ class HeldVersions:
         self._cache: OrderedDict[tuple[int, str | None], tuple[Collection[str], int, tuple[tuple[Condition, ...], tuple[Condition, ...]]]] = OrderedDict()
 
     def put(self, subject_id: str, held: Held) -> None:
-        self._held[subject_id] = held
+        """The subject now has this version only (an upsert deletes its other versions)."""
+        self._held[subject_id] = {held.version: held}
         self._generation += 1
 
     def drop(self, subject_id: str) -> None:
@@ -58,7 +64,7 @@ class HeldVersions:
             self._generation += 1
 
     def drop_expired(self, now_ms: int) -> None:
-        expired = [sid for sid, h in self._held.items() if h.expires_at_ms <= now_ms]
+        expired = [sid for sid, versions in self._held.items() if all(h.expires_at_ms <= now_ms for h in versions.values())]
         for sid in expired:
             del self._held[sid]
         if expired:
@@ -74,9 +80,10 @@ class HeldVersions:
             self._cache.move_to_end(key)
             return cached[2]
         inside, outside = set(), set()
-        for held in self._held.values():
-            if deployment is None or deployment in held.deployments:
-                (inside if held.version in versions else outside).add(held.version)
+        for subject_versions in self._held.values():
+            for held in subject_versions.values():
+                if deployment is None or deployment in held.deployments:
+                    (inside if held.version in versions else outside).add(held.version)
         if len(outside) <= len(inside):
             result = ((), (Condition.any_of(FIELD, sorted(outside)),) if outside else ())
         else:

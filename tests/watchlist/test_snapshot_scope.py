@@ -99,3 +99,13 @@ def test_edge_hnsw_path_finds_what_exact_search_finds() -> None:
         assert [row[0].subject_id for row in got] == expected
     finally:
         index.close()
+
+
+def test_a_subject_read_back_with_two_versions_keeps_both_until_written() -> None:
+    """A write interrupted between adding a subject's new version and deleting its old one leaves
+    both in the collection: the one outside the snapshot must still be excluded."""
+    held = HeldVersions([("s1", Held("old", frozenset({"van-1"}), NOW + 1)), ("s1", Held("new", frozenset({"van-1"}), NOW + 1)),
+                         ("s2", Held("v2", frozenset({"van-1"}), NOW + 1))])
+    assert held.conditions(frozenset({"old", "v2"}), "van-1") == ((), (Condition.any_of("entry_version", ["new"]),))
+    held.put("s1", Held("old", frozenset({"van-1"}), NOW + 1))  # rewritten: the other version was deleted
+    assert held.conditions(frozenset({"old", "v2"}), "van-1") == ((), ())
