@@ -87,3 +87,17 @@ def test_a_service_that_cannot_start_exits_1_with_one_line_naming_the_cause():
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "cannot start" in last and "deployments not loaded" in last and "Traceback" not in result.stderr
+
+
+def test_building_the_command_line_loads_no_engine():
+    """`lfr --version` and every `--help` build the whole parser: the face engine (onnx,
+    onnxruntime), Qdrant's client and the settings (pydantic) load only when a command runs.
+    Before, the parser pulled them all in and `lfr --version` took about 4 s on this machine."""
+    import subprocess
+    import sys
+
+    heavy = ("onnx", "onnxruntime", "qdrant_client", "cv2", "pydantic_settings")
+    code = ("import sys; from services.cli import build_parser; build_parser(); "
+            f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "", f"building the parser imported {loaded}"

@@ -10,8 +10,7 @@ import json
 import os
 import sys
 
-from services.common.settings import DeploymentSettings, load_settings
-from services.watchlist.admin import format_time_ms, parse_time_ms
+from services.common.timefmt import format_time_ms, parse_time_ms
 
 from .record import Criteria, Deployment, Refused, Transition, Window
 
@@ -87,6 +86,8 @@ def _actor(args: argparse.Namespace) -> str:
 def _admin():
     from .admin import DeploymentAdmin
     from .store import DeploymentStore
+
+    from services.common.settings import DeploymentSettings, load_settings  # noqa: PLC0415 - pydantic: not for --help
 
     return DeploymentAdmin(DeploymentStore(load_settings(DeploymentSettings)))
 

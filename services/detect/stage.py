@@ -110,7 +110,8 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
         tracks = None
         if deps.tracks is not None:
             camera = deps.tracks.camera(frame["camera_id"], now)
-            tracks = camera.update(frame["captured_at_ms"], [face.box for face in detections], [face.landmarks for face in detections])
+            tracks = camera.update(frame["captured_at_ms"], [face.box for face in detections], [face.landmarks for face in detections],
+                                   (frame["width"], frame["height"]))
         for face_index, face in enumerate(detections):
             chip = align_face(image, face.landmarks)
             report = assess_quality(face, chip, deps.bounds)

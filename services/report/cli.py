@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _day_ms(text: str, end: bool = False) -> int:
-    from services.watchlist.admin import parse_time_ms
+    from services.common.timefmt import parse_time_ms
 
     ms = parse_time_ms(text)
     if end and len(text.strip()) == 10:  # a date: --to includes the whole day

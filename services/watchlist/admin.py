@@ -8,12 +8,12 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from qdrant_client import QdrantClient
 
 from services.common.errors import MessageError
+from services.common.timefmt import format_time_ms, parse_time_ms
 
 from .enrol import EnrolmentRefused, EnrolmentRequest, EnrolmentResult, Enroller
 from .entry import WatchlistEntry
@@ -27,18 +27,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def parse_time_ms(text: str) -> int:
-    """ISO 8601 date or date-time (UTC unless an offset is given) -> epoch ms."""
-    value = datetime.fromisoformat(text.strip())
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp() * 1000)
-
-
-def format_time_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .entry import CATEGORIES, PRIORITIES
+from .categories import CATEGORIES, PRIORITIES
 
 EXIT_REFUSED = 3
 
@@ -81,7 +81,7 @@ def _admin():
 
 
 def _template(args: argparse.Namespace) -> dict:
-    from .admin import parse_time_ms
+    from services.common.timefmt import parse_time_ms
 
     return {
         "category": args.category or "",
@@ -174,7 +174,9 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .admin import format_time_ms, now_ms
+    from services.common.timefmt import format_time_ms
+
+    from .admin import now_ms
 
     entries = _admin().list()
     now = now_ms()

@@ -10,19 +10,10 @@ import numpy as np
 
 from services.face.models import ModelIdentity
 
+from .categories import CATEGORIES, PRIORITIES
 from .reference import ReferenceImage
 
-# College of Policing LFR watchlist categories (schemas/lfr.common.v1.json#/$defs/category).
-CATEGORIES = (
-    "wanted_by_courts",
-    "suspect",
-    "bail_conditions",
-    "missing_person_at_risk",
-    "risk_to_self_or_others",
-    "associate",
-    "witness_or_victim",
-)
-PRIORITIES = ("red", "amber", "green")
+__all__ = ["CATEGORIES", "PRIORITIES", "EMBEDDING_DTYPE", "EnrolledEmbedding", "Provenance", "WatchlistEntry"]
 EMBEDDING_DTYPE = "float32le"
 
 
