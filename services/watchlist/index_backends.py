@@ -308,8 +308,8 @@ class EdgeBackend:
 
     Why this configuration (benchmarks/README.md, "Matcher"): brute force costs the engine
     about 21 ns per point per query (3.4 ms per batch of 16 at 10k subjects, before filters),
-    HNSW over int8 vectors 1.4 ms at recall@1 1.0; m = 32 keeps recall at 100k, where m = 16
-    lost it, and builds 100k in about 30 s.
+    HNSW over int8 vectors with the settings below 2.1 ms at recall@1 1.0; m = 32 keeps recall
+    at 100k, where m = 16 lost it (the 100k build took 31 s to 87 s on the loaded machine).
     """
 
     kind = "edge"
@@ -347,8 +347,11 @@ class EdgeBackend:
         self.root = Path(root)
         self._shards: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._params_small = qe.SearchParams(hnsw_ef=self.HNSW_EF_SMALL)
-        self._params_large = qe.SearchParams(hnsw_ef=self.HNSW_EF_LARGE)
+        # Rescored with the float vectors: the matcher compares scores with thresholds, so a
+        # score must be the exact cosine, not its int8 estimate.
+        rescore = qe.QuantizationSearchParams(rescore=True)
+        self._params_small = qe.SearchParams(hnsw_ef=self.HNSW_EF_SMALL, quantization=rescore)
+        self._params_large = qe.SearchParams(hnsw_ef=self.HNSW_EF_LARGE, quantization=rescore)
         self._large: dict[str, bool] = {}  # collection -> over LARGE_POINTS at its last optimise
 
     def _path(self, collection: str) -> Path:

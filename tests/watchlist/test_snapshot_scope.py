@@ -95,8 +95,11 @@ def test_edge_hnsw_path_finds_what_exact_search_finds() -> None:
         allowed = [sid for sid, e in live.items() if entry_version(e) in snapshot]
         gallery = [(sid, v) for sid in allowed for v in (e.vector for e in live[sid].embeddings)]
         matrix = np.stack([v for _, v in gallery])
-        expected = [gallery[int(i)][0] for i in np.argmax(matrix @ probes.T, axis=0)]
+        scores = matrix @ probes.T
+        expected = [gallery[int(i)][0] for i in np.argmax(scores, axis=0)]
         assert [row[0].subject_id for row in got] == expected
+        # Scores are exact cosines (rescored), not int8 estimates: thresholds apply to them.
+        assert np.allclose([row[0].score for row in got], scores.max(axis=0), atol=1e-5)
     finally:
         index.close()
 
