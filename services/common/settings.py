@@ -194,9 +194,11 @@ class AuditSettings(KafkaSettings, SigningSettings):
 
 
 class LatencyBudgetSettings(LfrSettings):
-    """Stale policy skip-stale (issue #17): work older than the budget, counted from capture, is skipped."""
+    """Stale policy skip-stale/keep-first-shots (issue #17, services/common/staleness.py): work older
+    than the budget, counted from capture, is skipped, except a track's first shot up to its own budget."""
 
     latency_budget_ms: int = Field(1_500, ge=50, le=600_000, description="faces captured longer ago than this are skipped, counted, never processed")
+    first_shot_budget_ms: int = Field(4_000, ge=50, le=600_000, description="a track's first shot is still processed up to this age (a late alert for a person not yet checked beats none); later shots follow latency_budget_ms")
 
 
 class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings, SigningSettings):
@@ -289,7 +291,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     input_topic: TopicName = "lfr.frames.v1"
     output_topic: TopicName = "lfr.faces.v1"
     counts_topic: TopicName = Field("lfr.counts.v1", description="faces the detector found per deployment (counts, never faces), for the transparency report")
-    batch_max_messages: int = Field(8, ge=1, le=256)
+    batch_max_messages: int = Field(32, ge=1, le=256, description="frames taken per batch when detect is behind: skip-superseded then keeps each camera's newest (the model runs at most 8 at a time)")
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
     superseded_after_ms: int = Field(250, ge=0, le=600_000, description="a frame this old with a newer frame of its camera in the same batch is skipped (detect is behind)")

@@ -3,8 +3,9 @@ candidate at or above threshold (others above theirs travel inside it as ids and
 
 Below threshold nothing is emitted and nothing is stored: the probe embedding is dropped
 with the batch. Embeddings of another model than the index's are refused, never compared.
-Stale policy ``skip-stale`` (services/common/staleness.py): an embedding of a face captured more
-than ``latency_budget_ms`` ago is skipped unqueried and counted.
+Stale policy ``skip-stale/keep-first-shots`` (services/common/staleness.py): an embedding of a
+face captured more than ``latency_budget_ms`` ago is skipped unqueried and counted, unless it is
+its track's first shot and at most ``first_shot_budget_ms`` old.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from services.common.errors import FatalError, MessageError, TransientError
 from services.common.stage import Message, Output
-from services.common.staleness import within_budget
+from services.common.staleness import is_first_shot, within_budget
 from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
@@ -48,6 +49,7 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     latency_budget_ms: int = 1_500
+    first_shot_budget_ms: int = 4_000
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
     # The deployment's active snapshot and threshold (services/deployments/policy.py); the
     # service always sets it. A probe whose deployment has no active snapshot matches nothing.
@@ -73,7 +75,8 @@ def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
 def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     if not deps.watchlist_current():
         raise WatchlistNotCurrent("the watchlist loader has stopped; not matching against a stale watchlist")
-    batch = within_budget(batch, lambda embedding: embedding["face"]["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "matcher")
+    batch = within_budget(batch, lambda embedding: embedding["face"]["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "matcher",
+                          first_shot=lambda embedding: is_first_shot(embedding["face"]), first_shot_budget_ms=deps.first_shot_budget_ms)
     if not batch:
         return []
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])

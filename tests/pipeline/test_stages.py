@@ -208,3 +208,21 @@ def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_sh
     assert sorted(o.data["count_id"] for o in detect(batch, again) if o.schema == "lfr.counts.v1") == sorted(o.data["count_id"] for o in counts.values())
     empty = frame_message(np.full((720, 1280, 3), 128, np.uint8), 1, captured_at_ms=base)
     assert detect([empty], again) == []  # no face found: no count record (an empty scene adds nothing for a year)
+
+
+def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scene, face_engine):
+    """skip-stale/keep-first-shots: over the latency budget, a track's first shot is still embedded
+    (up to first_shot_budget_ms); its later shots are skipped."""
+    detector, embedder = face_engine
+    faces = as_messages(detect([frame_message(scene.render(40)[0])], DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits())))
+    assert faces
+
+    def late(reason: str, age_ms: int) -> Message:
+        data = dict(faces[0].data)
+        data["frame"] = {**data["frame"], "captured_at_ms": int(time.time() * 1000) - age_ms}
+        data["track"] = {**data["track"], "reason": reason, "shot": 1 if reason == "first" else 2}
+        return Message(faces[0].schema, data)
+
+    deps = EmbedDeps(embedder=embedder, latency_budget_ms=1_000, first_shot_budget_ms=4_000)
+    outputs = embed([late("first", 2_500), late("better", 2_500), late("first", 9_000)], deps)
+    assert [o.data["face"]["track"]["reason"] for o in outputs] == ["first"]

@@ -156,3 +156,28 @@ def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index)
     assert REGISTRY.get_sample_value("lfr_stale_skipped_total", labels) == before + 1
     on_time = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000, clock=lambda: NOW + 1_000)
     assert [o.data["subject_id"] for o in process([probe(towards(a, 0.9, 10))], on_time) if o.schema == "lfr.matches.v1"] == ["alice"]
+
+
+def test_a_late_first_shot_is_still_matched_within_its_own_budget(index):
+    """skip-stale/keep-first-shots: under overload a track's first shot may reach the matcher after
+    the latency budget; skipping it meant the person was never checked (saturated recall 0.005)."""
+    from prometheus_client import REGISTRY
+
+    a = unit(1)
+    index.upsert(entry("alice", a))
+
+    def shot(reason: str) -> Message:
+        message = probe(towards(a, 0.9, 10))
+        message.data["face"]["track"] = {"id": "0123456789abcdef", "shot": 1 if reason == "first" else 2, "reason": reason, "quality": 0.5}
+        return message
+
+    kept = {"service": "matcher", "reason": "first_shot"}
+    before = REGISTRY.get_sample_value("lfr_stale_kept_total", kept) or 0
+    late = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000,
+                       first_shot_budget_ms=3_000, clock=lambda: NOW + 2_000)
+    matched = [o.data["face"]["track"]["reason"] for o in process([shot("first"), shot("better")], late) if o.schema == "lfr.matches.v1"]
+    assert matched == ["first"]
+    assert REGISTRY.get_sample_value("lfr_stale_kept_total", kept) == before + 1
+    too_late = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000,
+                           first_shot_budget_ms=3_000, clock=lambda: NOW + 3_001)
+    assert process([shot("first")], too_late) == []
