@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-demo bench faults clean
+.PHONY: demo test bench faults clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,6 @@ test: $(STAMP)
 # Every fault-injection scenario (tests/faults); figures in tests/results/faults.json.
 faults: $(STAMP)
 	LFR_HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/faults tests/reliability -m '' -q
-
-# The demo end to end, checking its stable result keys (review_url, report); about 100 s.
-test-demo: $(STAMP)
-	$(BIN)/pytest tests/review/test_demo_summary.py -m demo_full -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/models.py

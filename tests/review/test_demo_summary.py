@@ -9,7 +9,7 @@ from services.common.broker import free_port
 from services.demo.run import DemoOptions, run_demo
 from services.report.build import SUMMARY_KEYS
 
-pytestmark = [pytest.mark.slow, pytest.mark.demo_full]  # about 100 s: `make test-demo`, not `make test`
+pytestmark = [pytest.mark.slow]  # about 100 s; part of `make test` (#12: every point runs there)
 
 
 def test_a_short_demo_reports_review_url_and_the_transparency_figures(lfw_dir, tmp_path):
