@@ -225,7 +225,8 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
     tails: list[TopicTail] = []
     try:
         enrol(pipeline, cast, detector, embedder)
-        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))])  # the services require one
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"bench-{i}" for i in range(len(folders))],  # the services require one
+                        signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
         for service in ("detect", "embed", "matcher", "dispatch"):
             pipeline.start(service, env={"LFR_METRICS_PORT": str(ports[service])} if service in ports else None)
         pipeline.wait_ready(("embed", "matcher", "dispatch", "detect"))
@@ -316,6 +317,9 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
             "detect_shots_track_budget": delta("detect", 'lfr_shots_skipped_total{reason="track_budget"}'),
             "embed_over_budget": delta("embed", "lfr_stale_skipped_total"),
             "matcher_over_budget": delta("matcher", "lfr_stale_skipped_total"),
+            # skip-stale/keep-first-shots: a track's first shot past the budget, processed anyway
+            "embed_first_shots_kept_late": delta("embed", "lfr_stale_kept_total"),
+            "matcher_first_shots_kept_late": delta("matcher", "lfr_stale_kept_total"),
         },
         "peak_rss_mb": rss, "cpu_cores_used": cpu_share, "cpu_cores_used_total": round(cores, 2),
         "load_average_1m": {"start": load_start, "end": load_end},
@@ -332,7 +336,8 @@ def scale_out(workdir: Path, folders: list[Path], replicas: int, frames_per_came
     pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"})
     pipeline.start_broker()
     try:
-        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)])  # detect requires one
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)],  # detect requires one
+                        signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
         producer = Producer({"bootstrap.servers": pipeline.bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
         now = int(time.time() * 1000)
         paths = [sorted(folder.iterdir()) for folder in folders]

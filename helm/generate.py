@@ -81,6 +81,7 @@ MANAGED = {
     "truth_dir": "demo and tests only (synthetic cameras' ground truth)",
     "state_dir": "dispatch: faust keeps its data in a temporary directory on the pod's /tmp emptyDir; review: /var/lib/openlfr-review, the review.persistence volume (evidence custody and transit keys)",
     "users_file": "review: the users.json key of review.usersExistingSecret (made with `lfr users add`)",
+    "oidc_ca_file": "review: the ca.crt key of review.oidc.caExistingSecret (mounted at /etc/openlfr/oidc-ca/ca.crt), for a provider on a private PKI",
     "http_port": "review: the container port `http` (8080)",
     "http_host": "review: 0.0.0.0 in the pod",
     "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
@@ -253,7 +254,8 @@ def service_schema(name: str, cls) -> dict:
         properties["replicas"] = {"type": "integer", "minimum": 0, "maximum": 1,
                                   "description": "0 or 1: the evidence custody and transit keys live on one volume"}
         properties["usersExistingSecret"] = {**SECRET_NAME, "description": "a Secret with key users.json (argon2id hashes, `lfr users add`); unset with OIDC"}
-        properties["oidc"] = obj({"existingSecret": SECRET_NAME, "clientSecretKey": SECRET_KEY})
+        properties["oidc"] = obj({"existingSecret": SECRET_NAME, "clientSecretKey": SECRET_KEY,
+                                  "caExistingSecret": {**SECRET_NAME, "description": "a Secret with key ca.crt: the CAs of a provider on a private PKI; unset = the image's trust store"}})
         properties["persistence"] = obj({"size": QUANTITY, "storageClassName": STR},
                                         description="the volume of evidence custody and transit keys; use an encrypted storage class")
     return obj(properties)

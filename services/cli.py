@@ -105,7 +105,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from services.demo.run import main as demo_main
 
-    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate)
+    return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate, args.seed)
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or a in b.parents or b in a.parents
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -121,6 +126,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if folder is not None and not folder.is_dir():
             print(f"lfr eval: folder {folder} not found", file=sys.stderr)
             return 2
+    if args.fillers is not None and _overlaps(args.fillers, args.data):
+        print(f"lfr eval: --fillers {args.fillers} overlaps --data {args.data}: fillers must be people who are not probes", file=sys.stderr)
+        return 2
     from services.common.progress import Progress
 
     with Progress("lfr eval", unit="image") as bar:
@@ -220,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", type=Path, default=None, help="identity folders (default: LFR_DATA_DIR, then ../shared/datasets/lfw-dev)")
     demo.add_argument("--seconds", type=float, default=60.0)
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--seed", type=int, default=7, help="chooses the cast and the crowd's walks (default 7)")
     demo.add_argument("--auto-adjudicate", action=argparse.BooleanOptionalAction, default=True,
                       help="decide each alert in the review console from the synthetic camera's ground truth")
     demo.set_defaults(func=_cmd_demo)

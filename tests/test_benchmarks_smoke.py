@@ -41,3 +41,16 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
     assert {"pipeline_over_baseline_faces_per_s", "tracking_on_over_off_frames_per_s", "two_pinned_replicas_over_one"} <= set(result["ratios"])
+
+
+def test_demo_replay_smoke(tmp_path, lfw_dir):
+    """The offline shot-policy replay behind the README's demo-miss figures (issue #13)."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_replay.py"), "--smoke", "--data", str(lfw_dir),
+                             "--out", str(tmp_path / "replay.json")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    replay = json.loads((tmp_path / "replay.json").read_text())
+    rows = replay["seeds"]["7"]
+    assert set(rows) == {"best_shots", "spread", "every_face"}
+    # Every face embedded costs the most and can only find more listed walkers than best shots.
+    assert rows["every_face"]["embeddings_per_walker"] >= rows["spread"]["embeddings_per_walker"] >= rows["best_shots"]["embeddings_per_walker"]
+    assert rows["every_face"]["alerted"] >= rows["best_shots"]["alerted"]

@@ -30,7 +30,7 @@ def _valid_examples() -> dict[str, dict]:
         "lfr.adjudications.v2": {"alert_id": "a1", "subject_id": "s1", "deployment_id": "d1", "camera_id": "c1", "stage": "outcome",
                                  "decision": "confirmed", "outcome": "spoken_to", "actor": "pc1", "role": "operator", "alert_at_ms": 1,
                                  "decided_at_ms": 5, "alert_to_decision_ms": 4},
-        "lfr.counts.v1": {"count_id": "lfr.embeddings.v1:0:1-4:4", "deployment_id": "d1", "faces": 4, "counted_at_ms": 1},
+        "lfr.counts.v1": {"count_id": "lfr.frames.v1:0:1-4:4", "deployment_id": "d1", "faces": 4, "counted_at_ms": 1},
     }
     assert set(examples) <= registry.names
     return examples

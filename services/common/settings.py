@@ -194,9 +194,11 @@ class AuditSettings(KafkaSettings, SigningSettings):
 
 
 class LatencyBudgetSettings(LfrSettings):
-    """Stale policy skip-stale (issue #17): work older than the budget, counted from capture, is skipped."""
+    """Stale policy skip-stale/keep-first-shots (issue #17, services/common/staleness.py): work older
+    than the budget, counted from capture, is skipped, except a track's first shot up to its own budget."""
 
     latency_budget_ms: int = Field(1_500, ge=50, le=600_000, description="faces captured longer ago than this are skipped, counted, never processed")
+    first_shot_budget_ms: int = Field(4_000, ge=50, le=600_000, description="a track's first shot is still processed up to this age (a late alert for a person not yet checked beats none); later shots follow latency_budget_ms")
 
 
 class WatchlistSettings(KafkaSettings, QdrantSettings, FaceEngineSettings, MatchThresholdSettings, SigningSettings):
@@ -254,7 +256,6 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, De
     group_id: str = Field("lfr-matcher", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces searched per deployment (counts, never faces), for the report")
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     audit_topic: TopicName = "lfr.audit.v1"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
@@ -289,7 +290,8 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.frames.v1"
     output_topic: TopicName = "lfr.faces.v1"
-    batch_max_messages: int = Field(8, ge=1, le=256)
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces the detector found per deployment (counts, never faces), for the transparency report")
+    batch_max_messages: int = Field(32, ge=1, le=256, description="frames taken per batch when detect is behind: skip-superseded then keeps each camera's newest (the model runs at most 8 at a time)")
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
     superseded_after_ms: int = Field(250, ge=0, le=600_000, description="a frame this old with a newer frame of its camera in the same batch is skipped (detect is behind)")
@@ -409,12 +411,13 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     adjudications_topic: TopicName = "lfr.adjudications.v2"
     audit_topic: TopicName = "lfr.audit.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed per deployment, for the report page")
+    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
     oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")
-    oidc_client_id: str | None = Field(None, max_length=256)
-    oidc_client_secret: SecretStr | None = None
+    oidc_client_id: str | None = Field(None, max_length=256, description="this console's client id at the OpenID Connect provider")
+    oidc_client_secret: SecretStr | None = Field(None, description="this console's client secret at the OpenID Connect provider")
+    oidc_ca_file: str | None = Field(None, min_length=1, max_length=4096, description="PEM file of the CAs that sign the issuer's TLS certificate (a private PKI); unset = the system's trust store")
     oidc_roles_claim: str = Field("lfr_roles", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing the user's roles")
     oidc_deployments_claim: str = Field("lfr_deployments", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing an operator's deployments")
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from services.common.envelope import decode
@@ -34,7 +35,8 @@ from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
 from .hops import by_hop
 from .deployment import open_deployment
 from .pipeline import Pipeline
-from .score import summarise
+from .misses import walker_report
+from .score import is_true_alert, summarise
 
 DEPLOYMENT = "demo-van-1"
 CAMERA = "demo-cam-1"
@@ -85,14 +87,20 @@ def crowd_camera(cast: Cast, data_dir: Path, options: DemoOptions, camera_id: st
     )
 
 
-def enrol(pipeline: Pipeline, cast: Cast, detector: FaceDetector, embedder: FaceEmbedder) -> None:
+def enrol(pipeline: Pipeline, cast: Cast, detector: FaceDetector, embedder: FaceEmbedder) -> dict[str, list]:
+    """Enrols the cast's watchlist; returns each subject's enrolled vectors (for the miss report)."""
     signing = {name.removeprefix("LFR_").lower(): value for name, value in pipeline.signing_env.items()}
     settings = load_settings(WatchlistSettings, kafka_bootstrap_servers=pipeline.bootstrap, **signing)
-    admin = WatchlistAdmin(WatchlistStore(settings), Enroller(detector, embedder), Thresholds())
+    enroller = Enroller(detector, embedder)
+    admin = WatchlistAdmin(WatchlistStore(settings), enroller, Thresholds())
+    vectors: dict[str, list] = {}
     for identity, photo in cast.watchlist:
-        outcome = admin.add(enrolment_request(identity, photo, DEPLOYMENT))
+        request = enrolment_request(identity, photo, DEPLOYMENT)
+        outcome = admin.add(request)
         if outcome.status == "refused":
             raise RuntimeError(f"demo enrolment of {identity} refused: {outcome.reason}")
+        vectors[identity] = [e.vector for e in enroller.build(request, int(time.time() * 1000)).embeddings]
+    return vectors
 
 
 def format_alert(alert: dict, headers: dict[str, str]) -> str:
@@ -118,7 +126,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
     try:
         out(f"embedded broker on {pipeline.bootstrap}; topics applied")
         out(f"privacy: {EMBEDDED_BROKER_NOTE}; never point real cameras at it")
-        enrol(pipeline, cast, detector, embedder)
+        enrolled = enrol(pipeline, cast, detector, embedder)
         deployment = open_deployment(pipeline.bootstrap, DEPLOYMENT, [CAMERA], signing_env=pipeline.signing_env,
                                      authoriser=pipeline.authoriser)
         out(f"deployment {DEPLOYMENT} {' -> '.join(deployment.states)}; expected false alerts per hour: "
@@ -171,10 +179,17 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         deployment.end()
         out(f"deployment {DEPLOYMENT} ended")
         truth = pipeline.truth()  # one record per captured frame
-        faces = _count(pipeline.bootstrap, "lfr.faces.v1", tails)
-        embeddings = _count(pipeline.bootstrap, "lfr.embeddings.v1", tails)
+        shots = [decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.faces.v1", tails)]
+        embedded = [(e["face"], np.frombuffer(e["embedding"]["data"], dtype="<f4").astype(np.float32))
+                    for e in (decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.embeddings.v1", tails))]
+        faces, embeddings = len(shots), len(embedded)
         matches = [decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.matches.v1", tails)]
         summary = summarise(events, truth, {name for name, _ in cast.watchlist}, len(truth), faces)
+        # Why each watchlisted walker was or was not alerted (issue #13): shots, best score, cause.
+        threshold = max(Thresholds().for_category("suspect"), deployment.record.match_threshold or -1.0)
+        alerted = {a["subject_id"] for a in events if is_true_alert(a, {(t["camera_id"], t["seq"]): t["faces"] for t in truth})}
+        summary["watchlisted_walkers"] = walker_report(truth, shots, embedded, enrolled, alerted, threshold)
+        del shots, embedded  # stranger chips and embeddings held in memory only for this count
         # Tracking: how many embeddings each walker cost (issue #17).
         walkers = len({(t["camera_id"], face["walker"]) for t in truth for face in t["faces"]})
         summary["embeddings"] = embeddings
@@ -238,7 +253,7 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
 
     settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
     report, deadline = None, time.monotonic() + 60
-    while True:  # the matcher may still be working through the faces embedded last: wait until its counts settle
+    while True:  # detect may still be counting the last frames it processed: wait until its counts settle
         latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))
         if report is not None and latest["totals"]["faces"] == report["totals"]["faces"] or time.monotonic() > deadline:
             report = latest
@@ -265,13 +280,13 @@ def _count(bootstrap: str, topic: str, tails: list[TopicTail]) -> int:
     return len(_records(bootstrap, topic, tails))
 
 
-def main(data: Path | None, seconds: float, as_json: bool, auto_adjudicate: bool = True) -> int:
+def main(data: Path | None, seconds: float, as_json: bool, auto_adjudicate: bool = True, seed: int = DemoOptions.seed) -> int:
     data_dir = resolve_data_dir(data)
     if data_dir is None:
         print(HOW_TO_GET_LFW, file=sys.stderr)
         return 2
     quiet = (lambda _msg: None) if as_json else (lambda msg: print(msg, flush=True))
-    summary = run_demo(data_dir, DemoOptions(seconds=seconds, auto_adjudicate=auto_adjudicate), out=quiet)
+    summary = run_demo(data_dir, DemoOptions(seconds=seconds, auto_adjudicate=auto_adjudicate, seed=seed), out=quiet)
     if as_json:
         print(json.dumps(summary))
     else:

@@ -7,6 +7,7 @@ requires, so a refusal always says which field is wrong.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,8 +64,10 @@ class Snapshot:
     subjects: tuple[SnapshotSubject, ...]
     erased_at_ms: int | None = None
 
-    @property
+    @functools.cached_property
     def entry_versions(self) -> frozenset[str]:
+        # Cached: the matcher asks for it with every probe, and the watchlist index recognises a
+        # snapshot by this object (services/watchlist/snapshot_tags.py) instead of rehashing it.
         return frozenset(s.entry_version for s in self.subjects)
 
 

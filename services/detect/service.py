@@ -12,13 +12,17 @@ from services.tracking import ShotPolicy, TrackerConfig, Tracks
 from .stage import DetectDeps, process
 
 SERVICE = "detect"
+MODEL_BATCH = 8
 
 
 def build(settings: DetectSettings):
     deps = DetectDeps(
         detector=FaceDetector(
             score_threshold=settings.detector_score_threshold,
-            max_batch=settings.batch_max_messages,
+            # A consumed batch may hold a backlog (batch_max_messages) so that skip-superseded
+            # can keep each camera's newest frame; the model runs at most MODEL_BATCH of them at
+            # once (a YuNet input is 640x640x3 floats, 4.9 MB per frame).
+            max_batch=min(settings.batch_max_messages, MODEL_BATCH),
             intra_op_threads=settings.intra_op_threads,
             cache_dir=settings.model_cache_dir,
         ),
@@ -32,6 +36,7 @@ def build(settings: DetectSettings):
         ),
         limits=ImageLimits(max_pixels=settings.max_frame_pixels),
         output_topic=settings.output_topic,
+        counts_topic=settings.counts_topic,
         max_frame_age_ms=settings.max_frame_age_ms,
         superseded_after_ms=settings.superseded_after_ms,
         tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,

@@ -15,6 +15,10 @@ frame; of the accepted faces only the shots the shot policy picks go on to embed
 its track (random id, shot number, reason, quality). The rest are counted by skip reason
 (``lfr_shots_skipped_total``) and their pixels go no further. With tracking off, every accepted
 face is its own one-shot track (reason ``untracked``).
+
+Faces processed (services/detect/counts.py): every face the detector found in the frames it ran
+through is counted per deployment on lfr.counts.v1 (``counts_topic``), before the quality gate
+and shot selection; the transparency report sums those counts.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from services.common.stage import Message, Output
 from services.face import FaceDetector, ImageLimits, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
 from services.tracking import SHOT_REASONS, SKIP_REASONS, ShotPolicy, Tracks, shot_quality
+
+from .counts import face_counts
 
 FACES_SCHEMA = "lfr.faces.v1"
 
@@ -63,6 +69,7 @@ class DetectDeps:
     superseded_after_ms: int = 250
     tracks: Tracks | None = None  # None = tracking off: every accepted face goes to embed
     shots: ShotPolicy = ShotPolicy()
+    counts_topic: str | None = None  # faces processed go here (the service sets it from settings); None = not counted
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -102,15 +109,18 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
     if not images:
         return []
     outputs = []
+    looked_at: list[tuple[Message, int]] = []
     for message, image, detections in zip(fresh, images, deps.detector.detect_batch(images), strict=True):
         frame = {key: message.data[key] for key in ("camera_id", "deployment_id", "seq", "captured_at_ms", "width", "height")}
         FRAMES_PROCESSED.inc()
         FACES_DETECTED.inc(len(detections))
+        looked_at.append((message, len(detections)))
         detected_at = deps.clock()
         tracks = None
         if deps.tracks is not None:
             camera = deps.tracks.camera(frame["camera_id"], now)
-            tracks = camera.update(frame["captured_at_ms"], [face.box for face in detections], [face.landmarks for face in detections])
+            tracks = camera.update(frame["captured_at_ms"], [face.box for face in detections], [face.landmarks for face in detections],
+                                   (frame["width"], frame["height"]))
         for face_index, face in enumerate(detections):
             chip = align_face(image, face.landmarks)
             report = assess_quality(face, chip, deps.bounds)
@@ -158,4 +168,6 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
     if deps.tracks is not None:
         deps.tracks.sweep(now)
         TRACKS_LIVE.set(deps.tracks.live_tracks())
+    if deps.counts_topic:
+        outputs += face_counts(looked_at, deps.counts_topic, now)
     return outputs

@@ -20,7 +20,8 @@ def build(settings: EmbedSettings):
         intra_op_threads=settings.intra_op_threads,
         cache_dir=settings.model_cache_dir,
     )
-    return functools.partial(process, deps=EmbedDeps(embedder=embedder, output_topic=settings.output_topic, latency_budget_ms=settings.latency_budget_ms)), [settings.input_topic]
+    return functools.partial(process, deps=EmbedDeps(embedder=embedder, output_topic=settings.output_topic, latency_budget_ms=settings.latency_budget_ms,
+                                                          first_shot_budget_ms=settings.first_shot_budget_ms)), [settings.input_topic]
 
 
 def main() -> int:

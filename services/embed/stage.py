@@ -1,7 +1,8 @@
 """The embed stage: one batched embedding run per consumed batch; the chip travels as evidence.
 
-Stale policy ``skip-stale`` (services/common/staleness.py): a face captured more than
-``latency_budget_ms`` ago is skipped unembedded and counted.
+Stale policy ``skip-stale/keep-first-shots`` (services/common/staleness.py): a face captured more
+than ``latency_budget_ms`` ago is skipped unembedded and counted, unless it is its track's first
+shot and at most ``first_shot_budget_ms`` old.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from services.common.errors import MessageError
 from services.common.stage import Message, Output
-from services.common.staleness import within_budget
+from services.common.staleness import is_first_shot, within_budget
 from services.face import CHIP_SIZE, FaceEmbedder, decode_image
 from services.face.errors import ImageError
 from services.watchlist.entry import EMBEDDING_DTYPE, vector_to_bytes
@@ -31,6 +32,7 @@ class EmbedDeps:
     embedder: FaceEmbedder
     output_topic: str = "lfr.embeddings.v1"
     latency_budget_ms: int = 1_500
+    first_shot_budget_ms: int = 4_000
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -46,7 +48,8 @@ def _chip(message: Message) -> np.ndarray:
 
 
 def process(batch: Sequence[Message], deps: EmbedDeps) -> list[Output]:
-    batch = within_budget(batch, lambda face: face["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "embed")
+    batch = within_budget(batch, lambda face: face["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "embed",
+                          first_shot=is_first_shot, first_shot_budget_ms=deps.first_shot_budget_ms)
     if not batch:
         return []
     chips = np.stack([_chip(message) for message in batch])

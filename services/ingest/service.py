@@ -40,7 +40,7 @@ from services.deployments.enforcement import start_enforcement
 from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, DeploymentPolicy
 
 from .cameras import CameraConfig, load_cameras, redact
-from .sources import CrowdSource, SourceError, open_source
+from .sources import CrowdSource, EncodedFrame, FolderSource, SourceError, open_source
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -161,7 +161,8 @@ class CameraWorker:
         while not self.stop_event.is_set():
             if self.gate(self.camera) is not None:
                 return got_any  # deployment ended or window closed: close the source now
-            image = source.read()
+            # A JPEG folder's files go out as they are (sources.py): no decode and re-encode.
+            image = source.read_encoded(self.camera.max_width, self.camera.max_height) if isinstance(source, FolderSource) else source.read()
             if image is None:
                 logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
                 return got_any
@@ -170,7 +171,7 @@ class CameraWorker:
                 continue  # the stream is faster than the target rate: skip, do not queue
             got_any = True
             captured_at_ms = int(time.time() * 1000)
-            self._enqueue(self._encode(image, captured_at_ms))
+            self._enqueue(self._forward(image, captured_at_ms) if isinstance(image, EncodedFrame) else self._encode(image, captured_at_ms))
             if isinstance(source, CrowdSource) and self._truth is not None:
                 self._truth.write(json.dumps({"camera_id": self.camera.id, "seq": self.seq - 1, "captured_at_ms": captured_at_ms, "faces": source.last_truth}) + "\n")
                 self._truth.flush()
@@ -188,9 +189,16 @@ class CameraWorker:
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.camera.jpeg_quality])
         if not ok:
             raise ValueError("JPEG encoding failed")
+        return self._frame(jpeg.tobytes(), width, height, captured_at_ms)
+
+    def _forward(self, encoded: EncodedFrame, captured_at_ms: int) -> _Frame:
+        """A JPEG already within the camera's size: its bytes as they are (at the source's quality)."""
+        return self._frame(encoded.jpeg, encoded.width, encoded.height, captured_at_ms)
+
+    def _frame(self, jpeg: bytes, width: int, height: int, captured_at_ms: int) -> _Frame:
         FRAMES_CAPTURED.labels(self.camera.id).inc()
         CAMERA_LAST_FRAME.labels(self.camera.id).set(captured_at_ms / 1000)
-        frame = _Frame(self.camera, self.seq, captured_at_ms, width, height, jpeg.tobytes())
+        frame = _Frame(self.camera, self.seq, captured_at_ms, width, height, jpeg)
         self.seq += 1
         return frame
 

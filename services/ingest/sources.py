@@ -1,20 +1,36 @@
-"""Frame sources behind one small interface: read() gives the next BGR frame or None."""
+"""Frame sources behind one small interface: read() gives the next BGR frame or None.
+
+A folder of JPEG files at or below the camera's size also offers ``read_encoded``: the file's
+bytes as they are (header checked, never decoded), so ingest forwards them instead of decoding
+and re-encoding each frame. Detect decodes every frame anyway, and the round trip cost ingest
+4-6 ms of CPU per frame: 0.55 of the 2-core machine's cores at the pipeline benchmark's
+saturation offer (benchmarks/README.md), more than detect got.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from services.face.errors import ImageError
-from services.face.imageio import read_image_file
+from services.face.imageio import DEFAULT_LIMITS, image_format, image_size, read_image_file
 
 from .cameras import CameraConfig, redact
 from .crowd import CrowdConfig, CrowdScene, cast_from_folder
 
 logger = logging.getLogger(__name__)
+
+
+class EncodedFrame(NamedTuple):
+    """A JPEG frame forwarded as its source delivered it."""
+
+    jpeg: bytes
+    width: int
+    height: int
 
 
 class SourceError(Exception):
@@ -71,6 +87,24 @@ class FolderSource(FrameSource):
             except (ImageError, OSError) as exc:
                 logger.warning("unreadable image skipped", extra={"file": path.name, "error": str(exc)[:200]})
         return None
+
+    def read_encoded(self, max_width: int, max_height: int) -> EncodedFrame | np.ndarray | None:
+        """The next file's JPEG bytes when it is a JPEG that fits ``max_width`` x ``max_height``
+        and the image limits (header checked only); else the decoded frame, as ``read``."""
+        path = self.paths[self._next % len(self.paths)]
+        try:
+            if path.stat().st_size <= DEFAULT_LIMITS.max_bytes:
+                data = path.read_bytes()
+                # EXIF may rotate the image when decoded (its declared size would then be wrong):
+                # such files take the decoding path.
+                if image_format(data) == "jpeg" and b"Exif\x00" not in data[:65536]:
+                    width, height = image_size(data)
+                    if 0 < width <= max_width and 0 < height <= max_height and width * height <= DEFAULT_LIMITS.max_pixels:
+                        self._next += 1
+                        return EncodedFrame(data, width, height)
+        except (ImageError, OSError):
+            pass  # read() skips and logs it
+        return self.read()
 
 
 class CrowdSource(FrameSource):

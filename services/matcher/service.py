@@ -50,7 +50,7 @@ def build(
         top_k=settings.match_top_k,
         output_topic=settings.output_topic,
         latency_budget_ms=settings.latency_budget_ms,
-        counts_topic=settings.counts_topic,
+        first_shot_budget_ms=settings.first_shot_budget_ms,
         clock=clock,
         scope=policy.match_scope if policy is not None else None,
         watchlist_current=lambda: materialiser.healthy and materialiser.ready.is_set(),

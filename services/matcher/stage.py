@@ -3,8 +3,9 @@ candidate at or above threshold (others above theirs travel inside it as ids and
 
 Below threshold nothing is emitted and nothing is stored: the probe embedding is dropped
 with the batch. Embeddings of another model than the index's are refused, never compared.
-Stale policy ``skip-stale`` (services/common/staleness.py): an embedding of a face captured more
-than ``latency_budget_ms`` ago is skipped unqueried and counted.
+Stale policy ``skip-stale/keep-first-shots`` (services/common/staleness.py): an embedding of a
+face captured more than ``latency_budget_ms`` ago is skipped unqueried and counted, unless it is
+its track's first shot and at most ``first_shot_budget_ms`` old.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import numpy as np
 
 from services.common.errors import FatalError, MessageError, TransientError
 from services.common.stage import Message, Output
-from services.common.staleness import within_budget
+from services.common.staleness import is_first_shot, within_budget
 from services.deployments.policy import MatchScope
 from services.watchlist.entry import vector_from_bytes
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.thresholds import Thresholds
 
 MATCH_SCHEMA = "lfr.matches.v1"
-COUNT_SCHEMA = "lfr.counts.v1"
 
 
 class EmbeddingRefused(MessageError):
@@ -49,7 +49,7 @@ class MatcherDeps:
     top_k: int = 3
     output_topic: str = "lfr.matches.v1"
     latency_budget_ms: int = 1_500
-    counts_topic: str | None = "lfr.counts.v1"
+    first_shot_budget_ms: int = 4_000
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
     # The deployment's active snapshot and threshold (services/deployments/policy.py); the
     # service always sets it. A probe whose deployment has no active snapshot matches nothing.
@@ -75,7 +75,8 @@ def probe_vector(data, index: WatchlistIndex) -> np.ndarray:
 def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
     if not deps.watchlist_current():
         raise WatchlistNotCurrent("the watchlist loader has stopped; not matching against a stale watchlist")
-    batch = within_budget(batch, lambda embedding: embedding["face"]["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "matcher")
+    batch = within_budget(batch, lambda embedding: embedding["face"]["frame"]["captured_at_ms"], deps.latency_budget_ms, deps.clock(), "matcher",
+                          first_shot=lambda embedding: is_first_shot(embedding["face"]), first_shot_budget_ms=deps.first_shot_budget_ms)
     if not batch:
         return []
     vectors = np.stack([probe_vector(m.data, deps.index) for m in batch])
@@ -123,26 +124,5 @@ def process(batch: Sequence[Message], deps: MatcherDeps) -> list[Output]:
                 key=best.subject_id,
             )
         )
-    if deps.counts_topic:
-        outputs += face_counts(batch, deps.counts_topic, now)
     return outputs
 
-
-def face_counts(batch: Sequence[Message], topic: str, now_ms: int) -> list[Output]:
-    """One lfr.counts.v1 record per (deployment, input partition) of the batch: how many faces
-    were searched, never which. ``count_id`` names the offsets, so a redelivered batch with the
-    same bounds is counted once by the report."""
-    groups: dict[tuple[str, int], list[int]] = {}
-    for message in batch:
-        groups.setdefault((message.data["face"]["frame"]["deployment_id"], message.partition), []).append(message.offset)
-    return [
-        Output(topic, COUNT_SCHEMA,
-               {"count_id": f"{message_topic(batch)}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}",
-                "deployment_id": deployment, "faces": len(offsets), "counted_at_ms": now_ms},
-               key=deployment)
-        for (deployment, partition), offsets in groups.items()
-    ]
-
-
-def message_topic(batch: Sequence[Message]) -> str:
-    return (batch[0].topic or "in") if batch else "in"

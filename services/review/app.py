@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+from authlib.common.errors import AuthlibBaseError
+from joserfc.errors import JoseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -104,14 +107,20 @@ def build_app(console: Console) -> Starlette:
         return view
 
     # -- sign-in -------------------------------------------------------------------------------
-    async def login_page(request: Request) -> Response:
+    def _login_form(request: Request, error: str | None, status_code: int = 200) -> Response:
         token = secrets.token_urlsafe(24)
-        response = templates.TemplateResponse(request, "login.html", {"csrf": token, "error": request.query_params.get("error"),
-                                                                       "oidc": oidc is not None}, headers=NO_STORE)
+        response = templates.TemplateResponse(request, "login.html", {"csrf": token, "error": error, "oidc": oidc is not None},
+                                              status_code=status_code, headers=NO_STORE)
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, secure=secure, samesite="strict", path="/login", max_age=900)
         return response
 
+    async def login_page(request: Request) -> Response:
+        return _login_form(request, request.query_params.get("error"))
+
     async def login(request: Request) -> Response:
+        if oidc is not None:  # the identity provider decides who signs in; a leftover users file must not
+            metrics.LOGINS.labels("local_disabled").inc()
+            raise HTTPException(404, "sign in with your force account (OpenID Connect)")
         form = await request.form()
         sent, expected = str(form.get("csrf", "")), request.cookies.get(LOGIN_COOKIE, "")
         if not sent or not expected or not hmac.compare_digest(sent, expected):
@@ -136,7 +145,14 @@ def build_app(console: Console) -> Starlette:
     async def _signed_in(user: User, method: str) -> Response:
         session = console.sessions.create(user)
         await run_in_threadpool(console.writer.audit, user.username, "review.sign_in", None, {"role": user.role, "method": method})
-        response = RedirectResponse("/", status_code=303)
+        if method == "oidc":
+            # The callback is reached by a redirect from the provider's site, and a browser sends no
+            # SameSite=Strict cookie along a redirect chain another site started: a 303 to "/" would
+            # land on the login page. This page moves on to "/" itself, a same-site navigation.
+            response: Response = Response('<!doctype html><meta http-equiv="refresh" content="0;url=/"><title>Signed in</title>'
+                                          '<p><a href="/">Continue to the console</a></p>', media_type="text/html", headers=NO_STORE)
+        else:
+            response = RedirectResponse("/", status_code=303)
         _set_session_cookie(response, session)
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
@@ -157,7 +173,17 @@ def build_app(console: Console) -> Starlette:
     async def oidc_callback(request: Request) -> Response:
         if oidc is None:
             raise HTTPException(404, "OpenID Connect is not configured")
-        token = await oidc.authorize_access_token(request)
+        try:
+            # Authlib verifies the ID token here: signature against the JWKS, issuer, audience, expiry, nonce.
+            token = await oidc.authorize_access_token(request)
+        except (AuthlibBaseError, JoseError, ValueError) as exc:
+            metrics.LOGINS.labels("oidc_refused").inc()
+            logger.warning("OpenID Connect sign-in refused", extra={"reason": type(exc).__name__, "detail": str(exc)[:200]})
+            return _login_form(request, "Sign-in refused: the identity provider's answer did not verify.", 401)
+        except httpx.HTTPError as exc:
+            metrics.LOGINS.labels("oidc_unavailable").inc()
+            logger.warning("OpenID Connect provider unreachable", extra={"reason": type(exc).__name__})
+            return _login_form(request, "The identity provider cannot be reached: try again later.", 502)
         user = user_from_claims(token.get("userinfo") or {}, console.settings.oidc_roles_claim, console.settings.oidc_deployments_claim)
         if user is None:
             metrics.LOGINS.labels("oidc_refused").inc()

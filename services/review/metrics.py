@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
-LOGINS = Counter("lfr_review_logins_total", "Sign-in attempts", ["result"])  # ok | wrong | locked | oidc_ok | oidc_refused
+LOGINS = Counter("lfr_review_logins_total", "Sign-in attempts", ["result"])  # ok | wrong | locked | local_disabled | oidc_ok | oidc_refused | oidc_unavailable
 REFUSALS = Counter("lfr_review_refusals_total", "Requests refused", ["reason"])  # no_session | forbidden | csrf | invalid
 ADJUDICATIONS = Counter("lfr_review_adjudications_total", "Adjudication records written", ["stage", "value"])
 ALERT_TO_DECISION = Histogram("lfr_review_alert_to_decision_seconds", "From the alert being raised to the officer's decision",

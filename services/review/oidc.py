@@ -2,7 +2,9 @@
 
 The identity provider decides who someone is and, through two claims, what they may do: the
 roles claim (the first of admin, supervisor, auditor, operator found wins) and, for operators,
-the deployments claim. Anyone without a known role is refused.
+the deployments claim. Anyone without a known role is refused. Authlib checks the ID token on
+the callback: its RS256 signature against the provider's JWKS (from discovery), the issuer, the
+audience (this client), expiry and the nonce sent with the sign-in; any failure refuses it.
 """
 
 from __future__ import annotations
@@ -36,12 +38,18 @@ def oauth_client(settings: ReviewSettings):
         return None
     from authlib.integrations.starlette_client import OAuth
 
+    client_kwargs: dict[str, Any] = {"scope": "openid profile email"}
+    if settings.oidc_ca_file is not None:
+        import ssl
+
+        # Discovery, the JWKS and the token endpoint are all fetched over TLS checked against these CAs.
+        client_kwargs["verify"] = ssl.create_default_context(cafile=settings.oidc_ca_file)
     oauth = OAuth()
     oauth.register(
         name="oidc",
         server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
         client_id=settings.oidc_client_id,
         client_secret=settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None,
-        client_kwargs={"scope": "openid profile email"},
+        client_kwargs=client_kwargs,
     )
     return oauth.oidc

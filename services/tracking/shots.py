@@ -16,7 +16,7 @@ Every other accepted face is skipped and counted by reason (``SKIP_REASONS``): `
 
 Quality, in [0, 1]: detector score x size (inter-ocular distance over 40 px, capped at 1) x
 frontalness (1 - |yaw| / 0.5, floored at 0) x sharpness (Laplacian variance over 100, capped at 1)
-x 0.25 for each side of the frame the face box reaches (a face entering the view is partly cut
+x 0.25 for each side of the frame the face box reaches (within 5 % of its width) (a face entering the view is partly cut
 off: measured on the crowd workload, its entry shot scored below threshold while the later full
 views matched, so the full view must beat it). Each factor is a measure the quality gate
 already computes; the product favours the large, frontal, sharp, whole faces SFace separates best.
@@ -31,6 +31,7 @@ from typing import Literal
 from .tracker import Track
 
 SHOT_REASONS = ("first", "better", "refresh")
+EDGE_MARGIN = 0.05  # of the face width: a box this close to the frame's border counts as cut off
 SKIP_REASONS = ("not_better", "track_budget")
 ShotReason = Literal["first", "better", "refresh"]
 
@@ -46,7 +47,11 @@ def shot_quality(detector_score: float, inter_ocular_px: float, yaw: float, blur
     if box is not None and frame_size is not None:
         width, height = frame_size
         x1, y1, x2, y2 = (float(v) for v in box)  # numpy booleans would add up as a logical or
-        cut_sides = int(x1 <= 1) + int(y1 <= 1) + int(x2 >= width - 1) + int(y2 >= height - 1)
+        # The detector draws a cut face's box around what is visible, a few pixels inside the
+        # border (measured: x1 = 2 px for a face cut by a tenth of its width), so "reaches the
+        # border" means within EDGE_MARGIN of the face's width (at least 1 px).
+        edge = max(1.0, EDGE_MARGIN * (x2 - x1))
+        cut_sides = int(x1 <= edge) + int(y1 <= edge) + int(x2 >= width - edge) + int(y2 >= height - edge)
         whole = 0.25**cut_sides
     return max(0.0, min(1.0, detector_score)) * size * frontal * sharp * whole
 

@@ -16,7 +16,8 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from services.deployments.snapshot import entry_version
 from services.face.models import ModelIdentity
 
 from .entry import WatchlistEntry
+from .snapshot_scope import Held, HeldVersions
 from .index_backends import ClientBackend, Condition, EdgeBackend, Filter, IndexBackend, IndexPoint, IndexRefused  # noqa: F401
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,9 @@ class WatchlistIndex:
         self.dim = dim
         self.collection = collection_name(model)
         self._lock = threading.RLock()  # local mode and edge shards are used from one thread at a time
+        # What the collection holds per subject, for snapshot filters (snapshot_scope.py);
+        # None until a snapshot search needs it, and again after a write that failed part-way.
+        self._held: HeldVersions | None = None
 
     @property
     def client(self) -> Any:
@@ -118,7 +123,7 @@ class WatchlistIndex:
         """
         self.check(entry)
         points = self._points(entry)
-        with self._lock:
+        with self._lock, self._tracking_writes():
             if points:
                 self.backend.upsert(self.collection, points)
                 stale = Filter(must=_subject_is(entry.subject_id).must,
@@ -126,6 +131,7 @@ class WatchlistIndex:
             else:
                 stale = _subject_is(entry.subject_id)
             self.backend.delete(self.collection, stale)
+            self._hold(entry.subject_id, points)
         if not points:
             logger.warning("entry has no embedding for this model; not searchable", extra={"model": str(self.model)})
         return len(points)
@@ -148,9 +154,37 @@ class WatchlistIndex:
         return count
 
     def _upsert_points(self, points: list[IndexPoint]) -> int:
-        with self._lock:
+        with self._lock, self._tracking_writes():
             self.backend.upsert(self.collection, points)
+            for point in points:
+                self._hold(point.payload["subject_id"], [point])
         return len(points)
+
+    @contextmanager
+    def _tracking_writes(self) -> Iterator[None]:
+        """A write that fails part-way leaves the held versions unknown: reload them when next needed."""
+        try:
+            yield
+        except BaseException:
+            self._held = None
+            raise
+
+    def _hold(self, subject_id: str, points: Sequence[IndexPoint]) -> None:
+        if self._held is None:
+            return  # loaded from the collection when a snapshot search needs it
+        if not points:
+            self._held.drop(subject_id)
+            return
+        payload = points[0].payload
+        self._held.put(subject_id, Held(payload["entry_version"], frozenset(payload["deployments"]), payload["expires_at_ms"]))
+
+    def _held_versions(self) -> HeldVersions:
+        if self._held is None:
+            self._held = HeldVersions(
+                (p["subject_id"], Held(p["entry_version"], frozenset(p["deployments"]), p["expires_at_ms"]))
+                for p in self.backend.payloads(self.collection, ("subject_id", "entry_version", "deployments", "expires_at_ms"))
+            )
+        return self._held
 
     def _points(self, entry: WatchlistEntry) -> list[IndexPoint]:
         vectors = entry.vectors_for(self.model)
@@ -170,15 +204,18 @@ class WatchlistIndex:
         ]
 
     def remove(self, subject_id: str) -> None:
-        with self._lock:
+        with self._lock, self._tracking_writes():
             self.backend.delete(self.collection, _subject_is(subject_id))
+            self._hold(subject_id, [])
 
     def remove_expired(self, now_ms: int) -> int:
         expired = Filter(must=(Condition.at_most("expires_at_ms", now_ms),))
-        with self._lock:
+        with self._lock, self._tracking_writes():
             count = self.backend.count(self.collection, expired)
             if count:
                 self.backend.delete(self.collection, expired)
+                if self._held is not None:
+                    self._held.drop_expired(now_ms)
         return count
 
     def subjects(self) -> set[str]:
@@ -232,26 +269,27 @@ class WatchlistIndex:
         excluded = tuple(exclude)
         must_not = (Condition.any_of("subject_id", excluded),) if excluded else ()
         category_condition = Condition.any_of("category", sorted(categories)) if categories is not None else None
-        # A snapshot holds one version per subject (10k at force scale) and every probe of a
-        # deployment shares the same set object: build its condition once per batch, so the
-        # backend can also reuse one converted filter for all of them.
+        # Every probe of a deployment shares one filter object (the backend converts it once per
+        # batch); a snapshot becomes the few versions it leaves out (snapshot_scope.py).
         filters: dict[tuple[str | None, int], Filter] = {}
         queries = []
-        for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
-            key = (deployment, id(versions[i]) if versions is not None else 0)
-            where = filters.get(key)
-            if where is None:
-                must = [Condition.greater("expires_at_ms", now_ms)]
-                if deployment is not None:
-                    must.append(Condition.match("deployments", deployment))
-                if versions is not None:
-                    must.append(Condition.any_of("entry_version", sorted(versions[i])))
-                if category_condition is not None:
-                    must.append(category_condition)
-                where = filters[key] = Filter(must=tuple(must), must_not=must_not)
-            queries.append((vector, where))
-        # Several points may belong to one subject; over-fetch, then keep each subject's best.
         with self._lock:
+            for i, (vector, deployment) in enumerate(zip(vectors, deployments, strict=True)):
+                key = (deployment, id(versions[i]) if versions is not None else 0)
+                where = filters.get(key)
+                if where is None:
+                    must = [Condition.greater("expires_at_ms", now_ms)]
+                    if deployment is not None:
+                        must.append(Condition.match("deployments", deployment))
+                    not_in: tuple[Condition, ...] = ()
+                    if versions is not None:
+                        in_snapshot, not_in = self._held_versions().conditions(versions[i], deployment)
+                        must.extend(in_snapshot)
+                    if category_condition is not None:
+                        must.append(category_condition)
+                    where = filters[key] = Filter(must=tuple(must), must_not=must_not + not_in)
+                queries.append((vector, where))
+            # Several points may belong to one subject; over-fetch, then keep each subject's best.
             responses = self.backend.query_batch(self.collection, queries, limit * 4, _CANDIDATE_FIELDS)
         results = []
         for hits in responses:

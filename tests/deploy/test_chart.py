@@ -255,7 +255,7 @@ def full_values() -> dict:
         "matcher": {"qdrant": {"existingSecret": "qdrant", "apiKeyKey": "key"}},
         "dispatch": {"webhook": {"existingSecret": "webhook", "tokenKey": "token", "signingSecretKey": "signing-secret"}},
         "signing": {"existingSecret": "signing"},
-        "review": {"oidc": {"existingSecret": "oidc", "clientSecretKey": "secret"}},
+        "review": {"oidc": {"existingSecret": "oidc", "clientSecretKey": "secret", "caExistingSecret": "oidc-ca"}},
     }
     values["settings"]["kafkaSecurityProtocol"] = "SASL_SSL"
     common = set(schema["settings"]["properties"])
@@ -314,7 +314,7 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring,
                  "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing, "deploymentSweep": signing,
                  "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET", *keyring},
-                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET", *signing}}
+                 "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET", "LFR_OIDC_CA_FILE", *signing}}
         assert set(env) == expected | extra.get(section, set()), section
         for key, value in {**secret_env, **tls_env}.items():
             assert env[key] == value, (section, key)
@@ -330,6 +330,10 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
             else:
                 assert got == value, (section, key, got, value)
         assert loaded.kafka_sasl_password.get_secret_value() == "secret:kafka-user/password"
+    review = workloads["review"]
+    assert container_env(review["containers"][0], configmaps)["LFR_OIDC_CA_FILE"] == "/etc/openlfr/oidc-ca/ca.crt"
+    assert {"name": "oidc-ca", "mountPath": "/etc/openlfr/oidc-ca", "readOnly": True} in review["containers"][0]["volumeMounts"]
+    assert {"name": "oidc-ca", "secret": {"secretName": "oidc-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in review["volumes"]
     mounts = {m["name"]: m for m in workloads["detect"]["containers"][0]["volumeMounts"]}
     assert mounts["kafka-tls"] == {"name": "kafka-tls", "mountPath": "/etc/openlfr/kafka-tls", "readOnly": True}
     (projected,) = [v for v in workloads["detect"]["volumes"] if v["name"] == "kafka-tls"]

@@ -170,3 +170,59 @@ def test_detect_processes_only_the_newest_frame_of_a_camera_in_a_batch(scene, fa
     recent = frame_message(image, seq=3, captured_at_ms=now - 50)  # not behind yet: both processed
     assert {o.data["frame"]["seq"] for o in detect([newer, recent], deps)} == {2, 3}
     assert REGISTRY.get_sample_value("lfr_frames_skipped_total", {"reason": "superseded"}) == before + 1
+
+
+def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_shot_selection(scene, face_engine):
+    """lfr.counts.v1 (the report's "faces processed"): every detection in the frames detect ran
+    through, per deployment and input partition, with no face in it; stale frames are not counted;
+    a redelivered batch carries the same count ids (the report counts each id once)."""
+    from services.tracking import ShotPolicy, Tracks
+
+    detector = face_engine[0]
+    deps = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
+                      tracks=Tracks(), shots=ShotPolicy(max_shots=1), counts_topic="lfr.counts.v1")
+    base = int(time.time() * 1000) - 10_000
+    seqs, deployments = (20, 22, 24, 26), ("van-1", "van-1", "van-2", "van-2")
+    images = [scene.render(seq)[0] for seq in seqs]
+    batch = []
+    for i, (seq, image, deployment) in enumerate(zip(seqs, images, deployments)):
+        message = frame_message(image, seq, captured_at_ms=base + seq * 100)
+        data = {**message.data, "deployment_id": deployment, "camera_id": f"cam-{deployment}"}
+        batch.append(Message(message.schema, data, topic="lfr.frames.v1", partition=3, offset=100 + i))
+    stale = frame_message(images[0], 99, captured_at_ms=base - 700_000)
+    batch.append(Message(stale.schema, stale.data, topic="lfr.frames.v1", partition=3, offset=104))
+
+    outputs = detect(batch, deps)
+    counts = {o.data["deployment_id"]: o for o in outputs if o.schema == "lfr.counts.v1"}
+    faces = [o for o in outputs if o.schema == "lfr.faces.v1"]
+    # Independently: the detector itself on the same frames (every face, whatever the gate says).
+    found = [len(d) for d in detector.detect_batch(images)]
+    assert {d: o.data["faces"] for d, o in counts.items()} == {"van-1": found[0] + found[1], "van-2": found[2] + found[3]}
+    assert sum(found) > len(faces) > 0  # more looked at than sent on to embed
+    assert {d: o.data["count_id"] for d, o in counts.items()} == {"van-1": "lfr.frames.v1:3:100-101:2", "van-2": "lfr.frames.v1:3:102-103:2"}
+    for output in counts.values():
+        assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"} and output.key == output.data["deployment_id"]
+        encode("lfr.counts.v1", output.data)  # a count, never a face
+    again = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
+                       counts_topic="lfr.counts.v1")
+    assert sorted(o.data["count_id"] for o in detect(batch, again) if o.schema == "lfr.counts.v1") == sorted(o.data["count_id"] for o in counts.values())
+    empty = frame_message(np.full((720, 1280, 3), 128, np.uint8), 1, captured_at_ms=base)
+    assert detect([empty], again) == []  # no face found: no count record (an empty scene adds nothing for a year)
+
+
+def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scene, face_engine):
+    """skip-stale/keep-first-shots: over the latency budget, a track's first shot is still embedded
+    (up to first_shot_budget_ms); its later shots are skipped."""
+    detector, embedder = face_engine
+    faces = as_messages(detect([frame_message(scene.render(40)[0])], DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits())))
+    assert faces
+
+    def late(reason: str, age_ms: int) -> Message:
+        data = dict(faces[0].data)
+        data["frame"] = {**data["frame"], "captured_at_ms": int(time.time() * 1000) - age_ms}
+        data["track"] = {**data["track"], "reason": reason, "shot": 1 if reason == "first" else 2}
+        return Message(faces[0].schema, data)
+
+    deps = EmbedDeps(embedder=embedder, latency_budget_ms=1_000, first_shot_budget_ms=4_000)
+    outputs = embed([late("first", 2_500), late("better", 2_500), late("first", 9_000)], deps)
+    assert [o.data["face"]["track"]["reason"] for o in outputs] == ["first"]

@@ -9,13 +9,10 @@ replaced by generated placeholders.
 
 from __future__ import annotations
 
-import base64
 import json
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,82 +21,17 @@ from services.demo.adjudicate import ConsoleClient, adjudicate
 from services.demo.cast import choose_cast
 from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
+from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol, transparency_report
 from services.evidence.sealing import SealError, associated_data, open_sealed
 from services.ingest.cameras import save_cameras
 from services.review.custody import TransitKeyStore
 from services.review.users import UsersFile
 from tests.kafka_helpers import wait_until
 
-from .helpers import placeholder_jpeg
+from .browser_helpers import chromium, placeholder_screenshot, screenshots_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 PASSWORD = "officer password 1"
-
-
-def chromium():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    options = Options()
-    options.binary_location = browser
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1280,720",
-                 "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver), options=options)
-    # Exactly the van's 1280x720 viewport (the window size would include the browser's frame).
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": False})
-    return browser
-
-
-def screenshots_dir() -> Path:
-    """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the README's images), else var/ (git-ignored)."""
-    import os
-
-    folder = DOCS if os.environ.get("LFR_UPDATE_SCREENSHOTS") == "1" else DOCS.parent / "var" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-HIDE_FACES = """
-document.getElementById('probe').src = arguments[0];
-document.getElementById('reference').src = arguments[1];
-document.querySelectorAll('.ref, #f-reference').forEach((e, i) => e.textContent = 'DEMO-CASE-' + (1001 + i));
-"""
-FACES_HIDDEN = """
-const imgs = ['probe', 'reference'].map((id) => document.getElementById(id));
-const texts = [...document.querySelectorAll('.ref, #f-reference')].map((e) => e.textContent);
-return imgs.every((i) => i.src.startsWith('data:') && i.complete && i.naturalWidth > 0) && texts.every((t) => t.startsWith('DEMO-CASE-'));
-"""
-
-
-def placeholder_screenshot(driver, path: Path) -> None:
-    """A screenshot in which every face is a generated placeholder and no data-set name shows.
-
-    A live update may swap an image back at any moment, so the page is checked before and after
-    the capture, and the file is kept only when both checks pass: a data-set face never reaches it.
-    """
-    for _ in range(20):
-        driver.execute_script(HIDE_FACES, data_url(placeholder_jpeg(7)), data_url(placeholder_jpeg(8, 140)))
-        time.sleep(0.3)
-        if not driver.execute_script(FACES_HIDDEN):
-            continue
-        candidate = path.with_name(path.stem + ".candidate.png")
-        driver.save_screenshot(str(candidate))
-        if driver.execute_script(FACES_HIDDEN):
-            candidate.replace(path)
-            return
-        candidate.unlink()
-    raise AssertionError("no screenshot with placeholders only could be taken")
-
-
-def data_url(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
 def topic_bodies(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict | None]]:
@@ -113,6 +45,27 @@ def topic_bodies(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict | 
         return out
     finally:
         tail.close()
+
+
+def faces_detected(port: int) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    [value] = [line.split()[-1] for line in text.splitlines() if line.startswith("lfr_faces_detected_total ")]
+    return int(float(value))
+
+
+def settled(read, quiet_s: float = 2.0, timeout_s: float = 30.0):
+    """``read()`` once it has returned the same value for ``quiet_s``."""
+    value, since, deadline = read(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "the value did not settle"
+        time.sleep(0.5)
+        latest = read()
+        if latest != value:
+            value, since = latest, time.monotonic()
+    return value
 
 
 def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, face_engine):
@@ -137,7 +90,9 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         pipeline.start("review", env={"LFR_STATE_DIR": str(state), "LFR_USERS_FILE": str(state / "users.json"),
                                       "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(port), "LFR_PUBLIC_URL": url})
         pipeline.wait_ready(("review",))
-        for service in ("detect", "embed", "matcher", "dispatch"):
+        detect_metrics = free_port()  # faces processed, counted independently of lfr.counts.v1 (see below)
+        pipeline.start("detect", env={"LFR_METRICS_PORT": str(detect_metrics)})
+        for service in ("embed", "matcher", "dispatch"):
             pipeline.start(service)
         pipeline.wait_ready(("detect", "embed", "matcher", "dispatch"))
 
@@ -166,6 +121,9 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
                    "probe and reference images shown")
         assert driver.find_element(By.ID, "f-sightings").text.isdigit()
         assert "ago" in driver.find_element(By.ID, "detail").text
+        # The detail pane shows the alert selected in the queue (read from the page, never saved).
+        assert driver.find_element(By.CSS_SELECTOR, "#queue li.selected").get_attribute("data-alert-id") == alert_id
+        assert driver.find_element(By.CSS_SELECTOR, "#queue li.selected .ref").text == driver.find_element(By.ID, "f-reference").text
 
         # Screenshot for the README: generated placeholders instead of faces, no data-set names.
         placeholder_screenshot(driver, screenshots_dir() / "review-console.png")
@@ -224,10 +182,11 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         decisions: dict[str, dict] = {}
         for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v2"):
             decisions.setdefault(d["alert_id"], {}).update({k: v for k, v in d.items() if k in ("decision", "outcome")})
-        embeddings = sum(1 for _, d in topic_bodies(pipeline.bootstrap, "lfr.embeddings.v1")
-                         if d and d["face"]["frame"]["deployment_id"] == DEPLOYMENT)
+        # Faces processed: every face detect's detector found, read from its Prometheus counter
+        # (one deployment here), a path independent of the lfr.counts.v1 records the report sums.
+        detected = settled(lambda: faces_detected(detect_metrics))
         expected = {
-            "faces": embeddings,
+            "faces": detected,
             "alerts": len(ids),
             "confirmed": sum(1 for a in ids if decisions.get(a, {}).get("decision") == "confirmed"),
             "false_alerts": sum(1 for a in ids if decisions.get(a, {}).get("decision") == "rejected"),
@@ -240,6 +199,9 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == expected
+        assert faces_detected(detect_metrics) == detected  # detect had finished: nothing counted after the report
+        (tmp_path / "demo-report").mkdir()
+        assert transparency_report(pipeline, tmp_path / "demo-report")[0] == expected  # the demo's summary["report"]
         assert expected["false_alerts"] >= 1 and expected["faces"] > 0
         [row] = json.loads((out / f"report-{DEPLOYMENT}.json").read_text())["deployments"]
         assert row["authorising_rank"] == deployment.record.authorisation.rank and row["place"] == deployment.record.place["name"]

@@ -171,7 +171,7 @@ def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, m
     now = int(_time.time() * 1000)
     alerts = [emit_alert(bootstrap, settings, subject=f"s-{i}", deployment=rng.choice(["van-1", "van-2"]), seal=False,
                          captured_at_ms=now - 60_000 + i * 1000) for i in range(8)]
-    counts = [{"count_id": f"lfr.embeddings.v1:0:{i}", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
+    counts = [{"count_id": f"lfr.frames.v1:0:{i}-{i}:1", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
                "counted_at_ms": now} for i in range(12)]
     produce(bootstrap, settings.counts_topic, [encode("lfr.counts.v1", c) for c in counts + counts[:3]])  # 3 redelivered
     client, _ = sign_in(settings, "sup")
@@ -211,4 +211,15 @@ def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, m
         assert json.loads(capsys.readouterr().out) == expected(deployments), args
     full = json.loads((out / f"report-{today}-{today}.json").read_text())
     assert {row["deployment_id"] for row in full["deployments"]} == {"van-1", "van-2"}
-    assert (out / f"report-{today}-{today}.html").read_text().count("<tr>") == 4  # head, two deployments, total
+    html = (out / f"report-{today}-{today}.html").read_text()
+    assert html.count("<tr>") == 4  # head, two deployments, total
+    # The shape forces publish: per deployment and in total, as JSON and as the HTML table's columns.
+    figures = {"faces", "alerts", "confirmed", "false_alerts", "false_alert_rate_per_1000_faces", "false_alert_rate_per_alert",
+               "engagements", "arrests", "median_alert_to_decision_s"}
+    for row in full["deployments"]:
+        assert figures | {"date", "place", "duration_h", "authorising_rank", "watchlist_size"} <= set(row)
+    assert figures | {"deployments"} <= set(full["totals"]) and full["totals"]["deployments"] == 2
+    for title in ("Date", "Place", "Duration (h)", "Authorised by (rank)", "Watchlist size", "Faces processed", "Alerts", "Confirmed",
+                  "False alerts", "False alerts per 1,000 faces", "False alerts per alert", "Engagements", "Arrests",
+                  "Median alert-to-decision (s)", "Total"):
+        assert f">{title}</th>" in html, title

@@ -102,3 +102,15 @@ def test_custody_erases_after_retention_and_keys_after_grace(tmp_path):
     now[0] += 1
     assert keys.destroy_expired() == [key.key_id] and keys.load(key.key_id) is None
     assert public_bytes(key.private.public_key()) == key.public
+
+
+def test_the_access_policy_for_every_role():
+    """operator: own deployments only; supervisor and admin: every deployment and reports; auditor: reports only."""
+    from services.review.access import may_adjudicate, may_read_reports, may_see_deployment
+
+    users = {"operator": User("o", "operator", ("van-1",)), "supervisor": User("s", "supervisor"),
+             "auditor": User("a", "auditor"), "admin": User("d", "admin")}
+    table = {role: (may_see_deployment(u, "van-1"), may_see_deployment(u, "van-2"), may_adjudicate(u, "van-1"),
+                    may_adjudicate(u, "van-2"), may_read_reports(u)) for role, u in users.items()}
+    assert table == {"operator": (True, False, True, False, False), "supervisor": (True, True, True, True, True),
+                     "auditor": (False, False, False, False, True), "admin": (True, True, True, True, True)}

@@ -42,10 +42,10 @@ def test_each_service_may_do_exactly_what_its_settings_say_it_does():
     seen = {"deployments_topic": "Read"}  # every pipeline service enforces deployments
     uses = {
         "ingest": (defaults(IngestSettings), {"output_topic": "Write", **seen}),
-        "detect": (defaults(DetectSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
+        "detect": (defaults(DetectSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", "counts_topic": "Write", **seen}),
         "embed": (defaults(EmbedSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
         "matcher": (defaults(MatcherSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
-                                                "watchlist_topic": "Read", "audit_topic": "Write", "counts_topic": "Write", **seen}),
+                                                "watchlist_topic": "Read", "audit_topic": "Write", **seen}),
         "dispatch": (defaults(DispatchSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
                                                   "evidence_topic": "Write", "evidence_keys_topic": "Read", **seen}),
         "admin": (defaults(DeploymentSettings), {"watchlist_topic": "Write", "audit_topic": "Write", "deployments_topic": "Write"}),

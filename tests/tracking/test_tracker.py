@@ -101,3 +101,30 @@ def test_a_face_cut_by_the_frame_edge_ranks_below_its_whole_view():
     whole = shot_quality(0.85, 28, 0.2, 60, box=[48, 553, 167, 706], frame_size=(1280, 720))
     assert entering * 1.25 < whole
     assert shot_quality(0.9, 30, 0.0, 100, box=[-5, -12, 94, 187], frame_size=(1280, 720)) == shot_quality(0.9, 30, 0.0, 100) / 16
+
+
+def test_a_cut_face_whose_box_stops_a_few_pixels_inside_the_border_still_counts_as_cut():
+    """Measured on the demo (seed 7): Lili_Taylor entering at the left edge, cut by a tenth of
+    her face, got a box from x = 2 px; ranked as whole, it outbid her full views (0.34 against
+    0.51-0.54 cosine) and none of them was sent."""
+    entering = shot_quality(0.89, 38, 0.11, 139, box=[2, 184, 96, 339], frame_size=(1280, 720))
+    whole = shot_quality(0.92, 38, 0.22, 89, box=[55, 189, 168, 341], frame_size=(1280, 720))
+    assert entering * 1.25 < whole
+    inside = shot_quality(0.9, 30, 0.0, 100, box=[20, 100, 113, 255], frame_size=(1280, 720))
+    assert inside == shot_quality(0.9, 30, 0.0, 100)  # 20 px in from the edge: whole
+
+
+def test_a_track_that_walked_out_of_the_frame_is_not_given_the_next_face_entering_there():
+    """Measured on the demo (seed 7): Ruben_Sierra left at the left edge and Lili_Taylor entered
+    there, same lane and size, one frame later; she inherited his track and his best shot."""
+    tracker = CameraTracker()
+    frame = (1280, 720)
+    leaver = [t.id for t in tracker.update(0, [face(120, 200, 108)[0]], [face(120, 200, 108)[1]], frame)][0]
+    for i, x in enumerate((64, 8, -51), start=1):  # walking left, 56 px a frame, then mostly out
+        assert [t.id for t in tracker.update(250 * i, [face(x, 200, 108)[0]], [face(x, 200, 108)[1]], frame)] == [leaver]
+    entering = tracker.update(1000, [face(0, 200, 96)[0]], [face(0, 200, 96)[1]], frame)[0]
+    assert entering.id != leaver and entering.shots == 0
+    # A face that stays at the edge (no motion out of the frame) keeps its track.
+    tracker = CameraTracker()
+    still = tracker.update(0, [face(2, 200)[0]], [face(2, 200)[1]], frame)[0].id
+    assert tracker.update(250, [face(3, 201)[0]], [face(3, 201)[1]], frame)[0].id == still

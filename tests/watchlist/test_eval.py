@@ -149,3 +149,14 @@ def test_equity_labels_intervals_and_balanced_split():
     groups = {"race:black": {"ci_low": 0.02, "ci_high": 0.06}, "race:white": {"ci_low": 0.001, "ci_high": 0.01},
               "gender:male": {"ci_low": 0.001, "ci_high": 0.05}}
     assert significant_pairs(groups) == [["race:black", "race:white"]]
+
+
+def test_eval_refuses_fillers_that_overlap_the_evaluation_data(tmp_path):
+    """Fillers are enrolled as non-mated subjects: a folder holding the probes' own people
+    (the data itself, a folder inside it, or one containing it) would turn probes into mates."""
+    data = tmp_path / "faces"
+    (data / "Some_One").mkdir(parents=True)
+    for fillers in (data, data / "Some_One", tmp_path):
+        result = subprocess.run([sys.executable, "-m", "services.cli", "eval", "--data", str(data), "--out", str(tmp_path / "e.json"),
+                                 "--fillers", str(fillers)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "overlaps --data" in result.stderr, result.stderr[-500:]

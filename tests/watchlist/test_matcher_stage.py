@@ -61,7 +61,7 @@ def index(request):
 
 
 def deps(index, **thresholds) -> MatcherDeps:
-    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW, counts_topic=None)
+    return MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category=thresholds), clock=lambda: NOW)
 
 
 def test_only_candidates_at_or_above_threshold_are_emitted(index):
@@ -136,18 +136,12 @@ def test_best_candidate_is_the_best_one_at_or_above_its_own_threshold(index):
     assert [(o.data["subject_id"], o.data["rank"], o.data["other_candidates"]) for o in outputs] == [("loose", 2, [])]
 
 
-def test_faces_are_counted_per_deployment_never_kept(index):
-    """lfr.counts.v1: how many faces were searched per deployment and partition, with no face in it."""
+def test_the_matcher_does_not_count_faces(index):
+    """Faces processed are counted where they are found (detect, services/detect/counts.py), not here,
+    where tracking has already thinned them to a few shots per person."""
     index.upsert(entry("alice", unit(1)))
-    batch = [probe(unit(50 + i), deployment=d) for i, d in enumerate(["van-1", "van-1", "van-2"])]
-    batch = [Message(m.schema, m.data, topic="lfr.embeddings.v1", partition=0, offset=10 + i) for i, m in enumerate(batch)]
-    counts = [o for o in process(batch, MatcherDeps(index=index, thresholds=Thresholds(default=0.99), clock=lambda: NOW))
-              if o.schema == "lfr.counts.v1"]
-    assert sorted((o.data["deployment_id"], o.data["faces"]) for o in counts) == [("van-1", 2), ("van-2", 1)]
-    for output in counts:
-        assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"}
-        encode("lfr.counts.v1", output.data)
-    assert len({o.data["count_id"] for o in counts}) == 2
+    outputs = process([probe(unit(1)), probe(unit(50))], deps(index))
+    assert [o.schema for o in outputs] == ["lfr.matches.v1"]
 
 
 def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index):
@@ -162,3 +156,28 @@ def test_embeddings_older_than_the_latency_budget_are_skipped_and_counted(index)
     assert REGISTRY.get_sample_value("lfr_stale_skipped_total", labels) == before + 1
     on_time = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000, clock=lambda: NOW + 1_000)
     assert [o.data["subject_id"] for o in process([probe(towards(a, 0.9, 10))], on_time) if o.schema == "lfr.matches.v1"] == ["alice"]
+
+
+def test_a_late_first_shot_is_still_matched_within_its_own_budget(index):
+    """skip-stale/keep-first-shots: under overload a track's first shot may reach the matcher after
+    the latency budget; skipping it meant the person was never checked (saturated recall 0.005)."""
+    from prometheus_client import REGISTRY
+
+    a = unit(1)
+    index.upsert(entry("alice", a))
+
+    def shot(reason: str) -> Message:
+        message = probe(towards(a, 0.9, 10))
+        message.data["face"]["track"] = {"id": "0123456789abcdef", "shot": 1 if reason == "first" else 2, "reason": reason, "quality": 0.5}
+        return message
+
+    kept = {"service": "matcher", "reason": "first_shot"}
+    before = REGISTRY.get_sample_value("lfr_stale_kept_total", kept) or 0
+    late = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000,
+                       first_shot_budget_ms=3_000, clock=lambda: NOW + 2_000)
+    matched = [o.data["face"]["track"]["reason"] for o in process([shot("first"), shot("better")], late) if o.schema == "lfr.matches.v1"]
+    assert matched == ["first"]
+    assert REGISTRY.get_sample_value("lfr_stale_kept_total", kept) == before + 1
+    too_late = MatcherDeps(index=index, thresholds=Thresholds(default=0.5, per_category={}), latency_budget_ms=1_000,
+                           first_shot_budget_ms=3_000, clock=lambda: NOW + 3_001)
+    assert process([shot("first")], too_late) == []
