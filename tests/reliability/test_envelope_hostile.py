@@ -6,7 +6,6 @@ Regression for issue #14: a JSON header nested 100,000 levels deep raised Recurs
 
 from __future__ import annotations
 
-import json
 import struct
 
 import pytest
