@@ -197,3 +197,43 @@ def test_assigned_partitions_gauge_counts_cooperative_increments(broker, kafka_e
     runner = StageRunner("asg-test", settings, functools.partial(passthrough, output_topic=sink), [source])
     with running_in_thread(runner):
         wait_until(lambda: _metric("lfr_assigned_partitions", service="asg-test") == 3, 20, "3 partitions assigned")
+
+
+class _SendsEachKeyOnce:
+    """A ResendingStage: like detect's tracks, it holds back what it believes it already sent."""
+
+    def __init__(self, output_topic: str) -> None:
+        self.output_topic = output_topic
+        self.sent: set[bytes | None] = set()
+        self.lost: list[str] = []
+
+    def __call__(self, batch):
+        fresh = [m for m in batch if m.key not in self.sent]
+        self.sent |= {m.key for m in fresh}
+        return [Output(self.output_topic, m.schema, m.data, key=m.key) for m in fresh]
+
+    def outputs_lost(self, reason: str) -> None:
+        self.lost.append(reason)
+        self.sent.clear()
+
+
+def test_a_rewound_batch_is_sent_again_by_a_stage_that_remembers_what_it_sent(broker, kafka_env, monkeypatch, reader):
+    """A produce that fails (the output topic is missing, as after a broker lost it) rewinds the
+    batch; the runner tells the stage its outputs were lost, so the re-delivered records go out
+    once the topic is back instead of being held back as already sent."""
+    source, sink, dlq = unique("in"), unique("out"), unique("dlq")
+    create_topics(broker.bootstrap_servers, source, dlq)  # the output topic does not exist yet
+    monkeypatch.setenv("LFR_INPUT_TOPICS", source)
+    monkeypatch.setenv("LFR_OUTPUT_TOPIC", sink)
+    monkeypatch.setenv("LFR_DLQ_TOPIC", dlq)
+    monkeypatch.setenv("LFR_GROUP_ID", unique("resend"))
+    # Deliveries time out after half of max.poll.interval (capped): 5 s here.
+    settings = load_settings(PassthroughSettings).model_copy(update={"max_poll_interval_ms": 10_000, "retry_backoff_initial_s": 0.5})
+    stage = _SendsEachKeyOnce(sink)
+    produce(broker.bootstrap_servers, source, [audit_record(i) for i in range(3)], keys=[b"a", b"b", b"c"])
+    with running_in_thread(StageRunner("resend-test", settings, stage, [source])):
+        wait_until(lambda: "rewind" in stage.lost, 30, "a failed produce to rewind the batch")
+        create_topics(broker.bootstrap_servers, sink)
+        records = reader(sink).read_until(3, timeout_s=60)
+    assert sorted(decode(r.value()).data["details"]["seq"] for r in records)[:3] == [0, 1, 2]
+    assert _metric("lfr_batch_redeliveries_total", service="resend-test") >= 1

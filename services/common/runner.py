@@ -43,7 +43,7 @@ from .errors import DecodeError, FatalError, MessageError, OutputValidationError
 from .kafka_config import broker_reachable_check, consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
 from .settings import RunnerSettings
-from .stage import Message, Output, Stage
+from .stage import Message, Output, ResendingStage, Stage
 from .stall import StallMonitor
 
 logger = logging.getLogger(__name__)
@@ -259,6 +259,7 @@ class StageRunner:
             self._deliver(outgoing)
         except _Rewind:
             self.stall.waiting()
+            self._outputs_lost("rewind")
             self._rewind(records)
             return
         except FatalError as exc:
@@ -300,6 +301,7 @@ class StageRunner:
         except (_Rewind, FatalError):
             raise
         except Exception as exc:  # noqa: BLE001 - any stage failure is a property of some message
+            self._outputs_lost("stage_error")
             if len(messages) == 1:
                 return [], [(messages[0], exc)]
         outgoing, failed = [], []
@@ -322,6 +324,7 @@ class StageRunner:
                     outputs = list(self.stage(messages))
                 return [self._encode(output) for output in outputs]
             except self.transient_errors as exc:
+                self._outputs_lost("transient_error")
                 metrics.TRANSIENT_RETRIES.labels(self.service).inc()
                 logger.warning(
                     "transient error; retrying batch",
@@ -536,6 +539,13 @@ class StageRunner:
         # timeout, stage after stage (measured: 3 x 15 s before the first alert). Nothing is in
         # flight between batches, so the next batch starts on a fresh producer.
         self._producer_fatal.set()
+        # What was delivered before the restart may be gone with the broker's records.
+        self._outputs_lost("partitions_lost")
+
+    def _outputs_lost(self, reason: str) -> None:
+        """Tell a stage that remembers what it sent (ResendingStage) to send it again."""
+        if isinstance(self.stage, ResendingStage):
+            self.stage.outputs_lost(reason)
 
     def _forget_lag(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -343,6 +343,10 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     )
     retry_backoff_initial_s: float = Field(0.2, gt=0, le=60)
     retry_backoff_max_s: float = Field(10.0, gt=0, le=600)
+    produce_timeout_s: float = Field(
+        15.0, ge=1, le=1200,
+        description="one write's wait for the broker (its acknowledgement, or a topic's metadata) before it counts as failed and is retried",
+    )
     shutdown_timeout_s: float = Field(30.0, gt=0, le=600)
     topic_wait_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the input topic")
     lag_report_interval_s: float = Field(5.0, gt=0, le=3600, description="how often the group's consumer lag is measured")

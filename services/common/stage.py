@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -38,3 +38,21 @@ class Output:
 # down (the batch is retried) and any other exception for a message it cannot handle (the
 # runner then isolates the failing message and dead-letters it).
 Stage = Callable[[Sequence[Message]], Iterable[Output]]
+
+
+# Why the runner calls ResendingStage.outputs_lost (metric label values).
+OUTPUTS_LOST_REASONS = ("stage_error", "transient_error", "rewind", "partitions_lost")
+
+
+@runtime_checkable
+class ResendingStage(Protocol):
+    """A stage that remembers what it sent and holds back what it thinks is already sent (detect's
+    track shots). The runner calls ``outputs_lost`` whenever outputs may not have reached the
+    broker, or may have been lost with it: a stage call failed and its outputs were discarded,
+    a batch was rewound after a failed produce, or the group forgot this consumer (what a broker
+    restart looks like). The stage must then send again what it would otherwise hold back, so a
+    fault never silently uses up the one chance a record had."""
+
+    def __call__(self, batch: Sequence[Message]) -> Iterable[Output]: ...
+
+    def outputs_lost(self, reason: str) -> None: ...

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 from services.common.service import run_service
 from services.common.settings import DetectSettings
 from services.face import FaceDetector, ImageLimits, QualityBounds
 from services.tracking import ShotPolicy, TrackerConfig, Tracks
 
-from .stage import DetectDeps, process
+from .stage import DetectDeps, DetectStage
 
 SERVICE = "detect"
 MODEL_BATCH = 8
@@ -42,7 +40,7 @@ def build(settings: DetectSettings):
         tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,
         shots=ShotPolicy(max_shots=settings.track_max_shots, margin=settings.track_shot_margin, refresh_ms=int(settings.track_refresh_s * 1000)),
     )
-    return functools.partial(process, deps=deps), [settings.input_topic]
+    return DetectStage(deps), [settings.input_topic]
 
 
 def main() -> int:

@@ -16,6 +16,11 @@ its track (random id, shot number, reason, quality). The rest are counted by ski
 (``lfr_shots_skipped_total``) and their pixels go no further. With tracking off, every accepted
 face is its own one-shot track (reason ``untracked``).
 
+Shots lost to a fault (:class:`DetectStage`): when the runner reports that outputs may not have
+reached the broker (a rewound batch, a failed stage call, the group forgetting this consumer when
+the broker restarts), every live track is reopened, so a person who stays in view is sent again
+instead of never being checked (counted in ``lfr_tracks_reopened_total``).
+
 Faces processed (services/detect/counts.py): every face the detector found in the frames it ran
 through is counted per deployment on lfr.counts.v1 (``counts_topic``), before the quality gate
 and shot selection; the transparency report sums those counts.
@@ -32,7 +37,7 @@ import cv2
 from prometheus_client import Counter, Gauge
 
 from services.common.errors import MessageError
-from services.common.stage import Message, Output
+from services.common.stage import OUTPUTS_LOST_REASONS, Message, Output
 from services.face import FaceDetector, ImageLimits, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
 from services.tracking import SHOT_REASONS, SKIP_REASONS, ShotPolicy, Tracks, shot_quality
@@ -49,10 +54,17 @@ FRAMES_PROCESSED = Counter("lfr_frames_processed_total", "Frames run through the
 SHOTS_SENT = Counter("lfr_shots_sent_total", "Accepted faces sent on to embed, by shot reason", ["reason"])
 SHOTS_SKIPPED = Counter("lfr_shots_skipped_total", "Accepted faces not sent to embed (policy best-shots/v1), by reason", ["reason"])
 TRACKS_LIVE = Gauge("lfr_tracks_live", "Face tracks held in memory by this detect process")
+TRACKS_REOPENED = Counter(
+    "lfr_tracks_reopened_total",
+    "Live tracks whose shot budget detect reopened because shots it sent may have been lost (ShotPolicy.reopen), by runner reason",
+    ["reason"],
+)
 for _reason in (*SHOT_REASONS, "untracked"):
     SHOTS_SENT.labels(_reason)
 for _reason in SKIP_REASONS:
     SHOTS_SKIPPED.labels(_reason)
+for _reason in OUTPUTS_LOST_REASONS:
+    TRACKS_REOPENED.labels(_reason)
 
 
 class FrameRejected(MessageError):
@@ -171,3 +183,23 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
     if deps.counts_topic:
         outputs += face_counts(looked_at, deps.counts_topic, now)
     return outputs
+
+
+class DetectStage:
+    """:func:`process` bound to its dependencies, reopening the tracks' shot budgets when the
+    runner says sent shots may have been lost (a ResendingStage)."""
+
+    def __init__(self, deps: DetectDeps) -> None:
+        self.deps = deps
+
+    def __call__(self, batch: Sequence[Message]) -> list[Output]:
+        return process(batch, self.deps)
+
+    def outputs_lost(self, reason: str) -> None:
+        if self.deps.tracks is None:
+            return
+        reopened = 0
+        for track in self.deps.tracks:
+            self.deps.shots.reopen(track)
+            reopened += 1
+        TRACKS_REOPENED.labels(reason).inc(reopened)

@@ -73,6 +73,7 @@ from . import metrics
 from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
 from .faust_fixes import DispatchApp, OrderedTableManager
 from .lag import LagProbe
+from .no_auto_create import disable_topic_auto_creation
 from .policy import ALERT_SCHEMA, MATCH_SCHEMA, POLICY, OpenAlert, decide, expired, table_key
 from .evidence import EvidenceSealer
 from .webhook import WebhookConfig, WebhookDeliveryError, deliver
@@ -180,6 +181,7 @@ class Dispatcher:
         self._event_time_ms: dict[int, int] = {}  # latest captured_at_ms seen per input partition
         # Set on SIGTERM/SIGINT (DispatchWorker): broker-write retries stop, the event stays unacked.
         self.stopping = threading.Event()
+        disable_topic_auto_creation()  # before faust builds its aiokafka clients (no_auto_create.py)
         self.app = DispatchApp(
             settings.group_id,
             broker=broker_urls(settings.kafka_bootstrap_servers),
@@ -192,6 +194,9 @@ class Dispatcher:
             consumer_max_fetch_size=MAX_RECORD_BYTES,
             producer_max_request_size=MAX_RECORD_BYTES,
             producer_acks=-1,
+            # faust's default waits 20 min; a write that fails sooner is retried under our policy
+            # (outputs forever, dead letters up to dead_letter_max_attempts).
+            producer_request_timeout=settings.produce_timeout_s,
             store=settings.table_store,
             datadir=str(datadir),
             topic_partitions=partitions,

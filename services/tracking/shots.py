@@ -11,6 +11,14 @@ change the outcome:
   (the budget and the best quality reset), so a person who lingers is re-checked; at most K
   shots per track per refresh window.
 
+- after a possible loss (``reopen``): a shot detect sent may never have reached the broker (its
+  batch was rewound after a failed produce) or may have died with it (the broker restarted and
+  lost its records, or the group forgot this consumer), and then a person in view would never be
+  checked, because the track believes its shots are spent. Detect's runner then reopens every
+  live track: the track's next acceptable face goes as ``first`` again (with the first shot's
+  longer stale budget downstream). A duplicate shot costs one embedding; the dispatcher folds a
+  second match into the person's open alert.
+
 Every other accepted face is skipped and counted by reason (``SKIP_REASONS``): ``not_better``
 (quality within the margin of the best so far) or ``track_budget`` (K already sent this window).
 
@@ -91,3 +99,11 @@ class ShotPolicy:
         track.best_quality = max(track.best_quality, quality)
         track.last_shot_ms = captured_at_ms
         return ShotDecision(True, reason, track.shots)
+
+    @staticmethod
+    def reopen(track: Track) -> None:
+        """Forget what ``track`` sent: its next acceptable face is a ``first`` shot again.
+        ``shots`` (the track's shot numbering) keeps counting."""
+        track.window_start_ms = -1
+        track.shots_in_window = 0
+        track.best_quality = 0.0

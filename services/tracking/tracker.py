@@ -31,7 +31,7 @@ State is memory only: ids, boxes, landmarks, times and shot bookkeeping; never p
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,3 +183,8 @@ class Tracks:
 
     def live_tracks(self) -> int:
         return sum(len(t.tracks) for t in self.cameras.values())
+
+    def __iter__(self) -> Iterator[Track]:
+        """Every live track of every camera."""
+        for tracker in self.cameras.values():
+            yield from tracker.tracks.values()

@@ -16,8 +16,9 @@ alert event (any revision) names its person and carries evidence from one of its
 Per scenario (a fault at ``fault_at``):
 - ``recovery_s``: from the fault to the arrival of the first alert whose evidence was captured
   after the fault (the pipeline works end to end again), or None;
-- ``lost_alerts``: walks of watchlisted people that entered the scene after recovery, stayed in
-  view at least VIEW_AFTER_S and finished before the scenario's window closed, without an alert;
+- ``lost_alerts``: walks of watchlisted people still in view at least VIEW_AFTER_S after
+  recovery (whenever they entered) that finished before the scenario's window closed, without an
+  alert;
   ``lost_unmatched``: those of them the matcher never matched either (lfr.matches.v1);
 - ``duplicate_alerts``: alert events in the scenario's window whose ce_id was seen before;
 - ``dead_lettered`` / ``missing_dead_letters``: poison records dead-lettered, with a reason, by
@@ -297,9 +298,10 @@ class CrowdRun:
         owed, lost = [], []
         if recovered is not None:
             for walk in self.walks():
-                # Walks that entered after recovery: detect sends a track's few shots early in
-                # the walk, so one that entered during an outage may have spent them there.
-                if (walk.identity in watchlisted and walk.first_ms >= recovered * 1000
+                # Every walk still in view VIEW_AFTER_S after recovery, whenever it entered: one
+                # that entered during the outage may have spent its shots there, and detect must
+                # send it again (a rewound batch or a lost group reopens its tracks).
+                if (walk.identity in watchlisted
                         and walk.last_ms >= recovered * 1000 + VIEW_AFTER_S * 1000
                         and walk.last_ms <= (window_end - SETTLE_S) * 1000):
                     owed.append(walk)

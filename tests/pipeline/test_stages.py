@@ -226,3 +226,29 @@ def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scen
     deps = EmbedDeps(embedder=embedder, latency_budget_ms=1_000, first_shot_budget_ms=4_000)
     outputs = embed([late("first", 2_500), late("better", 2_500), late("first", 9_000)], deps)
     assert [o.data["face"]["track"]["reason"] for o in outputs] == ["first"]
+
+
+def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, face_engine):
+    """The runner rewound detect's batch (its produce failed): re-processing the same frames must
+    send the person again, not hold them back as already sent (#14: a walker who entered during a
+    broker outage stayed unalerted after recovery)."""
+    from services.detect.stage import DetectStage
+    from services.tracking import ShotPolicy, Tracks
+
+    stage = DetectStage(DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000,
+                                   superseded_after_ms=600_000, tracks=Tracks(), shots=ShotPolicy(max_shots=3, margin=0.25, refresh_ms=60_000)))
+    base = int(time.time() * 1000) - 30_000
+    messages = [frame_message(scene.render(seq)[0], seq, captured_at_ms=base + seq * 100) for seq in range(20, 28, 2)]
+    first = stage(messages)
+    tracks = {o.data["track"]["id"] for o in first}
+    assert tracks and stage(messages) == []  # the same frames again: every shot already sent
+    reopened_before = REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": "rewind"}) or 0
+    stage.outputs_lost("rewind")
+    again = stage(messages)
+    assert {o.data["track"]["id"] for o in again} == tracks
+    for track in tracks:
+        before = [o.data["track"] for o in first if o.data["track"]["id"] == track]
+        resent = [o.data["track"] for o in again if o.data["track"]["id"] == track]
+        # A first shot again (the longer stale budget downstream); the numbering goes on.
+        assert resent[0]["reason"] == "first" and resent[0]["shot"] == before[-1]["shot"] + 1
+    assert (REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": "rewind"}) or 0) - reopened_before >= len(tracks)
