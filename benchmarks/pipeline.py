@@ -44,13 +44,13 @@ import numpy as np
 from confluent_kafka import Producer
 
 from services.common.envelope import decode, encode
+from services.common.settings import DeploymentSettings, MatchThresholdSettings, load_settings
 from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
 from services.demo.deployment import open_deployment
 from services.demo.hops import by_hop, percentiles
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
-from services.common.settings import DeploymentSettings, MatchThresholdSettings, load_settings
 from services.demo.score import MIN_RECOGNISABLE_WIDTH, _iou
 from services.deployments.admin import load_calibration
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
