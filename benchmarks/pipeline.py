@@ -4,8 +4,11 @@ against a one-process baseline that does the same work, on the same seeded frame
     python benchmarks/pipeline.py [--cameras 4] [--seconds 30] [--out FILE] [--smoke]
 
 In one run (about 10 minutes on 2 cores):
-(b) baselines: one process looping over the frames with the services' own functions (decode,
-    detect, track + shot selection, align, quality, embed, match), tracking on and off;
+(b) baselines: one process on one core looping over the frames with the services' own functions
+    (decode, detect, track + shot selection, align, quality, embed, match), each as fast as it can
+    for the same time on the same frames: tracking on, tracking off, and the original engine
+    (tracking off and SFace as converted before the PRelu rewrite: the engine when issue #17 was
+    filed); per-walker recall and false matches scored against the ground truth like (a);
 (a) pipeline at saturation, tracking on and off: embedded broker, ingest/detect/embed/matcher/
     dispatch as processes, cameras as `folder:` sources offered faster than the baseline runs;
     frames/s and faces/s from detect's own counters (scraped /metrics), embeddings per walker,
@@ -33,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -40,6 +44,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from services.common.envelope import decode, encode
+from services.common.settings import DeploymentSettings, MatchThresholdSettings, load_settings
 from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
 from services.demo.deployment import open_deployment
@@ -47,12 +52,14 @@ from services.demo.hops import by_hop, percentiles
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
 from services.demo.score import MIN_RECOGNISABLE_WIDTH, _iou
+from services.deployments.admin import load_calibration
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
 from services.ingest.cameras import CameraConfig, save_cameras
 from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 from services.tracking import ShotPolicy, Tracks, shot_quality
 from services.watchlist.enrol import Enroller
-from services.watchlist.index import WatchlistIndex, connect
+from services.watchlist.index import Candidate, WatchlistIndex, connect
+from services.watchlist.thresholds import Thresholds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENE_STEP = 3  # every third frame of a 10 fps scene: people move visibly between frames
@@ -107,15 +114,63 @@ class Truth:
         best = max(candidates, key=lambda t: _iou(t["box"], face["box"]), default=None)
         return best if best is not None and _iou(best["box"], face["box"]) > 0.2 else None
 
+    def walkers(self, frames: Iterable[tuple[str, int, int]], in_window: Callable[[int], bool]) -> tuple[set, dict]:
+        """(walker occurrences all of whose frames fell in the window, the ones recall counts among
+        them: watchlisted, at least MIN_RECOGNISABLE_WIDTH px, as occurrence -> identity).
+
+        ``frames`` holds (camera_id, seq, time) of every frame shown, in the window or not.
+        """
+        frames_of: dict[tuple, list[int]] = defaultdict(list)
+        for camera_id, seq, at in frames:
+            for face in self.faces(camera_id, seq):
+                frames_of[(self.occurrence(camera_id, seq, face["walker"]), face["identity"], face["face_width"])].append(at)
+        complete = [key for key, times in frames_of.items() if all(map(in_window, times))]
+        shown = {occ: identity for occ, identity, width in complete if identity in self.watchlisted and width >= MIN_RECOGNISABLE_WIDTH}
+        return {occ for occ, _, _ in complete}, shown
+
+    def score_matches(self, matches: Iterable[dict]) -> tuple[set, int]:
+        """(walker occurrences a match named on one of their frames, matches naming someone who is
+        not the face). A match is ``{"subject_id", "face": {"frame": {"camera_id", "seq"}, "box"}}``."""
+        found, false_matches = set(), 0
+        for match in matches:
+            face = match["face"]
+            true_face = self.identify(face)
+            if true_face is None or true_face["identity"] != match["subject_id"]:
+                false_matches += 1
+                continue
+            found.add(self.occurrence(face["frame"]["camera_id"], face["frame"]["seq"], true_face["walker"]))
+        return found, false_matches
+
+
+def walker_recall(found: set, shown: dict) -> float | None:
+    return round(len(found & set(shown)) / len(shown), 3) if shown else None
+
+
+def operating_threshold() -> Callable[[Candidate], float]:
+    """The threshold the pipeline runs' matcher applies to a candidate: its category's (matcher
+    settings) floored at the deployment's, which open_deployment authorises at the calibrated floor."""
+    settings = load_settings(MatchThresholdSettings)
+    thresholds = Thresholds.parse(settings.match_threshold_default, settings.match_thresholds)
+    floor = load_calibration(load_settings(DeploymentSettings)).floor()
+    return lambda candidate: max(thresholds.for_category(candidate.category), floor)
+
+
+def best_match(candidates: list[Candidate], threshold: Callable[[Candidate], float]) -> Candidate | None:
+    """The matcher's rule (services/matcher/stage.py): the best candidate at or above its threshold."""
+    return next((c for c in candidates if c.score >= threshold(c)), None)
+
 
 # -- (b) baseline ----------------------------------------------------------------------------------
 
 
-def baseline(folders: list[Path], detector: FaceDetector, embedder: FaceEmbedder, index: WatchlistIndex, tracking: bool, seconds: float) -> dict:
-    """One process, same functions, cameras interleaved frame by frame, for at most ``seconds``."""
+def baseline(folders: list[Path], detector: FaceDetector, embedder: FaceEmbedder, index: WatchlistIndex, tracking: bool, seconds: float,
+             truth: Truth, threshold: Callable[[Candidate], float]) -> dict:
+    """One process, same functions, cameras interleaved frame by frame, for at most ``seconds``;
+    matches scored against the truth afterwards (outside the timed loop)."""
     paths = [sorted(folder.iterdir()) for folder in folders]
     tracks = Tracks() if tracking else None
     policy = ShotPolicy()
+    matches: list[dict] = []
     frames = faces = embeddings = 0
     infer_s = 0.0
     load = load_average()
@@ -129,7 +184,7 @@ def baseline(folders: list[Path], detector: FaceDetector, embedder: FaceEmbedder
             infer_s += time.perf_counter() - t0
             captured = seq * SCENE_MS
             tracked = tracks.camera(f"bench-{cam}", 0).update(captured, [d.box for d in detections], [d.landmarks for d in detections]) if tracks else None
-            chips = []
+            chips, boxes = [], []
             for i, face in enumerate(detections):
                 chip = align_face(image, face.landmarks)
                 report = assess_quality(face, chip, LIVE_BOUNDS)
@@ -139,19 +194,60 @@ def baseline(folders: list[Path], detector: FaceDetector, embedder: FaceEmbedder
                 if tracked is not None and not policy.decide(tracked[i], shot_quality(report.score, report.inter_ocular, report.yaw, report.blur, face.box, (image.shape[1], image.shape[0])), captured).send:
                     continue
                 chips.append(chip)
+                boxes.append(face.box)
             if chips:
                 t0 = time.perf_counter()
                 vectors = embedder.embed(np.stack(chips))
                 infer_s += time.perf_counter() - t0
-                index.search(vectors, [DEPLOYMENT] * len(chips), int(time.time() * 1000), limit=3)
+                results = index.search(vectors, [DEPLOYMENT] * len(chips), int(time.time() * 1000), limit=3)
                 embeddings += len(chips)
+                for box, candidates in zip(boxes, results, strict=True):
+                    if (match := best_match(candidates, threshold)) is not None:
+                        matches.append({"subject_id": match.subject_id,
+                                        "face": {"frame": {"camera_id": f"bench-{cam}", "seq": seq}, "box": [float(v) for v in box]}})
             frames += 1
         seq += 1
     elapsed = time.perf_counter() - started
+    # Walkers counted as in the pipeline runs: the window is the frames processed (seq < the
+    # last seq + 1 on every camera); a walk still under way at the end (later frames of the same
+    # pass through the folder) is not counted.
+    pass_end = -(-seq // truth.frames) * truth.frames
+    shown_frames = [(f"bench-{cam}", s, s) for cam in range(len(folders)) for s in range(pass_end)]
+    walkers, shown = truth.walkers(shown_frames, lambda s: s < seq)
+    found, false_matches = truth.score_matches(matches)
     return {"tracking": tracking, "frames": frames, "faces": faces, "embeddings": embeddings, "seconds": round(elapsed, 2),
             "frames_per_s": round(frames / elapsed, 2), "faces_per_s": round(faces / elapsed, 2),
             "embeddings_per_s": round(embeddings / elapsed, 2), "inference_share": round(infer_s / elapsed, 3),
-            "load_average_1m": load}
+            "walkers": len(walkers), "walker_recall": walker_recall(found, shown), "watchlisted_walkers_shown": len(shown),
+            "matches": len(matches), "false_matches": false_matches,
+            "load_average_1m": load, "_scored": (found, shown)}  # main() compares runs on common walkers, then drops it
+
+
+def recall_on_common_walkers(runs: list[dict]) -> None:
+    """Each baseline's recall over the walkers every baseline showed in full. Each run starts at
+    frame 0, so a slower run's walkers are the first of a faster one's: this compares the runs on
+    the same walkers (each run's own ``walker_recall`` counts all of its own)."""
+    scored = [run.pop("_scored") for run in runs]
+    common = set.intersection(*(set(shown) for _, shown in scored))
+    for run, (found, _) in zip(runs, scored, strict=True):
+        run["walker_recall_common"] = walker_recall(found, dict.fromkeys(common))
+        run["watchlisted_walkers_common"] = len(common)
+
+
+def same_numbers(folders: list[Path], detector: FaceDetector, engine: FaceEmbedder, original: FaceEmbedder, wanted: int = 16) -> dict:
+    """Both SFace graphs on the same chips (the first frames' faces), batched and one at a time:
+    the engine comparison is only fair if they compute the same embeddings."""
+    chips = []
+    for path in (p for seq in range(4) for folder in folders for p in sorted(folder.iterdir())[seq:seq + 1]):
+        image = decode_image(path.read_bytes())
+        chips += [align_face(image, d.landmarks) for d in detector.detect(image)]
+    chips = chips[:wanted]
+    if not chips:
+        return {"chips": 0, "max_abs_diff": None, "identical": None}
+    batch = np.stack(chips)
+    diffs = [np.abs(engine.embed(batch) - original.embed(batch)).max()]
+    diffs += [np.abs(engine.embed(batch[i:i + 1]) - original.embed(batch[i:i + 1])).max() for i in range(len(chips))]
+    return {"chips": len(chips), "max_abs_diff": float(max(diffs)), "identical": bool(max(diffs) == 0.0)}
 
 
 # -- process measurements --------------------------------------------------------------------------
@@ -272,21 +368,8 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
     in_window = lambda captured: window_start_ms <= captured < window_end_ms  # noqa: E731
     # Walker occurrences the cameras showed inside the window (all their frames in it; at least
     # 64 px; watchlisted), and which of them a match found.
-    frames_of: dict[tuple, list[int]] = defaultdict(list)
-    for f in frames_meta:
-        for face in truth.faces(f["camera_id"], f["seq"]):
-            frames_of[(truth.occurrence(f["camera_id"], f["seq"], face["walker"]), face["identity"], face["face_width"])].append(f["captured_at_ms"])
-    shown = {occ: identity for (occ, identity, width), times in frames_of.items()
-             if identity in truth.watchlisted and width >= MIN_RECOGNISABLE_WIDTH and all(map(in_window, times))}
-    walkers_in_window = {occ for (occ, _, _), times in frames_of.items() if all(map(in_window, times))}
-    found, false_matches = set(), 0
-    for match in matches:
-        face = match["face"]
-        true_face = truth.identify(face)
-        if true_face is None or true_face["identity"] != match["subject_id"]:
-            false_matches += 1
-            continue
-        found.add(truth.occurrence(face["frame"]["camera_id"], face["frame"]["seq"], true_face["walker"]))
+    walkers_in_window, shown = truth.walkers(((f["camera_id"], f["seq"], f["captured_at_ms"]) for f in frames_meta), in_window)
+    found, false_matches = truth.score_matches(matches)
     latest: dict[str, dict] = {}
     for alert in alerts:
         if alert["alert_id"] not in latest or alert["revision"] >= latest[alert["alert_id"]]["revision"]:
@@ -305,7 +388,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
         "embeddings_per_s": round(len(window_embeddings) / elapsed, 2),
         "embeddings_per_walker": round(len(window_embeddings) / max(len(walkers_in_window), 1), 2),
         "walkers": len(walkers_in_window),
-        "walker_recall": round(len(found & set(shown)) / len(shown), 3) if shown else None,
+        "walker_recall": walker_recall(found, shown),
         "watchlisted_walkers_shown": len(shown),
         "false_alerts": false_alerts, "false_matches": false_matches, "alerts": len(latest), "alert_events": len(alerts),
         "capture_to_alert_ms": percentiles([a["capture_to_alert_ms"] for a in window_alerts]),
@@ -410,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     detector, embedder = FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)
+    # The engine when issue #17 was filed embedded with this graph (bit-identical numbers, slower).
+    original_embedder = FaceEmbedder(intra_op_threads=1, rewrite_prelu=False)
     cast = choose_cast(data_dir, detector, embedder, watchlisted=4, strangers=12, seed=args.seed, deployment=DEPLOYMENT)
     scratch = Path(tempfile.mkdtemp(prefix="lfr-bench-"))
     try:
@@ -420,8 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         index.ensure_collection()
         enroller = Enroller(detector, embedder)
         index.add_new(enroller.build(enrolment_request(n, p, DEPLOYMENT), int(time.time() * 1000)) for n, p in cast.watchlist)
-        base_on = baseline(folders, detector, embedder, index, True, args.baseline_seconds)
-        base_off = baseline(folders, detector, embedder, index, False, args.baseline_seconds)
+        threshold = operating_threshold()
+        base_on = baseline(folders, detector, embedder, index, True, args.baseline_seconds, truth, threshold)
+        base_off = baseline(folders, detector, embedder, index, False, args.baseline_seconds, truth, threshold)
+        base_original = baseline(folders, detector, original_embedder, index, False, args.baseline_seconds, truth, threshold)
+        base_original["engine"] = "tracking off, SFace converted without the PRelu rewrite (the engine when #17 was filed)"
+        base_original["same_numbers_as_rewritten_sface"] = same_numbers(folders, detector, embedder, original_embedder)
+        recall_on_common_walkers([base_on, base_off, base_original])
         # Saturation: offer 2.5x what the one-process baseline sustains on one core (the pipeline
         # has two, and tracking makes frames cheap); the stale policies shed the excess.
         offered = {on: min(60.0, round(2.5 * b["frames_per_s"] / args.cameras, 2)) for on, b in ((True, base_on), (False, base_off))}  # cameras take 60 fps at most
@@ -442,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                      "scene_ms_between_frames": SCENE_MS, "watchlist": len(cast.watchlist), "cast": len(cast.walkers) + len(cast.strangers)},
         "baseline": base_on,
         "baseline_tracking_off": base_off,
+        "baseline_original_engine": base_original,
         "tracking_on": sat_on,
         "tracking_off": sat_off,
         "pipeline_saturated": sat_on,
@@ -449,9 +540,15 @@ def main(argv: list[str] | None = None) -> int:
         "scale_out": {"one_replica_one_core": one, "two_replicas_pinned": two},
         "ratios": {
             "pipeline_over_baseline_faces_per_s": ratio(sat_on["faces_per_s"], base_on["faces_per_s"]),
-            "tracking_on_over_off_frames_per_s": ratio(sat_on["frames_per_s"], sat_off["frames_per_s"]),
-            "tracking_on_over_off_frames_per_s_per_core": ratio(sat_on["frames_per_s_per_core_used"], sat_off["frames_per_s_per_core_used"]),
+            # Like for like: one process on one core each, as fast as it can, same frames, same time.
+            "tracking_on_over_off_frames_per_s": ratio(base_on["frames_per_s"], base_off["frames_per_s"]),
             "baseline_tracking_on_over_off_frames_per_s": ratio(base_on["frames_per_s"], base_off["frames_per_s"]),
+            # Today's engine (tracking, rewritten SFace) over the engine when #17 was filed, one core each.
+            "engine_over_original_frames_per_s": ratio(base_on["frames_per_s"], base_original["frames_per_s"]),
+            # The pipeline runs were offered different frame rates (2.5x their own baseline): says little.
+            "pipeline_tracking_on_over_off_frames_per_s": ratio(sat_on["frames_per_s"], sat_off["frames_per_s"]),
+            "pipeline_tracking_on_over_off_frames_per_s_per_core": ratio(sat_on["frames_per_s_per_core_used"], sat_off["frames_per_s_per_core_used"]),
+            "tracking_on_over_off_frames_per_s_per_core": ratio(sat_on["frames_per_s_per_core_used"], sat_off["frames_per_s_per_core_used"]),  # kept: = the pipeline_ key
             "two_pinned_replicas_over_one": ratio(two["frames_per_s"], one["frames_per_s"]),
             "two_pinned_replicas_over_one_per_cpu_second": ratio(two["frames_per_cpu_second"], one["frames_per_cpu_second"]),
         },
@@ -460,7 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     r = result["ratios"]
-    print(f"pipeline: tracking on {sat_on['frames_per_s']} frames/s vs off {sat_off['frames_per_s']} (x{r['tracking_on_over_off_frames_per_s']}), "
+    print(f"baseline (1 core): tracking on {base_on['frames_per_s']} frames/s vs off {base_off['frames_per_s']} (x{r['tracking_on_over_off_frames_per_s']}) "
+          f"vs original engine {base_original['frames_per_s']} (x{r['engine_over_original_frames_per_s']}), walker recall "
+          f"{base_on['walker_recall']}/{base_off['walker_recall']}/{base_original['walker_recall']}, false matches "
+          f"{base_on['false_matches']}/{base_off['false_matches']}/{base_original['false_matches']}; "
+          f"pipeline: tracking on {sat_on['frames_per_s']} frames/s vs off {sat_off['frames_per_s']} (x{r['pipeline_tracking_on_over_off_frames_per_s']}), "
           f"recall {sat_on['walker_recall']} vs {sat_off['walker_recall']}, false alerts {sat_on['false_alerts']}/{sat_off['false_alerts']}; "
           f"pipeline/baseline faces/s {r['pipeline_over_baseline_faces_per_s']}; half load capture-to-alert p50/p99 "
           f"{half['capture_to_alert_ms']['p50']}/{half['capture_to_alert_ms']['p99']} ms; 2 pinned replicas x{r['two_pinned_replicas_over_one']}; "

@@ -40,7 +40,15 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
     assert result["tracking_on"]["false_alerts"] >= 0 and "walker_recall" in result["tracking_on"]
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
-    assert {"pipeline_over_baseline_faces_per_s", "tracking_on_over_off_frames_per_s", "two_pinned_replicas_over_one"} <= set(result["ratios"])
+    assert {"pipeline_over_baseline_faces_per_s", "tracking_on_over_off_frames_per_s", "two_pinned_replicas_over_one",
+            "engine_over_original_frames_per_s", "pipeline_tracking_on_over_off_frames_per_s"} <= set(result["ratios"])
+    # The like-for-like ratio is the one-process baselines' (one core each, same frames and time).
+    assert result["ratios"]["tracking_on_over_off_frames_per_s"] == result["ratios"]["baseline_tracking_on_over_off_frames_per_s"]
+    for run in ("baseline", "baseline_tracking_off", "baseline_original_engine"):
+        assert result[run]["frames_per_s"] > 0 and result[run]["false_matches"] >= 0 and "walker_recall" in result[run], run
+    # The original engine's SFace graph computes the same embeddings as today's (the PRelu rewrite is exact).
+    same = result["baseline_original_engine"]["same_numbers_as_rewritten_sface"]
+    assert same["chips"] > 0 and same["max_abs_diff"] == 0.0
 
 
 def test_demo_replay_smoke(tmp_path, lfw_dir):

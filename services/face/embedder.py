@@ -61,6 +61,9 @@ class FaceEmbedder:
 
     ``flip_augment`` averages the embeddings of each chip and its mirror image (then
     re-normalises); ``max_batch`` bounds chips per onnxruntime call (a flipped pair counts as two).
+    ``rewrite_prelu=False`` runs SFace as converted before the PRelu rewrite (converter version 2):
+    bit-identical embeddings, about twice the time; only benchmarks want it. The identity is the
+    same either way (same shipped model, same numbers), so both search the same watchlist.
     """
 
     def __init__(
@@ -72,12 +75,13 @@ class FaceEmbedder:
         allow_spinning: bool = False,
         cache_dir: Path | str | None = None,
         source: Path | str | None = None,
+        rewrite_prelu: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.flip_augment = bool(flip_augment)
         self.max_batch = int(max_batch)
-        prepared = prepare_model(SFACE, cache_dir=cache_dir, source=source)
+        prepared = prepare_model(SFACE, cache_dir=cache_dir, source=source, rewrite_prelu=rewrite_prelu)
         self._identity = prepared.identity
         self._session = create_session(
             prepared.path, intra_op_threads=intra_op_threads, allow_spinning=allow_spinning

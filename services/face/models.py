@@ -146,16 +146,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_path(spec: ModelSpec, cache_dir: Path) -> Path:
-    """Cache file name: model name, source digest prefix and converter version."""
-    return cache_dir / ("%s-%s-v%d.onnx" % (spec.name, spec.sha256[:16], CONVERTER_VERSION))
+#: Cache-name suffix of a conversion without the PRelu rewrite (the graph as converted before
+#: converter version 2); benchmarks compare against it. Same source digest, so the name must differ.
+ORIGINAL_GRAPH_SUFFIX = "-no-prelu-rewrite"
+
+
+def cache_path(spec: ModelSpec, cache_dir: Path, *, rewrite_prelu: bool = True) -> Path:
+    """Cache file name: model name, source digest prefix, converter version (and the variant)."""
+    variant = "" if rewrite_prelu else ORIGINAL_GRAPH_SUFFIX
+    return cache_dir / ("%s-%s-v%d%s.onnx" % (spec.name, spec.sha256[:16], CONVERTER_VERSION, variant))
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _cache_entry_valid(path: Path, spec: ModelSpec) -> bool:
+def _cache_entry_valid(path: Path, spec: ModelSpec, rewrite_prelu: bool) -> bool:
     sidecar = _sidecar(path)
     if not path.is_file() or not sidecar.is_file():
         return False
@@ -164,6 +170,7 @@ def _cache_entry_valid(path: Path, spec: ModelSpec) -> bool:
         return (
             meta.get("source_sha256") == spec.sha256
             and meta.get("converter_version") == CONVERTER_VERSION
+            and meta.get("rewrite_prelu", True) == rewrite_prelu  # entries written before the flag: rewritten
             and meta.get("converted_sha256") == sha256_file(path)
         )
     except (OSError, ValueError, AttributeError):
@@ -192,11 +199,13 @@ def prepare_model(
     *,
     cache_dir: Path | str | None = None,
     source: Path | str | None = None,
+    rewrite_prelu: bool = True,
 ) -> PreparedModel:
     """Verify the shipped file, then return the cached conversion, converting if needed.
 
     ``source`` overrides the shipped location (tests, air-gapped mirrors); it must still match
-    the pinned digest. Raises ModelNotFoundError, ModelHashMismatchError or
+    the pinned digest. ``rewrite_prelu=False`` gives the graph as converted before the PRelu
+    rewrite (same numbers, slower; cached under its own name), for benchmarks. Raises ModelNotFoundError, ModelHashMismatchError or
     ModelConversionError, each naming the file.
     """
     global _conversions
@@ -212,9 +221,9 @@ def prepare_model(
     identity = ModelIdentity(spec.name, spec.sha256)
 
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = cache_path(spec, directory)
+    target = cache_path(spec, directory, rewrite_prelu=rewrite_prelu)
     with _lock:
-        if _cache_entry_valid(target, spec):
+        if _cache_entry_valid(target, spec, rewrite_prelu):
             logger.debug("model %s: using cached conversion %s", identity, target)
             return PreparedModel(identity, target, src, converted_now=False)
         if target.exists():
@@ -222,7 +231,7 @@ def prepare_model(
 
         try:
             model = onnx.load(str(src))
-            converted, report = convert_model(model)
+            converted, report = convert_model(model, rewrite_prelu=rewrite_prelu)
             data = converted.SerializeToString()
         except ModelConversionError as exc:
             raise ModelConversionError("model %s: converting %s failed: %s" % (spec.name, src, exc)) from exc
@@ -239,6 +248,7 @@ def prepare_model(
                 "source_sha256": spec.sha256,
                 "converted_sha256": hashlib.sha256(data).hexdigest(),
                 "converter_version": CONVERTER_VERSION,
+                "rewrite_prelu": rewrite_prelu,
             }
             _atomic_write(_sidecar(target), (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
         except OSError as exc:

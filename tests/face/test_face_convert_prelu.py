@@ -114,3 +114,19 @@ def test_prelu_feeding_anything_but_conv_is_left_alone() -> None:
     model = _prelu_model(np.array([0.1, 0.2], dtype=np.float32), "Sigmoid")
     assert rewrite_prelu_for_nchwc(model.graph) == 0
     assert [n.op_type for n in model.graph.node] == ["PRelu", "Sigmoid"]
+
+
+def test_graph_before_the_rewrite_is_cached_apart_from_the_rewritten_one(tmp_path: Path) -> None:
+    """Benchmarks embed with the graph as converted before the rewrite (FaceEmbedder(rewrite_prelu=False)).
+
+    Both conversions come from the same source digest: neither may be served for the other.
+    """
+    assert cache_path(SFACE, tmp_path, rewrite_prelu=False) != cache_path(SFACE, tmp_path)
+    original = prepare_model(SFACE, cache_dir=tmp_path, rewrite_prelu=False)
+    rewritten = prepare_model(SFACE, cache_dir=tmp_path)
+    assert original.path != rewritten.path and rewritten.converted_now
+    assert original.identity == rewritten.identity  # same model, same numbers: same watchlist space
+    assert sum(n.op_type == "PRelu" for n in onnx.load(str(original.path)).graph.node) == 27
+    assert sum(n.op_type == "PRelu" for n in onnx.load(str(rewritten.path)).graph.node) == 1
+    again = prepare_model(SFACE, cache_dir=tmp_path, rewrite_prelu=False)
+    assert again.path == original.path and not again.converted_now
