@@ -19,7 +19,9 @@ Per scenario (a fault at ``fault_at``):
 - ``lost_alerts``: walks of watchlisted people still in view at least VIEW_AFTER_S after
   recovery (whenever they entered) that finished before the scenario's window closed, without an
   alert;
-  ``lost_unmatched``: those of them the matcher never matched either (lfr.matches.v1);
+  ``lost_unmatched``: those of them the matcher never matched either (lfr.matches.v1), and
+  ``lost_never_embedded``: those of which no face was ever embedded (lfr.embeddings.v1: the
+  walk was dropped or lost upstream, not scored below the threshold);
 - ``duplicate_alerts``: alert events in the scenario's window whose ce_id was seen before;
 - ``dead_lettered`` / ``missing_dead_letters``: poison records dead-lettered, with a reason, by
   every service that reads their topic, and the ones that were not;
@@ -49,6 +51,7 @@ from services.demo.cast import Cast, choose_cast
 from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
 from services.demo.run import CAMERA, DEPLOYMENT, DemoOptions, crowd_camera, enrol
+from services.demo.score import _iou
 from services.ingest.cameras import save_cameras
 from tests.kafka_helpers import unique, wait_until
 
@@ -57,6 +60,7 @@ logger = logging.getLogger(__name__)
 ALERTS_TOPIC = DispatchSettings.model_fields["output_topic"].default
 DLQ_TOPIC = "lfr.dlq.v1"
 MATCHES_TOPIC = "lfr.matches.v1"
+EMBEDDINGS_TOPIC = "lfr.embeddings.v1"
 SERVICES = ("ingest", "detect", "embed", "matcher", "dispatch")
 STAGES = SERVICES[1:]
 # Who reads each topic, so who must dead-letter a poison record on it.
@@ -90,6 +94,7 @@ class Walk:
     first_ms: int
     last_ms: int
     frames: set[tuple[int, int]] = field(default_factory=set)  # (seq, captured_at_ms)
+    boxes: dict[tuple[int, int], list[float]] = field(default_factory=dict)  # (seq, captured_at_ms) -> face box
 
 
 @dataclass
@@ -123,6 +128,8 @@ class CrowdRun:
         self.alerts: list[tuple[float, str, dict]] = []  # (arrived at, wall clock s; ce_id; alert)
         self.dead: list[dict[str, str]] = []
         self.matched: set[tuple[str, int, int]] = set()  # (subject, frame seq, captured at) the matcher matched
+        # (frame seq, captured at) -> boxes of the faces embed embedded there (no vector is kept)
+        self.embedded: dict[tuple[int, int], list[list[float]]] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -211,7 +218,7 @@ class CrowdRun:
                     consumer = Consumer({"bootstrap.servers": self.pipeline.bootstrap, "group.id": unique("obs"),
                                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
                     metadata = consumer.list_topics(timeout=5).topics
-                    consumer.assign([TopicPartition(t, p, 0) for t in (ALERTS_TOPIC, DLQ_TOPIC, MATCHES_TOPIC)
+                    consumer.assign([TopicPartition(t, p, 0) for t in (ALERTS_TOPIC, DLQ_TOPIC, MATCHES_TOPIC, EMBEDDINGS_TOPIC)
                                      for p in metadata[t].partitions])
                 for message in consumer.consume(200, 0.2):
                     if message.error() is not None:
@@ -245,6 +252,9 @@ class CrowdRun:
             elif message.topic() == MATCHES_TOPIC:
                 frame = data["face"]["frame"]
                 self.matched.add((data["subject_id"], frame["seq"], frame["captured_at_ms"]))
+            elif message.topic() == EMBEDDINGS_TOPIC:
+                frame = data["face"]["frame"]
+                self.embedded.setdefault((frame["seq"], frame["captured_at_ms"]), []).append(list(data["face"]["box"]))
             else:
                 self.dead.append(headers)
 
@@ -264,7 +274,13 @@ class CrowdRun:
                     walks.append(walk)
                 walk.last_ms = frame["captured_at_ms"]
                 walk.frames.add((frame["seq"], frame["captured_at_ms"]))
+                walk.boxes[(frame["seq"], frame["captured_at_ms"])] = face["box"]
         return walks
+
+    def was_embedded(self, walk: Walk) -> bool:
+        """Some face of ``walk`` reached lfr.embeddings.v1 (a box on one of its frames over its own)."""
+        with self._lock:
+            return any(_iou(box, walk.boxes[frame]) > 0.2 for frame in walk.frames for box in self.embedded.get(frame, ()))
 
     def watchlisted(self) -> set[str]:
         return {name for name, _photo in self.cast.watchlist}
@@ -312,6 +328,7 @@ class CrowdRun:
         # A lost walk the matcher never matched: no face of it scored over the threshold (the
         # model's miss on that walk), or it was dropped upstream; one it matched was lost after.
         unmatched = [w for w in lost if not any((w.identity, seq, at) in matched for seq, at in w.frames)]
+        never_embedded = [w for w in unmatched if not self.was_embedded(w)]
         wanted = {(i.topic, i.partition, i.offset, service) for i in injected for service in READERS[i.topic]}
         got = {(d.get("lfr_dlq_topic"), int(d.get("lfr_dlq_partition", -1)), int(d.get("lfr_dlq_offset", -1)), d.get("lfr_dlq_service"))
                for d in dead if d.get("lfr_dlq_reason")}
@@ -333,6 +350,7 @@ class CrowdRun:
             "walks_owed_alerts": len(owed),
             "lost_walks": [f"{w.identity} ({w.face_width} px, {(w.last_ms - w.first_ms) / 1000:.1f} s in view)" for w in lost],
             "lost_unmatched": len(unmatched),
+            "lost_never_embedded": len(never_embedded),
             "alerts": len(alerts) - alerts_before,
             "alerted_after_fault": dict(Counter(a["subject_id"] for _t, _ce, a in alerts[alerts_before:]
                                                 if a["face"]["frame"]["captured_at_ms"] > fault_at * 1000)),
