@@ -41,7 +41,9 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
     assert {"pipeline_over_baseline_faces_per_s", "tracking_on_over_off_frames_per_s", "two_pinned_replicas_over_one",
-            "engine_over_original_frames_per_s", "pipeline_tracking_on_over_off_frames_per_s"} <= set(result["ratios"])
+            "engine_over_original_frames_per_s", "pipeline_tracking_on_over_off_frames_per_s",
+            "pipeline_sustained_over_baseline_faces_per_s"} <= set(result["ratios"])
+    assert result["pipeline_sustained"]["tried"] and "frames_sent_per_s" in result["pipeline_sustained"]["tried"][0]
     # The like-for-like ratio is the one-process baselines' (one core each, same frames and time).
     assert result["ratios"]["tracking_on_over_off_frames_per_s"] == result["ratios"]["baseline_tracking_on_over_off_frames_per_s"]
     for run in ("baseline", "baseline_tracking_off", "baseline_original_engine"):
