@@ -266,6 +266,8 @@ class StageRunner:
             self._stop_fatal(exc)
             return
         self._store_offsets(records)
+        if isinstance(self.stage, ResendingStage):
+            self.stage.outputs_delivered()
         self.stall.progress()
 
     def _stop_fatal(self, exc: FatalError) -> None:

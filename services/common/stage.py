@@ -47,12 +47,16 @@ OUTPUTS_LOST_REASONS = ("stage_error", "transient_error", "rewind", "partitions_
 @runtime_checkable
 class ResendingStage(Protocol):
     """A stage that remembers what it sent and holds back what it thinks is already sent (detect's
-    track shots). The runner calls ``outputs_lost`` whenever outputs may not have reached the
-    broker, or may have been lost with it: a stage call failed and its outputs were discarded,
-    a batch was rewound after a failed produce, or the group forgot this consumer (what a broker
-    restart looks like). The stage must then send again what it would otherwise hold back, so a
-    fault never silently uses up the one chance a record had."""
+    track shots). The runner calls ``outputs_delivered`` once a batch's outputs are acknowledged,
+    and ``outputs_lost`` whenever outputs may not have reached the broker, or may have been lost
+    with it: a stage call failed and its outputs were discarded (``stage_error``,
+    ``transient_error``), a batch was rewound after a failed produce (``rewind``): the outputs
+    since the last delivery; or the group forgot this consumer (``partitions_lost``, what a broker
+    restart looks like): anything delivered may be gone too. The stage must then send again what
+    it would otherwise hold back, so a fault never silently uses up the one chance a record had."""
 
     def __call__(self, batch: Sequence[Message]) -> Iterable[Output]: ...
+
+    def outputs_delivered(self) -> None: ...
 
     def outputs_lost(self, reason: str) -> None: ...

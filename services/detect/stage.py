@@ -17,9 +17,10 @@ its track (random id, shot number, reason, quality). The rest are counted by ski
 face is its own one-shot track (reason ``untracked``).
 
 Shots lost to a fault (:class:`DetectStage`): when the runner reports that outputs may not have
-reached the broker (a rewound batch, a failed stage call, the group forgetting this consumer when
-the broker restarts), every live track is reopened, so a person who stays in view is sent again
-instead of never being checked (counted in ``lfr_tracks_reopened_total``).
+reached the broker (a rewound batch, a failed stage call), the tracks whose shots were lost are
+reopened, and every live track when the group forgot this consumer (a broker restart: what was
+delivered may be gone), so a person who stays in view is sent again instead of never being
+checked (counted in ``lfr_tracks_reopened_total``).
 
 Faces processed (services/detect/counts.py): every face the detector found in the frames it ran
 through is counted per deployment on lfr.counts.v1 (``counts_topic``), before the quality gate
@@ -41,6 +42,7 @@ from services.common.stage import OUTPUTS_LOST_REASONS, Message, Output
 from services.face import FaceDetector, ImageLimits, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
 from services.tracking import SHOT_REASONS, SKIP_REASONS, ShotPolicy, Tracks, shot_quality
+from services.tracking.tracker import Track
 
 from .counts import face_counts
 
@@ -186,20 +188,46 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
 
 
 class DetectStage:
-    """:func:`process` bound to its dependencies, reopening the tracks' shot budgets when the
-    runner says sent shots may have been lost (a ResendingStage)."""
+    """:func:`process` bound to its dependencies, a ResendingStage: it reopens the tracks whose
+    shots were lost, and only those, so a fault costs one extra shot per affected track.
+
+    Shots since the last delivered batch are unconfirmed. A call that raises discards its shots,
+    so their tracks are reopened at once (a corrupt frame is rejected before any track is
+    touched, so it reopens none). A rewind reopens the unconfirmed ones; a lost group reopens
+    every live track, since what was delivered may have died with the broker."""
 
     def __init__(self, deps: DetectDeps) -> None:
         self.deps = deps
+        self._unconfirmed: set[str] = set()  # track ids with a shot sent since the last delivery
 
     def __call__(self, batch: Sequence[Message]) -> list[Output]:
-        return process(batch, self.deps)
+        shots_before = {track.id: track.shots for track in self.deps.tracks} if self.deps.tracks is not None else {}
+        try:
+            outputs = process(batch, self.deps)
+        except BaseException:
+            self._reopen("stage_error", lambda track: track.shots != shots_before.get(track.id, 0))
+            raise
+        if self.deps.tracks is not None:
+            self._unconfirmed |= {o.data["track"]["id"] for o in outputs if o.schema == FACES_SCHEMA}
+        return outputs
+
+    def outputs_delivered(self) -> None:
+        self._unconfirmed.clear()
 
     def outputs_lost(self, reason: str) -> None:
+        if reason == "partitions_lost":
+            self._reopen(reason, lambda _track: True)
+        else:
+            unconfirmed = self._unconfirmed
+            self._reopen(reason, lambda track: track.id in unconfirmed)
+        self._unconfirmed = set()
+
+    def _reopen(self, reason: str, lost: Callable[[Track], bool]) -> None:
         if self.deps.tracks is None:
             return
         reopened = 0
         for track in self.deps.tracks:
-            self.deps.shots.reopen(track)
-            reopened += 1
+            if lost(track):
+                self.deps.shots.reopen(track)
+                reopened += 1
         TRACKS_REOPENED.labels(reason).inc(reopened)

@@ -14,8 +14,9 @@ change the outcome:
 - after a possible loss (``reopen``): a shot detect sent may never have reached the broker (its
   batch was rewound after a failed produce) or may have died with it (the broker restarted and
   lost its records, or the group forgot this consumer), and then a person in view would never be
-  checked, because the track believes its shots are spent. Detect's runner then reopens every
-  live track: the track's next acceptable face goes as ``first`` again (with the first shot's
+  checked, because the track believes its shots are spent. Detect then reopens the tracks
+  whose shots were lost (services/detect/stage.py, ``DetectStage``): each one's next acceptable
+  face goes as ``first`` again (with the first shot's
   longer stale budget downstream). A duplicate shot costs one embedding; the dispatcher folds a
   second match into the person's open alert.
 

@@ -231,9 +231,14 @@ def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scen
 def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, face_engine):
     """The runner rewound detect's batch (its produce failed): re-processing the same frames must
     send the person again, not hold them back as already sent (#14: a walker who entered during a
-    broker outage stayed unalerted after recovery)."""
+    broker outage stayed unalerted after recovery). Only lost shots are sent again: after a
+    delivery a rewind reopens nothing, a corrupt frame reopens nothing, and a lost group (the
+    broker restarted, delivered records may be gone) reopens every live track."""
     from services.detect.stage import DetectStage
     from services.tracking import ShotPolicy, Tracks
+
+    def reopened(reason: str) -> float:
+        return REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": reason}) or 0
 
     stage = DetectStage(DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000,
                                    superseded_after_ms=600_000, tracks=Tracks(), shots=ShotPolicy(max_shots=3, margin=0.25, refresh_ms=60_000)))
@@ -242,13 +247,24 @@ def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, fac
     first = stage(messages)
     tracks = {o.data["track"]["id"] for o in first}
     assert tracks and stage(messages) == []  # the same frames again: every shot already sent
-    reopened_before = REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": "rewind"}) or 0
+    before = reopened("rewind")
     stage.outputs_lost("rewind")
     again = stage(messages)
     assert {o.data["track"]["id"] for o in again} == tracks
     for track in tracks:
-        before = [o.data["track"] for o in first if o.data["track"]["id"] == track]
+        sent_before = [o.data["track"] for o in first if o.data["track"]["id"] == track]
         resent = [o.data["track"] for o in again if o.data["track"]["id"] == track]
         # A first shot again (the longer stale budget downstream); the numbering goes on.
-        assert resent[0]["reason"] == "first" and resent[0]["shot"] == before[-1]["shot"] + 1
-    assert (REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": "rewind"}) or 0) - reopened_before >= len(tracks)
+        assert resent[0]["reason"] == "first" and resent[0]["shot"] == sent_before[-1]["shot"] + 1
+    assert reopened("rewind") - before == len(tracks)
+
+    stage.outputs_delivered()
+    stage.outputs_lost("rewind")  # nothing unconfirmed: nothing to send again
+    assert stage(messages) == []
+    corrupt = frame_message(scene.render(30)[0], 30, captured_at_ms=base + 3_000, jpeg=b"\xff\xd8 not a jpeg")
+    before = reopened("stage_error")
+    with pytest.raises(FrameRejected):
+        stage([*messages, corrupt])
+    assert reopened("stage_error") == before and stage(messages) == []
+    stage.outputs_lost("partitions_lost")
+    assert {o.data["track"]["id"] for o in stage(messages)} == tracks
