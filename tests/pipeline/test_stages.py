@@ -231,9 +231,9 @@ def test_embed_keeps_a_late_first_shot_of_a_track_and_skips_its_later_shots(scen
 def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, face_engine):
     """The runner rewound detect's batch (its produce failed): re-processing the same frames must
     send the person again, not hold them back as already sent (#14: a walker who entered during a
-    broker outage stayed unalerted after recovery). Only lost shots are sent again: after a
-    delivery a rewind reopens nothing, a corrupt frame reopens nothing, and a lost group (the
-    broker restarted, delivered records may be gone) reopens every live track."""
+    broker outage stayed unalerted after recovery). A failed call reopens only what it lost: after
+    a delivery nothing, and a corrupt frame (rejected before tracking) nothing; a rewind or a
+    lost group (broker trouble: delivered records may be gone) reopens every live track."""
     from services.detect.stage import DetectStage
     from services.tracking import ShotPolicy, Tracks
 
@@ -259,7 +259,7 @@ def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, fac
     assert reopened("rewind") - before == len(tracks)
 
     stage.outputs_delivered()
-    stage.outputs_lost("rewind")  # nothing unconfirmed: nothing to send again
+    stage.outputs_lost("stage_error")  # nothing unconfirmed: nothing to send again
     assert stage(messages) == []
     corrupt = frame_message(scene.render(30)[0], 30, captured_at_ms=base + 3_000, jpeg=b"\xff\xd8 not a jpeg")
     before = reopened("stage_error")
