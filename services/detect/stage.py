@@ -189,7 +189,7 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
 
 class DetectStage:
     """:func:`process` bound to its dependencies, a ResendingStage: it reopens the tracks whose
-    shots were lost, and only those, so a fault costs one extra shot per affected track.
+    shots may have been lost, so a fault costs one extra shot per reopened track.
 
     Shots since the last delivered batch are unconfirmed. A call that raises discards its shots,
     so their tracks are reopened at once (a corrupt frame is rejected before any track is
