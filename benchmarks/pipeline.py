@@ -23,7 +23,10 @@ In one run (about 12-15 minutes on 2 cores):
 (c) a compute-only ceiling for scale-out: detect's decode + YuNet loop in 1 process, then 2,
     pinned, with no Kafka and nothing else running;
 (s) scale-out: a backlog of frames from 8 cameras (one per partition) drained by 1 detect
-    replica pinned to one core, then by 2 replicas each pinned to its own core (taskset).
+    replica pinned to one core, then by 2 replicas each pinned to its own core (taskset), with
+    the CPU the (unpinned) broker took meanwhile;
+(s') the same for embed: detect (tracking off) turns the backlog into face chips and stops,
+    then 1, then 2 pinned embed replicas drain them; (c') embed's compute alone, 1 then 2 pinned.
 Each measurement records the machine's load average (`uptime`) while it ran: on a shared
 machine the figures are disturbed when it exceeds the cores the run itself uses.
 
@@ -292,6 +295,20 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+CPU_STATES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_cpu_seconds() -> dict[str, float]:
+    """The whole machine's CPU time so far by state (/proc/stat), in seconds."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:1 + len(CPU_STATES)]
+    return {state: int(value) / os.sysconf("SC_CLK_TCK") for state, value in zip(CPU_STATES, fields, strict=True)}
+
+
+def machine_cores_by_state(before: dict[str, float], after: dict[str, float], elapsed: float) -> dict[str, float]:
+    """Cores the machine spent in each state between two readings: where the time went."""
+    return {state: round((after[state] - before[state]) / elapsed, 3) for state in CPU_STATES}
+
+
 def peak_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -452,58 +469,123 @@ def sustained(workdir: Path, baseline_fps: float, steps: tuple[float, ...], run)
 # -- (s) scale-out ---------------------------------------------------------------------------------
 
 
+BACKLOG_ENV = {"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"}  # measure work, not the stale policies
+
+
+def produce_backlog(bootstrap: str, folders: list[Path], frames_per_camera: int) -> None:
+    """Frames of 8 cameras (camera i on partition i of lfr.frames.v1), captured "now" onwards."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
+    now = int(time.time() * 1000)
+    paths = [sorted(folder.iterdir()) for folder in folders]
+    for seq in range(frames_per_camera):
+        for cam in range(8):
+            jpeg = paths[cam % len(paths)][seq % len(paths[cam % len(paths)])].read_bytes()
+            value = encode("lfr.frames.v1", {"camera_id": f"scale-{cam}", "deployment_id": DEPLOYMENT, "seq": seq,
+                                             "captured_at_ms": now + seq * SCENE_MS, "width": 1280, "height": 720,
+                                             "media_type": "image/jpeg", "image": jpeg})
+            while True:
+                try:
+                    producer.produce("lfr.frames.v1", key=f"scale-{cam}".encode(), value=value, partition=cam)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def measure_replicas(pipeline: Pipeline, service: str, replicas: int, counter: str, seconds: float) -> dict:
+    """Start ``replicas`` processes of ``service``, replica i pinned to core i, on a backlog already
+    in their input topic; ``counter`` per second from their /metrics once all are assigned, with
+    the CPU each replica and the broker used meanwhile."""
+    ports = [free_port() for _ in range(replicas)]
+    names = [f"{service}-{i}" for i in range(replicas)]
+    for i, name in enumerate(names):
+        pipeline.start(service, name=name, env={"LFR_METRICS_PORT": str(ports[i])}, cpus=str(i % (os.cpu_count() or 1)))
+    pipeline.wait_ready(tuple(names))
+    time.sleep(3.0)  # the group settles after the last replica's assignment
+    load_start = load_average()
+    pids = [pipeline.processes[name].pid for name in names]
+    broker_pid = pipeline.broker._process.pid if pipeline.broker._process else -1
+    cpu_before = [cpu_seconds(pid) or 0.0 for pid in pids]
+    broker_before = cpu_seconds(broker_pid) or 0.0
+    before = [scrape(p).get(counter, 0.0) for p in ports]
+    machine_before = machine_cpu_seconds()
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = [scrape(p).get(counter, 0.0) for p in ports]
+    elapsed = time.monotonic() - t0
+    machine = machine_cores_by_state(machine_before, machine_cpu_seconds(), elapsed)
+    cpu_used = [round(((cpu_seconds(pid) or 0.0) - b) / elapsed, 3) for pid, b in zip(pids, cpu_before, strict=True)]
+    broker_used = round(((cpu_seconds(broker_pid) or 0.0) - broker_before) / elapsed, 3)
+    per_replica = [round((a - b) / elapsed, 2) for a, b in zip(after, before, strict=True)]
+    return {"replicas": replicas, "pinned_cores": [i % (os.cpu_count() or 1) for i in range(replicas)],
+            "seconds": round(elapsed, 1), "per_s": round(sum(per_replica), 2), "per_s_by_replica": per_replica, "done": sum(after),
+            "cpu_cores_used_by_replica": cpu_used,
+            # The broker is not pinned: it takes its share from the replicas' cores.
+            "broker_cpu_cores_used": broker_used,
+            # Every core of the machine by state (user, system, softirq, idle, steal...) meanwhile.
+            "machine_cores_by_state": machine,
+            # What a replica does per core-second it got: on a shared machine the pinned cores are
+            # not all ours, and this shows whether a replica lost speed or only CPU time.
+            "per_cpu_second": round(sum(per_replica) / max(sum(cpu_used), 1e-9), 2),
+            "load_average_1m": {"start": load_start, "end": load_average()}}
+
+
 def scale_out(workdir: Path, folders: list[Path], replicas: int, frames_per_camera: int, seconds: float) -> dict:
-    """A backlog from 8 cameras (one per partition of lfr.frames.v1) drained by ``replicas`` detect
-    processes, replica i pinned to core i; frames/s from their counters once all are assigned."""
-    # The backlog is old by design: measure detection, not the policies that shed old frames.
-    pipeline = Pipeline(workdir, extra_env={"LFR_MAX_FRAME_AGE_MS": "600000", "LFR_SUPERSEDED_AFTER_MS": "600000"})
+    """(s) A backlog from 8 cameras (one per partition of lfr.frames.v1) drained by ``replicas``
+    detect processes, replica i pinned to core i; frames/s from their counters once all are assigned."""
+    pipeline = Pipeline(workdir, extra_env=BACKLOG_ENV)  # the backlog is old by design
     pipeline.start_broker()
     try:
         open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)],  # detect requires one
                         signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
-        producer = Producer({"bootstrap.servers": pipeline.bootstrap, "linger.ms": 20, "message.max.bytes": 8_000_000})
-        now = int(time.time() * 1000)
-        paths = [sorted(folder.iterdir()) for folder in folders]
-        for seq in range(frames_per_camera):
-            for cam in range(8):
-                jpeg = paths[cam % len(paths)][seq % len(paths[cam % len(paths)])].read_bytes()
-                value = encode("lfr.frames.v1", {"camera_id": f"scale-{cam}", "deployment_id": DEPLOYMENT, "seq": seq,
-                                                 "captured_at_ms": now + seq * SCENE_MS, "width": 1280, "height": 720,
-                                                 "media_type": "image/jpeg", "image": jpeg})
-                while True:
-                    try:
-                        producer.produce("lfr.frames.v1", key=f"scale-{cam}".encode(), value=value, partition=cam)
-                        break
-                    except BufferError:
-                        producer.poll(0.1)
-            producer.poll(0)
-        producer.flush(60)
-        ports = [free_port() for _ in range(replicas)]
-        names = [f"detect-{i}" for i in range(replicas)]
-        for i, name in enumerate(names):
-            pipeline.start("detect", name=name, env={"LFR_METRICS_PORT": str(ports[i])}, cpus=str(i % (os.cpu_count() or 1)))
-        pipeline.wait_ready(tuple(names))
-        time.sleep(3.0)  # the group settles after the last replica's assignment
-        load_start = load_average()
-        pids = [pipeline.processes[name].pid for name in names]
-        cpu_before = [cpu_seconds(pid) or 0.0 for pid in pids]
-        before = [scrape(p).get("lfr_frames_processed_total", 0.0) for p in ports]
-        t0 = time.monotonic()
-        time.sleep(seconds)
-        after = [scrape(p).get("lfr_frames_processed_total", 0.0) for p in ports]
-        elapsed = time.monotonic() - t0
-        cpu_used = [round(((cpu_seconds(pid) or 0.0) - b) / elapsed, 3) for pid, b in zip(pids, cpu_before, strict=True)]
-        remaining = 8 * frames_per_camera - sum(after)
+        produce_backlog(pipeline.bootstrap, folders, frames_per_camera)
+        run = measure_replicas(pipeline, "detect", replicas, "lfr_frames_processed_total", seconds)
     finally:
         pipeline.stop_all()
-    per_replica = [round((a - b) / elapsed, 2) for a, b in zip(after, before, strict=True)]
-    return {"replicas": replicas, "cameras": 8, "pinned_cores": [i % (os.cpu_count() or 1) for i in range(replicas)],
-            "seconds": round(elapsed, 1), "frames_per_s": round(sum(per_replica), 2), "frames_per_s_by_replica": per_replica,
-            "cpu_cores_used_by_replica": cpu_used,
-            # What a replica does per core-second it got: on a shared machine the pinned cores are
-            # not all ours, and this shows whether a replica lost speed or only CPU time.
-            "frames_per_cpu_second": round(sum(per_replica) / max(sum(cpu_used), 1e-9), 2),
-            "backlog_left": int(remaining), "load_average_1m": {"start": load_start, "end": load_average()}}
+    return {"replicas": replicas, "cameras": 8, "pinned_cores": run["pinned_cores"], "seconds": run["seconds"],
+            "frames_per_s": run["per_s"], "frames_per_s_by_replica": run["per_s_by_replica"],
+            "cpu_cores_used_by_replica": run["cpu_cores_used_by_replica"], "broker_cpu_cores_used": run["broker_cpu_cores_used"],
+            "machine_cores_by_state": run["machine_cores_by_state"], "frames_per_cpu_second": run["per_cpu_second"], "backlog_left": int(8 * frames_per_camera - run["done"]),
+            "load_average_1m": run["load_average_1m"]}
+
+
+EMBEDDINGS_PRODUCED = 'lfr_messages_produced_total{service="embed",topic="lfr.embeddings.v1"}'
+FACES_PRODUCED = 'lfr_messages_produced_total{service="detect",topic="lfr.faces.v1"}'
+
+
+def scale_out_embed(workdir: Path, folders: list[Path], replicas: int, frames_per_camera: int, seconds: float) -> dict:
+    """(s') The same for embed: detect (tracking off, so every acceptable face is sent) first
+    turns the 8 cameras' backlog into a backlog of face chips on lfr.faces.v1 and stops; then
+    ``replicas`` embed processes, replica i pinned to core i, drain it; faces/s from their counters."""
+    # Embed's stale policy would skip the old backlog: measure embedding, not the policy.
+    pipeline = Pipeline(workdir, extra_env={**BACKLOG_ENV, "LFR_TRACKING_ENABLED": "false",
+                                            "LFR_LATENCY_BUDGET_MS": "600000", "LFR_FIRST_SHOT_BUDGET_MS": "600000"})
+    pipeline.start_broker()
+    try:
+        open_deployment(pipeline.bootstrap, DEPLOYMENT, [f"scale-{cam}" for cam in range(8)],
+                        signing_env=pipeline.signing_env, authoriser=pipeline.authoriser)
+        produce_backlog(pipeline.bootstrap, folders, frames_per_camera)
+        port = free_port()
+        pipeline.start("detect", env={"LFR_METRICS_PORT": str(port)})
+        pipeline.wait_ready(("detect",))
+        deadline = time.monotonic() + 600
+        while scrape(port).get("lfr_frames_processed_total", 0.0) < 8 * frames_per_camera and time.monotonic() < deadline:
+            time.sleep(0.5)
+        faces, settled = -1, time.monotonic()
+        while time.monotonic() - settled < 1.5 and time.monotonic() < deadline:  # the last faces' acks arrive after the frame count
+            if (now := int(scrape(port).get(FACES_PRODUCED, 0.0))) != faces:
+                faces, settled = now, time.monotonic()
+            time.sleep(0.25)
+        pipeline.stop("detect")
+        run = measure_replicas(pipeline, "embed", replicas, EMBEDDINGS_PRODUCED, seconds)
+    finally:
+        pipeline.stop_all()
+    return {"replicas": replicas, "cameras": 8, "pinned_cores": run["pinned_cores"], "seconds": run["seconds"],
+            "faces_per_s": run["per_s"], "faces_per_s_by_replica": run["per_s_by_replica"],
+            "cpu_cores_used_by_replica": run["cpu_cores_used_by_replica"], "broker_cpu_cores_used": run["broker_cpu_cores_used"],
+            "machine_cores_by_state": run["machine_cores_by_state"], "faces_per_cpu_second": run["per_cpu_second"], "backlog_faces": faces, "backlog_left": int(faces - run["done"]),
+            "load_average_1m": run["load_average_1m"]}
 
 
 def _decode_and_detect(core: int, paths: list[str], seconds: float, results, go) -> None:
@@ -522,18 +604,32 @@ def _decode_and_detect(core: int, paths: list[str], seconds: float, results, go)
     results.put((frames, time.perf_counter() - started, time.process_time() - cpu))
 
 
-def scale_out_ceiling(folders: list[Path], seconds: float) -> dict:
-    """What this machine gives two pinned processes doing detect's compute (decode + YuNet) with
-    nothing else running, against one: the ceiling for the scale-out ratio, since two vCPUs of
-    a VM share caches and memory bandwidth (and may share a physical core)."""
+def _decode_and_embed(core: int, chips: list[bytes], seconds: float, results, go) -> None:
+    """One process pinned to ``core``: decode and embed the PNG chips in batches, as an embed replica
+    does (its default batch of 32), with no Kafka, no broker and no other service."""
+    os.sched_setaffinity(0, {core})
+    embedder = FaceEmbedder(intra_op_threads=1)
+    embedder.embed(np.stack([decode_image(c) for c in chips[:8]]))  # warm-up
+    results.put("ready")
+    go.wait(120)
+    faces, started, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        for i in range(0, len(chips), 32):
+            faces += len(embedder.embed(np.stack([decode_image(c) for c in chips[i:i + 32]])))
+    results.put((faces, time.perf_counter() - started, time.process_time() - cpu))
+
+
+def compute_only_ceiling(worker: Callable, work: list, seconds: float, unit: str) -> dict:
+    """What this machine gives two pinned processes doing one stage's compute with nothing else
+    running, against one: the ceiling for the scale-out ratio, since two vCPUs of a VM share
+    caches and memory bandwidth (and may share a physical core)."""
     import multiprocessing  # noqa: PLC0415 - only this measurement starts processes this way
 
-    paths = [str(p) for folder in folders for p in sorted(folder.iterdir())[:16]]
     context = multiprocessing.get_context("spawn")
     runs = {}
     for replicas in (1, 2):
         results, go = context.Queue(), context.Event()
-        procs = [context.Process(target=_decode_and_detect, args=(i % (os.cpu_count() or 1), paths, seconds, results, go)) for i in range(replicas)]
+        procs = [context.Process(target=worker, args=(i % (os.cpu_count() or 1), work, seconds, results, go)) for i in range(replicas)]
         for proc in procs:
             proc.start()
         ready = [results.get(timeout=120) for _ in procs]
@@ -542,9 +638,28 @@ def scale_out_ceiling(folders: list[Path], seconds: float) -> dict:
         done = [results.get(timeout=seconds + 120) for _ in procs]
         for proc in procs:
             proc.join(30)
-        runs[replicas] = {"frames_per_s": round(sum(f / w for f, w, _c in done), 2),
-                          "frames_per_cpu_second": round(sum(f for f, _w, _c in done) / max(sum(c for _f, _w, c in done), 1e-9), 2)}
-    return {"one": runs[1], "two": runs[2], "two_over_one": ratio(runs[2]["frames_per_s"], runs[1]["frames_per_s"])}
+        runs[replicas] = {f"{unit}_per_s": round(sum(n / w for n, w, _c in done), 2),
+                          f"{unit}_per_cpu_second": round(sum(n for n, _w, _c in done) / max(sum(c for _n, _w, c in done), 1e-9), 2)}
+    return {"one": runs[1], "two": runs[2], "two_over_one": ratio(runs[2][f"{unit}_per_s"], runs[1][f"{unit}_per_s"])}
+
+
+def scale_out_ceiling(folders: list[Path], seconds: float) -> dict:
+    """Detect's compute (decode + YuNet) alone, 1 process then 2 pinned."""
+    paths = [str(p) for folder in folders for p in sorted(folder.iterdir())[:16]]
+    return compute_only_ceiling(_decode_and_detect, paths, seconds, "frames")
+
+
+def embed_ceiling(folders: list[Path], detector: FaceDetector, seconds: float) -> dict:
+    """Embed's compute (decode a JPEG chip + SFace) alone, 1 process then 2 pinned, on the
+    acceptable faces of the first frames, PNG-encoded as detect sends them."""
+    chips: list[bytes] = []
+    for path in (p for folder in folders for p in sorted(folder.iterdir())[:16]):
+        frame = decode_image(path.read_bytes())
+        for face in detector.detect(frame):
+            chip = align_face(frame, face.landmarks)
+            if assess_quality(face, chip, LIVE_BOUNDS).accepted:
+                chips.append(cv2.imencode(".png", chip)[1].tobytes())  # lossless, as detect sends chips
+    return {**compute_only_ceiling(_decode_and_embed, chips[:256], seconds, "faces"), "chips": min(len(chips), 256)}
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -603,10 +718,14 @@ def main(argv: list[str] | None = None) -> int:
         kept_up = sustained(scratch / "sustained", base_on["frames_per_s"] / args.cameras, (0.5,) if args.smoke else (0.7, 0.9, 1.0, 1.1, 1.2),
                             lambda work, fps: run_pipeline(work, cast, folders, truth, min(60.0, fps), args.seconds, True, detector, embedder))
         best = kept_up["best"] or {"faces_per_s": 0.0, "frames_per_s": 0.0}
-        backlog = 80 if args.smoke else 240
+        backlog = 80 if args.smoke else 320  # 240 left under 300 frames at the end of the 2-replica window: closer to running dry than a measurement should be
         one = scale_out(scratch / "s1", folders, 1, backlog, args.scale_seconds)
         two = scale_out(scratch / "s2", folders, 2, backlog, args.scale_seconds)
         ceiling = scale_out_ceiling(folders, args.scale_seconds)
+        embed_backlog = 40 if args.smoke else 120  # tracking off: about 5 chips a frame, ~5,000 chips (2 replicas drain ~3,500 in the window)
+        embed_one = scale_out_embed(scratch / "e1", folders, 1, embed_backlog, args.scale_seconds)
+        embed_two = scale_out_embed(scratch / "e2", folders, 2, embed_backlog, args.scale_seconds)
+        embed_compute = embed_ceiling(folders, detector, args.scale_seconds)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {
@@ -624,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_half_load": half,
         "pipeline_sustained": kept_up,
         "scale_out": {"one_replica_one_core": one, "two_replicas_pinned": two, "compute_only_ceiling": ceiling},
+        "scale_out_embed": {"one_replica_one_core": embed_one, "two_replicas_pinned": embed_two, "compute_only_ceiling": embed_compute},
         "ratios": {
             "pipeline_over_baseline_faces_per_s": ratio(sat_on["faces_per_s"], base_on["faces_per_s"]),
             # The pipeline at the highest offered rate it keeps up with (no shedding) over the baseline.
@@ -641,6 +761,10 @@ def main(argv: list[str] | None = None) -> int:
             "two_pinned_replicas_over_one_per_cpu_second": ratio(two["frames_per_cpu_second"], one["frames_per_cpu_second"]),
             # The same with detect's compute alone (no Kafka, nothing else running): this machine's ceiling.
             "two_pinned_compute_only_over_one": ceiling["two_over_one"],
+            # The same for embed (issue #17: "2 detect or embed replicas"); the key above stays detect's.
+            "two_pinned_embed_replicas_over_one": ratio(embed_two["faces_per_s"], embed_one["faces_per_s"]),
+            "two_pinned_embed_replicas_over_one_per_cpu_second": ratio(embed_two["faces_per_cpu_second"], embed_one["faces_per_cpu_second"]),
+            "two_pinned_embed_compute_only_over_one": embed_compute["two_over_one"],
         },
         "total_seconds": round(time.monotonic() - started, 1),
     }
@@ -656,7 +780,8 @@ def main(argv: list[str] | None = None) -> int:
           f"pipeline/baseline faces/s {r['pipeline_over_baseline_faces_per_s']} at saturation, "
           f"{r['pipeline_sustained_over_baseline_faces_per_s']} sustained ({best['frames_per_s']} frames/s kept up with); half load capture-to-alert p50/p99 "
           f"{half['capture_to_alert_ms']['p50']}/{half['capture_to_alert_ms']['p99']} ms; 2 pinned replicas x{r['two_pinned_replicas_over_one']} "
-          f"(compute alone x{r['two_pinned_compute_only_over_one']}); "
+          f"(compute alone x{r['two_pinned_compute_only_over_one']}), embed x{r['two_pinned_embed_replicas_over_one']} "
+          f"(compute alone x{r['two_pinned_embed_compute_only_over_one']}); "
           f"{result['total_seconds']} s")
     return 0
 

@@ -40,6 +40,11 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
     assert result["tracking_on"]["false_alerts"] >= 0 and "walker_recall" in result["tracking_on"]
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
+    assert result["scale_out"]["two_replicas_pinned"]["broker_cpu_cores_used"] >= 0
+    embed_two = result["scale_out_embed"]["two_replicas_pinned"]
+    assert embed_two["faces_per_s"] > 0 and embed_two["backlog_faces"] > 0 and len(embed_two["faces_per_s_by_replica"]) == 2
+    assert result["scale_out_embed"]["compute_only_ceiling"]["chips"] > 0
+    assert result["ratios"]["two_pinned_embed_replicas_over_one"] > 0
     assert {"pipeline_over_baseline_faces_per_s", "tracking_on_over_off_frames_per_s", "two_pinned_replicas_over_one",
             "engine_over_original_frames_per_s", "pipeline_tracking_on_over_off_frames_per_s",
             "pipeline_sustained_over_baseline_faces_per_s"} <= set(result["ratios"])
