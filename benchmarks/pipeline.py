@@ -53,7 +53,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from services.common.envelope import decode, encode
-from services.common.settings import DeploymentSettings, MatchThresholdSettings, load_settings
+from services.common.settings import DeploymentSettings, LatencyBudgetSettings, MatchThresholdSettings, load_settings
 from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
 from services.demo.deployment import open_deployment
@@ -435,7 +435,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
     }
 
 
-KEEP_UP_P99_MS = 1_500  # the stages' default latency budget (LFR_LATENCY_BUDGET_MS)
+KEEP_UP_P99_MS = LatencyBudgetSettings.model_fields["latency_budget_ms"].default  # the stages' default latency budget
 
 
 def keeps_up(run: dict) -> bool:
