@@ -135,7 +135,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         result = run_eval(args.data, seed=args.seed, limit=args.limit, threads=args.threads,
                           progress=lambda msg: print(msg, file=sys.stderr, flush=True), bar=bar, enrol_images=args.enrol_images,
                           fillers=args.fillers, equity=args.equity, embedding_cache=args.embedding_cache,
-                          operating_threshold=args.operating_threshold)
+                          operating_threshold=args.operating_threshold, alignment=args.alignment)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--equity", type=Path, default=None, help="UTKFace-named non-mated probes: FPIR per demographic group")
     evaluate.add_argument("--embedding-cache", type=Path, default=None, help="SQLite file (outside the repository) reusing embeddings")
     evaluate.add_argument("--operating-threshold", type=float, default=None, help="default: the model calibration's floor")
+    evaluate.add_argument("--alignment", default="plain", choices=("plain", "antialias", "redetect", "redetect+antialias"),
+                          help="chip alignment experiment (services/evaluation/faces.py ALIGNMENTS); plain is the product's")
     evaluate.set_defaults(func=_cmd_eval)
 
     demo = commands.add_parser("demo", help="run the local demo on embedded defaults")

@@ -61,7 +61,8 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
 def test_demo_replay_smoke(tmp_path, lfw_dir):
     """The offline shot-policy replay behind the README's demo-miss figures (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_replay.py"), "--smoke", "--data", str(lfw_dir),
-                             "--out", str(tmp_path / "replay.json")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                             "--alignments", "plain", "redetect", "--out", str(tmp_path / "replay.json")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     replay = json.loads((tmp_path / "replay.json").read_text())
     rows = replay["seeds"]["7"]
@@ -69,3 +70,25 @@ def test_demo_replay_smoke(tmp_path, lfw_dir):
     # Every face embedded costs the most and can only find more listed walkers than best shots.
     assert rows["every_face"]["embeddings_per_walker"] >= rows["spread"]["embeddings_per_walker"] >= rows["best_shots"]["embeddings_per_walker"]
     assert rows["every_face"]["alerted"] >= rows["best_shots"]["alerted"]
+    # The same frames replayed with refined landmarks: same walkers, same faces, other embeddings.
+    plain, refined = replay["alignments"]["plain"], replay["alignments"]["redetect"]
+    assert plain["seeds"] == replay["seeds"] and refined["seeds"]["7"]["best_shots"]["shown"] == rows["best_shots"]["shown"]
+    assert len(plain["scores"]["genuine"]) == len(refined["scores"]["genuine"]) > 0
+    assert plain["scores"]["genuine"] != refined["scores"]["genuine"]
+
+
+def test_align_experiment_smoke(tmp_path, lfw_dir):
+    """The choose/report comparison of alignment options behind the README's alignment figures (issue #13)."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "align_experiment.py"), "--data", str(lfw_dir), "--limit", "40",
+                             "--alignments", "plain", "redetect", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "align.json")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "align.json").read_text())
+    for alignment in ("plain", "redetect"):
+        for photos in ("photos_1", "photos_3"):
+            row = out["alignments"][alignment][photos]
+            assert row["choose|0.001"]["probes"] > 0 and 0.0 <= row["report|0.001"]["tpir_end_to_end"] <= 1.0
+    gained_lost = out["alignments"]["redetect"]["photos_1"]["choose|vs_plain"]
+    assert set(gained_lost) == {"gained", "lost"}
+    cost = out["cost_per_face"]
+    assert cost["faces"] > 0 and cost["refine_ms"] > 0 and cost["embed_ms"] > 0

@@ -25,11 +25,16 @@ from services.face import FaceDetector, FaceEmbedder, align_face, decode_image
 from services.face.errors import ImageError
 from services.face.evaluate import nearest_to_centre
 from services.face.quality import QualityReport, assess_quality
+from services.face.refine import refine_landmarks
 from services.watchlist.enrol import EnrolmentRefused, Enroller
 
 RECORD_VERSION = 1
 BATCH = 32
 OK, UNREADABLE, NO_FACE = "ok", "unreadable", "no_face"
+#: Alignment options (`lfr eval --alignment`): "plain" is the product's; "antialias" pre-shrinks
+#: large faces before the warp (align_face(antialias=True)); "redetect" refines the landmarks by
+#: re-detecting on a crop around the face (services/face/refine.py). Experiments, off by default.
+ALIGNMENTS = ("plain", "antialias", "redetect", "redetect+antialias")
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,12 +59,17 @@ def _report(values: list[float]) -> QualityReport:
 class FaceRecords:
     """Records for image paths, computed in batches and cached in SQLite when a path is given."""
 
-    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, cache: Path | None = None, bar: Progress | None = None) -> None:
+    def __init__(self, detector: FaceDetector, embedder: FaceEmbedder, cache: Path | None = None, bar: Progress | None = None,
+                 alignment: str = "plain") -> None:
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
         self.bar = bar  # counts images detected and embedded (services.common.progress)
         self.detector = detector
         self.embedder = embedder
         self.enroller = Enroller(detector, embedder)
-        self.prefix = f"v{RECORD_VERSION}|{detector.identity}|{embedder.identity}|"
+        self.alignment = alignment
+        # The plain key is unchanged, so caches made before the option existed stay valid.
+        self.prefix = f"v{RECORD_VERSION}|{detector.identity}|{embedder.identity}|" + ("" if alignment == "plain" else f"{alignment}|")
         self.db = None
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -103,44 +113,66 @@ class FaceRecords:
                 images.append(None)
         readable = [im for im in images if im is not None]
         detections = iter(self.detector.detect_batch(readable)) if readable else iter(())
-        staged = []  # (status, probe face, enrol face or refusal, image)
-        chips = []
+        picked = []  # (image or None if unreadable, centre face or None if no face, enrolment's face or None, refusal)
         for image in images:
             if image is None:
-                staged.append((UNREADABLE, None, None, None, None))
+                picked.append((None, None, None, None))
                 continue
             found = next(detections)
             centre = nearest_to_centre(found, image.shape)
             if centre is None:
-                staged.append((NO_FACE, None, None, None, None))
+                picked.append((image, None, None, None))
                 continue
             try:
                 chosen, refusal = self.enroller.choose_face(found, "image"), None
             except EnrolmentRefused as refused:
                 chosen, refusal = None, refused.reason
-            centre_chip = align_face(image, centre.landmarks)
-            chips.append(centre_chip)
-            enrol_chip = None
+            picked.append((image, centre, chosen, refusal))
+        # The quality gate always judges the detector's landmarks and the plain chip (as the live
+        # path does); an alignment option changes only the chip that is embedded.
+        embedded = self._refined(picked) if self.alignment.startswith("redetect") else picked
+        antialias = self.alignment.endswith("antialias")
+        staged = []  # (status, probe report, refusal, enrol report or None, enrolment embeds its own chip)
+        chips = []
+        for (image, centre, chosen, refusal), (_, e_centre, e_chosen, _) in zip(picked, embedded, strict=True):
+            if image is None or centre is None:
+                staged.append((UNREADABLE if image is None else NO_FACE, None, None, None, False))
+                continue
+            plain_chip = align_face(image, centre.landmarks)
+            probe_report = assess_quality(centre, plain_chip)
+            chips.append(plain_chip if self.alignment == "plain" else align_face(image, e_centre.landmarks, antialias=antialias))
+            enrol_report, own_chip = (probe_report if chosen is not None else None), False
             if chosen is not None and chosen is not centre:
-                enrol_chip = align_face(image, chosen.landmarks)
-                chips.append(enrol_chip)
-            staged.append((OK, (centre, centre_chip), refusal, (chosen, enrol_chip) if chosen is not None else None, image))
+                plain_chip = align_face(image, chosen.landmarks)
+                enrol_report, own_chip = assess_quality(chosen, plain_chip), True
+                chips.append(plain_chip if self.alignment == "plain" else align_face(image, e_chosen.landmarks, antialias=antialias))
+            staged.append((OK, probe_report, refusal, enrol_report, own_chip))
         vectors = iter(self.embedder.embed(np.stack(chips))) if chips else iter(())
         records = []
-        for status, probe, refusal, enrol, _image in staged:
+        for status, probe_report, refusal, enrol_report, own_chip in staged:
             if status != OK:
                 records.append(FaceRecord(status))
                 continue
-            probe_report = assess_quality(probe[0], probe[1])
             probe_vector = next(vectors)
-            enrol_report = enrol_vector = None
-            if enrol is not None:
-                if enrol[1] is None:  # enrolment chose the centre face
-                    enrol_report, enrol_vector = probe_report, probe_vector
-                else:
-                    enrol_report, enrol_vector = assess_quality(enrol[0], enrol[1]), next(vectors)
+            enrol_vector = None if enrol_report is None else next(vectors) if own_chip else probe_vector
             records.append(FaceRecord(OK, probe_report, probe_vector, refusal, enrol_report, enrol_vector))
         return records
+
+    def _refined(self, picked: list) -> list:
+        """The picked faces with re-detected landmarks (one detector batch for the chunk); the
+        enrolment face stays the same object as the centre face when it was the same face."""
+        items = [(image, face) for image, centre, chosen, _ in picked if centre is not None
+                 for face in ([centre] if chosen is None or chosen is centre else [centre, chosen])]
+        refined = iter(refine_landmarks(self.detector, items))
+        out = []
+        for image, centre, chosen, refusal in picked:
+            if centre is None:
+                out.append((image, centre, chosen, refusal))
+                continue
+            new_centre = next(refined)
+            new_chosen = None if chosen is None else new_centre if chosen is centre else next(refined)
+            out.append((image, new_centre, new_chosen, refusal))
+        return out
 
     def _store(self, key: str, record: FaceRecord) -> None:
         if self.db is None:

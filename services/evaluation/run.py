@@ -98,6 +98,7 @@ def run_eval(
     equity: Path | None = None,
     embedding_cache: Path | None = None,
     operating_threshold: float | None = None,
+    alignment: str = "plain",
 ) -> dict:
     identities = list_identities(data_dir)
     if limit:
@@ -105,7 +106,7 @@ def run_eval(
     protocol = plan(identities, seed, enrol_images)
     detector = FaceDetector(intra_op_threads=threads, cache_dir=cache_dir)
     embedder = FaceEmbedder(intra_op_threads=threads, cache_dir=cache_dir)
-    records = FaceRecords(detector, embedder, embedding_cache, bar)
+    records = FaceRecords(detector, embedder, embedding_cache, bar, alignment=alignment)
     enroller = records.enroller
     needed = [p for _, paths in protocol.enrolled for p in paths] + [p for _, p in protocol.mated] + protocol.nonmated
     faces = records.get(needed, progress)
@@ -162,6 +163,7 @@ def run_eval(
         "seed": seed,
         "identities": len(identities),
         "enrol_images": enrol_images,
+        "alignment": alignment,
         "template_rule": "max: a subject scores the best of its enrolled embeddings",
         "intended_subjects": len(protocol.enrolled),
         "watchlist_size": len(enrolled),
