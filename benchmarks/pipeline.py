@@ -554,6 +554,22 @@ EMBEDDINGS_PRODUCED = 'lfr_messages_produced_total{service="embed",topic="lfr.em
 FACES_PRODUCED = 'lfr_messages_produced_total{service="detect",topic="lfr.faces.v1"}'
 
 
+def mean_of_runs(runs: list[dict]) -> dict:
+    """Repeated scale-out runs as one: the mean of each number (element-wise for per-replica
+    lists), the rest from the first run, and every run under ``runs``."""
+    def mean(values: list):
+        if all(v == values[0] for v in values):  # settings such as replicas and pinned cores
+            return values[0]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return round(sum(values) / len(values), 3)
+        if all(isinstance(v, list) for v in values):
+            return [mean(list(column)) for column in zip(*values, strict=True)]
+        if all(isinstance(v, dict) for v in values):
+            return {key: mean([v[key] for v in values]) for key in values[0]}
+        return values[0]
+    return {**{key: mean([run[key] for run in runs]) for key in runs[0]}, "runs": runs}
+
+
 def scale_out_embed(workdir: Path, folders: list[Path], replicas: int, frames_per_camera: int, seconds: float) -> dict:
     """(s') The same for embed: detect (tracking off, so every acceptable face is sent) first
     turns the 8 cameras' backlog into a backlog of face chips on lfr.faces.v1 and stops; then
@@ -676,13 +692,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window of each pipeline run")
     parser.add_argument("--baseline-seconds", type=float, default=20.0)
     parser.add_argument("--scale-seconds", type=float, default=15.0)
+    parser.add_argument("--scale-repeats", type=int, default=3, help="detect scale-out: 1 then 2 replicas, this many times")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "pipeline.json")
     parser.add_argument("--smoke", action="store_true", help="tiny: 2 cameras, few frames, short runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.cameras, args.frames, args.seconds, args.baseline_seconds, args.scale_seconds = 2, 8, 4.0, 2.0, 2.0
+        args.cameras, args.frames, args.seconds, args.baseline_seconds, args.scale_seconds, args.scale_repeats = 2, 8, 4.0, 2.0, 2.0, 1
     data_dir = resolve_data_dir(args.data)
     if data_dir is None:
         print("pipeline benchmark: no face data (set LFR_DATA_DIR); skipped")
@@ -719,8 +736,13 @@ def main(argv: list[str] | None = None) -> int:
                             lambda work, fps: run_pipeline(work, cast, folders, truth, min(60.0, fps), args.seconds, True, detector, embedder))
         best = kept_up["best"] or {"faces_per_s": 0.0, "frames_per_s": 0.0}
         backlog = 80 if args.smoke else 320  # 240 left under 300 frames at the end of the 2-replica window: closer to running dry than a measurement should be
-        one = scale_out(scratch / "s1", folders, 1, backlog, args.scale_seconds)
-        two = scale_out(scratch / "s2", folders, 2, backlog, args.scale_seconds)
+        # 1 then 2 replicas, repeated: one core's speed drifts by several per cent from minute to
+        # minute on this VM, so each ratio pairs measurements taken back to back.
+        scale_runs: dict[int, list[dict]] = {1: [], 2: []}
+        for repeat in range(args.scale_repeats):
+            for replicas in (1, 2):
+                scale_runs[replicas].append(scale_out(scratch / f"s{replicas}-{repeat}", folders, replicas, backlog, args.scale_seconds))
+        one, two = mean_of_runs(scale_runs[1]), mean_of_runs(scale_runs[2])
         ceiling = scale_out_ceiling(folders, args.scale_seconds)
         embed_backlog = 40 if args.smoke else 120  # tracking off: about 5 chips a frame, ~5,000 chips (2 replicas drain ~3,500 in the window)
         embed_one = scale_out_embed(scratch / "e1", folders, 1, embed_backlog, args.scale_seconds)
@@ -745,9 +767,13 @@ def main(argv: list[str] | None = None) -> int:
         "scale_out": {"one_replica_one_core": one, "two_replicas_pinned": two, "compute_only_ceiling": ceiling},
         "scale_out_embed": {"one_replica_one_core": embed_one, "two_replicas_pinned": embed_two, "compute_only_ceiling": embed_compute},
         "ratios": {
-            "pipeline_over_baseline_faces_per_s": ratio(sat_on["faces_per_s"], base_on["faces_per_s"]),
-            # The pipeline at the highest offered rate it keeps up with (no shedding) over the baseline.
-            "pipeline_sustained_over_baseline_faces_per_s": ratio(best["faces_per_s"], base_on["faces_per_s"]),
+            # Like for like: the baseline runs as fast as it can and sheds nothing, so the pipeline is
+            # compared at the highest offered rate it keeps up with (no shedding). Until 2 Dec 2026
+            # 09:10 UTC this key held the 2.5x-overload figure, now pipeline_saturated_over_baseline_faces_per_s.
+            "pipeline_over_baseline_faces_per_s": ratio(best["faces_per_s"], base_on["faces_per_s"]),
+            "pipeline_sustained_over_baseline_faces_per_s": ratio(best["faces_per_s"], base_on["faces_per_s"]),  # kept: = the key above
+            # Offered 2.5x the baseline: the broker stores, and detect skips, frames nobody processes.
+            "pipeline_saturated_over_baseline_faces_per_s": ratio(sat_on["faces_per_s"], base_on["faces_per_s"]),
             # Like for like: one process on one core each, as fast as it can, same frames, same time.
             "tracking_on_over_off_frames_per_s": ratio(base_on["frames_per_s"], base_off["frames_per_s"]),
             "baseline_tracking_on_over_off_frames_per_s": ratio(base_on["frames_per_s"], base_off["frames_per_s"]),
@@ -757,7 +783,8 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline_tracking_on_over_off_frames_per_s": ratio(sat_on["frames_per_s"], sat_off["frames_per_s"]),
             "pipeline_tracking_on_over_off_frames_per_s_per_core": ratio(sat_on["frames_per_s_per_core_used"], sat_off["frames_per_s_per_core_used"]),
             "tracking_on_over_off_frames_per_s_per_core": ratio(sat_on["frames_per_s_per_core_used"], sat_off["frames_per_s_per_core_used"]),  # kept: = the pipeline_ key
-            "two_pinned_replicas_over_one": ratio(two["frames_per_s"], one["frames_per_s"]),
+            "two_pinned_replicas_over_one": ratio(two["frames_per_s"], one["frames_per_s"]),  # means of the repeats
+            "two_pinned_replicas_over_one_by_repeat": [ratio(b["frames_per_s"], a["frames_per_s"]) for a, b in zip(scale_runs[1], scale_runs[2], strict=True)],
             "two_pinned_replicas_over_one_per_cpu_second": ratio(two["frames_per_cpu_second"], one["frames_per_cpu_second"]),
             # The same with detect's compute alone (no Kafka, nothing else running): this machine's ceiling.
             "two_pinned_compute_only_over_one": ceiling["two_over_one"],
@@ -777,8 +804,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{base_on['false_matches']}/{base_off['false_matches']}/{base_original['false_matches']}; "
           f"pipeline: tracking on {sat_on['frames_per_s']} frames/s vs off {sat_off['frames_per_s']} (x{r['pipeline_tracking_on_over_off_frames_per_s']}), "
           f"recall {sat_on['walker_recall']} vs {sat_off['walker_recall']}, false alerts {sat_on['false_alerts']}/{sat_off['false_alerts']}; "
-          f"pipeline/baseline faces/s {r['pipeline_over_baseline_faces_per_s']} at saturation, "
-          f"{r['pipeline_sustained_over_baseline_faces_per_s']} sustained ({best['frames_per_s']} frames/s kept up with); half load capture-to-alert p50/p99 "
+          f"pipeline/baseline faces/s {r['pipeline_over_baseline_faces_per_s']} sustained ({best['frames_per_s']} frames/s kept up with), "
+          f"{r['pipeline_saturated_over_baseline_faces_per_s']} at 2.5x overload; half load capture-to-alert p50/p99 "
           f"{half['capture_to_alert_ms']['p50']}/{half['capture_to_alert_ms']['p99']} ms; 2 pinned replicas x{r['two_pinned_replicas_over_one']} "
           f"(compute alone x{r['two_pinned_compute_only_over_one']}), embed x{r['two_pinned_embed_replicas_over_one']} "
           f"(compute alone x{r['two_pinned_embed_compute_only_over_one']}); "
