@@ -93,3 +93,16 @@ def test_align_experiment_smoke(tmp_path, lfw_dir):
     assert set(gained_lost) == {"gained", "lost"}
     cost = out["cost_per_face"]
     assert cost["faces"] > 0 and cost["refine_ms"] > 0 and cost["embed_ms"] > 0
+
+
+def test_broker_memory_benchmark_smoke(tmp_path):
+    """benchmarks/broker_memory.py (README, reliability: the embedded broker's growth per hour of video)."""
+    result = _run("broker_memory.py", tmp_path / "broker_memory.json")
+    assert result["frames"] > 0 and result["bytes_produced"] > 0 and result["rss_final_mb"] > 0
+
+
+def test_tansu_retention_benchmark_smoke(tmp_path):
+    """benchmarks/tansu_retention.py (README, privacy: what the embedded broker enforces)."""
+    result = _run("tansu_retention.py", tmp_path / "tansu_retention.json")
+    assert result["produced"] == 50 and [r["after_s"] >= 1 for r in result["readable"]] == [True, True]
+    assert "delete_records" in result
