@@ -357,7 +357,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
         pipeline.wait_ready(("ingest",))
         time.sleep(min(8.0, seconds / 3))  # warm-up: models loaded, queues in steady state
         pids = {name: process.pid for name, process in pipeline.processes.items()}
-        pids["broker"] = pipeline.broker._process.pid if pipeline.broker._process else -1
+        pids["broker"] = pipeline.broker.pid or -1
         cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
         metrics_start = {name: scrape(port) for name, port in ports.items()}
         window_start_ms = int(time.time() * 1000)
@@ -505,7 +505,7 @@ def measure_replicas(pipeline: Pipeline, service: str, replicas: int, counter: s
     time.sleep(3.0)  # the group settles after the last replica's assignment
     load_start = load_average()
     pids = [pipeline.processes[name].pid for name in names]
-    broker_pid = pipeline.broker._process.pid if pipeline.broker._process else -1
+    broker_pid = pipeline.broker.pid or -1
     cpu_before = [cpu_seconds(pid) or 0.0 for pid in pids]
     broker_before = cpu_seconds(broker_pid) or 0.0
     before = [scrape(p).get(counter, 0.0) for p in ports]
