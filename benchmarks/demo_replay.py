@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from services.demo.cast import choose_cast, enrolment_request  # noqa: E402
 from services.demo.dataset import resolve_data_dir  # noqa: E402
 from services.demo.run import DemoOptions, crowd_camera  # noqa: E402
-from services.demo.score import MIN_RECOGNISABLE_WIDTH, _iou  # noqa: E402
+from services.demo.score import MIN_RECOGNISABLE_WIDTH  # noqa: E402
+from services.face.boxes import box_iou  # noqa: E402
 from services.evaluation.faces import ALIGNMENTS  # noqa: E402
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image  # noqa: E402
 from services.face.refine import refine_landmarks  # noqa: E402
@@ -108,8 +109,8 @@ def render_seed(data_dir: Path, seed: int, frames: int, detector: FaceDetector, 
         faces, accepted = [], []
         for face in detector.detect(image):
             box = [float(v) for v in face.box]
-            walker = max(truth, key=lambda t: _iou(t["box"], box), default=None)
-            identity = walker["identity"] if walker is not None and _iou(walker["box"], box) > 0.2 else None
+            walker = max(truth, key=lambda t: box_iou(t["box"], box), default=None)
+            identity = walker["identity"] if walker is not None and box_iou(walker["box"], box) > 0.2 else None
             chip = align_face(image, face.landmarks)
             report = assess_quality(face, chip, LIVE_BOUNDS)
             quality = None

@@ -60,9 +60,10 @@ from services.demo.deployment import open_deployment
 from services.demo.hops import by_hop, percentiles
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
-from services.demo.score import MIN_RECOGNISABLE_WIDTH, _iou
+from services.demo.score import MIN_RECOGNISABLE_WIDTH
 from services.deployments.admin import load_calibration
 from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
+from services.face.boxes import box_iou
 from services.ingest.cameras import CameraConfig, save_cameras
 from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 from services.tracking import ShotPolicy, Tracks, shot_quality
@@ -120,8 +121,8 @@ class Truth:
         """The truth face a detected face is (IoU > 0.2), or None."""
         frame = face["frame"]
         candidates = self.faces(frame["camera_id"], frame["seq"])
-        best = max(candidates, key=lambda t: _iou(t["box"], face["box"]), default=None)
-        return best if best is not None and _iou(best["box"], face["box"]) > 0.2 else None
+        best = max(candidates, key=lambda t: box_iou(t["box"], face["box"]), default=None)
+        return best if best is not None and box_iou(best["box"], face["box"]) > 0.2 else None
 
     def walkers(self, frames: Iterable[tuple[str, int, int]], in_window: Callable[[int], bool]) -> tuple[set, dict]:
         """(walker occurrences all of whose frames fell in the window, the ones recall counts among

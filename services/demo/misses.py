@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from .score import MIN_RECOGNISABLE_WIDTH, _iou
+from services.face.boxes import box_iou
+
+from .score import MIN_RECOGNISABLE_WIDTH
 
 MATCH_IOU = 0.2
 
@@ -34,7 +36,7 @@ def _walker_of(face: Mapping[str, Any], truth_by_frame: Mapping[tuple[str, int],
     frame = face["frame"]
     best, best_iou = None, MATCH_IOU
     for walker in truth_by_frame.get((frame["camera_id"], int(frame["seq"])), []):
-        overlap = _iou(walker["box"], face["box"])
+        overlap = box_iou(walker["box"], face["box"])
         if overlap > best_iou:
             best, best_iou = walker, overlap
     return best

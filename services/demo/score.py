@@ -6,15 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from services.face.boxes import box_iou
+
 MIN_RECOGNISABLE_WIDTH = 64
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def latest_revisions(alert_events: Iterable[dict]) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -31,7 +25,7 @@ def latest_revisions(alert_events: Iterable[dict]) -> tuple[dict[str, dict], dic
 def is_true_alert(alert: dict, truth_by_frame: dict[tuple[str, int], list[dict]]) -> bool:
     frame = alert["face"]["frame"]
     for face in truth_by_frame.get((frame["camera_id"], frame["seq"]), []):
-        if face["identity"] == alert["subject_id"] and _iou(face["box"], alert["face"]["box"]) > 0.2:
+        if face["identity"] == alert["subject_id"] and box_iou(face["box"], alert["face"]["box"]) > 0.2:
             return True
     return False
 

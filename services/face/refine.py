@@ -18,20 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from services.face.boxes import box_iou
 from services.face.detector import Detection, FaceDetector
 
 #: Crop side as a multiple of the face box's larger side (the face fills 1/context of the crop).
 DEFAULT_CONTEXT = 2.5
 #: A crop detection overlapping the first box less than this is another face: keep the first.
 MIN_IOU = 0.5
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def face_crop(image: np.ndarray, box: np.ndarray, context: float) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +60,7 @@ def refine_landmarks(
     for (_, face), (_, corner), candidates in zip(items, crops, found, strict=True):
         best, best_iou = None, MIN_IOU
         for candidate in candidates:
-            overlap = _iou(face.box, candidate.box + np.tile(corner, 2))
+            overlap = box_iou(face.box, candidate.box + np.tile(corner, 2))
             if overlap >= best_iou:
                 best, best_iou = candidate, overlap
         if best is None:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.face.boxes import box_iou
+
 ASSOCIATION_RULE = "greedy-iou-landmarks/v1"
 
 
@@ -76,14 +78,6 @@ class Track:
         return self.box + np.concatenate([shift, shift]), self.centre + shift
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 class CameraTracker:
     """The live tracks of one camera. Feed frames in capture order with :meth:`update`."""
 
@@ -122,7 +116,7 @@ class CameraTracker:
                 width = float(box[2] - box[0])
                 if width <= 0 or not 1 / c.max_size_ratio <= width / max(track.width, 1e-6) <= c.max_size_ratio:
                     continue
-                score = iou(pbox, box)
+                score = box_iou(pbox, box)
                 if score < c.iou_floor:
                     distance = float(np.linalg.norm(pcentre - centre)) / max(track.width, 1e-6)
                     score = max(score, 1.0 - distance / c.gate_widths)

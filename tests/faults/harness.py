@@ -51,7 +51,7 @@ from services.demo.cast import Cast, choose_cast
 from services.demo.deployment import open_deployment
 from services.demo.pipeline import Pipeline
 from services.demo.run import CAMERA, DEPLOYMENT, DemoOptions, crowd_camera, enrol
-from services.demo.score import _iou
+from services.face.boxes import box_iou
 from services.ingest.cameras import save_cameras
 from tests.kafka_helpers import unique, wait_until
 
@@ -280,7 +280,7 @@ class CrowdRun:
     def was_embedded(self, walk: Walk) -> bool:
         """Some face of ``walk`` reached lfr.embeddings.v1 (a box on one of its frames over its own)."""
         with self._lock:
-            return any(_iou(box, walk.boxes[frame]) > 0.2 for frame in walk.frames for box in self.embedded.get(frame, ()))
+            return any(box_iou(box, walk.boxes[frame]) > 0.2 for frame in walk.frames for box in self.embedded.get(frame, ()))
 
     def watchlisted(self) -> set[str]:
         return {name for name, _photo in self.cast.watchlist}

@@ -105,10 +105,10 @@ def test_embed_rejects_a_chip_that_is_not_an_aligned_face(scene, face_engine):
 
 
 def _truth_identity(box, truth) -> str | None:
-    from services.demo.score import _iou
+    from services.face.boxes import box_iou
 
-    best = max(truth, key=lambda t: _iou(t["box"], box), default=None)
-    return best["identity"] if best is not None and _iou(best["box"], box) > 0.3 else None
+    best = max(truth, key=lambda t: box_iou(t["box"], box), default=None)
+    return best["identity"] if best is not None and box_iou(best["box"], box) > 0.3 else None
 
 
 def test_detect_with_tracking_sends_at_most_k_shots_per_track_of_one_person(scene, face_engine):
