@@ -36,7 +36,8 @@ SIGNED_HEADERS = (KEY_ID_HEADER, SIGNED_AT_HEADER, AUDIT_HASH_HEADER)
 RECORD_CONTEXT = b"lfr.record-signature.v1"
 
 # Why a record was refused; bounded (metric label, DLQ header, audit detail).
-REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised")
+REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised",
+                   "creator_changed")
 
 
 class KeyFileError(Exception):
@@ -267,10 +268,13 @@ class SignatureGate:
     means: signed by an unrevoked key of the keyring, carrying the hash of its audit record, and
     not older than the last change admitted for the same key."""
 
-    def __init__(self, keyring: Keyring, topic: str, on_refused=None) -> None:
+    def __init__(self, keyring: Keyring, topic: str, on_refused=None, audit_index=None) -> None:
         self.keyring = keyring
         self.topic = topic
         self.on_refused = on_refused
+        # ``audit_index.confirms(hash, topic, key, value)`` (services/audit/index.py): the audit
+        # record the change names exists, verifies and describes this very change.
+        self.audit_index = audit_index
         self._replays = ReplayGuard()
 
     def admit(self, record, live: bool) -> VerifiedRecord | None:
@@ -278,6 +282,8 @@ class SignatureGate:
             self.keyring.refresh()
             verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers())
             if not verified.audit_hash:
+                raise SignatureRefused("unaudited", verified.key_id)
+            if self.audit_index is not None and not self.audit_index.confirms(verified.audit_hash, self.topic, record.key(), record.value()):
                 raise SignatureRefused("unaudited", verified.key_id)
             self._replays.check(record.key(), verified)
         except SignatureRefused as refusal:

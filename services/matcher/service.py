@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from services.audit.index import AuditIndex
 from services.audit.refusals import signature_checks
 from services.common import health
 from services.common.errors import SettingsError
@@ -39,7 +40,7 @@ def build(
     reporter = RejectReporter(settings, settings.dlq_topic, SERVICE, audit=on_refused.audit)
     materialiser = WatchlistMaterialiser(
         settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock,
-        reporter=reporter, keyring=keyring, on_refused=on_refused,
+        reporter=reporter, keyring=keyring, on_refused=on_refused, audit_index=AuditIndex(settings, settings.audit_topic, keyring),
     )
     # The thresholds in force are audited at every start: a changed threshold leaves a record.
     on_refused.audit.write("matcher.thresholds", None, {

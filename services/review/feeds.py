@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from services.audit.identity import load_signer
+from services.audit.identity import load_keyring, load_signer
+from services.audit.index import AuditIndex
 from services.audit.writer import AuditWriter
 from services.common import health
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
+from services.watchlist.verified import RefusalTally, VerifiedWatchlist
 from services.evidence.sealing import ALGORITHM, SealError, associated_data, open_sealed
 
 from . import metrics
@@ -76,6 +78,12 @@ class Reader(threading.Thread):
         self.settings, self.board, self.keys, self.custody = settings, board, keys, custody
         self.stop_event = threading.Event()
         self.ready = threading.Event()
+        # Reference images come only from verified watchlist records (services/watchlist/verified.py):
+        # refusals are counted and logged here; the matcher audits and dead-letters each one once.
+        self.refusals = RefusalTally(SERVICE)
+        keyring = load_keyring(settings)
+        self.watchlist = VerifiedWatchlist(keyring, settings.watchlist_topic, self.refusals,
+                                           audit_index=AuditIndex(settings, settings.audit_topic, keyring))
 
     def run(self) -> None:
         s = self.settings
@@ -90,7 +98,7 @@ class Reader(threading.Thread):
             while not self.stop_event.is_set():
                 for record in consumer.consume(200, 0.3):
                     if record.error() is None:
-                        self.handle(record.topic(), record.key(), record.value())
+                        self.handle(record)
         finally:
             consumer.close()
 
@@ -105,16 +113,16 @@ class Reader(threading.Thread):
             self.stop_event.wait(1.0)
         return None
 
-    def handle(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def handle(self, record) -> None:
         s = self.settings
+        topic, value = record.topic(), record.value()
         try:
             if topic == s.watchlist_topic:
-                subject = (key or b"").decode()
-                if value is None:
-                    self.board.apply_reference(subject, None)
-                else:
-                    ref = decode(value).data.get("reference_image")
-                    self.board.apply_reference(subject, bytes(ref["data"]) if ref else None)
+                changed = self.watchlist.change(record, live=False)
+                if changed is not None:
+                    subject, entry = changed
+                    ref = entry.reference_image if entry is not None else None
+                    self.board.apply_reference(subject, ref.jpeg if ref else None)
             elif value is None:
                 return  # tombstones of evidence and the like
             elif topic == s.adjudications_topic:

@@ -178,8 +178,12 @@ def _list(args: argparse.Namespace) -> int:
 
     from .admin import now_ms
 
-    entries = _admin().list()
+    admin = _admin()
+    entries = admin.list()
     now = now_ms()
+    if admin.store.refusals.reasons:  # refused records are not listed; say so (the matcher reports them)
+        print(f"lfr watchlist list: {sum(admin.store.refusals.reasons.values())} records refused and not listed "
+              f"({admin.store.refusals.summary()})", file=sys.stderr)
     if args.json:
         for entry in entries:
             print(json.dumps({**entry.describe(), "expired": entry.is_expired(now)}))

@@ -22,16 +22,16 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Counter, Gauge
 
-from services.common.envelope import decode
 from services.common.errors import LfrError, MessageError, TransientError
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
-from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.common.signing import Keyring, SignatureRefused
 from services.common.topic_reader import TopicMissing, assign_from_beginning, caught_up
 
 from .entry import WatchlistEntry
 from .index import WatchlistIndex
 from .rejects import RejectReporter
+from .verified import VerifiedWatchlist
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,15 @@ class WatchlistMaterialiser:
         sweep_interval_s: float = 10.0,
         clock: Callable[[], int] = now_ms,
         reporter: RejectReporter | None = None,
-        keyring: Keyring | None = None,
+        keyring: Keyring,
         on_refused: Callable[[object, SignatureRefused, bool], None] | None = None,
+        audit_index=None,
     ) -> None:
         self.reporter = reporter
         self.topic = topic
-        self.keyring = keyring  # None only in tests of the index itself; the matcher always passes one
-        self._gate = SignatureGate(keyring, topic, self._refused(on_refused)) if keyring is not None else None
+        self.keyring = keyring
+        # The one verified reader of the watchlist topic (services/watchlist/verified.py).
+        self._verified = VerifiedWatchlist(keyring, topic, self._refused(on_refused), audit_index=audit_index)
         self.index = index
         self.sweep_interval_s = sweep_interval_s
         self.clock = clock
@@ -134,18 +136,14 @@ class WatchlistMaterialiser:
         return caught_up(self._consumer, self.topic, targets)
 
     def _parse(self, record) -> tuple[str, WatchlistEntry | None] | None:
-        key = (record.key() or b"").decode("utf-8", "replace")
-        if self._gate is not None and self._gate.admit(record, self.ready.is_set()) is None:
-            return None
-        if record.value() is None:
-            return key, None
         try:
-            entry = WatchlistEntry.from_data(decode(record.value()).data)
-            self.index.check(entry)
+            changed = self._verified.change(record, self.ready.is_set())
+            if changed is not None and changed[1] is not None:
+                self.index.check(changed[1])
         except Exception as exc:  # noqa: BLE001 - any unreadable record is skipped, never fatal
             self._reject(record, exc)
             return None
-        return entry.subject_id, entry
+        return changed
 
     def _reject(self, record, exc: BaseException) -> None:
         WATCHLIST_UPDATES.labels("invalid").inc()

@@ -13,14 +13,15 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from services.audit.identity import load_signer
+from services.audit.identity import load_keyring, load_signer
 from services.audit.writer import AuditWriter, change_digest
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.topic_reader import read_to_end
 from services.common.settings import WatchlistSettings
 
 from .entry import WatchlistEntry
+from .verified import RefusalTally, VerifiedWatchlist, fold
 
 logger = logging.getLogger(__name__)
 AUDIT_SERVICE = "watchlist"
@@ -36,11 +37,25 @@ class WatchlistStore:
     def __init__(self, settings: WatchlistSettings) -> None:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
-        self.signer = load_signer(settings)
-        self.audit_writer = AuditWriter(settings, settings.audit_topic, self.signer, AUDIT_SERVICE,
-                                        partition=settings.audit_partition, producer=self._producer)
+        self._signer = None
+        self._audit_writer: AuditWriter | None = None
+        self.refusals = RefusalTally("watchlist-cli")  # what read_all refused, for the command's summary
         self._batching = False
         self._errors: list = []
+
+    @property
+    def signer(self):
+        """This operator's key, loaded on the first write: reading needs only the keyring."""
+        if self._signer is None:
+            self._signer = load_signer(self.settings)
+        return self._signer
+
+    @property
+    def audit_writer(self) -> AuditWriter:
+        if self._audit_writer is None:
+            self._audit_writer = AuditWriter(self.settings, self.settings.audit_topic, self.signer, AUDIT_SERVICE,
+                                             partition=self.settings.audit_partition, producer=self._producer)
+        return self._audit_writer
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -54,24 +69,22 @@ class WatchlistStore:
             self._wait("the batch")
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, WatchlistEntry]:
-        """Current entries: the last record per subject, tombstones applied."""
-        entries: dict[str, WatchlistEntry] = {}
-        for record in read_to_end(client_config(self.settings), self.settings.watchlist_topic, group_id="lfr-watchlist-cli",
-                                  timeout_s=timeout_s):
-            key = (record.key() or b"").decode("utf-8", "replace")
-            if record.value() is None:
-                entries.pop(key, None)
-                continue
-            try:
-                entry = WatchlistEntry.from_data(decode(record.value()).data)
-            except Exception as exc:  # noqa: BLE001 - list and remove must work past any bad record
-                logger.warning(
-                    "unreadable watchlist record skipped",
-                    extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__},
-                )
-                continue
-            entries[entry.subject_id] = entry
-        return entries
+        """Current entries: the verified changes only (services/watchlist/verified.py), in order."""
+        self.refusals = RefusalTally("watchlist-cli")  # what this read refused
+        audit = self.audit_index(timeout_s)
+        try:
+            reader = VerifiedWatchlist(audit.keyring, self.settings.watchlist_topic, self.refusals, audit_index=audit)
+            records = read_to_end(client_config(self.settings), self.settings.watchlist_topic, group_id="lfr-watchlist-cli",
+                                  timeout_s=timeout_s)
+            return fold(records, reader)
+        finally:
+            audit.close()
+
+    def audit_index(self, timeout_s: float = 30.0):
+        """The audit records a change may name (services/audit/index.py)."""
+        from services.audit.index import AuditIndex  # noqa: PLC0415
+
+        return AuditIndex(self.settings, self.settings.audit_topic, load_keyring(self.settings), timeout_s)
 
     def publish(self, entry: WatchlistEntry, action: str = "watchlist.add", details: dict[str, Any] | None = None,
                 requested_by: str | None = None) -> str:

@@ -100,15 +100,17 @@ def enrol_reference(bootstrap: str, settings: ReviewSettings, subject: str, depl
     """A watchlist entry with a generated reference image (no model needed: a random unit vector)."""
     import numpy as np
 
-    from services.common.envelope import encode
+    from services.common.settings import WatchlistSettings
     from services.face.models import SFACE, ModelIdentity
     from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
     from services.watchlist.reference import ReferenceImage
-    from tests.kafka_helpers import produce
+    from services.watchlist.store import WatchlistStore
 
     vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
     entry = WatchlistEntry(subject, "W-" + subject, "wanted_by_courts", "red", Provenance("custody", 1, "PACE", "PC1", 1),
                            int(time.time() * 1000) + 86_400_000, (deployment,),
                            (EnrolledEmbedding(ModelIdentity(SFACE.name, SFACE.sha256), vector / np.linalg.norm(vector)),),
                            ReferenceImage(placeholder_jpeg(seed + 100, 140), 140, 140))
-    produce(bootstrap, settings.watchlist_topic, [encode("lfr.watchlist.v1", entry.to_data())], keys=[subject.encode()])
+    # Through the store, signed and audited: the console shows only verified reference images.
+    WatchlistStore(load_settings(WatchlistSettings, kafka_bootstrap_servers=bootstrap, watchlist_topic=settings.watchlist_topic,
+                                 audit_topic=settings.audit_topic)).publish(entry)

@@ -1,0 +1,97 @@
+"""The one verified reader of lfr.watchlist.v1: every consumer (matcher, `lfr watchlist list`, the
+snapshot `lfr deployment authorise` freezes, the review console's reference images, the report)
+turns records into watchlist changes here, so none applies a record the others would refuse.
+
+A record changes the watchlist only if the SignatureGate admits it (services/common/signing.py):
+signed by a trusted, unrevoked key, its signature covering the exact bytes, carrying the hash of
+its audit record (which exists and names this change, when an audit index is given) and not a
+replay of an older change to the same subject. Refused records change nothing and are reported
+through ``on_refused`` (the matcher audits and dead-letters them; one-shot readers count and log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+
+from services.common.envelope import decode
+from services.common.errors import MessageError
+from services.common.signing import Keyring, SignatureGate, SignatureRefused
+
+from .entry import WatchlistEntry
+
+logger = logging.getLogger(__name__)
+
+Change = tuple[str, WatchlistEntry | None]  # (subject id, entry; None = removed)
+
+
+class UnreadableEntry(MessageError):
+    reason = "schema_invalid"
+
+
+class VerifiedWatchlist:
+    """``change(record, live)``: the verified change a record makes, None when refused (reported
+    through ``on_refused(record, refusal, live)``); raises MessageError for a verified record whose
+    value is not a watchlist entry (the caller skips and reports it)."""
+
+    def __init__(self, keyring: Keyring, topic: str, on_refused: Callable[[object, SignatureRefused, bool], None] | None = None,
+                 audit_index=None) -> None:
+        self.topic = topic
+        self.gate = SignatureGate(keyring, topic, on_refused, audit_index=audit_index)
+
+    def change(self, record, live: bool) -> Change | None:
+        if self.gate.admit(record, live) is None:
+            return None
+        key = (record.key() or b"").decode("utf-8", "replace")
+        if record.value() is None:
+            return key, None
+        try:
+            entry = WatchlistEntry.from_data(decode(record.value()).data)
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any shape error is "not a watchlist entry"
+            raise UnreadableEntry(f"not a watchlist entry ({type(exc).__name__})") from None
+        if entry.subject_id != key:
+            raise UnreadableEntry(f"entry for {entry.subject_id} under key {key}")
+        return entry.subject_id, entry
+
+
+def fold(records: Iterable, reader: VerifiedWatchlist) -> dict[str, WatchlistEntry]:
+    """Current entries from a one-shot read: verified changes applied in order, the rest skipped."""
+    entries: dict[str, WatchlistEntry] = {}
+    for record in records:
+        try:
+            changed = reader.change(record, live=False)
+        except MessageError as exc:
+            logger.warning("unreadable watchlist record skipped",
+                           extra={"partition": record.partition(), "offset": record.offset(), "error_class": type(exc).__name__})
+            continue
+        if changed is None:
+            continue
+        subject_id, entry = changed
+        if entry is None:
+            entries.pop(subject_id, None)
+        else:
+            entries[subject_id] = entry
+    return entries
+
+
+class RefusalTally:
+    """``on_refused`` for one-shot readers (CLI, snapshot, report): counted (lfr_signature_refusals_total)
+    and logged, never re-reported: the matcher audits and dead-letters each refusal once, live."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.reasons: Tally = Tally()
+
+    def __call__(self, record, refusal: SignatureRefused, live: bool) -> None:
+        from services.audit.refusals import SIGNATURE_REFUSALS  # noqa: PLC0415 - the shared counter
+
+        SIGNATURE_REFUSALS.labels(self.service, record.topic(), refusal.reason).inc()
+        self.reasons[refusal.reason] += 1
+        logger.warning("record refused: signature", extra={"topic": record.topic(), "offset": record.offset(),
+                                                           "reason": refusal.reason, "key_id": refusal.key_id})
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))
