@@ -7,6 +7,7 @@ Tests of the admin path itself use services.deployments.admin (the `lfr deployme
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 
@@ -60,6 +61,8 @@ def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment, sig
     operator, authoriser = signers or session_signers()
     producer = Producer({"bootstrap.servers": bootstrap})
     for deployment in deployments:
+        # As `lfr deployment create` does: the creator is the owner of the key that writes the draft.
+        deployment = dataclasses.replace(deployment, created_by=operator.owner)
         if deployment.authorisation is not None:
             deployment = countersign(deployment, authoriser)
         key, value = deployment.deployment_id.encode(), encode(SCHEMA, deployment.to_data())

@@ -6,6 +6,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from services.audit.identity import load_keyring
 from services.audit.writer import change_digest
 from services.common.envelope import encode
 from services.common.errors import MessageError
@@ -14,7 +15,10 @@ from services.common.topic_reader import read_to_end
 from services.common.settings import DeploymentSettings
 from services.watchlist.store import WatchlistStore
 
+from services.watchlist.verified import RefusalTally
+
 from .record import SCHEMA, Deployment
+from .verified import VerifiedDeployments
 
 AUDIT_PREFIX = "deployment."
 
@@ -24,22 +28,26 @@ class DeploymentStore:
         self.settings = settings
         self.watchlist = watchlist or WatchlistStore(settings)
         self._producer = Producer(producer_config(settings))
+        self.refusals = RefusalTally("deployment-cli")
 
     def read_all(self, timeout_s: float = 30.0) -> dict[str, Deployment]:
-        """The latest record of every deployment (records that do not parse are skipped)."""
-        from .view import parse  # noqa: PLC0415 - the same checks as the services
-
+        """The latest verified record of every deployment (services/deployments/verified.py);
+        refused records are counted in ``refusals`` and skipped, as a service's view skips them."""
+        self.refusals = RefusalTally("deployment-cli")  # what this read refused
+        reader = VerifiedDeployments(load_keyring(self.settings), self.settings.deployments_topic, self.refusals)
         found: dict[str, Deployment] = {}
         for record in read_to_end(client_config(self.settings), self.settings.deployments_topic, group_id="lfr-deployment-cli",
                                   timeout_s=timeout_s):
             key = (record.key() or b"").decode("utf-8", "replace")
-            if record.value() is None:
-                found.pop(key, None)
-                continue
             try:
-                found[key] = parse(record.value(), key, found.get(key))
-            except (MessageError, KeyError, TypeError):
+                changed = reader.change(record, False, found.get(key))
+            except MessageError:
+                self.refusals.reasons["invalid"] += 1
                 continue
+            if changed is not None and changed[1] is None:
+                found.pop(key, None)
+            elif changed is not None:
+                found[key] = changed[1]
         return found
 
     def publish(self, deployment: Deployment) -> None:

@@ -24,12 +24,12 @@ from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
-from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.common.signing import Keyring, SignatureRefused
 from services.common.topic_reader import TopicMissing, assign_from_beginning, caught_up
 
 from .lifecycle import check_successor
 from .record import SCHEMA, Deployment
-from .signing import check_authorisation
+from .verified import VerifiedDeployments
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,13 @@ class InvalidDeployment(MessageError):
 class DeploymentView:
     """Thread-safe read side: ``get(deployment_id)`` returns the latest valid record or None."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, *, dlq_topic: str = "lfr.dlq.v1", service: str = "deployments",
-                 keyring: Keyring | None = None, on_refused=None) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, *, keyring: Keyring, dlq_topic: str = "lfr.dlq.v1",
+                 service: str = "deployments", on_refused=None, audit_index=None) -> None:
         self.topic = topic
-        # Only records signed by a trusted key, audited, not replayed, and (once authorised)
-        # countersigned by an officer other than the creator are applied (services/deployments/signing.py).
+        # The one verified reader of the topic (services/deployments/verified.py).
         self.keyring = keyring
         self._on_refused = on_refused
-        self._gate = SignatureGate(keyring, topic, self._refused) if keyring is not None else None
+        self._verified = VerifiedDeployments(keyring, topic, self._refused, audit_index=audit_index)
         self.dlq_topic = dlq_topic
         self.service = service
         self._settings = settings
@@ -146,15 +145,8 @@ class DeploymentView:
 
     def _apply(self, record, live: bool) -> None:
         key = (record.key() or b"").decode("utf-8", "replace")
-        if self._gate is not None and self._gate.admit(record, live) is None:
-            return
-        if record.value() is None:
-            self._deployments.pop(key, None)
-            DEPLOYMENT_RECORDS.labels("removed").inc()
-            self._count_active()
-            return
         try:
-            deployment = parse(record.value(), key, self._deployments.get(key))
+            changed = self._verified.change(record, live, self._deployments.get(key))
         except MessageError as exc:
             DEPLOYMENT_RECORDS.labels("refused").inc()
             logger.error(
@@ -164,12 +156,14 @@ class DeploymentView:
             if live:
                 self._dead_letter(record, exc)
             return
-        if self.keyring is not None:
-            try:
-                check_authorisation(deployment, self.keyring)
-            except SignatureRefused as refusal:
-                self._refused(record, refusal, live)
-                return
+        if changed is None:
+            return
+        _key, deployment = changed
+        if deployment is None:
+            self._deployments.pop(key, None)
+            DEPLOYMENT_RECORDS.labels("removed").inc()
+            self._count_active()
+            return
         self._deployments[deployment.deployment_id] = deployment
         DEPLOYMENT_RECORDS.labels("applied").inc()
         self._count_active()

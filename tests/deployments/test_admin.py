@@ -10,8 +10,10 @@ import sys
 from dataclasses import replace
 
 import pytest
+from confluent_kafka import Producer
 from qdrant_client import QdrantClient
 
+from services.audit.identity import load_keyring
 from services.common.envelope import decode, encode
 from services.common.settings import DeploymentSettings, KafkaSettings, load_settings
 from services.deployments.admin import DeploymentAdmin
@@ -20,7 +22,7 @@ from services.deployments.store import DeploymentStore
 from services.deployments.view import DeploymentView
 from services.watchlist.index import WatchlistIndex
 from services.watchlist.materialiser import WatchlistMaterialiser
-from tests.deployment_helpers import active_deployment, publish_deployment
+from tests.deployment_helpers import active_deployment, publish_deployment, session_signers
 from tests.deployments.test_rules import HOUR, MODEL, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, produce, unique, wait_until
 
@@ -90,7 +92,8 @@ def test_view_dead_letters_bad_records_and_keeps_the_last_valid_state(broker, to
     settings = load_settings(KafkaSettings)
     good = active_deployment("dep-v", ["cam-1"])
     publish_deployment(broker.bootstrap_servers, topics["deployments"], good)
-    view = DeploymentView(settings, topics["deployments"], dlq_topic=topics["dlq"], service="test").start()
+    view = DeploymentView(settings, topics["deployments"], dlq_topic=topics["dlq"], service="test", keyring=load_keyring(
+        load_settings(DeploymentSettings))).start()
     try:
         view.wait_ready(20)
         assert view.ready and view.get("dep-v").state == "active"
@@ -100,8 +103,12 @@ def test_view_dead_letters_bad_records_and_keeps_the_last_valid_state(broker, to
         back_to_active = replace(good, revision=reborn.revision + 1)
         data = good.to_data()
         data["state"] = "running"
-        produce(broker.bootstrap_servers, topics["deployments"],
-                [encode(SCHEMA, back_to_active.to_data()), json.dumps(data).encode()], keys=[b"dep-v", b"dep-v"])
+        operator, _authoriser = session_signers()  # signed: the state machine, not the signature, refuses these
+        raw = Producer({"bootstrap.servers": broker.bootstrap_servers})
+        for value in (encode(SCHEMA, back_to_active.to_data()), json.dumps(data).encode()):
+            raw.produce(topics["deployments"], key=b"dep-v", value=value,
+                        headers=operator.record_headers(topics["deployments"], b"dep-v", value, audit_hash="0" * 64))
+        assert raw.flush(10) == 0
         dlq = TopicReader(broker.bootstrap_servers, topics["dlq"])
         try:
             records = dlq.read_until(2, 15)
@@ -125,7 +132,8 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
     for e in (listed, other):
         store.watchlist.publish(e)
     index = WatchlistIndex(QdrantClient(location=":memory:"), MODEL)
-    materialiser = WatchlistMaterialiser(settings, topics["watchlist"], index, sweep_interval_s=3600, clock=clock)
+    materialiser = WatchlistMaterialiser(settings, topics["watchlist"], index, sweep_interval_s=3600, clock=clock,
+                                         keyring=load_keyring(settings))
     materialiser.start()
     try:
         materialiser.wait_ready(20)
