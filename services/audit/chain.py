@@ -18,6 +18,11 @@ the partition*, not necessarily the one just before it. A record nobody referenc
 writer stopped between a raced append and its join) is reported as unjoined, a warning rather
 than a failure: only a trusted key can have written it, and what a removal could hide there is
 the join itself, whose absence leaves the same picture as a crash.
+
+Revocation is decided by position, not by the signer's clock: once a verified ``keys.revoke``
+record sits in the partition, every later record signed by the key it names fails as inserted,
+whatever ``at_ms`` it claims (a signing time is the signer's word). The keyring's revocation time
+still refuses records claiming a later time (a revocation audited in another partition).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ GENESIS = "0" * 64
 CONTEXT = b"lfr.audit.v1\x00"
 CHAIN_FIELDS = ("seq", "prev_hash", "key_id", "signature")
 JOIN_ACTION = "audit.joined"
+REVOKE_ACTION = "keys.revoke"  # written by `lfr keys revoke` (services/audit/cli.py), details.key_id
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -91,7 +97,7 @@ class ChainReport:
         return self.problem is None
 
 
-def _signature_problem(position: Position, keyring: Keyring) -> Problem | None:
+def _signature_problem(position: Position, keyring: Keyring, revoked_at: Mapping[str, int]) -> Problem | None:
     record = position.record
     assert record is not None
     seq = record.get("seq") if isinstance(record.get("seq"), int) else None
@@ -100,6 +106,9 @@ def _signature_problem(position: Position, keyring: Keyring) -> Problem | None:
     key = keyring.get(str(record["key_id"]))
     if key is None:
         return Problem(position.offset, seq, "inserted", f"signed by key {record['key_id']}, which the keyring does not trust")
+    if key.key_id in revoked_at:  # its place in the chain decides, whatever at_ms it claims
+        return Problem(position.offset, seq, "inserted",
+                       f"signed by key {key.key_id} after its revocation at offset {revoked_at[key.key_id]}")
     if key.revoked_at_ms is not None and int(record.get("at_ms", 0)) >= key.revoked_at_ms:
         return Problem(position.offset, seq, "inserted", f"signed by key {key.key_id} after it was revoked")
     try:
@@ -114,6 +123,7 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
     items = list(positions)
     known: dict[str, tuple[int, int]] = {GENESIS: (-1, -1)}  # hash -> (offset, seq) of records verified so far
     referenced: set[str] = set()
+    revoked_at: dict[str, int] = {}  # key id -> offset of its revocation record in this partition
     head, head_seq, forks = GENESIS, -1, 0
     all_hashes: dict[str, int] = {}
     for position in items:
@@ -127,9 +137,11 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
         record = position.record
         if record is None:
             return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match lfr.audit.v1)"))
-        problem = _signature_problem(position, keyring)
+        problem = _signature_problem(position, keyring, revoked_at)
         if problem is not None:
             return failed(problem)
+        if record.get("action") == REVOKE_ACTION:  # a verified revocation: every later record its key signs is refused
+            revoked_at.setdefault(str((record.get("details") or {}).get("key_id", "")), position.offset)
         digest, seq, prev = record_hash(record), int(record["seq"]), str(record["prev_hash"])
         if digest in known:
             return failed(Problem(position.offset, seq, "inserted", f"a copy of the record at offset {known[digest][0]}"))
