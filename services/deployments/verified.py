@@ -26,7 +26,7 @@ Change = tuple[str, Deployment | None]
 
 def creator_problem(previous: Deployment | None, new: Deployment, signer_owner: str) -> str | None:
     """Why ``new`` (signed by ``signer_owner``) may not follow ``previous`` as far as its creator goes."""
-    if previous is not None and (new.created_by != previous.created_by or new.created_at_ms != previous.created_at_ms):
+    if previous is not None and new.created_by != previous.created_by:
         return f"the creator changed from {previous.created_by} to {new.created_by}"
     if new.state == "draft" and signer_owner != new.created_by:
         return f"a draft naming {new.created_by} as creator, signed by {signer_owner}"
