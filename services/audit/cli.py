@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from services.common.cli_support import EXIT_REFUSED
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     keys = commands.add_parser("keys", help="signing keys of the people and services that change the watchlist")
@@ -123,8 +125,8 @@ def _keys_revoke(args: argparse.Namespace) -> int:
         return 1
     signer = load_signer(settings)  # the revocation is audited, signed by whoever revokes
     if signer.key_id == revoked.key_id:
-        print("lfr keys revoke: sign the revocation with another trusted key (LFR_SIGNING_KEY_FILE)", file=sys.stderr)
-        return 1
+        print("lfr keys revoke: refused: sign the revocation with another trusted key (LFR_SIGNING_KEY_FILE)", file=sys.stderr)
+        return EXIT_REFUSED
     writer = AuditWriter(settings, settings.audit_topic, signer, "keys", partition=settings.audit_partition)
     writer.write("keys.revoke", None, {"key_id": revoked.key_id, "owner": revoked.owner, "reason": args.reason})
     writer.close()

@@ -8,7 +8,7 @@ keeps them in step):
          or an unexpected internal error (named in one line; LFR_TRACEBACK=1 prints the trace)
     2    usage or settings error (a bad argument, a bad LFR_* variable: named)
     3    refused: the command refused some input on purpose (watchlist enrolment refusals,
-         dead letters whose payload was withheld)
+         dead letters whose payload was withheld, refused `lfr deployment` operations)
     4    Kafka unreachable, timed out or refused the request
     5    Qdrant unreachable or refused the request
     6    a file could not be read or written

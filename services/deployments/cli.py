@@ -1,6 +1,7 @@
 """`lfr deployment create|authorise|start|end|cancel|list|show|sweep`.
 
-Refusals print one line per problem, each naming its field, and exit 1 with nothing written.
+Refusals print one line per problem, each naming its field, and exit 3 (refused on purpose,
+services/common/cli_support.py) with nothing written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import sys
 
+from services.common.cli_support import EXIT_REFUSED
 from services.common.timefmt import format_time_ms, parse_time_ms
 
 from .record import Criteria, Deployment, Refused, Transition, Window
@@ -95,7 +97,7 @@ def _admin():
 def _refused(command: str, refusal: Refused) -> int:
     for problem in refusal.problems:
         print(f"lfr deployment {command}: refused: {problem}", file=sys.stderr)
-    return 1
+    return EXIT_REFUSED
 
 
 def draft_from_args(args: argparse.Namespace, actor: str, now_ms: int) -> Deployment:
@@ -138,7 +140,7 @@ def _create(args: argparse.Namespace) -> int:
         return _refused("create", refusal)
     except (MessageError, ValueError) as exc:
         print(f"lfr deployment create: refused: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     print(f"deployment {record.deployment_id} created as a draft")
     return 0
 

@@ -80,12 +80,12 @@ def test_refusals_are_named_and_write_nothing(broker, topics, authoriser):
     assert (count(broker, topics["deployments"]), count(broker, topics["audit"])) == before
     assert {d.state for d in store.read_all().values()} == {"draft"}
 
-    # The CLI prints the same refusal and exits 1.
+    # The CLI prints the same refusal and exits 3 (refused on purpose).
     env = {"LFR_DEPLOYMENTS_TOPIC": topics["deployments"], "LFR_WATCHLIST_TOPIC": topics["watchlist"], "LFR_AUDIT_TOPIC": topics["audit"]}
     result = subprocess.run([sys.executable, "-m", "services.cli", "deployment", "authorise", "dep-self", "--officer", "PS creator",
                              "--rank", "superintendent"], capture_output=True, text=True, timeout=120,
                             env={**os.environ, **env})
-    assert result.returncode == 1 and "refused: authorising_officer: test:operator created this deployment" in result.stderr
+    assert result.returncode == 3 and "refused: authorising_officer: test:operator created this deployment" in result.stderr
 
 
 def test_view_dead_letters_bad_records_and_keeps_the_last_valid_state(broker, topics):
