@@ -394,7 +394,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     """The review console: officers adjudicate alerts; holds the evidence (probe chips) in custody."""
 
     group_id: str = Field("lfr-review", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="client id prefix of the console's readers")
-    http_host: str = Field("0.0.0.0", min_length=1, max_length=255, description="address the console listens on")
+    http_host: str = Field("127.0.0.1", min_length=1, max_length=255, description="address the console listens on (loopback by default; the chart sets 0.0.0.0 in the pod)")
     http_port: int = Field(8080, ge=1, le=65535, description="port of the console (HTTP; terminate TLS in front of it)")
     public_url: str = Field("http://127.0.0.1:8080", pattern=r"^https?://[^\s]+$", max_length=2048, description="URL officers open (printed, used for OIDC redirects)")
     users_file: Path = Field(Path("var/review/users.json"), description="local users (argon2id hashes); used when OIDC is not configured")
@@ -403,7 +403,9 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     session_idle_s: float = Field(1800.0, ge=30, le=86_400, description="a session ends after this long without a request")
     cookie_secure: bool = Field(True, description="Secure flag on the session cookie (browsers accept it on http://localhost too)")
     login_max_failures: int = Field(5, ge=1, le=100, description="wrong passwords per user within the window before sign-in is locked")
-    login_window_s: float = Field(900.0, ge=1, le=86_400, description="window and lockout length of the login rate limit")
+    login_window_s: float = Field(900.0, ge=1, le=86_400, description="window and first lockout length of the login rate limit (each further lockout of the same account or address lasts twice as long, up to a day)")
+    login_address_max_failures: int = Field(20, ge=1, le=10_000, description="wrong passwords from one trustworthy client address within the window before that address is locked")
+    trusted_proxies: str = Field("", max_length=4096, pattern=r"^[0-9A-Fa-f:.,/ ]*$", description="comma-separated addresses or networks of the TLS-terminating proxies whose X-Forwarded-For is believed (empty: none)")
     evidence_retention_s: float = Field(31 * 86_400.0, ge=1, le=366 * 86_400, description="unadjudicated and confirmed evidence is erased this long after the alert")
     rejected_erasure_s: float = Field(60.0, ge=0, le=300, description="a rejected alert's chip is erased within this bound (at most 5 minutes)")
     transit_key_validity_s: float = Field(60.0, ge=1, le=3600, description="how long one transit public key is used for sealing")
@@ -429,6 +431,9 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     def _review_bounds(self) -> ReviewSettings:
         if self.transit_key_validity_s + self.transit_key_grace_s > 300:
             raise ValueError("LFR_TRANSIT_KEY_VALIDITY_S + LFR_TRANSIT_KEY_GRACE_S must be at most 300 (the 5-minute erasure promise)")
+        from services.review.addresses import parse_proxies  # noqa: PLC0415 - stdlib only
+
+        parse_proxies(self.trusted_proxies)  # ValueError naming the bad entry
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
             raise ValueError("LFR_OIDC_CLIENT_ID and LFR_OIDC_CLIENT_SECRET required when LFR_OIDC_ISSUER is set")
         return self

@@ -41,6 +41,7 @@ from .board import Board
 from .custody import EvidenceCustody
 from .feeds import Sweeper, Writer
 from .oidc import oauth_client, user_from_claims
+from .addresses import client_address, parse_proxies
 from .sessions import LoginLimiter, Session, SessionStore
 from .users import User, UsersFile
 
@@ -73,6 +74,7 @@ def build_app(console: Console) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     oidc = oauth_client(console.settings)
     secure = console.settings.cookie_secure
+    proxies = parse_proxies(console.settings.trusted_proxies)  # validated by the settings class
 
     def _set_session_cookie(response: Response, session: Session) -> None:
         response.set_cookie(COOKIE, session.token, httponly=True, secure=secure, samesite="strict", path="/",
@@ -127,7 +129,8 @@ def build_app(console: Console) -> Starlette:
             metrics.REFUSALS.labels("csrf").inc()
             raise HTTPException(403, "missing or wrong CSRF token")
         username, password = str(form.get("username", ""))[:64], str(form.get("password", ""))[:256]
-        keys = (f"user:{username}", f"ip:{request.client.host if request.client else '-'}")
+        address = client_address(request.client.host if request.client else None, request.headers.get("x-forwarded-for"), proxies)
+        keys = (f"user:{username}",) + ((f"ip:{address}",) if address else ())  # per account always; per address if trustworthy
         if console.limiter.locked(*keys):
             metrics.LOGINS.labels("locked").inc()
             return templates.TemplateResponse(request, "login.html", {"csrf": sent, "error": "Too many attempts: try again later.",

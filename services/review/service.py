@@ -42,7 +42,7 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
 
     console = Console(settings, board, custody, writer, sweeper, UsersFile(settings.users_file),
                       SessionStore(settings.session_ttl_s, settings.session_idle_s),
-                      LoginLimiter(settings.login_max_failures, settings.login_window_s), clock, report)
+                      LoginLimiter(settings.login_max_failures, settings.login_window_s, max_failures_by_prefix={"ip": settings.login_address_max_failures}), clock, report)
     return console, reader
 
 

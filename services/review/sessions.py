@@ -61,13 +61,20 @@ class SessionStore:
 
 @dataclass
 class LoginLimiter:
-    """After ``max_failures`` wrong passwords for a user (or from one address) within ``window_s``,
-    sign-in is refused (429) until the window has passed, even with the right password."""
+    """After ``max_failures`` wrong passwords for a key (``user:NAME`` or ``ip:ADDRESS``) within
+    ``window_s``, sign-in is refused (429) for that key, even with the right password: for
+    ``window_s`` the first time, then twice as long at each further lockout (up to a day), until a
+    sign-in succeeds. ``max_failures_by_prefix`` sets another limit for a kind of key (addresses)."""
 
     max_failures: int
     window_s: float
     clock: Callable[[], float] = time.monotonic
+    max_failures_by_prefix: dict[str, int] = field(default_factory=dict)
+    max_lockout_s: float = 86_400.0
     _failures: dict[str, list[float]] = field(default_factory=dict)
+    _locked_until: dict[str, float] = field(default_factory=dict)
+    _lockouts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _recent(self, key: str) -> list[float]:
         now = self.clock()
@@ -75,13 +82,27 @@ class LoginLimiter:
         self._failures[key] = kept
         return kept
 
+    def _limit(self, key: str) -> int:
+        return self.max_failures_by_prefix.get(key.split(":", 1)[0], self.max_failures)
+
     def locked(self, *keys: str) -> bool:
-        return any(len(self._recent(k)) >= self.max_failures for k in keys)
+        with self._lock:
+            return any(self.clock() < self._locked_until.get(k, float("-inf")) for k in keys)
 
     def failed(self, *keys: str) -> None:
-        for key in keys:
-            self._recent(key).append(self.clock())
+        with self._lock:
+            for key in keys:
+                recent = self._recent(key)
+                recent.append(self.clock())
+                if len(recent) >= self._limit(key):
+                    count = self._lockouts.get(key, 0)
+                    self._locked_until[key] = self.clock() + min(self.window_s * 2 ** count, self.max_lockout_s)
+                    self._lockouts[key] = count + 1
+                    self._failures[key] = []
 
     def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+                self._lockouts.pop(key, None)
+                self._locked_until.pop(key, None)

@@ -211,6 +211,7 @@ STRINGS = {
     "webhookUrl": "https://hooks.example.org/openlfr",
     "ceSourcePrefix": "/openlfr/test",
     "publicUrl": "https://review.example.org",
+    "trustedProxies": "10.0.0.0/8",
     "oidcIssuer": "https://id.example.org/realms/police",
     "oidcClientId": "openlfr-review",
     "oidcRolesClaim": "roles",
