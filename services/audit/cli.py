@@ -203,10 +203,22 @@ def _audit_show(args: argparse.Namespace) -> int:
 
     from .reader import matches, read_audit
 
+    from .chain import verify_chain
+    from .identity import load_keyring
+
     settings = _settings()
     topic = args.topic or settings.audit_topic
+    keyring = load_keyring(settings)
+    failed = False
     for partition, positions in read_audit(settings, topic).items():
+        report = verify_chain(positions, keyring)  # shown: only what verifies, up to the first bad record
+        if not report.ok:
+            failed = True
+            print(f"lfr audit show: {topic}[{partition}]: records from offset {report.problem.offset} not shown: "
+                  f"{report.problem.describe()}", file=sys.stderr)
         for position in positions:
+            if not report.ok and position.offset >= report.problem.offset:
+                break
             record = position.record
             if not matches(record, args.subject, args.deployment, args.actor, args.action):
                 continue
@@ -217,6 +229,6 @@ def _audit_show(args: argparse.Namespace) -> int:
             when = datetime.fromtimestamp(record["at_ms"] / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             details = " ".join(f"{k}={v}" for k, v in sorted((record.get("details") or {}).items()))
             print(f"{when}  {record.get('actor', '?'):<24} {record['action']:<28} {record.get('subject_id', '-'):<20} {details}")
-    return 0
+    return 1 if failed else 0
 
 

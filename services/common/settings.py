@@ -439,7 +439,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
         return self
 
 
-class ReportSettings(KafkaSettings):
+class ReportSettings(KafkaSettings, KeyringSettings):
     """`lfr report`: the topics the transparency report is computed from."""
 
     alerts_topic: TopicName = "lfr.alerts.v2"

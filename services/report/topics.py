@@ -10,6 +10,10 @@ from services.common.kafka_config import client_config
 from services.common.progress import Progress
 from services.common.topic_reader import TopicMissing, read_to_end
 
+from services.audit.identity import load_keyring
+from services.deployments.verified import VerifiedDeployments
+from services.watchlist.verified import RefusalTally, VerifiedWatchlist, fold
+
 from .deployments import DeploymentFacts, facts_from_record
 
 
@@ -23,7 +27,12 @@ class ReportInputs:
 
 
 def read_topic(settings, topic: str, timeout_s: float, bar: Progress | None = None) -> list[tuple[bytes | None, bytes | None]]:
-    """(key, value) of every record of ``topic`` in partition order; [] when the topic does not exist.
+    """(key, value) of every record of ``topic`` in partition order; [] when the topic does not exist."""
+    return [(record.key(), record.value()) for record in read_records(settings, topic, timeout_s, bar)]
+
+
+def read_records(settings, topic: str, timeout_s: float, bar: Progress | None = None) -> list:
+    """Every record of ``topic`` in partition order; [] when the topic does not exist.
 
     ``bar`` (services/common/progress.py) grows by the topic's record count and advances as they arrive."""
     base = (bar.total or 0) if bar is not None else 0
@@ -37,8 +46,7 @@ def read_topic(settings, topic: str, timeout_s: float, bar: Progress | None = No
             counted = seen
 
     try:
-        return [(record.key(), record.value())
-                for record in read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s, on_progress=progress)]
+        return list(read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s, on_progress=progress))
     except TopicMissing:
         return []
 
@@ -64,24 +72,26 @@ def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
         adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v2"),
         counts=_bodies(read_topic(settings, settings.counts_topic, timeout, bar), "lfr.counts.v1"),
     )
-    for key, value in read_topic(settings, settings.watchlist_topic, timeout, bar):
-        subject = (key or b"").decode()
-        if value is None:
-            inputs.watchlist_scopes.pop(subject, None)
-            continue
+    # The watchlist and the deployments through their verified readers (issue #23): a forged
+    # record neither widens a deployment's watchlist nor changes who authorised it.
+    keyring = load_keyring(settings)
+    watchlist = VerifiedWatchlist(keyring, settings.watchlist_topic, RefusalTally("report"))
+    for subject, entry in fold(read_records(settings, settings.watchlist_topic, timeout, bar), watchlist).items():
+        inputs.watchlist_scopes[subject] = tuple(entry.deployments)
+    deployments = VerifiedDeployments(keyring, settings.deployments_topic, RefusalTally("report"))
+    found: dict = {}
+    for record in read_records(settings, settings.deployments_topic, timeout, bar):
+        key = (record.key() or b"").decode("utf-8", "replace")
         try:
-            inputs.watchlist_scopes[subject] = tuple(decode(value).data["deployments"])
-        except Exception:  # noqa: BLE001
+            changed = deployments.change(record, False, found.get(key))
+        except Exception:  # noqa: BLE001 - a record that does not parse is not reported on
             continue
-    for key, value in read_topic(settings, settings.deployments_topic, timeout, bar):
-        deployment = (key or b"").decode()
-        if value is None:
-            inputs.deployments.pop(deployment, None)
-            continue
-        try:
-            facts = facts_from_record(decode(value).data)
-        except Exception:  # noqa: BLE001
-            continue
+        if changed is not None and changed[1] is None:
+            found.pop(key, None)
+        elif changed is not None:
+            found[key] = changed[1]
+    for key, deployment in found.items():
+        facts = facts_from_record(deployment.to_data())
         if facts.deployment_id:
             inputs.deployments[facts.deployment_id] = facts
     return inputs

@@ -40,3 +40,27 @@ def test_a_record_signed_after_the_revocation_fails_whatever_its_time(broker, ka
     assert lfr(["audit", "verify", "--topic", topic]) == 1
     out = capsys.readouterr().out
     assert f"FAILED at offset 4 (seq 4): inserted: signed by key {lost.key_id} after its revocation at offset 3" in out
+
+
+def test_audit_show_shows_only_what_verifies(broker, kafka_env, monkeypatch, capsys, tmp_path):
+    """`lfr audit show` reads the audit through the chain check: a record a stranger appended is not shown."""
+    from services.common.envelope import encode
+    from services.audit.chain import seal
+    from tests.kafka_helpers import produce
+
+    writer_key, stranger = Signer.generate("Sgt 7 Writer"), Signer.generate("Sgt 7 Writer")
+    ring = Keyring(tmp_path / "ring.json")
+    ring.add(writer_key, 0)
+    ring.save()
+    monkeypatch.setenv("LFR_KEYRING_FILE", str(ring.path))
+    topic = unique("audit")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    writer = AuditWriter(load_settings(AuditSettings), topic, writer_key, "watchlist")
+    _record, head = writer.write("watchlist.add", "s0", {"n": 0})
+    writer.close()
+    forged = seal({"action": "watchlist.remove", "at_ms": 1, "service": "watchlist", "subject_id": "s0"}, stranger, 1, head)
+    produce(broker.bootstrap_servers, topic, [encode("lfr.audit.v1", forged)])
+    assert lfr(["audit", "show", "--topic", topic, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert [line.count('"watchlist.add"') for line in captured.out.splitlines()] == [1]
+    assert "records from offset 1 not shown" in captured.err

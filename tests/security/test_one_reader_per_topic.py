@@ -1,0 +1,56 @@
+"""Nothing reads a governed topic except through its verified reader (issue #23): a grep over
+services/ for Kafka reads that name the watchlist, deployments or audit topic, and for decoding
+a watchlist entry or a deployment record, outside the modules that verify what they read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+READS = re.compile(r"\b(read_to_end|read_records|read_topic|read_audit|assign_from_beginning|Consumer)\(")
+GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic)\b|lfr\.(watchlist|deployments|audit)\.v1")
+
+# module -> what it must use to verify (None: reads without applying anything, with the reason)
+READERS = {
+    "services/watchlist/materialiser.py": "VerifiedWatchlist",  # the matcher's index
+    "services/watchlist/store.py": "VerifiedWatchlist",  # lfr watchlist list, the authorised snapshot
+    "services/review/feeds.py": "VerifiedWatchlist",  # the console's reference images
+    "services/report/topics.py": "VerifiedDeployments",  # the transparency report (and VerifiedWatchlist)
+    "services/deployments/view.py": "VerifiedDeployments",  # every service's deployment view
+    "services/deployments/store.py": "VerifiedDeployments",  # lfr deployment
+    "services/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
+    "services/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
+    "services/privacy/audit.py": None,  # scans every record of every topic for biometric data, refused ones included
+}
+DECODERS = {
+    "WatchlistEntry.from_data(": {"services/watchlist/verified.py"},
+    "Deployment.from_data(": {"services/deployments/view.py"},  # view.parse, called only by deployments/verified.py
+}
+
+
+def sources() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in sorted((ROOT / "services").rglob("*.py"))}
+
+
+def test_governed_topics_are_read_only_through_their_verified_readers():
+    found = {}
+    for path, text in sources().items():
+        if READS.search(text) and GOVERNED.search(text):
+            found[path] = text
+    unexpected = sorted(set(found) - set(READERS))
+    assert not unexpected, f"these modules read a governed topic without its verified reader: {unexpected}"
+    for path, text in found.items():
+        needed = READERS[path]
+        assert needed is None or needed in text, f"{path} reads a governed topic but does not use {needed}"
+
+
+def test_watchlist_entries_and_deployments_are_decoded_only_by_the_verified_readers():
+    for path, text in sources().items():
+        for call, allowed in DECODERS.items():
+            if call in text:
+                assert path in allowed, f"{path} decodes {call[:-1]} itself instead of through the verified reader"
+    view = (ROOT / "services/deployments/view.py").read_text(encoding="utf-8")
+    callers = [p for p, text in sources().items() if re.search(r"\bparse\(record\.value\(\)", text)]
+    assert callers == ["services/deployments/verified.py"], callers
+    assert "VerifiedDeployments" in view
