@@ -24,6 +24,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--keyring", type=Path, default=None)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=_keys_list)
+    register = keys_sub.add_parser("register", help="record a key owner's rank, role and force, signed by a key administrator "
+                                   "(LFR_SIGNING_KEY_FILE) and audited; authorisation believes only a registered rank")
+    register.add_argument("key_id")
+    register.add_argument("--rank", default="", help="e.g. superintendent (UK police ranks); empty for a service")
+    register.add_argument("--role", required=True, help="key_admin, authorising_officer, operator or service")
+    register.add_argument("--force", default="", help="the owner's force (optional until the force registry exists)")
+    register.add_argument("--keyring", type=Path, default=None)
+    register.set_defaults(func=_keys_register)
     revoke = keys_sub.add_parser("revoke", help="stop trusting a key (every record it signed is refused from then on)")
     revoke.add_argument("key_id")
     revoke.add_argument("--reason", required=True)
@@ -106,7 +114,37 @@ def _keys_list(args: argparse.Namespace) -> int:
             print(json.dumps({k: v for k, v in asdict(key).items() if k != "public_key"}))
         else:
             state = f"revoked ({key.revoked_reason})" if key.revoked_at_ms is not None else "trusted"
-            print(f"{key.key_id}  {key.owner:<32} {state}")
+            registered = ring.registration(key.key_id)
+            who = f"{registered.role} {registered.rank}".strip() if registered is not None else "unregistered"
+            print(f"{key.key_id}  {key.owner:<32} {state:<10} {who}")
+    return 0
+
+
+def _keys_register(args: argparse.Namespace) -> int:
+    from services.common.signing import Keyring, KeyFileError
+    from services.deployments.record import rank_level
+
+    from .identity import load_signer
+    from .writer import AuditWriter
+
+    if args.rank and rank_level(args.rank) is None:
+        print(f"lfr keys register: unknown rank {args.rank!r}", file=sys.stderr)
+        return 2
+    settings = _settings()
+    ring = Keyring.load(_keyring_path(args, settings))
+    signer = load_signer(settings)
+    try:
+        registered = ring.register(args.key_id, args.rank.strip().lower(), args.role, args.force, signer)
+    except KeyFileError as exc:
+        print(f"lfr keys register: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    writer = AuditWriter(settings, settings.audit_topic, signer, "keys", partition=settings.audit_partition)
+    writer.write("keys.register", None, {"key_id": registered.key_id, "owner": registered.owner, "rank": registered.rank,
+                                          "role": registered.role, "force": registered.force})
+    writer.close()
+    ring.save()  # after the audit record: no registration without its audit record
+    print(json.dumps({"key_id": registered.key_id, "owner": registered.owner, "rank": registered.rank, "role": registered.role,
+                      "force": registered.force, "registered_by": registered.registered_by}))
     return 0
 
 

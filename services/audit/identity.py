@@ -41,13 +41,16 @@ def ephemeral_identity(directory: Path, owner: str) -> dict[str, str]:
     signer.save(key_file, passphrase)
     keyring = Keyring(directory / "keyring.json")
     keyring.add(signer, int(time.time() * 1000))
+    keyring.register(signer.key_id, "", "key_admin", "", signer)  # the first administrator: registers further keys
     keyring.save()
     return {"LFR_KEYRING_FILE": str(keyring.path), "LFR_SIGNING_KEY_FILE": str(key_file), "LFR_SIGNING_KEY_PASSPHRASE": passphrase}
 
 
-def add_ephemeral_key(identity: dict[str, str], owner: str) -> Signer:
-    """A second key trusted by the keyring of ``identity`` (same passphrase), e.g. the authorising
-    officer's in the demo: authorising a deployment needs a key other than its creator's."""
+def add_ephemeral_key(identity: dict[str, str], owner: str, rank: str = "superintendent", role: str = "authorising_officer") -> Signer:
+    """A second key trusted by the keyring of ``identity`` (same passphrase), registered with
+    ``rank`` and ``role`` by the identity's own key (its key administrator), e.g. the authorising
+    officer's in the demo: authorising a deployment needs a key other than its creator's, whose
+    registered rank is high enough."""
     import time  # noqa: PLC0415
 
     signer = Signer.generate(owner)
@@ -55,6 +58,8 @@ def add_ephemeral_key(identity: dict[str, str], owner: str) -> Signer:
     signer.save(key_file, identity["LFR_SIGNING_KEY_PASSPHRASE"])
     keyring = Keyring.load(Path(identity["LFR_KEYRING_FILE"]))
     keyring.add(signer, int(time.time() * 1000))
+    admin = Signer.load(Path(identity["LFR_SIGNING_KEY_FILE"]), identity["LFR_SIGNING_KEY_PASSPHRASE"])
+    keyring.register(signer.key_id, rank, role, "", admin)
     keyring.save()
     return Signer.load(key_file, identity["LFR_SIGNING_KEY_PASSPHRASE"])
 
@@ -65,9 +70,13 @@ def second_key(identity: dict[str, str], owner: str) -> Signer:
     passphrase = identity["LFR_SIGNING_KEY_PASSPHRASE"]
     own = Path(identity["LFR_SIGNING_KEY_FILE"])
     mine = Signer.load(own, passphrase).key_id
-    for key in Keyring.load(Path(identity["LFR_KEYRING_FILE"])).keys():
+    ring = Keyring.load(Path(identity["LFR_KEYRING_FILE"]))
+    for key in ring.keys():
         candidate = own.with_name(f"{key.key_id}.key.json")
         if key.key_id != mine and key.revoked_at_ms is None and candidate.exists():
+            if ring.registration(key.key_id) is None:  # made before ranks were registered: register it as the demo's superintendent
+                ring.register(key.key_id, "superintendent", "authorising_officer", "", Signer.load(own, passphrase))
+                ring.save()
             return Signer.load(candidate, passphrase)
     return add_ephemeral_key(identity, owner)
 

@@ -37,7 +37,7 @@ RECORD_CONTEXT = b"lfr.record-signature.v1"
 
 # Why a record was refused; bounded (metric label, DLQ header, audit detail).
 REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised",
-                   "creator_changed")
+                   "creator_changed", "rank_not_registered")
 
 
 class KeyFileError(Exception):
@@ -131,6 +131,11 @@ class Signer:
         return cls(key_id_of(private.public_key()), str(document["owner"]), private)
 
 
+KEY_ROLES = ("key_admin", "authorising_officer", "operator", "service")
+REGISTRATION_CONTEXT = b"lfr.key-registration.v1\x00"
+_MAX_REGISTRAR_DEPTH = 8
+
+
 @dataclass(frozen=True)
 class TrustedKey:
     key_id: str
@@ -139,9 +144,21 @@ class TrustedKey:
     created_at_ms: int
     revoked_at_ms: int | None = None
     revoked_reason: str = ""
+    # What the owner is, registered by a key administrator (`lfr keys register`), signed by the
+    # registrar's key: a rank is believed only when this registration verifies (Keyring.registration).
+    rank: str = ""
+    role: str = ""
+    force: str = ""  # optional until the force registry exists
+    registered_by: str = ""  # key id of the registrar
+    registration_signature: str = ""
 
     def verifier(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
+
+    def registration_bytes(self) -> bytes:
+        body = {"key_id": self.key_id, "owner": self.owner, "public_key": self.public_key, "rank": self.rank, "role": self.role,
+                "force": self.force, "registered_by": self.registered_by}
+        return REGISTRATION_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 class Keyring:
@@ -205,6 +222,45 @@ class Keyring:
         temporary = self.path.with_suffix(self.path.suffix + ".tmp")
         temporary.write_text(json.dumps({"keys": [asdict(k) for k in self.keys()]}, indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, self.path)  # atomic: a reader never sees half a keyring
+
+    def registration(self, key_id: str, _depth: int = 0) -> TrustedKey | None:
+        """The key with its rank, role and force when its registration verifies: signed by an
+        unrevoked key administrator (itself registered, back to the first administrator, who
+        registered their own key), else None. A rank nobody allowed to grant it granted is no rank."""
+        key = self._keys.get(key_id)
+        if key is None or key.revoked_at_ms is not None or not key.registered_by or not key.registration_signature:
+            return None
+        registrar = self._keys.get(key.registered_by)
+        if registrar is None or registrar.revoked_at_ms is not None or _depth > _MAX_REGISTRAR_DEPTH:
+            return None
+        try:
+            registrar.verifier().verify(base64.b64decode(key.registration_signature), key.registration_bytes())
+        except (InvalidSignature, ValueError):
+            return None
+        if registrar.key_id == key.key_id:  # the first administrator, self-registered
+            return key if key.role == "key_admin" else None
+        granted_by = self.registration(registrar.key_id, _depth + 1)
+        return key if granted_by is not None and granted_by.role == "key_admin" else None
+
+    def register(self, key_id: str, rank: str, role: str, force: str, registrar: Signer) -> TrustedKey:
+        """Record (signed by ``registrar``) who ``key_id``'s owner is. Allowed to a registered key
+        administrator, or, while the keyring has none, to a key registering itself as one."""
+        key = self._keys.get(key_id)
+        if key is None or key.revoked_at_ms is not None:
+            raise KeyFileError(f"no trusted key {key_id} in the keyring")
+        if role not in KEY_ROLES:
+            raise KeyFileError(f"unknown role {role!r} (one of {', '.join(KEY_ROLES)})")
+        admins = [k for k in self._keys.values() if k.role == "key_admin" and self.registration(k.key_id) is not None]
+        allowed = self.registration(registrar.key_id)
+        bootstrap = not admins and registrar.key_id == key_id and role == "key_admin"
+        if not bootstrap and (allowed is None or allowed.role != "key_admin"):
+            raise KeyFileError(f"{registrar.owner} (key {registrar.key_id}) is not a registered key administrator")
+        if not bootstrap and registrar.key_id == key_id:
+            raise KeyFileError("a key administrator cannot register their own key: ask another one")
+        unsigned = replace(key, rank=rank, role=role, force=force, registered_by=registrar.key_id, registration_signature="")
+        signed = replace(unsigned, registration_signature=base64.b64encode(registrar.sign(unsigned.registration_bytes())).decode())
+        self._keys[key_id] = signed
+        return signed
 
     def trusted(self, key_id: str) -> TrustedKey:
         """The unrevoked key, else SignatureRefused. Any revocation refuses every record the key

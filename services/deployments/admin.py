@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services.audit.identity import load_keyring
 from services.common.signing import Signer
 
 from services.face.models import SFACE
@@ -72,12 +73,16 @@ class DeploymentAdmin:
         self.store.audit(record.created_by, "create", record.deployment_id, {"name": record.name or "", "force": record.force or ""})
         return record
 
-    def authorise(self, deployment_id: str, officer: str, rank: str, false_alerts_justification: str | None = None,
+    def authorise(self, deployment_id: str, officer: str | None, rank: str | None, false_alerts_justification: str | None = None,
                   signer: Signer | None = None) -> Authorised:
         """``signer``: the authorising officer's key (default: the store's); its owner is the
-        recorded officer, whatever ``officer`` says, and must not be the creator."""
+        recorded officer, whatever ``officer`` says, and must not be the creator. The rank is the
+        one registered for that key (`lfr keys register`); ``rank``, when given, must agree."""
         signer = signer or self.store.watchlist.signer
         officer = signer.owner
+        claimed_rank = rank
+        registered = load_keyring(self.settings).registration(signer.key_id)
+        rank = registered.rank if registered is not None else ""
         current = self.get(deployment_id)
         now = self.clock()
         if current.criteria is None:
@@ -88,7 +93,7 @@ class DeploymentAdmin:
         frozen = snapshot.freeze(chosen, version, now)
         record = lifecycle.authorise(
             current, officer=officer, rank=rank, snapshot=frozen, calibration=self.calibration, rules=rules_from(self.settings),
-            now_ms=now, false_alerts_justification=false_alerts_justification,
+            now_ms=now, false_alerts_justification=false_alerts_justification, claimed_rank=claimed_rank,
         )
         record = countersign(record, signer)
         self.store.publish(record)

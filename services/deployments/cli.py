@@ -52,9 +52,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     authorise = sub.add_parser("authorise", help="authorise a draft and freeze its watchlist snapshot")
     authorise.add_argument("id")
-    authorise.add_argument("--officer", required=True, help="authorising officer (not the creator); the record names the owner of "
-                           "LFR_SIGNING_KEY_FILE, whose key countersigns the authorisation")
-    authorise.add_argument("--rank", required=True, help="e.g. superintendent")
+    authorise.add_argument("--officer", help="optional; must be the owner of LFR_SIGNING_KEY_FILE, whose key countersigns the "
+                           "authorisation and is named on the record (not the creator)")
+    authorise.add_argument("--rank", help="optional; must be the rank registered for that key (`lfr keys register`), which is "
+                           "the rank recorded and checked")
     authorise.add_argument("--justification", help="required when expected false alerts per hour exceed the limit")
     authorise.set_defaults(func=_authorise)
 
@@ -146,13 +147,19 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _authorise(args: argparse.Namespace) -> int:
+    from .record import Problem
+
     admin = _admin()
+    owner = admin.store.watchlist.signer.owner
+    if args.officer and args.officer.strip().lower() != owner.strip().lower():
+        return _refused("authorise", Refused((Problem("authorising_officer", f"{args.officer} is not the owner of the signing key "
+                                                       f"({owner})"),)))
     try:
         result = admin.authorise(args.id, args.officer, args.rank, args.justification)
     except Refused as refusal:
         return _refused("authorise", refusal)
     d = result.deployment
-    print(f"deployment {d.deployment_id} {d.state} by {args.rank} {args.officer}: snapshot v{d.snapshot.version} "
+    print(f"deployment {d.deployment_id} {d.state} by {d.authorisation.rank} {d.authorisation.officer}: snapshot v{d.snapshot.version} "
           f"{len(d.snapshot.subjects)} subjects, hash {d.snapshot.hash[:16]}")
     if result.excluded:
         print("entries not on the snapshot: " + ", ".join(f"{k} {v}" for k, v in sorted(result.excluded.items())))

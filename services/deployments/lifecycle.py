@@ -63,8 +63,10 @@ def authorise(
     rules: AuthorisationRules,
     now_ms: int,
     false_alerts_justification: str | None = None,
+    claimed_rank: str | None = None,
 ) -> Deployment:
-    """Freeze ``snapshot`` as the deployment's watchlist under the officer's authority."""
+    """Freeze ``snapshot`` as the deployment's watchlist under the officer's authority. ``rank`` is
+    the rank registered for the officer's key; ``claimed_rank`` (the command line's) must agree."""
     problems: list[Problem] = []
     if d.state not in ("draft", "authorised", "active"):
         raise Refused((Problem("state", f"a deployment that is {d.state} cannot be authorised"),))
@@ -72,7 +74,11 @@ def authorise(
     if officer.strip().lower() == d.created_by.strip().lower():
         problems.append(Problem("authorising_officer", f"{officer} created this deployment and cannot authorise it"))
     level, minimum = rank_level(rank), rank_level(rules.min_rank)
-    if level is None:
+    if claimed_rank and rank_level(claimed_rank) != level:
+        problems.append(Problem("rank", f"{claimed_rank} is not the rank registered for {officer}'s key ({rank or 'none'})"))
+    elif not rank:
+        problems.append(Problem("rank", f"{officer}'s key has no registered rank (`lfr keys register`)"))
+    elif level is None:
         problems.append(Problem("rank", f"unknown rank {rank!r}"))
     elif minimum is not None and level < minimum:
         problems.append(Problem("rank", f"{rank} is below the minimum authorising rank ({rules.min_rank})"))

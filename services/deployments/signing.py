@@ -1,7 +1,8 @@
 """Authorising a deployment takes a second signer: the authorising officer's key countersigns
 what was authorised, inside the record, so the proof survives compaction and every later
 transition (start, end) carries it. Readers check it with the keyring: a trusted, unrevoked key
-whose owner is the recorded officer and is not the creator."""
+whose owner is the recorded officer, is not the creator, and whose registered rank (Keyring.registration)
+is the rank the record names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 
 from services.common.signing import Keyring, SignatureRefused, Signer
 
-from .record import Deployment
+from .record import Deployment, rank_level
 
 CONTEXT = b"lfr.deployment-authorisation.v1\x00"
 
@@ -57,3 +58,6 @@ def check_authorisation(d: Deployment, keyring: Keyring) -> None:
         raise SignatureRefused("bad_signature", auth.key_id)
     if trusted.owner == d.created_by:
         raise SignatureRefused("self_authorised", auth.key_id)
+    registered = keyring.registration(auth.key_id)  # the rank is the key's, not the record's word
+    if registered is None or rank_level(registered.rank) is None or rank_level(registered.rank) != rank_level(auth.rank):
+        raise SignatureRefused("rank_not_registered", auth.key_id)

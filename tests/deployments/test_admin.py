@@ -82,8 +82,7 @@ def test_refusals_are_named_and_write_nothing(broker, topics, authoriser):
 
     # The CLI prints the same refusal and exits 3 (refused on purpose).
     env = {"LFR_DEPLOYMENTS_TOPIC": topics["deployments"], "LFR_WATCHLIST_TOPIC": topics["watchlist"], "LFR_AUDIT_TOPIC": topics["audit"]}
-    result = subprocess.run([sys.executable, "-m", "services.cli", "deployment", "authorise", "dep-self", "--officer", "PS creator",
-                             "--rank", "superintendent"], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-m", "services.cli", "deployment", "authorise", "dep-self"], capture_output=True, text=True, timeout=120,
                             env={**os.environ, **env})
     assert result.returncode == 3 and "refused: authorising_officer: test:operator created this deployment" in result.stderr
 

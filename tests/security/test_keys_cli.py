@@ -31,7 +31,7 @@ def test_create_list_revoke(broker, kafka_env, monkeypatch, reader, tmp_path, ca
 
     # The inspector revokes the constable's key; a key cannot sign its own revocation.
     monkeypatch.setenv("LFR_SIGNING_KEY_FILE", str(tmp_path / "1.key.json"))
-    assert lfr(["keys", "revoke", created[1]["key_id"], "--reason", "laptop lost"]) == 1
+    assert lfr(["keys", "revoke", created[1]["key_id"], "--reason", "laptop lost"]) == 3  # refused on purpose
     monkeypatch.setenv("LFR_SIGNING_KEY_FILE", str(tmp_path / "0.key.json"))
     assert lfr(["keys", "revoke", created[1]["key_id"], "--reason", "laptop lost"]) == 0
     revoked = Keyring.load(ring).get(created[1]["key_id"])

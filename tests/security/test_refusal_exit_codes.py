@@ -43,8 +43,8 @@ def test_deployment_create_refusal_exits_3(admin, capsys):
 
 def test_deployment_authorise_refusal_exits_3(admin, capsys):
     # The creator's own key: refused (and a deployment nobody created is refused the same way).
-    assert "cannot authorise it" in refused(capsys, "deployment", "authorise", "dep-1", "--officer", "x", "--rank", "superintendent")
-    assert "no deployment dep-9" in refused(capsys, "deployment", "authorise", "dep-9", "--officer", "x", "--rank", "superintendent")
+    assert "cannot authorise it" in refused(capsys, "deployment", "authorise", "dep-1")
+    assert "no deployment dep-9" in refused(capsys, "deployment", "authorise", "dep-9")
 
 
 def test_deployment_start_end_cancel_refusals_exit_3(admin, capsys):
