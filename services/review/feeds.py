@@ -101,6 +101,7 @@ class Reader(threading.Thread):
                         self.handle(record)
         finally:
             consumer.close()
+            self.watchlist.gate.audit_index.close()
 
     def _wait_for_topics(self, consumer: Consumer, topics: list[str]) -> list[TopicPartition] | None:
         while not self.stop_event.is_set():

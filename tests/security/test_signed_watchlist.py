@@ -79,6 +79,7 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     genuine = store.signer.record_headers(topic, b"mallory", mallory, audit_hash="ab" * 32)
     send(b"alice", alice_changed, genuine)  # a real signature moved onto other content
     send(b"mallory", mallory, store.signer.record_headers(topic, b"mallory", mallory))  # signed, but never audited
+    send(b"mallory", mallory, store.signer.record_headers(topic, b"mallory", mallory, audit_hash="cd" * 32))  # a made-up audit hash
 
     # Replay: a subject added then removed (both signed and audited) must not come back when
     # someone re-produces the original signed add.
@@ -98,24 +99,24 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     time.sleep(1.1)  # the keyring is re-read at most once a second
     send(b"alice", None, deputy.record_headers(topic, b"alice", None, audit_hash="ab" * 32))
 
-    expected = {"unsigned": 2, "unknown_key": 1, "bad_signature": 1, "unaudited": 1, "replayed": 1, "revoked_key": 1}
+    expected = {"unsigned": 2, "unknown_key": 1, "bad_signature": 1, "unaudited": 2, "replayed": 1, "revoked_key": 1}
     wait_until(lambda: {r: refusals(r) - before[r] for r in expected} == expected, 20, "every refusal counted")
     dlq = reader(TOPICS["dlq"])
-    dead = dlq.read_until(7)
-    audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 7)]
+    dead = dlq.read_until(8)
+    audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 8)]
 
     # Nothing changed: alice and bob listed with their own vectors, mallory and carol absent.
     assert index.subjects() == {"alice", "bob"}
     assert set(materialiser.entries) == {"alice", "bob"}
     assert np.allclose(materialiser.entries["alice"].embeddings[0].vector, entry("alice", 1).embeddings[0].vector)
     # Dead letters name the reason and never carry the record's value.
-    assert len(dead) == 7 and all(r.value() is None for r in dead)
+    assert len(dead) == 8 and all(r.value() is None for r in dead)
     headers = [dict((k, v.decode()) for k, v in r.headers()) for r in dead]
     assert {h["lfr_dlq_payload"] for h in headers} == {"withheld"}
     assert sorted(h["lfr_dlq_error"] for h in headers) == sorted(r for r, n in expected.items() for _ in range(n))
     # Audited, signed by the matcher's key (whose owner is the actor), in the same verified chain.
     refused = [r for r in audit if r["action"] == "signature.refused"]
-    assert len(refused) == 7 and {r["details"]["topic"] for r in refused} == {topic}
+    assert len(refused) == 8 and {r["details"]["topic"] for r in refused} == {topic}
     assert [r["actor"] for r in audit if r["action"].startswith("watchlist.")] == ["PC 1234 Operator"] * 4
     assert audit[-1]["details"]["reason"] == "revoked_key"
     # The matcher audited the thresholds it started with.
@@ -134,8 +135,8 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     try:
         again.wait_ready(30)
         assert again.index.subjects() == {"alice"}
-        wait_until(lambda: sum(refusals(r) for r in expected) >= counted + 7, 10, "the rebuild to count the refusals")
-        assert len(dlq.poll()) == 7  # the same seven, nothing new
+        wait_until(lambda: sum(refusals(r) for r in expected) >= counted + 8, 10, "the rebuild to count the refusals")
+        assert len(dlq.poll()) == 8  # the same eight, nothing new
     finally:
         again.stop()
 
