@@ -6,7 +6,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from services.audit.identity import load_keyring
 from services.audit.writer import change_digest
 from services.common.envelope import encode
 from services.common.errors import MessageError
@@ -34,20 +33,24 @@ class DeploymentStore:
         """The latest verified record of every deployment (services/deployments/verified.py);
         refused records are counted in ``refusals`` and skipped, as a service's view skips them."""
         self.refusals = RefusalTally("deployment-cli")  # what this read refused
-        reader = VerifiedDeployments(load_keyring(self.settings), self.settings.deployments_topic, self.refusals)
+        audit = self.watchlist.audit_index(timeout_s)  # the audit record each change names must exist and match
+        reader = VerifiedDeployments(audit.keyring, self.settings.deployments_topic, self.refusals, audit_index=audit)
         found: dict[str, Deployment] = {}
-        for record in read_to_end(client_config(self.settings), self.settings.deployments_topic, group_id="lfr-deployment-cli",
-                                  timeout_s=timeout_s):
-            key = (record.key() or b"").decode("utf-8", "replace")
-            try:
-                changed = reader.change(record, False, found.get(key))
-            except MessageError:
-                self.refusals.reasons["invalid"] += 1
-                continue
-            if changed is not None and changed[1] is None:
-                found.pop(key, None)
-            elif changed is not None:
-                found[key] = changed[1]
+        try:
+            for record in read_to_end(client_config(self.settings), self.settings.deployments_topic, group_id="lfr-deployment-cli",
+                                      timeout_s=timeout_s):
+                key = (record.key() or b"").decode("utf-8", "replace")
+                try:
+                    changed = reader.change(record, False, found.get(key))
+                except MessageError:
+                    self.refusals.reasons["invalid"] += 1
+                    continue
+                if changed is not None and changed[1] is None:
+                    found.pop(key, None)
+                elif changed is not None:
+                    found[key] = changed[1]
+        finally:
+            audit.close()
         return found
 
     def publish(self, deployment: Deployment) -> None:

@@ -10,15 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from services.audit.identity import ephemeral_identity
 from services.cli import main as lfr
-from services.common.envelope import decode, encode
+from services.common.envelope import decode
 from services.common.settings import DeploymentSettings, load_settings
 from services.common.signing import Keyring, Signer
 from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import SCHEMA, Window
+from services.deployments.record import Window
 from services.deployments.signing import countersign
 from services.deployments.store import DeploymentStore
 from tests.deployments.test_rules import HOUR, calibration, draft
@@ -85,11 +84,7 @@ def test_readers_refuse_a_record_whose_rank_is_not_its_keys(force, broker):
                                  snapshot=template.snapshot, history=(*current.history, template.history[-1]))
     forged = countersign(forged, inspector)  # rank "superintendent" on the record, an inspector's key
     assert forged.authorisation.rank == "superintendent"
-    operator = Signer.load(files["admin"], passphrase)
-    key, value = b"dep-1", encode(SCHEMA, forged.to_data())
-    raw = Producer({"bootstrap.servers": broker.bootstrap_servers})
-    raw.produce(topics["deployments"], key=key, value=value, headers=operator.record_headers(topics["deployments"], key, value, audit_hash="ab" * 32))
-    assert raw.flush(10) == 0
+    store.publish(forged)  # written, audited and signed by a trusted key: only the rank is wrong
     assert store.read_all()["dep-1"].state == "draft"
     assert store.refusals.reasons == {"rank_not_registered": 1}
 

@@ -14,6 +14,8 @@ import sys
 import os
 import time
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from confluent_kafka import Producer
@@ -157,15 +159,19 @@ def deployment_admin(broker, kafka_env, monkeypatch):
     return DeploymentAdmin(DeploymentStore(load_settings(DeploymentSettings)), clock, calibration()), topics
 
 
-def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_admin, broker):
-    from dataclasses import replace
+def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_admin, broker, authoriser, monkeypatch):
+    """The superintendent may not authorise what he created; he tries by naming someone else as the creator."""
+    from pathlib import Path
 
+    from services.deployments.admin import DeploymentAdmin
     from services.deployments.record import SCHEMA, Refused, Window
-    from tests.deployment_helpers import session_signers
-    from tests.deployments.test_rules import HOUR, draft
+    from services.deployments.store import DeploymentStore
+    from tests.deployments.test_rules import HOUR, calibration, draft
 
-    admin, topics = deployment_admin
-    operator, _authoriser = session_signers()
+    _operators, topics = deployment_admin
+    own_key = Path(os.environ["LFR_SIGNING_KEY_FILE"]).with_name(f"{authoriser.key_id}.key.json")
+    monkeypatch.setenv("LFR_SIGNING_KEY_FILE", str(own_key))  # everything below is written with his own key
+    admin = DeploymentAdmin(DeploymentStore(load_settings(DeploymentSettings)), calibration=calibration())
     topic = topics["deployments"]
     now = admin.clock()
     base = replace(draft(), window=Window(now, now + 4 * HOUR))
@@ -176,18 +182,19 @@ def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_
         raw.produce(topic, key=key, value=value, headers=signer.record_headers(topic, key, value, audit_hash="ab" * 32) if signer else [])
         assert raw.flush(10) == 0
 
-    # An unsigned draft naming someone else as its creator, then "authorised" by its real author.
+    # An unsigned draft naming someone else as its creator.
     send(replace(base, deployment_id="dep-unsigned", created_by="Sgt Someone Else"), None)
-    # The same, signed by the real author's trusted key: a draft is written by its creator alone.
-    send(replace(base, deployment_id="dep-named", created_by="Sgt Someone Else"), operator)
-    # A genuine draft whose later revision names another creator.
+    # The same, audited and signed with his own trusted key: a draft is written by its creator alone.
+    admin.store.publish(replace(base, deployment_id="dep-named", created_by="Sgt Someone Else"))
+    # His genuine draft, whose later revision (audited, signed) names another creator.
     admin.create(replace(base, deployment_id="dep-changed"))
-    genuine = admin.get("dep-changed")
-    send(replace(genuine, revision=1, created_by="Sgt Someone Else"), operator)
+    admin.store.publish(replace(admin.get("dep-changed"), revision=1, created_by="Sgt Someone Else"))
+    # A draft signed by his trusted key whose audit hash names no audit record.
+    send(replace(base, deployment_id="dep-unaudited", created_by="Sgt Someone Else"), authoriser)
 
-    for deployment_id in ("dep-unsigned", "dep-named", "dep-changed"):
+    for deployment_id in ("dep-unsigned", "dep-named", "dep-changed", "dep-unaudited"):
         with pytest.raises(Refused):
-            admin.authorise(deployment_id, "ignored", "superintendent")  # signed by operator, the real author
+            admin.authorise(deployment_id, authoriser.owner, "superintendent")  # with his own key, a superintendent's
     listed = admin.store.read_all()
-    assert set(listed) == {"dep-changed"} and listed["dep-changed"].created_by == operator.owner
-    assert admin.store.refusals.reasons == {"unsigned": 1, "creator_changed": 2}
+    assert set(listed) == {"dep-changed"} and listed["dep-changed"].created_by == authoriser.owner
+    assert admin.store.refusals.reasons == {"unsigned": 1, "creator_changed": 2, "unaudited": 1}
