@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter as Tally
 
 from confluent_kafka import Producer
 from prometheus_client import Counter
@@ -72,6 +73,24 @@ class RefusalReporter:
                               on_delivery=lambda err, _msg: err and errors.append(err))
         if self.producer.flush(30) or errors:
             raise RuntimeError(f"could not dead-letter to {self.dlq_topic}")
+
+
+class RefusalTally:
+    """``on_refused`` for one-shot readers (CLI, snapshot, report): counted (lfr_signature_refusals_total)
+    and logged, never re-reported: the matcher audits and dead-letters each refusal once, live."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.reasons: Tally = Tally()
+
+    def __call__(self, record, refusal: SignatureRefused, live: bool) -> None:
+        SIGNATURE_REFUSALS.labels(self.service, record.topic(), refusal.reason).inc()
+        self.reasons[refusal.reason] += 1
+        logger.warning("record refused: signature", extra={"topic": record.topic(), "offset": record.offset(),
+                                                           "reason": refusal.reason, "key_id": refusal.key_id})
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))
 
 
 def signature_checks(settings, service: str):

@@ -6,6 +6,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from services.audit.refusals import RefusalTally
 from services.audit.writer import change_digest
 from services.common.envelope import encode
 from services.common.errors import MessageError
@@ -13,8 +14,6 @@ from services.common.kafka_config import client_config, producer_config
 from services.common.topic_reader import read_to_end
 from services.common.settings import DeploymentSettings
 from services.watchlist.store import WatchlistStore
-
-from services.watchlist.verified import RefusalTally
 
 from .record import SCHEMA, Deployment
 from .verified import VerifiedDeployments

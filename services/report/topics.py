@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.audit.identity import load_keyring
+from services.audit.refusals import RefusalTally
 from services.common.envelope import decode
 from services.common.kafka_config import client_config
 from services.common.progress import Progress
 from services.common.topic_reader import TopicMissing, read_to_end
-
-from services.audit.identity import load_keyring
 from services.deployments.verified import VerifiedDeployments
-from services.watchlist.verified import RefusalTally, VerifiedWatchlist, fold
+from services.watchlist.verified import VerifiedWatchlist, fold
 
 from .deployments import DeploymentFacts, facts_from_record
 

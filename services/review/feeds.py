@@ -13,13 +13,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from services.audit.identity import load_keyring, load_signer
 from services.audit.index import AuditIndex
+from services.audit.refusals import RefusalTally
 from services.audit.writer import AuditWriter
 from services.common import health
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
-from services.watchlist.verified import RefusalTally, VerifiedWatchlist
 from services.evidence.sealing import ALGORITHM, SealError, associated_data, open_sealed
+from services.watchlist.verified import VerifiedWatchlist
 
 from . import metrics
 from .board import Board

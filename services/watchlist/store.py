@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from services.audit.identity import load_keyring, load_signer
+from services.audit.refusals import RefusalTally
 from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import encode
 from services.common.kafka_config import client_config, producer_config
@@ -21,7 +22,7 @@ from services.common.topic_reader import read_to_end
 from services.common.settings import WatchlistSettings
 
 from .entry import WatchlistEntry
-from .verified import RefusalTally, VerifiedWatchlist, fold
+from .verified import VerifiedWatchlist, fold
 
 logger = logging.getLogger(__name__)
 AUDIT_SERVICE = "watchlist"

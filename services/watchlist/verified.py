@@ -12,7 +12,6 @@ through ``on_refused`` (the matcher audits and dead-letters them; one-shot reade
 from __future__ import annotations
 
 import logging
-from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 
 from services.common.envelope import decode
@@ -49,8 +48,8 @@ class VerifiedWatchlist:
         try:
             entry = WatchlistEntry.from_data(decode(record.value()).data)
         except MessageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any shape error is "not a watchlist entry"
+            raise  # undecodable or off-schema: named by its own reason
+        except Exception as exc:  # noqa: BLE001 - any other shape error means "not a watchlist entry"
             raise UnreadableEntry(f"not a watchlist entry ({type(exc).__name__})") from None
         if entry.subject_id != key:
             raise UnreadableEntry(f"entry for {entry.subject_id} under key {key}")
@@ -75,23 +74,3 @@ def fold(records: Iterable, reader: VerifiedWatchlist) -> dict[str, WatchlistEnt
         else:
             entries[subject_id] = entry
     return entries
-
-
-class RefusalTally:
-    """``on_refused`` for one-shot readers (CLI, snapshot, report): counted (lfr_signature_refusals_total)
-    and logged, never re-reported: the matcher audits and dead-letters each refusal once, live."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-        self.reasons: Tally = Tally()
-
-    def __call__(self, record, refusal: SignatureRefused, live: bool) -> None:
-        from services.audit.refusals import SIGNATURE_REFUSALS  # noqa: PLC0415 - the shared counter
-
-        SIGNATURE_REFUSALS.labels(self.service, record.topic(), refusal.reason).inc()
-        self.reasons[refusal.reason] += 1
-        logger.warning("record refused: signature", extra={"topic": record.topic(), "offset": record.offset(),
-                                                           "reason": refusal.reason, "key_id": refusal.key_id})
-
-    def summary(self) -> str:
-        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.reasons.items()))

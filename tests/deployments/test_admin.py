@@ -24,7 +24,7 @@ from services.watchlist.index import WatchlistIndex
 from services.watchlist.materialiser import WatchlistMaterialiser
 from tests.deployment_helpers import active_deployment, publish_deployment, session_signers
 from tests.deployments.test_rules import HOUR, MODEL, calibration, draft, entry
-from tests.kafka_helpers import TopicReader, create_topics, produce, unique, wait_until
+from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
 
 
 class Clock:
