@@ -189,8 +189,17 @@ def _window(d: Deployment) -> str:
     return f"{format_time_ms(d.window.start_ms)} - {format_time_ms(d.window.end_ms)}" if d.window else "-"
 
 
+def _refusal_note(command: str, store) -> None:
+    """Refused records are not shown; say so (the matcher audits and dead-letters them)."""
+    if store.refusals.reasons:
+        print(f"lfr deployment {command}: {sum(store.refusals.reasons.values())} records refused and not shown "
+              f"({store.refusals.summary()})", file=sys.stderr)
+
+
 def _list(args: argparse.Namespace) -> int:
-    deployments = _admin().store.read_all()
+    store = _admin().store
+    deployments = store.read_all()
+    _refusal_note("list", store)
     if args.json:
         print(json.dumps([d.to_data() for d in deployments.values()]))
         return 0
@@ -216,7 +225,9 @@ def show_document(d: Deployment) -> dict:
 
 
 def _show(args: argparse.Namespace) -> int:
-    found = _admin().store.read_all().get(args.id)
+    store = _admin().store
+    found = store.read_all().get(args.id)
+    _refusal_note("show", store)
     if found is None:
         print(f"lfr deployment show: no deployment {args.id}", file=sys.stderr)
         return 1

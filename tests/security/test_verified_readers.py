@@ -159,10 +159,11 @@ def deployment_admin(broker, kafka_env, monkeypatch):
     return DeploymentAdmin(DeploymentStore(load_settings(DeploymentSettings)), clock, calibration()), topics
 
 
-def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_admin, broker, authoriser, monkeypatch):
+def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_admin, broker, authoriser, monkeypatch, capsys):
     """The superintendent may not authorise what he created; he tries by naming someone else as the creator."""
     from pathlib import Path
 
+    from services.cli import main as lfr
     from services.deployments.admin import DeploymentAdmin
     from services.deployments.record import SCHEMA, Refused, Window
     from services.deployments.store import DeploymentStore
@@ -198,3 +199,6 @@ def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_
     listed = admin.store.read_all()
     assert set(listed) == {"dep-changed"} and listed["dep-changed"].created_by == authoriser.owner
     assert admin.store.refusals.reasons == {"unsigned": 1, "creator_changed": 2, "unaudited": 1}
+    capsys.readouterr()
+    assert lfr(["deployment", "list"]) == 0
+    assert "4 records refused and not shown (2 creator_changed, 1 unaudited, 1 unsigned)" in capsys.readouterr().err
