@@ -47,18 +47,21 @@ class AuditIndex:
         self.topic = topic
         self.keyring = keyring
         self.timeout_s = timeout_s
-        self._changes: dict[str, str] = {}
+        self._changes: dict[bytes, bytes] = {}  # audit record hash -> digest of the change it describes
         self._lock = threading.Lock()
         self._consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-index", "enable.auto.commit": False,
                                    "enable.partition.eof": False})
         self._partitions: list[int] | None = None
 
     def confirms(self, audit_hash: str, topic: str, key: bytes | None, value: bytes | None) -> bool:
-        expected = change_digest(topic, key, value)
+        try:
+            wanted, expected = bytes.fromhex(audit_hash), bytes.fromhex(change_digest(topic, key, value))
+        except ValueError:
+            return False  # not even a hash
         with self._lock:
-            if self._changes.get(audit_hash) != expected:
+            if self._changes.get(wanted) != expected:
                 self._read_on()
-            return self._changes.get(audit_hash) == expected
+            return self._changes.get(wanted) == expected
 
     def _read_on(self) -> None:
         """Read every partition on to the end it has now."""
@@ -91,7 +94,10 @@ class AuditIndex:
             return
         digest = vouched_change(record, self.keyring)
         if digest is not None:
-            self._changes[record_hash(record)] = digest
+            try:  # raw digests: two 32-byte values per audited change, for a trail kept 7 years
+                self._changes[bytes.fromhex(record_hash(record))] = bytes.fromhex(digest)
+            except ValueError:
+                return
 
     def close(self) -> None:
         self._consumer.close()
