@@ -36,7 +36,7 @@ def running_console(settings: ReviewSettings, clock=None):
     reader.start()
     console.sweeper.start()
     server = uvicorn.Server(uvicorn.Config(build_app(console), host=settings.http_host, port=settings.http_port,
-                                           log_config=None, access_log=False))
+                                           log_config=None, access_log=False, proxy_headers=False))  # as services/review/service.py
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
