@@ -44,6 +44,8 @@ class KafkaSettings(LfrSettings):
     kafka_ssl_key_location: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_client_id: str = Field("openlfr", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    force: str = Field("default", max_length=32, pattern=r"^[a-z](?:-?[a-z0-9]){1,31}$",
+                       description="the force (tenant) this process serves; its topics and principal follow (services/forces)")
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -226,6 +228,17 @@ class DeploymentEnforcementSettings(KeyringSettings):
     deployments_topic: TopicName = "lfr.deployments.v1"
     deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
     deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
+
+
+class ForceRegistrySettings(KafkaSettings):
+    """Who reads the force registry (services/forces): its topic and how long reading it may take."""
+
+    forces_topic: TopicName = "lfr.forces.v1"
+    forces_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long reading the force registry to its end may take")
+
+
+class ForceSettings(WatchlistSettings, ForceRegistrySettings):
+    """`lfr forces`: the force registry (every change signed and audited like a deployment's)."""
 
 
 class DeploymentSettings(WatchlistSettings):

@@ -204,6 +204,7 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
 STRINGS = {
     "kafkaBootstrapServers": "kafka-0.kafka:9093,kafka-1.kafka:9093",
     "kafkaClientId": "lfr-test-client",
+    "force": "gmp",
     "kafkaSaslUsername": "svc-openlfr",
     "groupId": "lfr-custom-group",
     "qdrantUrl": "http://qdrant.vectors:6333",
