@@ -60,7 +60,11 @@ def force_topic(force: str, name: str) -> str:
     """The name of topic ``name`` (as topics.toml spells it) for ``force``."""
     if force == DEFAULT_FORCE:
         return name
-    check_force_id(force)
+    return rename(check_force_id(force), name)
+
+
+def rename(force: str, name: str) -> str:
+    """``name`` moved under ``lfr.<force>.`` without checking the id (the chart's ``{force}`` templates)."""
     if name.startswith("lfr."):
         return f"lfr.{force}.{name.removeprefix('lfr.')}"
     if name.startswith("lfr-"):
@@ -71,6 +75,16 @@ def force_topic(force: str, name: str) -> str:
 def force_group(force: str, group: str) -> str:
     """The consumer group ``group`` (``lfr-detect``) of ``force``: ``lfr.<force>.detect``."""
     return force_topic(force, group)
+
+
+def family_prefix(force: str, name: str) -> str:
+    """The prefix covering every version of topic ``name`` for the force: ``lfr.<force>.alerts.``
+    for ``lfr.alerts.v2`` (a new version needs no new grant; another force's never matches)."""
+    renamed = rename(force, name)
+    match = re.match(r"^(?P<family>.+\.)v[1-9][0-9]*$", renamed)
+    if not match:
+        raise NamingError(f"topic {name!r} has no version suffix .v<N>")
+    return match["family"]
 
 
 def force_prefix(force: str) -> str:
@@ -85,6 +99,18 @@ def topic_force(name: str) -> str | None:
     match = _FORCE_GOVERNED.match(name) or _FORCE_INTERNAL.match(name)
     if match and len(match["force"]) <= 32 and _FORCE_ID.match(match["force"]) and match["force"] not in RESERVED_IDS:
         return match["force"]
+    return None
+
+
+def name_owner(name: str) -> str | None:
+    """The force a topic or group name belongs to, as a prefix ACL sees it: anything under
+    ``lfr.<force>.`` is that force's (consumer groups ``lfr.<force>.detect`` included)."""
+    force = topic_force(name)
+    if force is not None:
+        return force
+    match = re.match(r"^lfr\.([a-z0-9-]+)\.", name)
+    if match and len(match[1]) <= 32 and _FORCE_ID.match(match[1]) and match[1] not in RESERVED_IDS:
+        return match[1]
     return None
 
 

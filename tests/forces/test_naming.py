@@ -67,3 +67,13 @@ def test_topics_toml_itself_is_inside_the_scheme(tmp_path):
     bad.write_text('[topics."Alerts"]\npartitions = 1\n', encoding="utf-8")
     with pytest.raises(NamingError, match="outside the naming scheme"):
         load_topic_specs(bad)
+
+
+def test_topics_apply_refuses_a_file_with_a_name_outside_the_scheme(tmp_path, capsys):
+    from services.cli import main
+
+    bad = tmp_path / "topics.toml"
+    bad.write_text('[topics."lfr.alerts.v2"]\npartitions = 1\n[topics."gmp_alerts"]\npartitions = 1\n', encoding="utf-8")
+    assert main(["topics", "apply", "--config", str(bad), "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'gmp_alerts' is outside the naming scheme" in err
