@@ -95,8 +95,7 @@ def _show(args: argparse.Namespace) -> int:
     from .naming import check_force_id
     from .store import read_registry
 
-    if args.id != "default":
-        check_force_id(args.id)
+    check_force_id(args.id)  # a bad id is a usage error, not "not registered"
     settings = _settings()
     force = read_registry(settings).get(args.id)
     if force is None:

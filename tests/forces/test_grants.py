@@ -98,3 +98,15 @@ def test_the_embedded_broker_enforces_no_acl(broker):
     records = read_to_end({"bootstrap.servers": broker.bootstrap_servers, "client.id": "openlfr-wyp-review"}, topic,
                           group_id="lfr.wyp.review", timeout_s=20)
     assert b"gmp only" in [r.value() for r in records]
+
+
+def test_a_forces_dispatcher_changelog_is_the_one_topics_apply_makes_and_its_principal_holds(monkeypatch):
+    from services.common.topics import load_topic_specs
+    from services.forces.naming import force_topic
+
+    monkeypatch.setenv("LFR_FORCE", "gmp")
+    settings = load_settings(DispatchSettings)
+    changelog = f"{settings.group_id}-open-alerts-changelog"  # faust's name for the table's changelog
+    assert changelog in {force_topic("gmp", spec.name) for spec in load_topic_specs()}
+    principal = check_service_grants("dispatch", settings)
+    assert principal.may(changelog, "Write") and principal.may(changelog, "Read")
