@@ -1,5 +1,7 @@
-"""Generate the chart's values.schema.json, the settings table of helm/openlfr/README.md and
-files/access.json (services/common/access.toml, for the chart's per-force KafkaUsers).
+"""Generate the chart's values.schema.json, README settings table and files/access.json.
+
+files/access.json is services/common/access.toml as templates/kafka-users.yaml renders it (the
+per-force KafkaUsers).
 
 The settings classes in services/common/settings.py are the source of truth: every value under
 ``settings:`` (shared) and ``<service>.settings:`` is a settings field in camelCase, rendered as
@@ -7,8 +9,8 @@ the env var ``LFR_<FIELD_UPPER>``, and its type, bounds, enum and pattern are co
 field. Secret fields are never values: they come only from existing Secrets (secretKeyRef).
 A few fields are set by the chart or the image instead (files it mounts, the model cache).
 
-    .venv/bin/python helm/generate.py          # rewrite both files
-    .venv/bin/python helm/generate.py --check  # exit 1 if either is stale (tests do this)
+    .venv/bin/python helm/generate.py          # rewrite the files
+    .venv/bin/python helm/generate.py --check  # exit 1 if one is stale (tests do this)
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The least-privilege table (services/common/access.toml): principals, their topics, groups and
-operations, for force ``default`` as written and for every other force derived from the same rows
-(services/forces/naming.py): the one source of the Strimzi KafkaUsers and of each service's
-start-up check."""
+"""The least-privilege table (services/common/access.toml): principals, their topics, groups and operations.
+
+Force ``default``'s principals are the rows as written; every other force's are derived from the
+same rows (services/forces/naming.py). The one source of the Strimzi KafkaUsers (k8s/, the
+chart) and of each service's start-up check (services/forces/grants.py)."""
 
 from __future__ import annotations
 

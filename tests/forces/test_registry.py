@@ -104,3 +104,15 @@ def test_topics_apply_creates_a_registered_forces_topics_and_refuses_others(forc
     assert "not registered" in capsys.readouterr().err
     assert main(["topics", "apply", "--force", "Sussex Police"]) == cli_support.EXIT_USAGE
     assert not any(t.startswith("lfr.sussex.") for t in AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).topics)
+
+
+def test_a_registry_record_under_another_forces_key_or_invalid_is_skipped(forces_topic, broker, capsys):
+    """A record keyed gmp whose body names wyp (one force's name written as another's) is not a
+    registration of either; nor is a record that does not validate."""
+    from services.common.envelope import encode
+    from services.forces.registry import new_force
+    from tests.kafka_helpers import produce
+
+    wyp = new_force("wyp", None, "dpo@wyp.example", actor="x", now_ms=1)
+    produce(broker.bootstrap_servers, forces_topic, [encode("lfr.forces.v1", wyp.to_data()), b"not an envelope"], keys=[b"gmp", b"tvp"])
+    assert [f["id"] for f in listed(capsys)] == ["default"]
