@@ -66,14 +66,7 @@ def render() -> str:
 def users() -> list[dict]:
     docs = []
     for principal in load_access().values():
-        acls = [{"resource": {"type": "topic", "name": t, "patternType": "literal"}, "operations": list(ops)}
-                for t, ops in sorted(principal.topics.items())]
-        acls += [{"resource": {"type": "topic", "name": p, "patternType": "prefix"}, "operations": list(ops)}
-                 for p, ops in sorted(principal.topic_prefixes.items())]
-        acls += [{"resource": {"type": "group", "name": g, "patternType": "literal"}, "operations": list(ops)}
-                 for g, ops in sorted(principal.groups.items())]
-        if any("Write" in ops for ops in (*principal.topics.values(), *principal.topic_prefixes.values())):
-            acls.append({"resource": {"type": "cluster"}, "operations": ["IdempotentWrite"]})  # idempotent producers
+        acls = principal.strimzi_acls()
         docs.append({
             "apiVersion": "kafka.strimzi.io/v1beta2",
             "kind": "KafkaUser",

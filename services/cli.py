@@ -65,9 +65,34 @@ def _cmd_topics_apply(args: argparse.Namespace) -> int:
     from services.common.topics import apply_topics, load_topic_specs
 
     specs = load_topic_specs(args.config, args.replication_factor)
+    if args.force != "default" or _needs_registry(specs):  # names a force: it must be registered
+        specs = _force_specs(args, specs)
     for result in apply_topics(_admin(args), specs):
         print(f"{result.name:<24} {result.action:<10} {result.detail}".rstrip())
     return 0
+
+
+def _needs_registry(specs) -> bool:
+    from services.forces.topics import needs_registry
+
+    return needs_registry(specs)
+
+
+def _force_specs(args: argparse.Namespace, specs):
+    from services.common.settings import ForceRegistrySettings, load_settings
+    from services.forces.store import read_registry
+    from services.forces.topics import check_specs, specs_for_force
+
+    from services.forces.naming import check_force_id
+
+    platform = [spec.name for spec in specs]
+    check_force_id(args.force, platform)  # a bad id is a usage error before anything is read
+    settings = load_settings(ForceRegistrySettings)
+    registry = read_registry(settings)
+    registry.require(args.force)
+    specs = specs_for_force(specs, args.force)
+    check_specs(specs, registry.ids(), platform)
+    return specs
 
 
 def _cmd_topics_describe(args: argparse.Namespace) -> int:
@@ -176,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--bootstrap-servers", default=None, help="overrides LFR_KAFKA_BOOTSTRAP_SERVERS")
         if name == "apply":
             sub.add_argument("--replication-factor", type=int, default=None)
+            sub.add_argument("--force", default="default", help="a registered force: create its topics (lfr.<force>.<name>.v<N>)")
         if name == "verify":
             sub.add_argument("--json", action="store_true", help="one verdict per topic as JSON")
         sub.set_defaults(func=func)
@@ -209,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     from services.audit.cli import register as register_security  # lfr keys, lfr audit
 
     register_security(commands)
+    from services.forces.cli import register as register_forces  # lfr forces
+
+    register_forces(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)

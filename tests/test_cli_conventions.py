@@ -23,6 +23,7 @@ KAFKA_COMMANDS = [
     ["watchlist", "import", "--folder", "f"], ["watchlist", "remove", "--subject", "s", "--actor", "a", "--reason", "r"],
     ["watchlist", "list"], ["watchlist", "purge-expired"],
     ["dlq", "list"], ["dlq", "show", "0:1"], ["dlq", "replay", "--all", "--actor", "a", "--why", "w"],
+    ["forces", "list"], ["forces", "show", "gmp"], ["forces", "add", "--id", "gmp", "--controller", "dpo@gmp.example"],
 ]
 
 

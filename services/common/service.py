@@ -27,8 +27,11 @@ EXIT_BAD_SETTINGS = 2
 def start_service(service: str, settings_class: type[S]) -> S | None:
     """Every service's start: settings read once (a bad one is named, and the caller exits 2),
     JSON logs, then /metrics. None means the settings were refused."""
+    from services.forces.grants import check_service_grants  # noqa: PLC0415
+
     try:
         settings = load_settings(settings_class)
+        check_service_grants(service, settings)  # its force's principal holds every topic it names
     except SettingsError as exc:
         print(f"lfr {service}: {exc}", file=sys.stderr)
         return None

@@ -7,6 +7,7 @@ deployment fails at start instead of misbehaving later.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -17,6 +18,13 @@ from .errors import SettingsError
 
 ENV_PREFIX = "LFR_"
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+@functools.lru_cache(maxsize=1)
+def _platform_topics() -> frozenset[str]:
+    from .topics import load_topic_specs  # noqa: PLC0415
+
+    return frozenset(spec.name for spec in load_topic_specs() if spec.platform)
 
 
 class LfrSettings(BaseSettings):
@@ -44,6 +52,29 @@ class KafkaSettings(LfrSettings):
     kafka_ssl_key_location: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_client_id: str = Field("openlfr", pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    force: str = Field("default", max_length=32, pattern=r"^[a-z](?:-?[a-z0-9]){1,31}$",
+                       description="the force (tenant) this process serves; its topics and principal follow (services/forces)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _force_names(cls, data: object) -> object:
+        """LFR_FORCE=F alone moves every topic and the group this process uses under lfr.F.
+        (services/forces/naming.py); a name set explicitly is kept, and the start-up check
+        (services/forces/grants.py) holds it to the force's principal. Platform topics stay."""
+        force = data.get("force") if isinstance(data, dict) else None
+        if not isinstance(force, str) or force == "default":
+            return data
+        from services.forces.naming import NamingError, force_topic  # noqa: PLC0415
+
+        platform = _platform_topics()
+        for name, info in cls.model_fields.items():
+            if (name.endswith("_topic") or name == "group_id") and name not in data and isinstance(info.default, str) \
+                    and info.default not in platform:
+                try:
+                    data[name] = force_topic(force, info.default)
+                except NamingError:
+                    return data  # the field's own pattern names the bad force id
+        return data
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -226,6 +257,17 @@ class DeploymentEnforcementSettings(KeyringSettings):
     deployments_topic: TopicName = "lfr.deployments.v1"
     deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
     deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
+
+
+class ForceRegistrySettings(KafkaSettings):
+    """Who reads the force registry (services/forces): its topic and how long reading it may take."""
+
+    forces_topic: TopicName = "lfr.forces.v1"
+    forces_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long reading the force registry to its end may take")
+
+
+class ForceSettings(WatchlistSettings, ForceRegistrySettings):
+    """`lfr forces`: the force registry (every change signed and audited like a deployment's)."""
 
 
 class DeploymentSettings(WatchlistSettings):

@@ -24,6 +24,7 @@ class TopicSpec:
     biometric: bool
     config: dict[str, str] = field(default_factory=dict)
     promise_ms: int | None = None  # biometric data unreadable this long after append (privacy/retention.py)
+    platform: bool = False  # one for the whole platform (the force registry), never per force (services/forces/naming.py)
 
 
 def default_config_path() -> Path:
@@ -33,8 +34,11 @@ def default_config_path() -> Path:
 def load_topic_specs(path: Path | None = None, replication_factor: int | None = None) -> list[TopicSpec]:
     document = tomllib.loads((path or default_config_path()).read_text(encoding="utf-8"))
     default_rf = replication_factor or int(document.get("defaults", {}).get("replication_factor", 1))
+    from services.forces.naming import check_topic_name  # noqa: PLC0415 - the one naming scheme
+
     specs = []
     for name, entry in document["topics"].items():
+        check_topic_name(name, platform=document["topics"].keys())  # a name outside the scheme is refused
         partitions = int(entry["partitions"])
         if partitions < 1:
             raise ValueError(f"topic {name}: partitions must be >= 1")
@@ -46,6 +50,7 @@ def load_topic_specs(path: Path | None = None, replication_factor: int | None = 
                 biometric=bool(entry.get("biometric", False)),
                 config={key: str(value) for key, value in entry.get("config", {}).items()},
                 promise_ms=int(entry["promise_ms"]) if "promise_ms" in entry else None,
+                platform=entry.get("scope", "force") == "platform",
             )
         )
     return specs

@@ -34,7 +34,8 @@ def build(
     settings: MatcherSettings, clock: Callable[[], int] = now_ms, policy: DeploymentPolicy | None = None
 ) -> tuple[WatchlistMaterialiser, MatcherDeps]:
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path, settings.qdrant_embedded), ModelIdentity(SFACE.name, SFACE.sha256))
+    index = WatchlistIndex(connect(settings.qdrant_url, api_key, settings.qdrant_path, settings.qdrant_embedded), ModelIdentity(SFACE.name, SFACE.sha256),
+                           force=settings.force)  # its force's points only (the index's tenant field)
     index.ensure_collection()
     keyring, on_refused = signature_checks(settings, SERVICE)
     reporter = RejectReporter(settings, settings.dlq_topic, SERVICE, audit=on_refused.audit)

@@ -26,10 +26,20 @@ import numpy as np
 from services.common.errors import MessageError
 from services.deployments.snapshot import entry_version
 from services.face.models import ModelIdentity
+from services.forces.naming import DEFAULT_FORCE, check_force_id
 
 from .entry import WatchlistEntry
 from .snapshot_scope import Held, HeldVersions
-from .index_backends import ClientBackend, Condition, EdgeBackend, Filter, IndexBackend, IndexPoint, IndexRefused  # noqa: F401
+from .index_backends import (  # noqa: F401
+    TENANT_FIELD,
+    ClientBackend,
+    Condition,
+    EdgeBackend,
+    Filter,
+    IndexBackend,
+    IndexPoint,
+    IndexRefused,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +97,20 @@ def _as_backend(store: Any) -> IndexBackend:
 
 
 class WatchlistIndex:
-    """Search and maintenance of one model's watchlist collection. Thread-safe."""
+    """Search and maintenance of one force's watchlist in one model's collection. Thread-safe.
 
-    def __init__(self, backend: IndexBackend | Any, model: ModelIdentity, dim: int = 128) -> None:
+    The collection is shared by every force (one per model); each point carries its ``force``
+    (the tenant field) and every query, count, delete and scroll this class makes names
+    ``force``: it can neither see nor change another force's points (the backends refuse a
+    query without a force).
+    """
+
+    def __init__(self, backend: IndexBackend | Any, model: ModelIdentity, dim: int = 128, *, force: str = DEFAULT_FORCE) -> None:
         self.backend = _as_backend(backend)
         self.model = model
         self.dim = dim
+        self.force = check_force_id(force)
+        self._tenant = Condition.match(TENANT_FIELD, force)
         self.collection = collection_name(model)
         self._lock = threading.RLock()  # local mode and edge shards are used from one thread at a time
         # What the collection holds per subject, for snapshot filters (snapshot_scope.py);
@@ -126,10 +144,10 @@ class WatchlistIndex:
         with self._lock, self._tracking_writes():
             if points:
                 self.backend.upsert(self.collection, points)
-                stale = Filter(must=_subject_is(entry.subject_id).must,
+                stale = Filter(must=self._subject_is(entry.subject_id).must,
                                must_not=(Condition.match("entry_version", entry_version(entry)),))
             else:
-                stale = _subject_is(entry.subject_id)
+                stale = self._subject_is(entry.subject_id)
             self.backend.delete(self.collection, stale)
             self._hold(entry.subject_id, points)
         if not points:
@@ -182,7 +200,8 @@ class WatchlistIndex:
         if self._held is None:
             self._held = HeldVersions(
                 (p["subject_id"], Held(p["entry_version"], frozenset(p["deployments"]), p["expires_at_ms"]))
-                for p in self.backend.payloads(self.collection, ("subject_id", "entry_version", "deployments", "expires_at_ms"))
+                for p in self.backend.payloads(self.collection, ("subject_id", "entry_version", "deployments", "expires_at_ms"),
+                                               Filter(must=(self._tenant,)))
             )
         return self._held
 
@@ -197,19 +216,22 @@ class WatchlistIndex:
             "deployments": list(entry.deployments),
             # A deployment's snapshot names the entry versions it may match (services/deployments).
             "entry_version": entry_version(entry),
+            TENANT_FIELD: self.force,
         }
+        # Force default keeps the ids it always had; another force's never collide with them.
+        owner = "" if self.force == DEFAULT_FORCE else f"{self.force}/"
         return [
-            IndexPoint(str(uuid.uuid5(_POINT_NAMESPACE, f"{entry.subject_id}/{i}")), np.asarray(v, dtype=np.float32), payload)
+            IndexPoint(str(uuid.uuid5(_POINT_NAMESPACE, f"{owner}{entry.subject_id}/{i}")), np.asarray(v, dtype=np.float32), payload)
             for i, v in enumerate(vectors)
         ]
 
     def remove(self, subject_id: str) -> None:
         with self._lock, self._tracking_writes():
-            self.backend.delete(self.collection, _subject_is(subject_id))
+            self.backend.delete(self.collection, self._subject_is(subject_id))
             self._hold(subject_id, [])
 
     def remove_expired(self, now_ms: int) -> int:
-        expired = Filter(must=(Condition.at_most("expires_at_ms", now_ms),))
+        expired = Filter(must=(self._tenant, Condition.at_most("expires_at_ms", now_ms)))
         with self._lock, self._tracking_writes():
             count = self.backend.count(self.collection, expired)
             if count:
@@ -220,7 +242,7 @@ class WatchlistIndex:
 
     def subjects(self) -> set[str]:
         with self._lock:
-            return self.backend.payload_values(self.collection, "subject_id")
+            return self.backend.payload_values(self.collection, "subject_id", Filter(must=(self._tenant,)))
 
     def drop_other_models(self) -> list[str]:
         """Drop the watchlist collections of models no longer configured: their vectors are
@@ -278,7 +300,7 @@ class WatchlistIndex:
                 key = (deployment, id(versions[i]) if versions is not None else 0)
                 where = filters.get(key)
                 if where is None:
-                    must = [Condition.greater("expires_at_ms", now_ms)]
+                    must = [self._tenant, Condition.greater("expires_at_ms", now_ms)]
                     if deployment is not None:
                         must.append(Condition.match("deployments", deployment))
                     not_in: tuple[Condition, ...] = ()
@@ -305,6 +327,5 @@ class WatchlistIndex:
         with self._lock:
             self.backend.close()
 
-
-def _subject_is(subject_id: str) -> Filter:
-    return Filter(must=(Condition.match("subject_id", subject_id),))
+    def _subject_is(self, subject_id: str) -> Filter:
+        return Filter(must=(self._tenant, Condition.match("subject_id", subject_id)))

@@ -9,6 +9,7 @@
 
 WatchlistIndex builds its filters from the neutral ``Filter``/``Condition`` below, so a new
 filter (a snapshot, a category list) is written once and every backend runs it in the query.
+Every query, count, delete and scroll names one force (``require_tenant``), the tenant field.
 Collections are named by the caller; ``collection_names`` and ``drop_collection`` let a caller
 remove collections of models that are no longer configured.
 """
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 #: Payload fields the index filters on, with their index type.
 KEYWORD_FIELDS = ("category", "deployments", "subject_id", "entry_version")
 INTEGER_FIELDS = ("expires_at_ms",)
+#: The tenant: the force a point belongs to (services/forces). Indexed as Qdrant's tenant
+#: keyword index (``is_tenant``: points stored and searched per tenant) on a server, local mode
+#: and the edge engine alike; every query, count, delete and scroll must carry it.
+TENANT_FIELD = "force"
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,8 @@ class IndexBackend(Protocol):
     def upsert(self, collection: str, points: Sequence[IndexPoint]) -> None: ...
     def delete(self, collection: str, where: Filter) -> None: ...
     def count(self, collection: str, where: Filter) -> int: ...
-    def payload_values(self, collection: str, key: str) -> set[str]: ...
-    def payloads(self, collection: str, keys: Sequence[str]) -> Iterator[dict[str, Any]]: ...
+    def payload_values(self, collection: str, key: str, where: Filter) -> set[str]: ...
+    def payloads(self, collection: str, keys: Sequence[str], where: Filter) -> Iterator[dict[str, Any]]: ...
     def query_batch(
         self, collection: str, queries: Sequence[tuple[np.ndarray, Filter]], limit: int, fields: Sequence[str]
     ) -> list[list[Hit]]: ...
@@ -135,6 +140,14 @@ class IndexRefused(FatalError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def require_tenant(where: Filter) -> Filter:
+    """``where`` if it names one force (a ``force`` match among its musts); else IndexRefused:
+    a query without a force could read or change another force's watchlist, so none runs."""
+    if not any(c.key == TENANT_FIELD and c.kind == "match" and isinstance(c.value, str) and c.value for c in where.must):
+        raise IndexRefused("watchlist index: a query without a force is refused", "index_no_tenant")
+    return where
 
 
 # --------------------------------------------------------------------------- qdrant-client
@@ -182,6 +195,7 @@ class ClientBackend:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
                 for name in INTEGER_FIELDS:
                     self.client.create_payload_index(collection, name, models.PayloadSchemaType.INTEGER)
+                self.client.create_payload_index(collection, TENANT_FIELD, models.KeywordIndexParams(type="keyword", is_tenant=True))
 
     def upsert(self, collection: str, points: Sequence[IndexPoint]) -> None:
         from qdrant_client import models  # noqa: PLC0415
@@ -194,28 +208,33 @@ class ClientBackend:
         from qdrant_client import models  # noqa: PLC0415
 
         with transient_on_outage():
-            self.client.delete(collection, points_selector=models.FilterSelector(filter=self._filter(where)), wait=True)
+            self.client.delete(collection, points_selector=models.FilterSelector(filter=self._filter(require_tenant(where))), wait=True)
 
     def count(self, collection: str, where: Filter) -> int:
         with transient_on_outage():
-            return self.client.count(collection, count_filter=self._filter(where), exact=True).count
+            return self.client.count(collection, count_filter=self._filter(require_tenant(where)), exact=True).count
 
-    def payload_values(self, collection: str, key: str) -> set[str]:
+    def payload_values(self, collection: str, key: str, where: Filter) -> set[str]:
+        """``key`` of every point ``where`` selects (one force's)."""
+        scope = self._filter(require_tenant(where))
         found: set[str] = set()
         offset = None
         with transient_on_outage():
             while True:
-                points, offset = self.client.scroll(collection, limit=1000, offset=offset, with_payload=[key], with_vectors=False)
+                points, offset = self.client.scroll(collection, scroll_filter=scope, limit=1000, offset=offset, with_payload=[key],
+                                                    with_vectors=False)
                 found.update(p.payload[key] for p in points)
                 if offset is None:
                     return found
 
-    def payloads(self, collection: str, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """These payload fields of every point, page by page."""
+    def payloads(self, collection: str, keys: Sequence[str], where: Filter) -> Iterator[dict[str, Any]]:
+        """These payload fields of every point ``where`` selects (one force's), page by page."""
+        scope = self._filter(require_tenant(where))
         offset = None
         while True:
             with transient_on_outage():
-                points, offset = self.client.scroll(collection, limit=1000, offset=offset, with_payload=list(keys), with_vectors=False)
+                points, offset = self.client.scroll(collection, scroll_filter=scope, limit=1000, offset=offset, with_payload=list(keys),
+                                                    with_vectors=False)
             for point in points:
                 yield point.payload or {}
             if offset is None:
@@ -228,7 +247,8 @@ class ClientBackend:
 
         requests = [
             models.QueryRequest(
-                query=np.asarray(vector, dtype=np.float32).tolist(), filter=self._filter(where), limit=limit, with_payload=list(fields)
+                query=np.asarray(vector, dtype=np.float32).tolist(), filter=self._filter(require_tenant(where)), limit=limit,
+                with_payload=list(fields)
             )
             for vector, where in queries
         ]
@@ -396,6 +416,7 @@ class EdgeBackend:
                 shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
             for name in INTEGER_FIELDS:
                 shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Integer))
+            shard.update(qe.UpdateOperation.create_field_index(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)))
             self._shards[collection] = shard
 
     def _filter(self, where: Filter):
@@ -422,32 +443,36 @@ class EdgeBackend:
             )
 
     def delete(self, collection: str, where: Filter) -> None:
-        self._shard(collection).update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(where)))
+        self._shard(collection).update(self._qe.UpdateOperation.delete_points_by_filter(self._filter(require_tenant(where))))
 
     def count(self, collection: str, where: Filter) -> int:
-        return int(self._shard(collection).count(self._qe.CountRequest(exact=True, filter=self._filter(where))))
+        return int(self._shard(collection).count(self._qe.CountRequest(exact=True, filter=self._filter(require_tenant(where)))))
 
-    def payload_values(self, collection: str, key: str) -> set[str]:
+    def payload_values(self, collection: str, key: str, where: Filter) -> set[str]:
+        """``key`` of every point ``where`` selects (one force's)."""
         qe = self._qe
         shard = self._shard(collection)
+        scope = self._filter(require_tenant(where))
         found: set[str] = set()
         offset = None
         while True:
             records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=1000, with_payload=qe.PayloadSelector.Include([key]), with_vector=False)
+                qe.ScrollRequest(offset=offset, limit=1000, filter=scope, with_payload=qe.PayloadSelector.Include([key]), with_vector=False)
             )
             found.update(r.payload[key] for r in records if r.payload and key in r.payload)
             if offset is None:
                 return found
 
-    def payloads(self, collection: str, keys: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """These payload fields of every point, page by page."""
+    def payloads(self, collection: str, keys: Sequence[str], where: Filter) -> Iterator[dict[str, Any]]:
+        """These payload fields of every point ``where`` selects (one force's), page by page."""
         qe = self._qe
         shard = self._shard(collection)
+        scope = self._filter(require_tenant(where))
         offset = None
         while True:
             records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=1000, with_payload=qe.PayloadSelector.Include(list(keys)), with_vector=False)
+                qe.ScrollRequest(offset=offset, limit=1000, filter=scope, with_payload=qe.PayloadSelector.Include(list(keys)),
+                                 with_vector=False)
             )
             for record in records:
                 yield record.payload or {}
@@ -465,7 +490,7 @@ class EdgeBackend:
         for vector, where in queries:
             engine_filter = converted.get(id(where))
             if engine_filter is None:
-                engine_filter = converted[id(where)] = self._filter(where)
+                engine_filter = converted[id(where)] = self._filter(require_tenant(where))
             requests.append(
                 qe.QueryRequest(
                     limit=limit,

@@ -96,9 +96,11 @@ def example(file: str) -> dict[str, Any]:
 
 def all_features(autoscaler: str = "keda") -> dict[str, Any]:
     """The prod example (TLS + SASL, Qdrant key, webhook, monitoring, PDB, NetworkPolicy, KEDA)
-    plus the optional topics Job, with KEDA or an HPA."""
+    plus the optional topics Job and two forces' KafkaUsers, with KEDA or an HPA."""
     values = example("values-prod.yaml")
     values["topicsJob"] = {"enabled": True}
+    values["kafkaUsers"] = {"enabled": True}  # per-force Strimzi KafkaUsers (templates/kafka-users.yaml)
+    values["forces"] = [{"id": "gmp"}, {"id": "wyp", "quotas": {"producerByteRate": 5242880}}]
     values["kafka"]["tls"]["client"] = {"existingSecret": "openlfr-client", "certificateKey": "user.crt",
                                         "keyKey": "user.key", "keyPasswordKey": "user.password"}
     values["kafka"]["sasl"]["usernameKey"] = "username"

@@ -34,7 +34,7 @@ from tests.deploy.helpers import (
 generate = load_script(ROOT / "helm" / "generate.py", "openlfr_helm_generate")
 
 SETTINGS_CLASSES = {**generate.SERVICES, **generate.JOBS}
-CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "KafkaUser"}
 
 
 # -- generated files -------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(case):
     for doc in render(values):
         resource = strip(doc)
         if resource["kind"] in CRD_KINDS:  # no schema shipped: check the basics
-            assert resource["apiVersion"] in ("monitoring.coreos.com/v1", "keda.sh/v1alpha1")
+            assert resource["apiVersion"] in ("monitoring.coreos.com/v1", "keda.sh/v1alpha1", "kafka.strimzi.io/v1beta2")
             assert resource["metadata"]["name"] and resource["spec"]
             continue
         try:
@@ -204,6 +204,7 @@ def test_services_expose_a_named_metrics_port_with_probes_on_it():
 STRINGS = {
     "kafkaBootstrapServers": "kafka-0.kafka:9093,kafka-1.kafka:9093",
     "kafkaClientId": "lfr-test-client",
+    "force": "gmp",
     "kafkaSaslUsername": "svc-openlfr",
     "groupId": "lfr-custom-group",
     "qdrantUrl": "http://qdrant.vectors:6333",
@@ -350,7 +351,7 @@ def test_test_pods_and_topics_job_read_the_shared_kafka_settings(monkeypatch):
     job = by_kind(docs, "Job")[name("topics")]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["lfr", "topics", "apply", "--replication-factor", "3"]
+    assert container["command"] == ["lfr", "topics", "apply", "--replication-factor", "3", "--force", STRINGS["force"]]
     for spec in (job["spec"]["template"]["spec"], by_kind(docs, "Pod")[name("test-kafka")]["spec"]):
         loaded = load_from_env(monkeypatch, lfr_settings.KafkaSettings, container_env(spec["containers"][0], configmaps))
         assert loaded.kafka_bootstrap_servers == STRINGS["kafkaBootstrapServers"]

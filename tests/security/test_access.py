@@ -14,6 +14,7 @@ from services.common.settings import (
     DetectSettings,
     DispatchSettings,
     EmbedSettings,
+    ForceSettings,
     IngestSettings,
     MatcherSettings,
 )
@@ -58,6 +59,7 @@ def test_each_service_may_do_exactly_what_its_settings_say_it_does():
             wanted.add((settings.watchlist_topic, "Read"))
         if name == "admin":
             wanted.add((settings.deployments_topic, "Read"))
+            wanted |= {(ForceSettings.model_fields["forces_topic"].default, op) for op in ("Read", "Write")}  # lfr forces
         if name == "ingest":
             wanted.add(("lfr.dlq.v1", "Write"))  # dead letters of refused deployment records
         for topic, op in wanted:

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings, load_settings
 from services.common.topics import describe_topics, load_topic_specs
+from services.forces.topics import specs_for_force
 
 
 def main() -> int:
@@ -23,7 +24,8 @@ def main() -> int:
     settings = load_settings(KafkaSettings)
     admin = AdminClient(client_config(settings))
 
-    missing = [t.name for t in describe_topics(admin, load_topic_specs(), timeout_s) if t.partitions is None]
+    specs = specs_for_force(load_topic_specs(), settings.force)  # LFR_FORCE: that force's topics (lfr.<force>.)
+    missing = [t.name for t in describe_topics(admin, specs, timeout_s) if t.partitions is None]
     if missing:
         print(f"FAIL: topics missing: {', '.join(missing)}", flush=True)
         return 1

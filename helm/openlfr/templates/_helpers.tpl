@@ -373,12 +373,15 @@ KafkaUser openlfr-<principal> (k8s/overlays/prod/kafka-users.yaml, from services
 password from the Secret Strimzi names after the user; else the one kafka.sasl Secret. */}}
 {{- define "openlfr.kafkaIdentityEnv" -}}
 {{- if .root.Values.kafka.sasl.perComponentUsers }}
+{{- /* a force's pods log in as that force's principal (templates/kafka-users.yaml); the platform's stays one */ -}}
+{{- $force := default "default" .root.Values.settings.force }}
+{{- $user := ternary (printf "openlfr-%s" .principal) (printf "openlfr-%s-%s" $force .principal) (or (eq $force "default") (eq .principal "platform")) }}
 - name: LFR_KAFKA_SASL_USERNAME
-  value: openlfr-{{ .principal }}
+  value: {{ $user }}
 - name: LFR_KAFKA_SASL_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: openlfr-{{ .principal }}
+      name: {{ $user }}
       key: password
 {{- else }}
 {{- include "openlfr.kafkaSecretEnv" .root }}
@@ -405,4 +408,32 @@ password from the Secret Strimzi names after the user; else the one kafka.sasl S
         path: keyring.json
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* One Strimzi KafkaUser (templates/kafka-users.yaml): SCRAM-SHA-512, simple authorization with
+the given ACLs, the given quotas; labelled with its force (empty for platform principals). */}}
+{{- define "openlfr.kafkaUser" -}}
+apiVersion: kafka.strimzi.io/v1beta2
+kind: KafkaUser
+metadata:
+  name: {{ .user }}
+  labels:
+    strimzi.io/cluster: {{ .root.Values.kafkaUsers.cluster }}
+    app.kubernetes.io/part-of: openlfr
+    {{- if .force }}
+    openlfr.io/force: {{ .force }}
+    {{- end }}
+  annotations:
+    openlfr.io/purpose: {{ .description | quote }}
+spec:
+  authentication:
+    type: scram-sha-512
+  authorization:
+    type: simple
+    acls:
+      {{- toYaml .acls | nindent 6 }}
+  {{- with .quotas }}
+  quotas:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}

@@ -1,0 +1,79 @@
+"""Reads and writes the force registry topic (lfr.forces.v1), the pattern of lfr.deployments.v1:
+one compacted record per force, audited first, then written signed with the audit hash.
+
+Readers here validate the schema; verifying each record's signature against the keyring (the
+verified readers of issue #23) is what remains for the registry to be a governed topic.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import Producer
+
+from services.audit.writer import change_digest
+from services.common.envelope import decode, encode
+from services.common.errors import MessageError
+from services.common.kafka_config import client_config, producer_config
+from services.common.settings import ForceRegistrySettings, ForceSettings
+from services.common.topic_reader import TopicMissing, read_to_end
+
+from .registry import SCHEMA, Force, ForceRegistry
+
+logger = logging.getLogger(__name__)
+AUDIT_PREFIX = "force."
+
+
+def read_registry(settings: ForceRegistrySettings) -> ForceRegistry:
+    """Every registered force (the last record per id) plus ``default``; records that do not
+    validate, or whose key is not their force id, are skipped and logged (no personal data in them)."""
+    found: dict[str, Force] = {}
+    try:
+        records = read_to_end(client_config(settings), settings.forces_topic, group_id="lfr-forces-reader",
+                              timeout_s=settings.forces_read_timeout_s)
+    except TopicMissing:
+        return ForceRegistry()
+    for record in records:
+        key = (record.key() or b"").decode("utf-8", "replace")
+        if record.value() is None:
+            found.pop(key, None)
+            continue
+        try:
+            envelope = decode(record.value())
+            if envelope.schema != SCHEMA:
+                raise MessageError(f"schema {envelope.schema}")
+            force = Force.from_data(envelope.data)
+            if force.force_id != key:
+                raise MessageError("key is not the record's force id")
+        except (MessageError, KeyError, TypeError) as exc:
+            logger.warning("force registry record skipped", extra={"offset": record.offset(), "reason": str(exc)})
+            continue
+        found[key] = force
+    return ForceRegistry(found.values())
+
+
+class ForceStore:
+    def __init__(self, settings: ForceSettings) -> None:
+        from services.watchlist.store import WatchlistStore  # noqa: PLC0415 - its audit writer and signer
+
+        self.settings = settings
+        self.watchlist = WatchlistStore(settings)
+        self._producer = Producer(producer_config(settings))
+
+    def read(self) -> ForceRegistry:
+        return read_registry(self.settings)
+
+    def publish(self, force: Force, actor: str) -> None:
+        """Audit first, then the record signed with the store's key and carrying the audit hash."""
+        topic, key = self.settings.forces_topic, force.force_id.encode()
+        value = encode(SCHEMA, force.to_data())
+        _record, audit_hash = self.watchlist.audit_writer.write(
+            AUDIT_PREFIX + ("add" if force.revision == 0 else "update"), force.force_id,
+            {"revision": force.revision, "name": force.name, "change_sha256": change_digest(topic, key, value)},
+            requested_by=actor)
+        errors: list = []
+        self._producer.produce(topic, key=key, value=value,
+                               headers=self.watchlist.signer.record_headers(topic, key, value, audit_hash=audit_hash),
+                               on_delivery=lambda err, _msg: err and errors.append(err))
+        if self._producer.flush(30) or errors:
+            raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
