@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from services.audit.identity import load_signer
 from services.audit.writer import AuditWriter
-from services.common import health
+from services.common import health, jsonevents
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
@@ -40,15 +40,17 @@ class Writer:
         self._lock = threading.Lock()
         self._audit: AuditWriter | None = None
 
-    def send(self, topic: str, key: bytes, value: bytes | None) -> None:
+    def send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
         errors: list = []
         with self._lock:
-            self._producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and errors.append(err))
+            self._producer.produce(topic, key=key, value=value, headers=headers or None,
+                                   on_delivery=lambda err, _m: err and errors.append(err))
             if self._producer.flush(30) or errors:
                 raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
 
     def adjudication(self, record: dict) -> None:
-        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v2", record))
+        value, headers = jsonevents.encode("lfr.adjudications.v3", record)  # plain JSON CloudEvent
+        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), value, headers)
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict) -> None:
         """Through the one chained, signed audit writer (services/audit): the record's actor is the
@@ -90,7 +92,7 @@ class Reader(threading.Thread):
             while not self.stop_event.is_set():
                 for record in consumer.consume(200, 0.3):
                     if record.error() is None:
-                        self.handle(record.topic(), record.key(), record.value())
+                        self.handle(record.topic(), record.key(), record.value(), record.headers())
         finally:
             consumer.close()
 
@@ -105,7 +107,7 @@ class Reader(threading.Thread):
             self.stop_event.wait(1.0)
         return None
 
-    def handle(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def handle(self, topic: str, key: bytes | None, value: bytes | None, headers=None) -> None:
         s = self.settings
         try:
             if topic == s.watchlist_topic:
@@ -118,10 +120,10 @@ class Reader(threading.Thread):
             elif value is None:
                 return  # tombstones of evidence and the like
             elif topic == s.adjudications_topic:
-                self.board.apply_adjudication(decode(value).data)
+                self.board.apply_adjudication(jsonevents.decode_record(value, headers).data)
             elif topic == s.alerts_topic:
                 metrics.ALERTS_SEEN.inc()
-                self.board.apply_alert(decode(value).data)
+                self.board.apply_alert(jsonevents.decode_record(value, headers).data)
             elif topic == s.evidence_topic:
                 self.take_evidence(decode(value).data)
         except Exception as exc:  # noqa: BLE001 - one bad record never stops the console
