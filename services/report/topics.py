@@ -37,8 +37,8 @@ def read_topic(settings, topic: str, timeout_s: float, bar: Progress | None = No
 def read_bodies(settings, topic: str, schema: str, timeout_s: float, bar: Progress | None = None) -> list[dict[str, Any]]:
     """The ``schema`` messages of ``topic`` (plain JSON CloudEvents or envelopes, by content-type); others skipped."""
     try:
-        records = read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s,
-                              on_progress=_progress(bar))
+        records = list(read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s,
+                                   on_progress=_progress(bar)))
     except TopicMissing:
         return []
     return _bodies(((record.value(), record.headers()) for record in records), schema)

@@ -86,7 +86,7 @@ def test_reject_writes_the_adjudication_and_erases_the_chip(broker, console_env)
     reader = TopicReader(bootstrap, settings.evidence_topic)
     try:
         wait_until(lambda: any(r.value() is None for r in reader.poll()), 20, "evidence tombstone")
-        sealed = decode(next(r.value() for r in reader.records if r.value() is not None)).data
+        sealed = next(decode_record(r.value(), r.headers()) for r in reader.records if r.value() is not None).data
     finally:
         reader.close()
     wait_until(lambda: console.sweeper.keys.load(sealed["key_id"]) is None, 20, "transit key destroyed")
