@@ -139,3 +139,11 @@ def test_node_kafkajs_consumer_reads_the_same_alerts(broker, alerts):
         event = by_id[alert.ce_id]
         assert event["data"] == alert.data and event["key"] == alert.subject_id and event["content_type"] == "application/json"
     assert by_id[latest["alice"].ce_id]["ce_type"] == "org.openlfr.alert.updated"
+
+
+def test_the_downstream_guide_shows_these_consumers_as_they_are():
+    guide = (HERE.parents[1] / "docs" / "downstream.md").read_text(encoding="utf-8")
+    python = (HERE / "python_consumer.py").read_text(encoding="utf-8")
+    example = python[python.index("from __future__ import annotations"):python.index("\n\nif __name__")].strip()
+    assert example in guide, "docs/downstream.md: the Python example differs from tests/consumers/python_consumer.py"
+    assert (NODE_DIR / "consumer.js").read_text(encoding="utf-8") in guide, "docs/downstream.md: the Node example differs"
