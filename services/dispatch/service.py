@@ -60,8 +60,8 @@ from confluent_kafka.admin import AdminClient
 from services.common import delivery, health
 from services.common import metrics as common_metrics
 from services.common.envelope import decode
-from services.common.jsonevents import decode_record
 from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
+from services.common.jsonevents import decode_record
 from services.common.kafka_config import broker_reachable_check, client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.broker import free_port
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
 from services.common.jsonevents import CONTENT_TYPE, decode_record
 from services.dispatch.policy import alert_id_for
 from tests.deployment_helpers import active_deployment
