@@ -24,6 +24,7 @@ from tests.kafka_helpers import create_topics, unique
 HERE = Path(__file__).parent
 NODE_DIR = HERE / "node"
 COOLDOWN_MS = 60_000
+pytestmark = pytest.mark.slow  # three client processes join consumer groups on the broker
 
 
 def _tool(name: str, hint: str) -> str:
