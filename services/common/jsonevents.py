@@ -34,6 +34,7 @@ SCHEMA_BASE = "https://openlfr.org/schemas/"
 DEFAULT_SOURCE_PREFIX = "/openlfr"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "dataschema")
 MAX_VALUE_BYTES = envelope.MAX_HEADER_BYTES  # the same bound as an envelope's JSON header
+Headers = Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None  # as Kafka clients give them
 
 
 def rfc3339_ms(epoch_ms: int) -> str:
@@ -145,13 +146,13 @@ def is_event_header(name: str) -> bool:
     return name.startswith("ce_") or name == "content-type"
 
 
-def header_map(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None) -> dict[str, str]:
+def header_map(headers: Headers) -> dict[str, str]:
     """Record headers as text (the last of a repeated name wins), whatever shape the client gives them in."""
     items = headers.items() if isinstance(headers, Mapping) else (headers or ())
     return {name: bytes(value).decode("utf-8", errors="replace") for name, value in items if value is not None}
 
 
-def attributes_from_headers(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None,
+def attributes_from_headers(headers: Headers,
                             required: tuple[str, ...] = REQUIRED_ATTRIBUTES) -> dict[str, str]:
     """The ``ce_*`` attributes of a record; raises DecodeError when a required one is missing."""
     found = {name[3:]: value for name, value in header_map(headers).items() if name.startswith("ce_")}
@@ -169,7 +170,7 @@ def schema_of(dataschema: str) -> str:
     return name
 
 
-def decode_json(value: bytes | None, headers, registry: SchemaRegistry | None = None) -> envelope.Envelope:
+def decode_json(value: bytes | None, headers: Headers, registry: SchemaRegistry | None = None) -> envelope.Envelope:
     """One plain JSON CloudEvent record; raises DecodeError, UnknownSchemaError or SchemaValidationError."""
     attrs = attributes_from_headers(headers)
     schema = schema_of(attrs["dataschema"])
@@ -186,7 +187,7 @@ def decode_json(value: bytes | None, headers, registry: SchemaRegistry | None = 
     return envelope.Envelope(schema=schema, data=data)
 
 
-def decode_record(value: bytes | None, headers, registry: SchemaRegistry | None = None) -> envelope.Envelope:
+def decode_record(value: bytes | None, headers: Headers, registry: SchemaRegistry | None = None) -> envelope.Envelope:
     """A record of any OpenLFR topic: plain JSON when its content-type says so, else the binary envelope."""
     content_type = header_map(headers).get("content-type", "").split(";")[0].strip().lower()
     if content_type == CONTENT_TYPE:
