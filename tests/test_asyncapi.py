@@ -83,3 +83,24 @@ def test_the_asyncapi_cli_validates_the_document(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text(asyncapi.DOCUMENT.read_text().replace("'#/components/schemas/lfr.alerts.v3'", "'#/components/schemas/nope'"))
     assert validate(broken).returncode != 0
+
+
+@pytest.mark.parametrize("schema", sorted(jsonevents.KINDS))
+def test_what_the_services_write_satisfies_the_document(schema):
+    """The headers and payload a producer writes validate against the document's own schemas."""
+    import jsonschema
+
+    from services.dispatch.policy import decide
+    from tests.dispatch.helpers import NOW, match
+    from tests.test_jsonevents import ADJUDICATION, COUNT
+
+    document = yaml.safe_load(asyncapi.DOCUMENT.read_text(encoding="utf-8"))
+    message = document["components"]["messages"][schema]
+    data = {"lfr.alerts.v3": decide(None, match(), 60_000, NOW + 200)[1].data, "lfr.adjudications.v3": ADJUDICATION,
+            "lfr.counts.v2": COUNT}[schema]
+    value, headers = jsonevents.encode(schema, data)
+    jsonschema.Draft202012Validator(message["headers"]).validate({name: raw.decode() for name, raw in headers})
+    root = {"components": document["components"], "$ref": message["payload"]["$ref"]}
+    jsonschema.Draft202012Validator(root).validate(json.loads(value))
+    with pytest.raises(jsonschema.ValidationError):  # and the document does constrain them
+        jsonschema.Draft202012Validator(root).validate({**json.loads(value), "unexpected": 1})
