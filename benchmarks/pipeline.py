@@ -53,6 +53,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from services.common.envelope import decode, encode
+from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, LatencyBudgetSettings, MatchThresholdSettings, load_settings
 from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
@@ -374,13 +375,13 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
         rss = {name: peak_rss_mb(process.pid) for name, process in pipeline.processes.items()}
         pipeline.stop("ingest")
         # What came out: read back after the window (the readers do not compete for the cores).
-        for topic in ("lfr.frames.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v2"):
+        for topic in ("lfr.frames.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3"):
             tails.append(TopicTail(pipeline.bootstrap, topic))
         frames_meta = [decode(r.value()).data for r in drain(tails[0])]
         frames_meta = [{k: f[k] for k in ("camera_id", "seq", "captured_at_ms")} for f in frames_meta]
         embeddings = [decode(r.value()).data["face"] for r in drain(tails[1])]
         matches = [decode(r.value()).data for r in drain(tails[2])]
-        alerts = [decode(r.value()).data for r in drain(tails[3])]
+        alerts = [decode_record(r.value(), r.headers()).data for r in drain(tails[3])]
     finally:
         for tail in tails:
             tail.close()

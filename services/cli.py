@@ -116,6 +116,12 @@ def _cmd_topics_describe(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _cmd_asyncapi(args: argparse.Namespace) -> int:
+    from services.common import asyncapi
+
+    return asyncapi.main(args.out or asyncapi.DOCUMENT, check=args.check)
+
+
 def _cmd_topics_verify(args: argparse.Namespace) -> int:
     from services.privacy.cli import cmd_topics_verify
 
@@ -205,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             sub.add_argument("--json", action="store_true", help="one verdict per topic as JSON")
         sub.set_defaults(func=func)
+
+    contract = commands.add_parser("asyncapi", help="write docs/asyncapi.yaml (every topic) from topics.toml, schemas/ and access.toml")
+    contract.add_argument("--out", type=Path, default=None, help="where to write (default: docs/asyncapi.yaml of this checkout)")
+    contract.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be generated")
+    contract.set_defaults(func=_cmd_asyncapi)
 
     run = commands.add_parser("run", help="run one service until SIGTERM")
     run.add_argument("service", choices=sorted(SERVICES))

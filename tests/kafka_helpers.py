@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from services.common import jsonevents
 from services.common.envelope import encode
 
 
@@ -33,6 +34,15 @@ def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[b
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i, value in enumerate(values):
         producer.produce(topic, value=value, key=keys[i] if keys else str(i).encode())
+    assert producer.flush(30) == 0
+
+
+def produce_events(bootstrap: str, topic: str, schema: str, bodies: list[dict], keys: list[bytes] | None = None) -> None:
+    """Plain JSON CloudEvents (services/common/jsonevents.py), as the services write them."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for i, body in enumerate(bodies):
+        value, headers = jsonevents.encode(schema, body)
+        producer.produce(topic, value=value, key=keys[i] if keys else str(i).encode(), headers=headers)
     assert producer.flush(30) == 0
 
 

@@ -18,9 +18,9 @@ def load_specs_by_name() -> dict:
     return {spec.name: spec for spec in load_topic_specs()}
 
 EXPECTED = {
-    "lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v2",
-    "lfr.watchlist.v1", "lfr.adjudications.v2", "lfr.audit.v1", "lfr.dlq.v1", "lfr.deployments.v1", "lfr-dispatch-open-alerts-changelog",
-    "lfr.evidence.v1", "lfr.evidence_keys.v1", "lfr.counts.v1", "lfr.forces.v1",
+    "lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3",
+    "lfr.watchlist.v1", "lfr.adjudications.v3", "lfr.audit.v1", "lfr.dlq.v1", "lfr.deployments.v1", "lfr-dispatch-open-alerts-changelog",
+    "lfr.evidence.v1", "lfr.evidence_keys.v1", "lfr.counts.v2", "lfr.forces.v1",
 }
 
 
@@ -40,7 +40,7 @@ def test_topic_config_covers_every_topic_with_biometric_retention():
     for spec in specs.values():
         if spec.biometric:
             assert spec.config["message.timestamp.type"] == "LogAppendTime", spec.name
-    assert specs["lfr.alerts.v2"].config["retention.ms"] == str(31 * 86_400_000)
+    assert specs["lfr.alerts.v3"].config["retention.ms"] == str(31 * 86_400_000)
     assert specs["lfr.watchlist.v1"].config["cleanup.policy"] == "compact"
     assert not specs["lfr.dlq.v1"].biometric  # dead letters from biometric topics carry no value
 
@@ -85,7 +85,7 @@ def test_lfr_broker_then_topics_apply_then_describe():
         rows = {line.split()[0]: line.split() for line in described.stdout.splitlines()[1:]}
         assert set(rows) == EXPECTED
         assert rows["lfr.frames.v1"][1:3] == ["8", "45s"]
-        assert rows["lfr.alerts.v2"][1:3] == ["4", "31d"]
+        assert rows["lfr.alerts.v3"][1:3] == ["4", "31d"]
         assert rows["lfr.watchlist.v1"][2] == "compacted"
 
         # The embedded broker cannot keep the promise: verify says so plainly and fails, while

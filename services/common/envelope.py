@@ -101,6 +101,13 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError(f"envelope header contains the non-JSON number {name}")
 
 
+def parse_json(raw: bytes) -> Any:
+    """Untrusted UTF-8 JSON under the header's bounds (depth, finite 64-bit numbers, valid Unicode); raises DecodeError.
+
+    Also the parser of plain JSON CloudEvents values (services/common/jsonevents.py)."""
+    return _parse_header(raw)
+
+
 def _parse_header(raw: bytes) -> Any:
     try:
         header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)

@@ -38,7 +38,8 @@ from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import delivery, metrics
 from . import health as health_module
-from .envelope import decode, encode
+from . import jsonevents
+from .envelope import encode
 from .errors import DecodeError, FatalError, MessageError, OutputValidationError, TransientError, UnknownSchemaError
 from .kafka_config import broker_reachable_check, consumer_config, producer_config
 from .schemas import SchemaRegistry, default_registry
@@ -281,7 +282,7 @@ class StageRunner:
         self._stop.set()
 
     def _decode(self, record) -> Message:
-        envelope = decode(record.value(), self.registry)
+        envelope = jsonevents.decode_record(record.value(), record.headers(), self.registry)
         if self.accepted_schemas is not None and envelope.schema not in self.accepted_schemas:
             raise UnknownSchemaError(f"{envelope.schema} is not accepted by {self.service}")
         timestamp_type, timestamp = record.timestamp()
@@ -340,11 +341,16 @@ class StageRunner:
 
     def _encode(self, output: Output) -> _Record:
         key = output.key.encode() if isinstance(output.key, str) else output.key
+        headers = list(output.headers)
         try:
-            value = encode(output.schema, output.data, self.registry)
+            if jsonevents.is_json(output.schema):  # no image in it: a plain JSON CloudEvent
+                value, ce_headers = jsonevents.encode(output.schema, output.data, self.registry)
+                # A new event: its own attributes replace any an input's headers carried over.
+                headers = ce_headers + [(name, data) for name, data in headers if not jsonevents.is_event_header(name)]
+            else:
+                value = encode(output.schema, output.data, self.registry)
         except MessageError as exc:
             raise OutputValidationError(f"stage output invalid: {exc}") from exc
-        headers = list(output.headers)
         if not delivery.fits(key, value, headers):
             # Deterministic: re-sending cannot help, so the input becomes an output_invalid dead letter.
             raise OutputValidationError(f"stage output of {len(value)} bytes exceeds the record limit")
@@ -370,7 +376,7 @@ class StageRunner:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
-        value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value())
+        value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value(), record.headers())
         headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
         key = record.key()
         if not delivery.fits(key, value, headers):

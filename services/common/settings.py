@@ -332,7 +332,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     group_id: str = Field("lfr-detect", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     input_topic: TopicName = "lfr.frames.v1"
     output_topic: TopicName = "lfr.faces.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces the detector found per deployment (counts, never faces), for the transparency report")
+    counts_topic: TopicName = Field("lfr.counts.v2", description="faces the detector found per deployment (counts, never faces), for the transparency report")
     batch_max_messages: int = Field(32, ge=1, le=256, description="frames taken per batch when detect is behind: skip-superseded then keeps each camera's newest (the model runs at most 8 at a time)")
     detector_score_threshold: float = Field(0.6, ge=0.0, le=1.0)
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
@@ -367,7 +367,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
 
     group_id: str = Field("lfr-dispatch", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="faust app id and consumer group")
     input_topic: TopicName = "lfr.matches.v1"
-    output_topic: TopicName = "lfr.alerts.v2"
+    output_topic: TopicName = "lfr.alerts.v3"
     dlq_topic: TopicName = "lfr.dlq.v1"
     evidence_topic: TopicName = Field("lfr.evidence.v1", description="sealed probe chips, keyed by alert id")
     evidence_keys_topic: TopicName = Field("lfr.evidence_keys.v1", description="the review service's transit public keys")
@@ -453,13 +453,13 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     transit_key_validity_s: float = Field(60.0, ge=1, le=3600, description="how long one transit public key is used for sealing")
     transit_key_grace_s: float = Field(120.0, ge=1, le=3600, description="a transit private key is destroyed this long after its validity ends")
     sweep_interval_s: float = Field(5.0, gt=0, le=300, description="how often erasure and key destruction run")
-    alerts_topic: TopicName = "lfr.alerts.v2"
+    alerts_topic: TopicName = "lfr.alerts.v3"
     evidence_topic: TopicName = "lfr.evidence.v1"
     evidence_keys_topic: TopicName = "lfr.evidence_keys.v1"
-    adjudications_topic: TopicName = "lfr.adjudications.v2"
+    adjudications_topic: TopicName = "lfr.adjudications.v3"
     audit_topic: TopicName = "lfr.audit.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    counts_topic: TopicName = Field("lfr.counts.v1", description="faces processed (found by detect) per deployment, for the report page")
+    counts_topic: TopicName = Field("lfr.counts.v2", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
     oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")
@@ -484,9 +484,9 @@ class ReviewSettings(KafkaSettings, SigningSettings):
 class ReportSettings(KafkaSettings, KeyringSettings):
     """`lfr report`: the topics the transparency report is computed from."""
 
-    alerts_topic: TopicName = "lfr.alerts.v2"
-    adjudications_topic: TopicName = "lfr.adjudications.v2"
-    counts_topic: TopicName = "lfr.counts.v1"
+    alerts_topic: TopicName = "lfr.alerts.v3"
+    adjudications_topic: TopicName = "lfr.adjudications.v3"
+    counts_topic: TopicName = "lfr.counts.v2"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records (place, window, authorising officer), when present")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long to read each topic to its end")

@@ -20,6 +20,7 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.settings import WatchlistSettings, load_settings
 from services.face import FaceDetector, FaceEmbedder
 from services.privacy.retention import EMBEDDED_BROKER_NOTE
@@ -142,14 +143,14 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         save_cameras(pipeline.cameras_file, {CAMERA: crowd_camera(cast, data_dir, options)})
         pipeline.start("ingest")
         out(f"services running; camera {CAMERA} streaming for {options.seconds:.0f} s")
-        alerts_tail = TopicTail(pipeline.bootstrap, "lfr.alerts.v2")
+        alerts_tail = TopicTail(pipeline.bootstrap, "lfr.alerts.v3")
         tails.append(alerts_tail)
         events: list[dict] = []
 
         def drain_alerts(timeout_s: float) -> int:
             records = alerts_tail.poll(timeout_s)
             for record in records:
-                alert = decode(record.value()).data
+                alert = decode_record(record.value(), record.headers()).data
                 events.append(alert)
                 pending[alert["alert_id"]] = alert
                 out(format_alert(alert, {k: v.decode() for k, v in record.headers() or []}))

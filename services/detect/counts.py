@@ -1,4 +1,4 @@
-"""Faces processed per deployment (lfr.counts.v1): what the transparency report calls "faces".
+"""Faces processed per deployment (lfr.counts.v2): what the transparency report calls "faces".
 
 Counted where the system looks at faces: every face the detector found in a frame detect ran
 through it, before the quality gate and before tracking picks the shots worth embedding (the
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from services.common.stage import Message, Output
 
-COUNT_SCHEMA = "lfr.counts.v1"
+COUNT_SCHEMA = "lfr.counts.v2"
 
 
 def face_counts(frames: Sequence[tuple[Message, int]], topic: str, now_ms: int) -> list[Output]:

@@ -23,7 +23,7 @@ A person who stays in view is sent again instead of never being checked (counted
 ``lfr_tracks_reopened_total``).
 
 Faces processed (services/detect/counts.py): every face the detector found in the frames it ran
-through is counted per deployment on lfr.counts.v1 (``counts_topic``), before the quality gate
+through is counted per deployment on lfr.counts.v2 (``counts_topic``), before the quality gate
 and shot selection; the transparency report sums those counts.
 """
 

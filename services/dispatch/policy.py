@@ -51,7 +51,7 @@ POLICY = "person-deployment-track/v1"
 RECENT_SIGHTINGS = 64
 MAX_TRACKS = 64
 MAX_CAMERAS = 64
-ALERT_SCHEMA = "lfr.alerts.v2"
+ALERT_SCHEMA = "lfr.alerts.v3"
 MATCH_SCHEMA = "lfr.matches.v1"
 # Namespace of the alert ids (uuid5): fixed forever, or replays would change every id.
 ALERT_ID_NAMESPACE = uuid.UUID("6f1c2f0e-8d1b-5b7a-9c43-0f3a1d2e5b90")
@@ -173,7 +173,7 @@ class OpenAlert:
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert to emit: the lfr.alerts.v2 body plus what the runner needs around it."""
+    """One alert to emit: the lfr.alerts.v3 body plus what the runner needs around it."""
 
     kind: Kind
     ce_id: str

@@ -1,6 +1,6 @@
 """The alert dispatcher: a thin faust runner around the pure policy in ``policy.py``.
 
-lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v2 (CloudEvents, binary mode)
+lfr.matches.v1 -> decide() per (subject, deployment) -> lfr.alerts.v3 (JSON CloudEvents, binary mode)
                                                  -> optional webhook (structured mode)
 
 State: a faust Table ``open-alerts`` keyed ``subject_id|deployment_id``, in memory and backed by
@@ -59,8 +59,9 @@ from confluent_kafka.admin import AdminClient
 
 from services.common import delivery, health
 from services.common import metrics as common_metrics
-from services.common.envelope import decode, encode
+from services.common.envelope import decode
 from services.common.errors import DecodeError, MessageError, OutputValidationError, UnknownSchemaError
+from services.common.jsonevents import decode_record
 from services.common.kafka_config import broker_reachable_check, client_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
@@ -70,7 +71,7 @@ from services.deployments.policy import DeploymentPolicy, frame_deployment
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import metrics
-from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, kafka_headers, structured
+from .cloudevents import STRUCTURED_CONTENT_TYPE, attributes_from_headers, encode_alert, structured
 from .faust_fixes import DispatchApp, OrderedTableManager
 from .lag import LagProbe
 from .no_auto_create import disable_topic_auto_creation
@@ -84,7 +85,7 @@ logger = logging.getLogger(__name__)
 SERVICE = "dispatch"
 TABLE = "open-alerts"
 SWEEP_INTERVAL_MS = 60_000
-MAX_RECORD_BYTES = 8 * 1024 * 1024  # max.message.bytes of lfr.matches.v1 and lfr.alerts.v2
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # max.message.bytes of lfr.matches.v1 and lfr.alerts.v3
 DEAD_LETTERS_DROPPED = Counter(
     "lfr_dead_letters_dropped_total",
     "Dead letters given up after dead_letter_max_attempts writes (policy dead-letter-bounded-retry)",
@@ -289,9 +290,10 @@ class Dispatcher:
             captured_at = int(match["face"]["frame"]["captured_at_ms"])
             self._event_time_ms[message.partition] = max(self._event_time_ms.get(message.partition, 0), captured_at)
             value = None
+            headers: list[tuple[str, bytes]] = []
             if alert is not None:
                 try:
-                    value = encode(ALERT_SCHEMA, alert.data, self.registry)
+                    value, headers = encode_alert(alert, self.settings.ce_source_prefix, self.registry)
                 except MessageError as exc:
                     raise OutputValidationError(f"alert invalid: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - anything wrong with one record dead-letters it
@@ -301,7 +303,6 @@ class Dispatcher:
             sealed = self.sealer.seal(alert)  # None (counted) while no transit key is published
             if sealed is not None:
                 await self._produce(self.evidence, alert.alert_id.encode(), sealed, [])
-            headers = kafka_headers(alert, self.settings.ce_source_prefix)
             await self._produce(self.alerts, alert.subject_id.encode(), value, headers)
             metrics.ALERTS.labels(alert.priority, alert.kind).inc()
             metrics.CAPTURE_TO_ALERT.observe(alert.capture_to_alert_ms / 1000)
@@ -367,7 +368,7 @@ class Dispatcher:
                 attrs = attributes_from_headers(message.headers)
             except ValueError as exc:
                 raise DecodeError(str(exc)) from None
-            envelope = decode(message.value, self.registry)
+            envelope = decode_record(message.value, message.headers, self.registry)
             if envelope.schema != ALERT_SCHEMA:
                 raise UnknownSchemaError(f"{envelope.schema} is not accepted by the {SERVICE} webhook")
             body = structured(attrs, envelope.data)
@@ -403,7 +404,7 @@ class Dispatcher:
             "lfr_dlq_error": text,
             "lfr_dlq_at_ms": str(now_ms()),
         }
-        value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value)  # matches and alerts carry chips
+        value, added[PAYLOAD_HEADER] = dead_letter_value(message.topic, message.value, message.headers)  # matches carry chips; alerts are personal
         headers = _header_items(message.headers) + [(name, text.encode()) for name, text in added.items()]
         key = message.key
         if not delivery.fits(key, value, headers, MAX_RECORD_BYTES):

@@ -102,8 +102,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from services.common.envelope import decode
     from services.common.errors import MessageError
+    from services.common.jsonevents import decode_record
 
     _settings_, letters = _read(args, _filter(args, [args.id]))
     letter = next(iter(letters), None)
@@ -112,9 +112,9 @@ def _show(args: argparse.Namespace) -> int:
         return EXIT_NOTHING
     shown = {**letter.summary(), "key": (letter.key or b"").decode("utf-8", "replace"),
              "original_headers": [k for k, _v in letter.original_headers()]}
-    # The envelope's type only: its body may hold a face (chips, embeddings), so it is not printed.
+    # The message's type only: its body may hold a face (chips, embeddings), so it is not printed.
     try:
-        shown["schema"] = decode(letter.value).schema if letter.value else None
+        shown["schema"] = decode_record(letter.value, letter.original_headers()).schema if letter.value else None
     except MessageError as exc:
         shown["schema"] = f"unreadable ({type(exc).__name__})"
     print(json.dumps(shown, indent=2))

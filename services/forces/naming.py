@@ -79,7 +79,7 @@ def force_group(force: str, group: str) -> str:
 
 def family_prefix(force: str, name: str) -> str:
     """The prefix covering every version of topic ``name`` for the force: ``lfr.<force>.alerts.``
-    for ``lfr.alerts.v2`` (a new version needs no new grant; another force's never matches)."""
+    for ``lfr.alerts.v3`` (a new version needs no new grant; another force's never matches)."""
     renamed = rename(force, name)
     match = re.match(r"^(?P<family>.+\.)v[1-9][0-9]*$", renamed)
     if not match:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from functools import lru_cache
 
 from services.common.topics import load_topic_specs
@@ -42,16 +43,26 @@ def sniff_schema(value: bytes | None) -> str | None:
     return schema if isinstance(schema, str) else None
 
 
-def is_biometric(topic: str, value: bytes | None) -> bool:
-    """The topic's flag in topics.toml; on an undeclared topic, what the record says it carries."""
+def sniff_dataschema(headers) -> str | None:
+    """The schema a plain JSON CloudEvent's ``ce_dataschema`` header names (None if none)."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for name, raw in items:
+        if name == "ce_dataschema" and raw is not None:
+            return bytes(raw).decode("utf-8", "replace").rsplit("/", 1)[-1].removesuffix(".json")
+    return None
+
+
+def is_biometric(topic: str, value: bytes | None, headers=None) -> bool:
+    """The topic's flag in topics.toml; on an undeclared topic, what the record says it carries
+    (its envelope's schema, or a JSON CloudEvent's ``ce_dataschema``: lfr.alerts.v3 is personal)."""
     declared = declared_topics()
     if topic in declared:
         return declared[topic]
-    return declared.get(sniff_schema(value) or "", False)
+    return declared.get(sniff_schema(value) or sniff_dataschema(headers) or "", False)
 
 
-def dead_letter_value(topic: str, value: bytes | None) -> tuple[bytes | None, str]:
+def dead_letter_value(topic: str, value: bytes | None, headers=None) -> tuple[bytes | None, str]:
     """The value a dead letter may keep, and the ``lfr_dlq_payload`` header that says so."""
-    if value is not None and is_biometric(topic, value):
+    if value is not None and is_biometric(topic, value, headers):
         return None, WITHHELD
     return value, ORIGINAL

@@ -6,7 +6,7 @@ Definitions (one place, used by the CLI, the console's report page and the demo)
 - engagements: an outcome in which officers stopped the person (spoken to, arrested, other);
 - arrests: outcome arrested;
 - faces: faces processed, i.e. every face the detector found in the frames detect ran through
-  (before the quality gate and shot selection), summed over distinct lfr.counts.v1 count ids;
+  (before the quality gate and shot selection), summed over distinct lfr.counts.v2 count ids;
 - false alert rate: per 1,000 faces and per alert;
 - median alert-to-decision: over decisions, from the alert being raised to the decision.
 """

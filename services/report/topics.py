@@ -8,6 +8,7 @@ from typing import Any
 from services.audit.identity import load_keyring
 from services.audit.refusals import RefusalTally
 from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.kafka_config import client_config
 from services.common.progress import Progress
 from services.common.topic_reader import TopicMissing, read_to_end
@@ -35,6 +36,19 @@ def read_records(settings, topic: str, timeout_s: float, bar: Progress | None = 
     """Every record of ``topic`` in partition order; [] when the topic does not exist.
 
     ``bar`` (services/common/progress.py) grows by the topic's record count and advances as they arrive."""
+    try:
+        return list(read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s, on_progress=_progress(bar)))
+    except TopicMissing:
+        return []
+
+
+def read_bodies(settings, topic: str, schema: str, timeout_s: float, bar: Progress | None = None) -> list[dict[str, Any]]:
+    """The ``schema`` messages of ``topic`` (plain JSON CloudEvents or envelopes, by content-type); others skipped."""
+    records = read_records(settings, topic, timeout_s, bar)
+    return _bodies(((record.value(), record.headers()) for record in records), schema)
+
+
+def _progress(bar: Progress | None):
     base = (bar.total or 0) if bar is not None else 0
     counted = 0
 
@@ -45,19 +59,16 @@ def read_records(settings, topic: str, timeout_s: float, bar: Progress | None = 
             bar.update(seen - counted)
             counted = seen
 
-    try:
-        return list(read_to_end(client_config(settings), topic, group_id="lfr-report", timeout_s=timeout_s, on_progress=progress))
-    except TopicMissing:
-        return []
+    return progress
 
 
 def _bodies(records, schema: str) -> list[dict[str, Any]]:
     out = []
-    for _key, value in records:
+    for value, headers in records:
         if value is None:
             continue
         try:
-            envelope = decode(value)
+            envelope = decode_record(value, headers)
         except Exception:  # noqa: BLE001 - the report counts only what validates
             continue
         if envelope.schema == schema:
@@ -68,9 +79,9 @@ def _bodies(records, schema: str) -> list[dict[str, Any]]:
 def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
     timeout = settings.report_read_timeout_s
     inputs = ReportInputs(
-        alerts=_bodies(read_topic(settings, settings.alerts_topic, timeout, bar), "lfr.alerts.v2"),
-        adjudications=_bodies(read_topic(settings, settings.adjudications_topic, timeout, bar), "lfr.adjudications.v2"),
-        counts=_bodies(read_topic(settings, settings.counts_topic, timeout, bar), "lfr.counts.v1"),
+        alerts=read_bodies(settings, settings.alerts_topic, "lfr.alerts.v3", timeout, bar),
+        adjudications=read_bodies(settings, settings.adjudications_topic, "lfr.adjudications.v3", timeout, bar),
+        counts=read_bodies(settings, settings.counts_topic, "lfr.counts.v2", timeout, bar),
     )
     # The watchlist and the deployments through their verified readers (issue #23): a forged
     # record neither widens a deployment's watchlist nor changes who authorised it.

@@ -20,7 +20,7 @@ MAX_LISTENER_BACKLOG = 256
 
 @dataclass
 class AlertView:
-    data: dict[str, Any]  # the latest lfr.alerts.v2 revision
+    data: dict[str, Any]  # the latest lfr.alerts.v3 revision
     alert_at_ms: int  # when the alert was raised (revision 0)
 
     @property

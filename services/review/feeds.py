@@ -15,7 +15,7 @@ from services.audit.identity import load_keyring, load_signer
 from services.audit.index import AuditIndex
 from services.audit.refusals import RefusalTally
 from services.audit.writer import AuditWriter
-from services.common import health
+from services.common import health, jsonevents
 from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
@@ -43,15 +43,17 @@ class Writer:
         self._lock = threading.Lock()
         self._audit: AuditWriter | None = None
 
-    def send(self, topic: str, key: bytes, value: bytes | None) -> None:
+    def send(self, topic: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
         errors: list = []
         with self._lock:
-            self._producer.produce(topic, key=key, value=value, on_delivery=lambda err, _m: err and errors.append(err))
+            self._producer.produce(topic, key=key, value=value, headers=headers or None,
+                                   on_delivery=lambda err, _m: err and errors.append(err))
             if self._producer.flush(30) or errors:
                 raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
 
     def adjudication(self, record: dict) -> None:
-        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), encode("lfr.adjudications.v2", record))
+        value, headers = jsonevents.encode("lfr.adjudications.v3", record)  # plain JSON CloudEvent
+        self.send(self.settings.adjudications_topic, record["alert_id"].encode(), value, headers)
 
     def audit(self, actor: str, action: str, subject_id: str | None, details: dict) -> None:
         """Through the one chained, signed audit writer (services/audit): the record's actor is the
@@ -117,7 +119,7 @@ class Reader(threading.Thread):
 
     def handle(self, record) -> None:
         s = self.settings
-        topic, value = record.topic(), record.value()
+        topic, value, headers = record.topic(), record.value(), record.headers()
         try:
             if topic == s.watchlist_topic:
                 changed = self.watchlist.change(record, live=False)
@@ -128,10 +130,10 @@ class Reader(threading.Thread):
             elif value is None:
                 return  # tombstones of evidence and the like
             elif topic == s.adjudications_topic:
-                self.board.apply_adjudication(decode(value).data)
+                self.board.apply_adjudication(jsonevents.decode_record(value, headers).data)
             elif topic == s.alerts_topic:
                 metrics.ALERTS_SEEN.inc()
-                self.board.apply_alert(decode(value).data)
+                self.board.apply_alert(jsonevents.decode_record(value, headers).data)
             elif topic == s.evidence_topic:
                 self.take_evidence(decode(value).data)
         except Exception as exc:  # noqa: BLE001 - one bad record never stops the console

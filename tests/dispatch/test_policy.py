@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from services.common.envelope import CONTENT_TYPE, decode, encode
+from services.common.envelope import decode, encode
+from services.common.jsonevents import CONTENT_TYPE
 from services.dispatch import cloudevents
 from services.dispatch.policy import RECENT_SIGHTINGS, OpenAlert, alert_id_for, ce_id_for, decide, expired
 from tests.dispatch.helpers import CHIP, NOW, match
@@ -34,7 +35,7 @@ def test_first_sighting_raises_a_new_alert_with_the_evidence():
     assert data["first_seen_ms"] == data["last_seen_ms"] == NOW
     assert data["capture_to_alert_ms"] == 1200
     assert "chip" not in data["face"] and alert.chip["data"] == CHIP  # the chip travels sealed, apart (lfr.evidence.v1)
-    assert decode(encode("lfr.alerts.v2", data)).data == data  # valid lfr.alerts.v2
+    assert decode(encode("lfr.alerts.v3", data)).data == data  # valid lfr.alerts.v3
     assert "fake-jpeg" not in repr(alert)  # the chip never reaches a repr (or a log line)
 
 
@@ -164,8 +165,10 @@ def test_cloudevent_binary_headers_and_structured_webhook_body():
     assert headers["ce_specversion"] == b"1.0" and headers["ce_id"] == alert.ce_id.encode()
     assert headers["ce_source"] == b"/openlfr/deployments/van-1/cameras/cam-1"
     assert headers["ce_type"] == b"org.openlfr.alert.raised" and headers["ce_subject"] == alert.alert_id.encode()
-    assert headers["ce_dataschema"] == b"https://openlfr.org/schemas/lfr.alerts.v2.json"
-    assert headers["content-type"] == CONTENT_TYPE.encode()
+    assert headers["ce_dataschema"] == b"https://openlfr.org/schemas/lfr.alerts.v3.json"
+    assert headers["content-type"] == CONTENT_TYPE.encode() == b"application/json"
+    value, record_headers = cloudevents.encode_alert(alert, "/openlfr/")
+    assert record_headers == list(headers.items()) and json.loads(value) == alert.data  # the value is the data, as JSON
     assert headers["ce_time"].decode() == cloudevents.rfc3339_ms(NOW + 250) and headers["ce_time"].endswith(b"Z")
     attrs = cloudevents.attributes_from_headers(list(headers.items()))
     event = json.loads(cloudevents.structured(attrs, alert.data))

@@ -21,7 +21,8 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.broker import free_port
-from services.common.envelope import CONTENT_TYPE, decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import CONTENT_TYPE, decode_record
 from services.dispatch.policy import alert_id_for
 from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import CHIP, record
@@ -87,8 +88,9 @@ def headers_of(rec) -> dict[str, bytes]:
 
 
 def alert_of(rec) -> dict:
-    envelope = decode(rec.value())
-    assert envelope.schema == "lfr.alerts.v2"
+    envelope = decode_record(rec.value(), rec.headers())
+    assert envelope.schema == "lfr.alerts.v3"
+    assert json.loads(rec.value().decode("utf-8")) == envelope.data  # plain JSON: any consumer reads it
     return envelope.data
 
 
@@ -259,6 +261,12 @@ def test_webhook_retries_with_backoff_then_dead_letters(broker, dispatch, reader
     assert body["id"] == kafka_headers["ce_id"].decode() and body["source"] == kafka_headers["ce_source"].decode()
     assert body["specversion"] == "1.0" and body["type"] == "org.openlfr.alert.raised"
     assert "chip" not in body["data"]["face"]
+    # Parity: the webhook's structured event and the Kafka binary event of the same alert carry
+    # the same attributes and the same data.
+    assert body["data"] == json.loads(by_subject["flaky"].value())
+    assert {name[3:]: value.decode() for name, value in kafka_headers.items() if name.startswith("ce_")} == {
+        name: value for name, value in body.items() if name not in ("data", "datacontenttype")}
+    assert body["datacontenttype"] == kafka_headers["content-type"].decode() == "application/json"
 
     # After the last retry the alert's coordinates go to the dead-letter topic; its value (with
     # the face chip) stays in the alerts topic only.

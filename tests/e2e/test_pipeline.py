@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from services.common.envelope import decode, encode
+from services.common.jsonevents import decode_record
 from services.demo.cast import choose_cast
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
@@ -68,7 +69,7 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
         pipeline.wait_ready(stages)
         save_cameras(pipeline.cameras_file, {cam1.id: cam1, cam2.id: cam2, cam3.id: cam3})
         pipeline.start("ingest")
-        alerts, frames, dlq = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.alerts.v2", "lfr.frames.v1", "lfr.dlq.v1"))
+        alerts, frames, dlq = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.alerts.v3", "lfr.frames.v1", "lfr.dlq.v1"))
         faces, embeddings, matches = (TopicTail(pipeline.bootstrap, t) for t in ("lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1"))
         tails += [alerts, frames, dlq, faces, embeddings, matches]
         alert_records, frame_meta, dead, face_meta = [], [], [], []
@@ -168,14 +169,14 @@ def test_crowd_alerts_restart_dead_letters_and_camera_removal(lfw_dir, tmp_path,
     assert not [f for f in frame_meta if f["camera_id"] == cam3.id], "a camera of a draft deployment captured"
     late_frames = [f for f in frame_meta if f["captured_at_ms"] > ended_at + 1000 and f["seq"] < 10**6]
     assert late_frames == [], f"{len(late_frames)} frames captured more than 1 s after the end"
-    late_alerts = [a for a in (decode(r.value()).data for r in alert_records) if a["last_seen_ms"] > ended_at]
+    late_alerts = [a for a in (decode_record(r.value(), r.headers()).data for r in alert_records) if a["last_seen_ms"] > ended_at]
     assert late_alerts == [], "an alert for a sighting after the end"
     assert set(replayed) == {"frames", "faces", "embeddings", "matches"}
     assert REPLAY_SEQ["frames"] not in {f["seq"] for f in face_meta}, "detect processed a frame of the ended deployment"
     assert REPLAY_SEQ["faces"] not in seqs["embeddings"], "embed processed a face of the ended deployment"
     assert REPLAY_SEQ["embeddings"] not in seqs["matches"], "the matcher matched an embedding of the ended deployment"
 
-    events = [decode(r.value()).data for r in alert_records]
+    events = [decode_record(r.value(), r.headers()).data for r in alert_records]
     summary = summarise(events, pipeline.truth(), {name for name, _ in cast.watchlist}, len(frame_meta), len(face_meta))
     print("e2e summary:", summary)
     assert summary["subjects_shown"], "no watchlisted subject walked past"

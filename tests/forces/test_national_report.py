@@ -18,7 +18,7 @@ from services.report.national import NATIONAL_KEYS, national_report
 from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import match
 from tests.forces.test_registry import forces_topic  # noqa: F401 - fixture
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import produce, produce_events
 
 PLACE = "Secret Street, Bedford"
 
@@ -35,20 +35,20 @@ def seed(bootstrap: str, force: str, *, alerts: int, rejected: int, arrested: in
     for i in range(alerts):
         subject = f"subject-{force}-{i}"
         _, alert = decide(None, match(subject=subject, camera="cam-secret", deployment=deployment, captured_at_ms=now - 1000 * i), 60_000, now)
-        bodies.append(encode("lfr.alerts.v2", alert.data))
+        bodies.append(alert.data)
         secrets |= {subject, alert.alert_id, alert.data["reference"]}
         decision = "rejected" if i < rejected else "confirmed"
         base = {"alert_id": alert.alert_id, "subject_id": subject, "deployment_id": deployment, "camera_id": "cam-secret",
                 "actor": "pc1", "role": "operator", "alert_at_ms": now - 1000 * i, "decided_at_ms": now, "alert_to_decision_ms": 1000 * i}
-        decisions.append(encode("lfr.adjudications.v2", {**base, "stage": "decision", "decision": decision}))
+        decisions.append({**base, "stage": "decision", "decision": decision})
         if rejected <= i < rejected + arrested:
-            decisions.append(encode("lfr.adjudications.v2", {**base, "stage": "outcome", "decision": decision, "outcome": "arrested",
-                                                             "decided_at_ms": now + 1}))
-    produce(bootstrap, f"lfr.{force}.alerts.v2", bodies)
-    produce(bootstrap, f"lfr.{force}.adjudications.v2", decisions)
-    counts = [encode("lfr.counts.v1", {"count_id": f"lfr.{force}.frames.v1:0:{i}-{i}:1", "deployment_id": deployment, "faces": n,
-                                       "counted_at_ms": now}) for i, n in enumerate(faces)]
-    produce(bootstrap, f"lfr.{force}.counts.v1", counts + counts[:1])  # one redelivered: counted once
+            decisions.append({**base, "stage": "outcome", "decision": decision, "outcome": "arrested", "decided_at_ms": now + 1})
+    # Alerts, decisions and counts as the services write them: plain JSON CloudEvents (lfr.alerts.v3 etc.).
+    produce_events(bootstrap, f"lfr.{force}.alerts.v3", "lfr.alerts.v3", bodies)
+    produce_events(bootstrap, f"lfr.{force}.adjudications.v3", "lfr.adjudications.v3", decisions)
+    counts = [{"count_id": f"lfr.{force}.frames.v1:0:{i}-{i}:1", "deployment_id": deployment, "faces": n, "counted_at_ms": now}
+              for i, n in enumerate(faces)]
+    produce_events(bootstrap, f"lfr.{force}.counts.v2", "lfr.counts.v2", counts + counts[:1])  # one redelivered: counted once
     return secrets
 
 

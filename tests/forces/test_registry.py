@@ -98,7 +98,7 @@ def test_topics_apply_creates_a_registered_forces_topics_and_refuses_others(forc
     assert main(["topics", "apply", "--force", "surrey"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     topics = AdminClient({"bootstrap.servers": broker.bootstrap_servers}).list_topics(timeout=10).topics
-    assert {"lfr.surrey.alerts.v2", "lfr.surrey.watchlist.v1", "lfr.surrey.dispatch-open-alerts-changelog"} <= set(topics)
+    assert {"lfr.surrey.alerts.v3", "lfr.surrey.watchlist.v1", "lfr.surrey.dispatch-open-alerts-changelog"} <= set(topics)
     assert "lfr.surrey.forces.v1" not in topics and "lfr.surrey.forces.v1" not in out  # the registry is the platform's
     assert main(["topics", "apply", "--force", "sussex"]) == cli_support.EXIT_REFUSED
     assert "not registered" in capsys.readouterr().err

@@ -173,14 +173,14 @@ def test_detect_processes_only_the_newest_frame_of_a_camera_in_a_batch(scene, fa
 
 
 def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_shot_selection(scene, face_engine):
-    """lfr.counts.v1 (the report's "faces processed"): every detection in the frames detect ran
+    """lfr.counts.v2 (the report's "faces processed"): every detection in the frames detect ran
     through, per deployment and input partition, with no face in it; stale frames are not counted;
     a redelivered batch carries the same count ids (the report counts each id once)."""
     from services.tracking import ShotPolicy, Tracks
 
     detector = face_engine[0]
     deps = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
-                      tracks=Tracks(), shots=ShotPolicy(max_shots=1), counts_topic="lfr.counts.v1")
+                      tracks=Tracks(), shots=ShotPolicy(max_shots=1), counts_topic="lfr.counts.v2")
     base = int(time.time() * 1000) - 10_000
     seqs, deployments = (20, 22, 24, 26), ("van-1", "van-1", "van-2", "van-2")
     images = [scene.render(seq)[0] for seq in seqs]
@@ -193,7 +193,7 @@ def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_sh
     batch.append(Message(stale.schema, stale.data, topic="lfr.frames.v1", partition=3, offset=104))
 
     outputs = detect(batch, deps)
-    counts = {o.data["deployment_id"]: o for o in outputs if o.schema == "lfr.counts.v1"}
+    counts = {o.data["deployment_id"]: o for o in outputs if o.schema == "lfr.counts.v2"}
     faces = [o for o in outputs if o.schema == "lfr.faces.v1"]
     # Independently: the detector itself on the same frames (every face, whatever the gate says).
     found = [len(d) for d in detector.detect_batch(images)]
@@ -202,10 +202,10 @@ def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_sh
     assert {d: o.data["count_id"] for d, o in counts.items()} == {"van-1": "lfr.frames.v1:3:100-101:2", "van-2": "lfr.frames.v1:3:102-103:2"}
     for output in counts.values():
         assert set(output.data) == {"count_id", "deployment_id", "faces", "counted_at_ms"} and output.key == output.data["deployment_id"]
-        encode("lfr.counts.v1", output.data)  # a count, never a face
+        encode("lfr.counts.v2", output.data)  # a count, never a face
     again = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
-                       counts_topic="lfr.counts.v1")
-    assert sorted(o.data["count_id"] for o in detect(batch, again) if o.schema == "lfr.counts.v1") == sorted(o.data["count_id"] for o in counts.values())
+                       counts_topic="lfr.counts.v2")
+    assert sorted(o.data["count_id"] for o in detect(batch, again) if o.schema == "lfr.counts.v2") == sorted(o.data["count_id"] for o in counts.values())
     empty = frame_message(np.full((720, 1280, 3), 128, np.uint8), 1, captured_at_ms=base)
     assert detect([empty], again) == []  # no face found: no count record (an empty scene adds nothing for a year)
 

@@ -88,7 +88,7 @@ def test_no_stranger_data_outside_the_biometric_topics(lfw_dir, tmp_path, face_e
             return found["face"] is not None
 
         wait_until(have_stranger, 60, "a stranger's embedding", interval_s=2)
-        wait_until(lambda: _records(bootstrap, "lfr.alerts.v2") != [], 60, "an alert", interval_s=2)
+        wait_until(lambda: _records(bootstrap, "lfr.alerts.v3") != [], 60, "an alert", interval_s=2)
 
         # A corrupt face record (a stranger's real chip, face_index out of range) is dead-lettered by embed.
         corrupt = dict(found["face"]["face"], face_index=-1)

@@ -29,7 +29,7 @@ def effective(spec: TopicSpec, **changes: str | None) -> dict[str, str]:
     return config
 
 
-@pytest.mark.parametrize("name", ["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v2", "lfr.watchlist.v1"])
+@pytest.mark.parametrize("name", ["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3", "lfr.watchlist.v1"])
 def test_declared_settings_keep_the_promise_with_the_k8s_check_interval(name):
     verdict = check_topic(SPECS[name], effective(SPECS[name]), check_interval_ms=10_000)
     assert verdict.ok and verdict.problems == []
@@ -76,12 +76,15 @@ def _jpeg(seed: int) -> bytes:
 def test_dead_letters_of_biometric_records_keep_no_value():
     frame = encode("lfr.frames.v1", {"camera_id": "c", "deployment_id": "d", "seq": 1, "captured_at_ms": 1, "width": 32,
                                      "height": 32, "media_type": "image/jpeg", "image": _jpeg(1)})
-    for topic in ("lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v2", "lfr.watchlist.v1"):
+    for topic in ("lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3", "lfr.watchlist.v1"):
         assert dead_letter_value(topic, b"anything") == (None, WITHHELD)
     assert dead_letter_value("lfr.audit.v1", b"x") == (b"x", ORIGINAL)
     # An undeclared topic: what the record says it carries decides.
     assert dead_letter_value("custom.topic", frame) == (None, WITHHELD)
     assert dead_letter_value("custom.topic", b"\x00garbage") == (b"\x00garbage", ORIGINAL)
+    alert_headers = [("ce_dataschema", b"https://openlfr.org/schemas/lfr.alerts.v3.json"), ("content-type", b"application/json")]
+    assert dead_letter_value("custom.topic", b"{}", alert_headers) == (None, WITHHELD)  # a JSON alert, by its header
+    assert dead_letter_value("custom.topic", b"{}", alert_headers[1:]) == (b"{}", ORIGINAL)
     assert dead_letter_value("lfr.frames.v1", None) == (None, ORIGINAL)  # a tombstone has nothing to withhold
 
 

@@ -72,11 +72,10 @@ def placeholder_jpeg(seed: int, size: int = 112) -> bytes:
 def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deployment: str = "van-1", camera: str = "cam-1",
                captured_at_ms: int | None = None, chip: bytes | None = None, seal: bool = True, priority: str = "red") -> dict:
     """What the dispatcher does for one new alert: the alert (no chip) and its sealed chip."""
-    from services.common.envelope import encode
     from services.dispatch.evidence import EvidenceSealer
     from services.dispatch.policy import decide
     from tests.dispatch.helpers import match
-    from tests.kafka_helpers import produce
+    from tests.kafka_helpers import produce, produce_events
 
     captured = captured_at_ms or int(time.time() * 1000)
     _, alert = decide(None, match(subject=subject, camera=camera, deployment=deployment, captured_at_ms=captured,
@@ -92,7 +91,7 @@ def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deploy
             produce(bootstrap, settings.evidence_topic, [sealer.seal(alert)], keys=[alert.alert_id.encode()])
         finally:
             sealer.stop()
-    produce(bootstrap, settings.alerts_topic, [encode("lfr.alerts.v2", alert.data)], keys=[subject.encode()])
+    produce_events(bootstrap, settings.alerts_topic, "lfr.alerts.v3", [alert.data], keys=[subject.encode()])
     return alert.data
 
 

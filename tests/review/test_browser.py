@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.demo.adjudicate import ConsoleClient, adjudicate
 from services.demo.cast import choose_cast
 from services.demo.deployment import open_deployment
@@ -40,7 +40,7 @@ def topic_bodies(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict | 
         out, empty = [], 0
         while empty < 3:
             got = tail.poll(0.3)
-            out += [(r.key(), decode(r.value()).data if r.value() is not None else None) for r in got]
+            out += [(r.key(), decode_record(r.value(), r.headers()).data if r.value() is not None else None) for r in got]
             empty = 0 if got else empty + 1
         return out
     finally:
@@ -90,7 +90,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         pipeline.start("review", env={"LFR_STATE_DIR": str(state), "LFR_USERS_FILE": str(state / "users.json"),
                                       "LFR_HTTP_HOST": "127.0.0.1", "LFR_HTTP_PORT": str(port), "LFR_PUBLIC_URL": url})
         pipeline.wait_ready(("review",))
-        detect_metrics = free_port()  # faces processed, counted independently of lfr.counts.v1 (see below)
+        detect_metrics = free_port()  # faces processed, counted independently of lfr.counts.v2 (see below)
         pipeline.start("detect", env={"LFR_METRICS_PORT": str(detect_metrics)})
         for service in ("embed", "matcher", "dispatch"):
             pipeline.start(service)
@@ -139,7 +139,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
 
         # The adjudication is on the topic, without biometrics.
         def adjudications():
-            return [d for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v2") if d and d["alert_id"] == alert_id]
+            return [d for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v3") if d and d["alert_id"] == alert_id]
         wait_until(lambda: adjudications(), 20, "the adjudication on the topic")
         [record] = adjudications()
         assert (record["decision"], record["actor"], record["role"]) == ("rejected", "pc-1234", "operator")
@@ -164,7 +164,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         status = driver.execute_script(
             "const r = await fetch(arguments[0], {credentials: 'same-origin'}); return r.status;", f"/api/alerts/{alert_id}/probe")
         assert status == 404
-        alerts = topic_bodies(pipeline.bootstrap, "lfr.alerts.v2")
+        alerts = topic_bodies(pipeline.bootstrap, "lfr.alerts.v3")
         assert all("chip" not in d["face"] for _, d in alerts), "an alert carried a chip"
 
         # The other alerts: decided by the demo's officer stand-in (ground truth), through the API.
@@ -180,10 +180,10 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         time.sleep(1)
         ids = {d["alert_id"] for _, d in alerts if d["deployment_id"] == DEPLOYMENT}
         decisions: dict[str, dict] = {}
-        for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v2"):
+        for _, d in topic_bodies(pipeline.bootstrap, "lfr.adjudications.v3"):
             decisions.setdefault(d["alert_id"], {}).update({k: v for k, v in d.items() if k in ("decision", "outcome")})
         # Faces processed: every face detect's detector found, read from its Prometheus counter
-        # (one deployment here), a path independent of the lfr.counts.v1 records the report sums.
+        # (one deployment here), a path independent of the lfr.counts.v2 records the report sums.
         detected = settled(lambda: faces_detected(detect_metrics))
         expected = {
             "faces": detected,

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.evidence.sealing import SealError, associated_data, open_sealed
 from services.review.users import UsersFile
 from tests.kafka_helpers import TopicReader, wait_until
@@ -46,7 +46,7 @@ def records(bootstrap: str, topic: str) -> list[dict]:
     try:
         for _ in range(5):
             reader.poll()
-        return [decode(r.value()).data for r in reader.records if r.value() is not None]
+        return [decode_record(r.value(), r.headers()).data for r in reader.records if r.value() is not None]
     finally:
         reader.close()
 
@@ -86,7 +86,7 @@ def test_reject_writes_the_adjudication_and_erases_the_chip(broker, console_env)
     reader = TopicReader(bootstrap, settings.evidence_topic)
     try:
         wait_until(lambda: any(r.value() is None for r in reader.poll()), 20, "evidence tombstone")
-        sealed = decode(next(r.value() for r in reader.records if r.value() is not None)).data
+        sealed = next(decode_record(r.value(), r.headers()) for r in reader.records if r.value() is not None).data
     finally:
         reader.close()
     wait_until(lambda: console.sweeper.keys.load(sealed["key_id"]) is None, 20, "transit key destroyed")
@@ -162,8 +162,7 @@ def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, m
     from datetime import datetime, timezone
 
     from services.cli import main
-    from services.common.envelope import encode
-    from tests.kafka_helpers import produce
+    from tests.kafka_helpers import produce_events
 
     settings, console = console_env
     bootstrap = broker.bootstrap_servers
@@ -173,7 +172,7 @@ def test_report_equals_independent_counts_of_a_seeded_run(broker, console_env, m
                          captured_at_ms=now - 60_000 + i * 1000) for i in range(8)]
     counts = [{"count_id": f"lfr.frames.v1:0:{i}-{i}:1", "deployment_id": rng.choice(["van-1", "van-2"]), "faces": rng.randint(1, 40),
                "counted_at_ms": now} for i in range(12)]
-    produce(bootstrap, settings.counts_topic, [encode("lfr.counts.v1", c) for c in counts + counts[:3]])  # 3 redelivered
+    produce_events(bootstrap, settings.counts_topic, "lfr.counts.v2", counts + counts[:3])  # 3 redelivered
     client, _ = sign_in(settings, "sup")
     wait_until(lambda: all(console.board.get(a["alert_id"]) for a in alerts), 20, "alerts on the board")
     headers = {"X-CSRF-Token": csrf_of(client)}

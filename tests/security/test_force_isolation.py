@@ -77,9 +77,9 @@ def test_each_force_holds_on_its_own_topics_what_the_table_says_and_no_more(user
                 assert broker.allowed(user, "group", force_group(force, group), "Read"), (user, group)
         # a new version of a force's topic needs no new grant; the force's watchlist is its admin's alone
         assert broker.allowed(f"openlfr-{force}-review" if force != "default" else "openlfr-review", "topic",
-                              force_topic(force, "lfr.alerts.v2"), "Read")
+                              force_topic(force, "lfr.alerts.v3"), "Read")
         if force != "default":
-            assert broker.allowed(f"openlfr-{force}-review", "topic", f"lfr.{force}.alerts.v3", "Read")
+            assert broker.allowed(f"openlfr-{force}-review", "topic", f"lfr.{force}.alerts.v4", "Read")
             writers = {u for u in users if broker.allowed(u, "topic", f"lfr.{force}.watchlist.v1", "Write")}
             assert writers == {f"openlfr-{force}-admin"}
 

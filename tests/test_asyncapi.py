@@ -1,0 +1,106 @@
+"""docs/asyncapi.yaml: generated from topics.toml, schemas/ and access.toml, never stale, and
+valid for the AsyncAPI project's own CLI (`asyncapi validate`, @asyncapi/cli from npm)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from services.cli import main
+from services.common import asyncapi, jsonevents
+from services.common.topics import default_config_path, load_topic_specs
+
+
+def test_committed_document_is_the_generated_one():
+    """Fails when a topic, schema, key, header rule or ACL changed without `lfr asyncapi`."""
+    committed = asyncapi.DOCUMENT.read_text(encoding="utf-8")
+    assert committed == asyncapi.render(asyncapi.build()), "docs/asyncapi.yaml is stale: run `lfr asyncapi`"
+    assert main(["asyncapi", "--check"]) == 0
+
+
+def test_a_changed_topic_makes_the_document_stale(tmp_path):
+    changed = tmp_path / "topics.toml"
+    changed.write_text(default_config_path().read_text().replace('"retention.ms" = "2678400000"', '"retention.ms" = "86400000"'))
+    assert asyncapi.render(asyncapi.build(changed)) != asyncapi.DOCUMENT.read_text(encoding="utf-8")
+    stale = tmp_path / "asyncapi.yaml"
+    stale.write_text("asyncapi: 3.0.0\n")
+    assert main(["asyncapi", "--check", "--out", str(stale)]) == 1
+
+
+def test_every_topic_is_a_channel_with_its_key_retention_headers_and_principals():
+    document = yaml.safe_load(asyncapi.DOCUMENT.read_text(encoding="utf-8"))
+    specs = {spec.name: spec for spec in load_topic_specs()}
+    assert document["asyncapi"] == "3.0.0" and set(document["channels"]) == set(specs)
+    alerts = document["channels"]["lfr.alerts.v3"]
+    assert alerts["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == 2678400000
+    assert alerts["bindings"]["kafka"]["partitions"] == specs["lfr.alerts.v3"].partitions
+    message = document["components"]["messages"]["lfr.alerts.v3"]
+    assert message["contentType"] == "application/json"
+    assert message["bindings"]["kafka"]["key"]["description"] == "subject id"
+    assert message["headers"]["properties"]["ce_type"]["enum"] == ["org.openlfr.alert.raised", "org.openlfr.alert.updated"]
+    assert message["headers"]["properties"]["ce_dataschema"]["const"] == jsonevents.dataschema_for("lfr.alerts.v3")
+    assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["review"]
+    assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch"]
+    for schema in jsonevents.KINDS:  # every plain JSON topic documents its CloudEvents headers
+        assert document["components"]["messages"][schema]["headers"]["required"][-1] == "content-type"
+    faces = document["components"]["messages"]["lfr.faces.v1"]
+    assert faces["contentType"] == "application/vnd.openlfr.envelope.v1" and "headers" not in faces
+    # Payload schemas are the ones in schemas/, refs pointing inside the document.
+    payload = document["components"]["schemas"]["lfr.alerts.v3"]
+    assert payload["properties"]["subject_id"] == {"$ref": "#/components/schemas/lfr.common.v1.id"}
+    assert "lfr.common.v1.id" in document["components"]["schemas"]
+    assert "$ref" not in json.dumps(document).replace('"$ref": "#/', "")  # no reference leaves the document
+
+
+def _cli() -> str | None:
+    found = shutil.which("asyncapi")
+    if found is None and os.environ.get("CI") == "true":
+        pytest.fail("CI=true but the AsyncAPI CLI (`asyncapi`, npm @asyncapi/cli) is not installed: .ci/run installs it")
+    return found
+
+
+def test_the_asyncapi_cli_validates_the_document(tmp_path):
+    cli = _cli()
+    if cli is None:
+        pytest.skip("the AsyncAPI CLI (npm @asyncapi/cli, installed by .ci/run) is not on PATH")
+    # No telemetry: the CLI reads its analytics switch from this file.
+    config = tmp_path / "analytics.json"
+    config.write_text(json.dumps({"analyticsEnabled": "false", "infoMessageShown": "true", "userID": "openlfr-tests"}))
+    env = {**os.environ, "ASYNCAPI_METRICS_CONFIG_PATH": str(config)}
+
+    def validate(path) -> subprocess.CompletedProcess:
+        return subprocess.run([cli, "validate", str(path), "--fail-severity", "error"], capture_output=True, text=True,
+                              env=env, timeout=180)
+
+    result = validate(asyncapi.DOCUMENT)
+    assert result.returncode == 0 and "is valid" in result.stdout, result.stdout + result.stderr
+    # The CLI does check: a reference to a schema that is not there is an error.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(asyncapi.DOCUMENT.read_text().replace("'#/components/schemas/lfr.alerts.v3'", "'#/components/schemas/nope'"))
+    assert validate(broken).returncode != 0
+
+
+@pytest.mark.parametrize("schema", sorted(jsonevents.KINDS))
+def test_what_the_services_write_satisfies_the_document(schema):
+    """The headers and payload a producer writes validate against the document's own schemas."""
+    import jsonschema
+
+    from services.dispatch.policy import decide
+    from tests.dispatch.helpers import NOW, match
+    from tests.test_jsonevents import ADJUDICATION, COUNT
+
+    document = yaml.safe_load(asyncapi.DOCUMENT.read_text(encoding="utf-8"))
+    message = document["components"]["messages"][schema]
+    data = {"lfr.alerts.v3": decide(None, match(), 60_000, NOW + 200)[1].data, "lfr.adjudications.v3": ADJUDICATION,
+            "lfr.counts.v2": COUNT}[schema]
+    value, headers = jsonevents.encode(schema, data)
+    jsonschema.Draft202012Validator(message["headers"]).validate({name: raw.decode() for name, raw in headers})
+    root = {"components": document["components"], "$ref": message["payload"]["$ref"]}
+    jsonschema.Draft202012Validator(root).validate(json.loads(value))
+    with pytest.raises(jsonschema.ValidationError):  # and the document does constrain them
+        jsonschema.Draft202012Validator(root).validate({**json.loads(value), "unexpected": 1})
