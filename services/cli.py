@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_security(commands)
 
+    from services.fleet.cli import register as register_fleet  # lfr van, lfr bundle
+
+    register_fleet(commands)
+
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="JSON result; a DET plot PNG is written beside it")
