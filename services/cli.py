@@ -17,6 +17,7 @@ SERVICES = {
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
     "review": "services.review.service:main",
+    "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
 }
 
 

@@ -208,7 +208,8 @@ class VanBundleStore:
 
     def erasure_record(self, erasure: Erasure):
         """The audit record of an erasure, as an outbox row (a stable ce_id: queued once)."""
-        from services.link.outbox import OutboxRow  # noqa: PLC0415 - the link owns the outbox format
+        from services.link.dedup import LINK_ID_HEADER, VAN_HEADER  # noqa: PLC0415 - the link owns the outbox format
+        from services.link.outbox import OutboxRow  # noqa: PLC0415
 
         van_id = self.van_key.van_id
         value = encode("lfr.audit.v1", {
@@ -217,7 +218,7 @@ class VanBundleStore:
             "details": {"bundle_id": erasure.bundle_id, "van_id": van_id, "force": erasure.force, "why": erasure.why},
         })
         ce_id = hashlib.sha256(f"{van_id}|{ERASE_ACTION}|{erasure.bundle_id}".encode()).hexdigest()[:32]
-        return OutboxRow(ce_id, self.audit_topic, van_id.encode(), value, (("ce_id", ce_id.encode()),))
+        return OutboxRow(ce_id, self.audit_topic, van_id.encode(), value, ((LINK_ID_HEADER, ce_id.encode()), (VAN_HEADER, van_id.encode())))
 
     def _save_ledger(self) -> None:
         _atomic_write(self._ledger_path, json.dumps(self._ledger, indent=1, sort_keys=True).encode())

@@ -4,7 +4,8 @@ A row is committed to disk before the van-side offset that produced it is commit
 deleted only after the core acknowledged it, so a kill -9 or a power cut at any moment loses
 nothing: at worst a row is sent twice, and the core de-duplicates by its ``ce_id`` (an id that
 is the same however often the row is taken in or sent). Rows leave in the order they came in
-(``seq``), which keeps the order per key.
+(``seq``), which keeps the order per key. A sent row keeps only its id for a while (its key
+and value are cleared at once), so a record taken in again after a crash is not sent again.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     key BLOB,
     value BLOB,
     headers TEXT NOT NULL,
-    enqueued_at_ms INTEGER NOT NULL
-)
+    enqueued_at_ms INTEGER NOT NULL,
+    sent_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS unsent ON outbox (sent_at_ms, seq);
 """
 
 
@@ -62,7 +65,7 @@ class Outbox:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not only a crash
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def enqueue(self, rows: Iterable[OutboxRow], now_ms: int | None = None) -> int:
         """Add rows in one transaction; a row whose ce_id is already queued is ignored. Returns
@@ -82,24 +85,34 @@ class Outbox:
                 raise
             return self._db.total_changes - before
 
-    def peek(self, limit: int) -> list[OutboxRow]:
-        """The oldest rows, oldest first."""
+    def peek(self, limit: int, after_seq: int = 0) -> list[OutboxRow]:
+        """The oldest unsent rows after ``after_seq``, oldest first."""
         with self._lock:
             found = self._db.execute(
-                "SELECT seq, ce_id, topic, key, value, headers, enqueued_at_ms FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+                "SELECT seq, ce_id, topic, key, value, headers, enqueued_at_ms FROM outbox WHERE sent_at_ms IS NULL AND seq > ? "
+                "ORDER BY seq LIMIT ?", (after_seq, limit)).fetchall()
         return [OutboxRow(ce_id, topic, key, value, _headers_from_json(headers), seq, at) for seq, ce_id, topic, key, value, headers, at in found]
 
-    def ack(self, seqs: Iterable[int]) -> None:
-        """Delete rows the core acknowledged."""
+    def ack(self, seqs: Iterable[int], now_ms: int | None = None) -> None:
+        """Mark rows the core acknowledged as sent; their key, value and headers go at once."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.executemany("UPDATE outbox SET sent_at_ms = ?, key = NULL, value = NULL, headers = '[]' WHERE seq = ?",
+                                 [(now, s) for s in seqs])
             self._db.execute("COMMIT")
 
+    def forget_sent(self, before_ms: int) -> int:
+        """Drop the ids of rows sent before ``before_ms`` (the re-intake guard's memory)."""
+        with self._lock:
+            return self._db.execute("DELETE FROM outbox WHERE sent_at_ms IS NOT NULL AND sent_at_ms < ?", (before_ms,)).rowcount
+
     def backlog(self) -> Backlog:
+        """What waits for the link: rows, bytes, and when the oldest came in."""
         with self._lock:
             rows, size, oldest = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0), MIN(enqueued_at_ms) FROM outbox").fetchone()
+                "SELECT COUNT(*), COALESCE(SUM(COALESCE(LENGTH(key), 0) + COALESCE(LENGTH(value), 0)), 0), MIN(enqueued_at_ms) "
+                "FROM outbox WHERE sent_at_ms IS NULL").fetchone()
         return Backlog(rows, size, oldest)
 
     def close(self) -> None:
