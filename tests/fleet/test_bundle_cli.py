@@ -55,3 +55,47 @@ def test_keygen_build_inspect_open_and_refuse(tmp_path):
 
     erased = lfr("van", "erase-due", env=env)
     assert erased.returncode == 0 and erased.stdout == ""  # the window is still open
+
+
+def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_env, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from services.audit.identity import add_ephemeral_key, ephemeral_identity
+    from services.common.settings import WatchlistSettings, load_settings
+    from services.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
+    from services.fleet.vankey import VanKey
+    from services.watchlist.store import WatchlistStore
+    from tests.deployment_helpers import publish_deployment
+    from tests.kafka_helpers import create_topics, unique
+
+    topics = {name: unique(name) for name in ("deployments", "watchlist", "audit")}
+    create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
+    identity = ephemeral_identity(tmp_path / "keys", "PC 1 operator")
+    env = {**kafka_env, **identity, **{f"LFR_{name.upper()}_TOPIC": topic for name, topic in topics.items()}}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    force = add_ephemeral_key(identity, force_owner("gmp"))
+    add_ephemeral_key(identity, "test:authoriser")  # publish_deployment countersigns with it
+    listed, other = entry("subject-a", 1), entry("subject-b", 2)
+    store = WatchlistStore(load_settings(WatchlistSettings))
+    store.publish(listed)
+    store.publish(other)
+    deployment = dataclasses.replace(active_deployment("dep-van", ["cam-1"], entries=[listed]), force="gmp")
+    publish_deployment(broker.bootstrap_servers, topics["deployments"], deployment)
+    van = VanKey.generate("van-3")
+    (tmp_path / "van-3.pub.json").write_text(van.public().to_json())
+
+    built = lfr("bundle", "build", "--deployment", "dep-van", "--van-key", str(tmp_path / "van-3.pub.json"), "--out", str(tmp_path / "b.lfrb"),
+                env={**env, "LFR_FORCE": "gmp", "LFR_BUNDLE_GRACE_S": "120",
+                     "LFR_SIGNING_KEY_FILE": str(Path(identity["LFR_SIGNING_KEY_FILE"]).with_name(f"{force.key_id}.key.json"))})
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout.splitlines()[-1])["entries"] == 1
+    sealed = SealedBundle.parse((tmp_path / "b.lfrb").read_bytes())
+    header = sealed.header()
+    assert header.signer_key_id == force.key_id and header.erase_at_ms == deployment.window.end_ms + 120_000
+    contents = decrypt_contents(sealed.header_bytes, sealed.payload, unwrap_data_key(sealed, van))
+    assert [e.subject_id for e in contents.entries] == ["subject-a"]  # the snapshot's, not the whole watchlist
+
+    missing = lfr("bundle", "build", "--deployment", "no-such", "--van-key", str(tmp_path / "van-3.pub.json"), "--out", str(tmp_path / "x"),
+                  env={**env, "LFR_FORCE": "gmp"})
+    assert missing.returncode == 2 and "no deployment no-such" in missing.stderr

@@ -159,6 +159,15 @@ def test_outcomes_only_reach_the_core_in_order_per_key_within_the_bandwidth_cap(
     van, core = brokers
     for name, value in link_env(van, core, tmp_path, LFR_LINK_BANDWIDTH_BYTES_PER_S="20000", LFR_LINK_BURST_BYTES="4096").items():
         monkeypatch.setenv(name, value)
+    # a bundle erased while the link was down: its audit record waits in the outbox
+    from services.common.signing import Keyring
+    from services.fleet.vankey import VanKey
+    from services.fleet.vanstore import Erasure, VanBundleStore
+
+    erased = VanBundleStore(tmp_path / "van", VanKey.generate("van-3"), "gmp", Keyring())
+    queued = Outbox(tmp_path / "outbox.sqlite")
+    queued.enqueue([erased.erasure_record(Erasure("b-1", "dep-van", "gmp", 1, "window_end"))])
+    queued.close()
     forwarder = build(load_settings(LinkSettings))
     stop = threading.Event()
     thread = threading.Thread(target=lambda: [forwarder.step() for _ in iter(stop.is_set, True)], daemon=True)
@@ -169,12 +178,14 @@ def test_outcomes_only_reach_the_core_in_order_per_key_within_the_bandwidth_cap(
         produce_biometric(van.bootstrap_servers)
         produce_outcomes(van.bootstrap_servers, 0, 200)  # about 40 kB: beyond the 4 kB burst, so the cap paces it
         sink = CoreSink(core.bootstrap_servers)
-        wait_until(lambda: sink.poll() >= 201, 60, "200 outcomes and 1 dead letter at the core")
+        wait_until(lambda: sink.poll() >= 202, 60, "200 outcomes, 1 dead letter and 1 erasure record at the core")
     finally:
         stop.set()
         thread.join(30)
         forwarder.close()
     assert {k: v for k, v in audit_sequence(sink.unique).items()} == {k: list(range(i, 200, 5)) for i, k in enumerate(KEYS)}
+    (erasure,) = [decode(r.value()).data for r in sink.unique if r.topic() == topic_named("audit") and decode(r.value()).data["action"] == "bundle.erased"]
+    assert erasure["details"]["bundle_id"] == "b-1" and erasure["actor"] == "van:van-3"
     assert sink.duplicates == 0
     assert_no_biometric_record(every_core_record(core.bootstrap_servers))
     assert metric("lfr_link_throttled_seconds_total") > throttled  # the cap held sends back, and said so
