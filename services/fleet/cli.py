@@ -20,6 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     keygen.add_argument("--van-id", required=True)
     keygen.add_argument("--out-dir", type=Path, default=Path("var/keys"), help="writes <van id>.key.json (private) and <van id>.pub.json")
     keygen.set_defaults(func=_keygen)
+    beat = van_sub.add_parser("heartbeat", help="publish this van's heartbeat (lfr.heartbeats.v1) to the van's broker")
+    beat.add_argument("--count", type=int, default=1, help="how many, LFR_HEARTBEAT_INTERVAL_S apart (0 = until stopped)")
+    kafka_option(beat)
+    beat.set_defaults(func=_heartbeat)
     erase = van_sub.add_parser("erase-due", help="crypto-erase every bundle past its window end + grace (no link needed)")
     erase.set_defaults(func=_erase_due)
 
@@ -114,6 +118,47 @@ def _erase_due(_args: argparse.Namespace) -> int:
     for erasure in open_store(settings, _outbox(settings)).erase_due(_now_ms()):
         print(json.dumps(asdict(erasure)))
     return 0
+
+
+def _heartbeat(args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+
+    from services.common.kafka_config import producer_config
+    from services.common.metrics import build_version
+    from services.common.settings import load_settings
+    from services.link.outbox import Outbox
+
+    from .heartbeat import build_heartbeat, publish_heartbeat
+    from .settings import HeartbeatSettings
+    from .vanstore import held_bundles
+
+    settings = load_settings(HeartbeatSettings)
+    producer = Producer(producer_config(settings))
+    sent = 0
+    while args.count == 0 or sent < args.count:
+        if sent:
+            time.sleep(settings.heartbeat_interval_s)
+        outbox = Outbox(settings.link_outbox_path) if settings.link_outbox_path.exists() else None
+        try:
+            body = build_heartbeat(
+                van_id=settings.van_id, force=settings.force, now_ms=_now_ms(), held=held_bundles(settings.van_state_dir),
+                cameras={},  # frame rates come from the van runtime's ingest (issue #26 point 1), not yet wired
+                backlog=outbox.backlog() if outbox else None, last_ack_ms=outbox.last_ack_ms() if outbox else None,
+                down_after_s=settings.link_down_after_s, disk_path=_existing(settings.van_state_dir), version=build_version(),
+                build=settings.build_id)
+        finally:
+            if outbox is not None:
+                outbox.close()
+        publish_heartbeat(producer, settings.heartbeat_topic, body)
+        print(json.dumps({k: body[k] for k in ("van_id", "at_ms", "link")}), flush=True)
+        sent += 1
+    return 0
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -77,6 +77,13 @@ def _shred(path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+def held_bundles(state_dir: Path) -> dict[str, dict[str, Any]]:
+    """The ledger's bundles not yet erased (ids and times only; no key needed to read it)."""
+    path = Path(state_dir) / "ledger.json"
+    ledger = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"bundles": {}}
+    return {k: v for k, v in ledger["bundles"].items() if v["state"] == "held"}
+
+
 @dataclass(frozen=True)
 class Erasure:
     bundle_id: str
@@ -125,7 +132,8 @@ class VanBundleStore:
         _atomic_write(folder / "datakey.wrapped", self._wrap(header.bundle_id, data_key))
         self._ledger["bundles"][header.bundle_id] = {
             "deployment_id": header.deployment_id, "revision": header.deployment_revision, "built_at_ms": header.built_at_ms,
-            "erase_at_ms": header.erase_at_ms, "state": "held",
+            "erase_at_ms": header.erase_at_ms, "window_start_ms": header.window_start_ms, "window_end_ms": header.window_end_ms,
+            "state": "held",
         }
         self._save_ledger()
         logger.info("bundle taken in", extra={"bundle_id": header.bundle_id, "deployment_id": header.deployment_id})

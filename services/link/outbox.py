@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS unsent ON outbox (sent_at_ms, seq);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -100,6 +101,8 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("UPDATE outbox SET sent_at_ms = ?, key = NULL, value = NULL, headers = '[]' WHERE seq = ?",
                                  [(now, s) for s in seqs])
+            # when the core last acknowledged: the heartbeat's link state (another process reads it)
+            self._db.execute("INSERT INTO meta (name, value) VALUES ('last_ack_ms', ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", (now,))
             self._db.execute("COMMIT")
 
     def forget_sent(self, before_ms: int) -> int:
@@ -114,6 +117,11 @@ class Outbox:
                 "SELECT COUNT(*), COALESCE(SUM(COALESCE(LENGTH(key), 0) + COALESCE(LENGTH(value), 0)), 0), MIN(enqueued_at_ms) "
                 "FROM outbox WHERE sent_at_ms IS NULL").fetchone()
         return Backlog(rows, size, oldest)
+
+    def last_ack_ms(self) -> int | None:
+        with self._lock:
+            found = self._db.execute("SELECT value FROM meta WHERE name = 'last_ack_ms'").fetchone()
+        return found[0] if found else None
 
     def close(self) -> None:
         with self._lock:
