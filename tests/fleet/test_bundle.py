@@ -108,19 +108,9 @@ def test_erasure_at_window_end_plus_grace_makes_the_ciphertext_unreadable_withou
         world.store.unlock(header.bundle_id, header.erase_at_ms)
     assert refused.value.reason == "erased"
 
-    # The proof: every 32 bytes the van still holds (its state folder, its private key, the
-    # key derived from it for this bundle) tried as the data key; none opens the ciphertext.
-    payload, aad = (remnant / "payload.bin").read_bytes(), (remnant / "header.json").read_bytes()
-    material = b"".join(files_under(world.dir).values()) + world.van.secret_bytes() + world.store._kek(header.bundle_id)
-    opened = 0
-    for start in range(len(material) - 31):
-        try:
-            AESGCM(material[start:start + 32]).decrypt(payload[:12], payload[12:], aad)
-            opened += 1
-        except Exception:  # noqa: BLE001 - InvalidTag: not the key
-            pass
-    assert opened == 0
-    assert len(material) > 1000
+    # The proof: whatever the van still holds (its state folder, its private key, the key derived
+    # from it for this bundle) opens neither the ciphertext nor a data key for it.
+    assert opens(remnant, world, header.bundle_id, files_under(world.dir).values()) == 0
 
     # Audited, queued durably for the link.
     (row,) = world.outbox.peek(10)
@@ -130,13 +120,43 @@ def test_erasure_at_window_end_plus_grace_makes_the_ciphertext_unreadable_withou
     assert record.data["actor"] == "van:van-3"
 
 
-def test_the_same_search_finds_the_key_before_erasure(world):
-    """The erasure proof's search would have found the key had it survived."""
+def opens(remnant: Path, world, bundle_id: str, held) -> int:
+    """How many ways the material held opens the remnant ciphertext: every 32-byte window tried
+    as the data key itself, and every file tried as the data key wrapped under the van's key."""
+    payload, aad = (remnant / "payload.bin").read_bytes(), (remnant / "header.json").read_bytes()
+    held = list(held)
+    kek = world.store._kek(bundle_id)
+    candidates = []
+    for blob in held:
+        try:
+            candidates.append(AESGCM(kek).decrypt(blob[:12], blob[12:], bundle_id.encode()))
+        except Exception:  # noqa: BLE001 - not a wrapped key of this bundle
+            pass
+    material = b"".join(held) + world.van.secret_bytes() + kek
+    assert len(material) > 1000
+    candidates += [material[start:start + 32] for start in range(len(material) - 31)]
+    opened = 0
+    for key in candidates:
+        try:
+            AESGCM(key).decrypt(payload[:12], payload[12:], aad)
+            opened += 1
+        except Exception:  # noqa: BLE001 - InvalidTag: not the key
+            pass
+    return opened
+
+
+def test_the_proof_would_find_a_key_that_survived(world, tmp_path):
+    """The erasure proof is not vacuous: a wrapped data key left behind, or the data key itself
+    in any file, is found by the same search."""
     header = world.store.take_in(build(world), world.now)
     folder = world.dir / "bundles" / header.bundle_id
+    shutil.copytree(folder, tmp_path / "remnant")
+    wrapped = (folder / "datakey.wrapped").read_bytes()
     data_key = world.store._unwrap(header.bundle_id)
-    payload, aad = (folder / "payload.bin").read_bytes(), (folder / "header.json").read_bytes()
-    assert AESGCM(data_key).decrypt(payload[:12], payload[12:], aad)
+    world.store.erase_due(header.erase_at_ms)
+    held = list(files_under(world.dir).values())
+    assert opens(tmp_path / "remnant", world, header.bundle_id, [*held, wrapped]) == 1
+    assert opens(tmp_path / "remnant", world, header.bundle_id, [*held, b"log line " + data_key + b" more"]) == 1
 
 
 def test_a_van_switched_off_past_the_window_erases_at_start_and_remembers(world):
