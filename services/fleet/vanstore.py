@@ -110,6 +110,17 @@ class VanBundleStore:
         self._ledger: dict[str, Any] = (json.loads(self._ledger_path.read_text(encoding="utf-8"))
                                         if self._ledger_path.exists() else {"bundles": {}, "erased_deployments": []})
         self._loaded: dict[str, BundleContents] = {}  # memory only
+        self._sweep_orphans()
+
+    def _sweep_orphans(self) -> None:
+        """A power cut between writing a bundle's files and the ledger leaves a folder the ledger
+        does not hold: destroy it (its key first), so nothing escapes erasure."""
+        held = self.held()
+        for folder in self._bundles.iterdir():
+            if folder.is_dir() and folder.name not in held:
+                _shred(folder / "datakey.wrapped")
+                shutil.rmtree(folder, ignore_errors=True)
+                logger.warning("orphaned bundle folder destroyed", extra={"bundle_id": folder.name})
 
     # -- taking a bundle in ------------------------------------------------------------------
 
@@ -126,7 +137,7 @@ class VanBundleStore:
             logger.info("bundle refused", extra={"reason": refusal.reason})  # the caller reports it; counted above
             raise
         folder = self._bundles / header.bundle_id
-        folder.mkdir(mode=0o700)
+        folder.mkdir(mode=0o700, exist_ok=True)
         _atomic_write(folder / "header.json", sealed.header_bytes)
         _atomic_write(folder / "payload.bin", sealed.payload)
         _atomic_write(folder / "datakey.wrapped", self._wrap(header.bundle_id, data_key))

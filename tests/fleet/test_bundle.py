@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -166,6 +167,16 @@ def test_a_van_switched_off_past_the_window_erases_at_start_and_remembers(world)
     assert [e.bundle_id for e in restarted.erase_due(later)] == [header.bundle_id]
     assert len(world.outbox.peek(10)) == 1
     assert restarted.erase_due(later) == []  # erased once, audited once
+
+
+def test_a_power_cut_before_the_ledger_was_written_leaves_nothing_behind(world):
+    header = world.store.take_in(build(world), world.now)
+    ledger = world.dir / "ledger.json"
+    document = json.loads(ledger.read_text())
+    del document["bundles"][header.bundle_id]  # as if the power went before the ledger was written
+    ledger.write_text(json.dumps(document))
+    VanBundleStore(world.dir, world.van, "gmp", world.trust)  # the next start
+    assert not (world.dir / "bundles" / header.bundle_id).exists()
 
 
 def reason(world, raw: bytes, now_ms: int | None = None, store=None) -> str:
