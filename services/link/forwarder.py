@@ -23,11 +23,12 @@ unsent row is sent again, in order.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from .bandwidth import TokenBucket
@@ -46,6 +47,7 @@ RESENDS = Counter("lfr_link_producer_rebuilds_total", "Times the core producer w
 BACKLOG = Gauge("lfr_link_backlog_records", "Outbox rows not yet acknowledged by the core")
 BACKLOG_BYTES = Gauge("lfr_link_backlog_bytes", "Bytes of outbox rows not yet acknowledged by the core")
 BACKLOG_AGE = Gauge("lfr_link_backlog_oldest_age_seconds", "Age of the oldest row waiting for the core (0 when none)")
+OUTBOX_WRITABLE = Gauge("lfr_link_outbox_writable", "0 while the van's outbox cannot be written (disk full): intake pauses, nothing is dropped")
 LINK_UP = Gauge("lfr_link_up", "1 when the core acknowledged within LFR_LINK_DOWN_AFTER_S or nothing waits, else 0")
 
 
@@ -78,19 +80,21 @@ class Forwarder:
         self._failed = False
         self._waiting_since = clock()  # the last acknowledgement, or when rows began to wait for one
         self._last_forget = 0.0
+        self._outbox_writable = True
         consumer.subscribe(topics)
 
     # -- intake --------------------------------------------------------------------------
 
     def intake(self, timeout_s: float) -> int:
         records = self.consumer.consume(self.batch_max, timeout_s)
-        rows, last = [], {}
+        rows, first, last = [], {}, {}
         for record in records:
             if record.error() is not None:
                 if record.error().code() != KafkaError._PARTITION_EOF:
                     logger.warning("van broker error", extra={"error": record.error().str()})
                 continue
             topic, headers = record.topic(), list(record.headers() or [])
+            first.setdefault((topic, record.partition()), record.offset())
             last[(topic, record.partition())] = record.offset()
             reason = withhold_reason(topic, record.value(), headers)
             if reason is not None:
@@ -101,11 +105,29 @@ class Forwarder:
             rows.append(OutboxRow(record_id, topic, record.key(), egress_value(topic, record.value()),
                                   (*kept, (LINK_ID_HEADER, record_id.encode()), (VAN_HEADER, self.van_id.encode()))))
         if rows:
-            self.outbox.enqueue(rows)
+            try:
+                self.outbox.enqueue(rows)
+            except sqlite3.OperationalError as exc:
+                # Disk full (or the file unwritable): drop nothing, commit nothing, read the batch
+                # again later. The van's broker keeps the records meanwhile.
+                if self._outbox_writable:  # said once per episode, not once per poll
+                    logger.error("outbox cannot be written; intake paused", extra={"error": str(exc), "records": len(rows)})
+                self._outbox_writable = False
+                OUTBOX_WRITABLE.set(0)
+                for (topic, partition), offset in first.items():
+                    self.consumer.seek(TopicPartition(topic, partition, offset))
+                return 0
+            self._outbox_writable = True
+            OUTBOX_WRITABLE.set(1)
             for row in rows:
                 TAKEN_IN.labels(row.topic).inc()
         if last:  # only once the rows are on disk
-            self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+            try:
+                self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+            except KafkaException as exc:
+                # The rows are safe on disk; a later commit covers these offsets, and a record
+                # read again before that is ignored by the outbox (same link id).
+                logger.warning("van offset commit failed", extra={"error": str(exc)})
         return len(rows)
 
     # -- send ----------------------------------------------------------------------------

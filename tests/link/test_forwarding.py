@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -297,4 +298,29 @@ def test_a_record_sent_twice_is_kept_once_at_the_core(brokers, tmp_path, monkeyp
     assert len([r for r in raw if r.topic() == topic_named("audit")]) == 100  # the broker holds both copies
     assert len(sink.unique) == 50 and sink.duplicates == 50  # the reader keeps one
     assert {link_id_of(r.headers()) for r in raw} == {link_id_of(r.headers()) for r in sink.unique}
+    sink.close()
+
+
+class FullDiskOutbox(Outbox):
+    """Refuses its first writes as SQLite does on a full disk."""
+
+    refusals = 3
+
+    def enqueue(self, rows, now_ms=None) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().enqueue(rows, now_ms)
+
+
+def test_a_full_outbox_pauses_intake_and_drops_nothing(brokers, tmp_path, monkeypatch):
+    van, core = brokers
+    for name, value in link_env(van, core, tmp_path, LFR_LINK_BATCH_MAX="10").items():
+        monkeypatch.setenv(name, value)
+    produce_outcomes(van.bootstrap_servers, 0, 50)
+    sink = CoreSink(core.bootstrap_servers)
+    full = FullDiskOutbox(tmp_path / "outbox.sqlite")
+    run_forwarder(full, lambda: sink.poll() >= 50)
+    assert full.refusals == 0 and metric("lfr_link_outbox_writable") == 1
+    assert audit_sequence(sink.unique) == {k: list(range(i, 50, 5)) for i, k in enumerate(KEYS)}
     sink.close()
