@@ -75,3 +75,16 @@ def test_outbox_survives_reopening_and_ignores_a_row_taken_in_twice(tmp_path):
     assert again.enqueue(rows[:1]) == 0  # sent, remembered: not queued again
     assert again.backlog().rows == 4 and again.backlog().oldest_enqueued_at_ms == 1000
     assert again.forget_sent(before_ms=3000) == 1
+
+
+def test_lfr_run_link_refuses_a_biometric_topic_at_start(tmp_path):
+    from services.common.broker import free_port
+    from tests.test_cli_conventions import lfr
+
+    result = lfr("run", "link", env={"LFR_LINK_CORE_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "LFR_METRICS_PORT": "0",
+                                     "LFR_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "LFR_LINK_TOPICS": "lfr.alerts.v2,lfr.faces.v1",
+                                     "LFR_LINK_OUTBOX_PATH": str(tmp_path / "o.sqlite")})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == ("lfr link: topic 'lfr.faces.v1' may not leave the van: only outcome topics "
+                                                      "(alerts, adjudications, outcomes, counts, audit, dlq, heartbeats) are forwarded")
+    assert not (tmp_path / "o.sqlite").exists()

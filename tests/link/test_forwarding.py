@@ -195,6 +195,25 @@ def test_outcomes_only_reach_the_core_in_order_per_key_within_the_bandwidth_cap(
     sink.close()
 
 
+def listening_sockets(pid: int) -> list[str]:
+    """TCP sockets in LISTEN state that the process holds (from /proc: no tool needed)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:
+                found.append(fields[1])
+    return found
+
+
 def start_link(env: dict[str, str], tmp_path: Path) -> subprocess.Popen:
     log = open(tmp_path / "link.log", "ab")  # noqa: SIM115 - the process keeps it
     return subprocess.Popen([sys.executable, "-m", "services.cli", "run", "link"], cwd=ROOT, env={**os.environ, **env},
@@ -232,6 +251,7 @@ def test_nothing_lost_or_duplicated_across_a_kill_9_and_a_core_broker_restart(br
         producing = threading.Thread(target=lambda: [produce_outcomes(van.bootstrap_servers, s, 20) for s in range(0, 400, 20)])
         producing.start()
         wait_until(lambda: sink.poll() >= 60, 60, "the first outcomes at the core")
+        assert listening_sockets(link.pid) == []  # the van opens connections; it accepts none
         os.kill(link.pid, signal.SIGKILL)
         link.wait(10)
         producing.join(60)
