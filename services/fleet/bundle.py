@@ -29,7 +29,7 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -329,7 +329,3 @@ def check_consistent(header: BundleHeader, contents: BundleContents) -> None:
 def describe(header: BundleHeader) -> dict[str, Any]:
     """What `lfr bundle inspect` prints: the header, which holds no personal data."""
     return asdict(header)
-
-
-def keyring_keys(ring: Keyring | Iterable[TrustedKey]) -> tuple[TrustedKey, ...]:
-    return tuple(ring.keys() if isinstance(ring, Keyring) else ring)

@@ -21,7 +21,7 @@ from services.common.broker import EmbeddedBroker
 from services.common.envelope import decode, encode
 from services.common.settings import load_settings
 from services.common.topics import apply_topics, load_topic_specs
-from services.link.dedup import LINK_ID_HEADER, SeenIds, link_id_of
+from services.link.dedup import SeenIds, link_id_of
 from services.link.egress import OUTCOMES, _has_attachments, logical_name, record_schema
 from services.link.outbox import Outbox
 from services.link.service import build
