@@ -17,6 +17,7 @@ SERVICES = {
     "matcher": "services.matcher.service:main",
     "dispatch": "services.dispatch.service:main",
     "review": "services.review.service:main",
+    "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
 }
 
 
@@ -249,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     from services.forces.cli import register as register_forces  # lfr forces
 
     register_forces(commands)
+
+    from services.fleet.cli import register as register_fleet  # lfr van, lfr bundle
+
+    register_fleet(commands)
 
     evaluate = commands.add_parser("eval", help="open-set identification accuracy on a folder of identity folders")
     evaluate.add_argument("--data", type=Path, required=True)

@@ -30,30 +30,31 @@ def associated_data(alert_id: str, revision: int) -> bytes:
     return f"{alert_id}|{revision}".encode()
 
 
-def _data_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral_public + recipient_public, info=_INFO).derive(shared)
+def _data_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes, info: bytes = _INFO) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral_public + recipient_public, info=info).derive(shared)
 
 
 def public_bytes(key: X25519PublicKey) -> bytes:
     return key.public_bytes(_RAW, _PUBLIC_RAW)
 
 
-def seal(recipient_public: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def seal(recipient_public: bytes, plaintext: bytes, aad: bytes, info: bytes = _INFO) -> bytes:
+    """``info`` separates the uses of this construction (evidence, deployment bundles)."""
     recipient = X25519PublicKey.from_public_bytes(recipient_public)
     ephemeral = X25519PrivateKey.generate()
     ephemeral_public = public_bytes(ephemeral.public_key())
-    key = _data_key(ephemeral.exchange(recipient), ephemeral_public, recipient_public)
+    key = _data_key(ephemeral.exchange(recipient), ephemeral_public, recipient_public, info)
     nonce = os.urandom(12)
     return ephemeral_public + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
-def open_sealed(recipient: X25519PrivateKey, blob: bytes, aad: bytes) -> bytes:
+def open_sealed(recipient: X25519PrivateKey, blob: bytes, aad: bytes, info: bytes = _INFO) -> bytes:
     if len(blob) < 32 + 12 + 16:
         raise SealError("sealed blob too short")
     ephemeral_public, nonce, ciphertext = blob[:32], blob[32:44], blob[44:]
     try:
         shared = recipient.exchange(X25519PublicKey.from_public_bytes(ephemeral_public))
-        key = _data_key(shared, ephemeral_public, public_bytes(recipient.public_key()))
+        key = _data_key(shared, ephemeral_public, public_bytes(recipient.public_key()), info)
         return AESGCM(key).decrypt(nonce, ciphertext, aad)
     except Exception as exc:  # noqa: BLE001 - InvalidTag and friends: one clear refusal
         raise SealError(f"cannot open sealed evidence ({type(exc).__name__})") from None
