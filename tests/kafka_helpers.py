@@ -30,10 +30,11 @@ def audit_record(i: int) -> bytes:
     return encode("lfr.audit.v1", {"actor": "test", "action": "test.seq", "at_ms": i, "service": "tests", "details": {"seq": i}})
 
 
-def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes] | None = None) -> None:
+def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes] | None = None,
+            headers: list[list[tuple[str, bytes]]] | None = None) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     for i, value in enumerate(values):
-        producer.produce(topic, value=value, key=keys[i] if keys else str(i).encode())
+        producer.produce(topic, value=value, key=keys[i] if keys else str(i).encode(), headers=headers[i] if headers else None)
     assert producer.flush(30) == 0
 
 

@@ -44,8 +44,8 @@ def test_every_topic_is_a_channel_with_its_key_retention_headers_and_principals(
     assert message["bindings"]["kafka"]["key"]["description"] == "subject id"
     assert message["headers"]["properties"]["ce_type"]["enum"] == ["org.openlfr.alert.raised", "org.openlfr.alert.updated"]
     assert message["headers"]["properties"]["ce_dataschema"]["const"] == jsonevents.dataschema_for("lfr.alerts.v3")
-    assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["review"]
-    assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch"]
+    assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["link", "review"]
+    assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch", "link"]
     for schema in jsonevents.KINDS:  # every plain JSON topic documents its CloudEvents headers
         assert document["components"]["messages"][schema]["headers"]["required"][-1] == "content-type"
     faces = document["components"]["messages"]["lfr.faces.v1"]

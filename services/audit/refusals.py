@@ -86,7 +86,7 @@ class RefusalTally:
     def __call__(self, record, refusal: SignatureRefused, live: bool) -> None:
         SIGNATURE_REFUSALS.labels(self.service, record.topic(), refusal.reason).inc()
         self.reasons[refusal.reason] += 1
-        logger.warning("record refused: signature", extra={"topic": record.topic(), "offset": record.offset(),
+        logger.warning("record refused: %s (topic %s, offset %s)", refusal.reason, record.topic(), record.offset(), extra={"topic": record.topic(), "offset": record.offset(),
                                                            "reason": refusal.reason, "key_id": refusal.key_id})
 
     def summary(self) -> str:

@@ -259,10 +259,12 @@ class DeploymentEnforcementSettings(KeyringSettings):
     deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
 
 
-class ForceRegistrySettings(KafkaSettings):
-    """Who reads the force registry (services/forces): its topic and how long reading it may take."""
+class ForceRegistrySettings(KafkaSettings, KeyringSettings):
+    """Who reads the force registry (services/forces): its topic, the keyring and audit topic its
+    records are verified against, and how long reading it may take."""
 
     forces_topic: TopicName = "lfr.forces.v1"
+    audit_topic: TopicName = "lfr.audit.v1"
     forces_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long reading the force registry to its end may take")
 
 

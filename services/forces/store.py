@@ -1,8 +1,9 @@
-"""Reads and writes the force registry topic (lfr.forces.v1), the pattern of lfr.deployments.v1:
-one compacted record per force, audited first, then written signed with the audit hash.
+"""Reads and writes the force registry topic (lfr.forces.v1), the pattern of the deployments
+topic: one compacted record per force, audited first, then written signed with the audit hash.
 
-Readers here validate the schema; verifying each record's signature against the keyring (the
-verified readers of issue #23) is what remains for the registry to be a governed topic.
+``read_registry`` is the registry's one verified reader (issue #23): a record counts only if the
+SignatureGate admits it (a trusted key, the exact bytes signed, an audit record that exists and
+describes this very change, no replay), it validates, and its key is the force it describes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import logging
 from confluent_kafka import Producer
 
 from services.audit.writer import change_digest
+from services.audit.identity import load_keyring
+from services.audit.index import AuditIndex
+from services.audit.refusals import RefusalTally
 from services.common.envelope import decode, encode
 from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ForceRegistrySettings, ForceSettings
+from services.common.signing import SignatureGate
 from services.common.topic_reader import TopicMissing, read_to_end
 
 from .registry import SCHEMA, Force, ForceRegistry
@@ -25,15 +30,23 @@ AUDIT_PREFIX = "force."
 
 
 def read_registry(settings: ForceRegistrySettings) -> ForceRegistry:
-    """Every registered force (the last record per id) plus ``default``; records that do not
-    validate, or whose key is not their force id, are skipped and logged (no personal data in them)."""
+    """Every registered force (the last verified record per id) plus ``default``; records refused
+    for their signature or audit link, that do not validate, or whose key is not their force id
+    are skipped, counted and logged (no personal data in them)."""
     found: dict[str, Force] = {}
+    keyring = load_keyring(settings)
     try:
         records = read_to_end(client_config(settings), settings.forces_topic, group_id="lfr-forces-reader",
                               timeout_s=settings.forces_read_timeout_s)
     except TopicMissing:
         return ForceRegistry()
-    for record in records:
+    audit = AuditIndex(settings, settings.audit_topic, keyring, settings.forces_read_timeout_s)
+    gate = SignatureGate(keyring, settings.forces_topic, RefusalTally("forces"), audit_index=audit)
+    try:
+        admitted = [record for record in records if gate.admit(record, False) is not None]
+    finally:
+        audit.close()
+    for record in admitted:
         key = (record.key() or b"").decode("utf-8", "replace")
         if record.value() is None:
             found.pop(key, None)

@@ -65,7 +65,9 @@ def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_en
     from services.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
     from services.fleet.vankey import VanKey
     from services.watchlist.store import WatchlistStore
-    from tests.deployment_helpers import publish_deployment
+    from services.common.settings import DeploymentSettings
+    from services.deployments.store import DeploymentStore
+    from tests.deployment_helpers import countersign, session_signers
     from tests.kafka_helpers import create_topics, unique
 
     topics = {name: unique(name) for name in ("deployments", "watchlist", "audit")}
@@ -81,7 +83,10 @@ def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_en
     store.publish(listed)
     store.publish(other)
     deployment = dataclasses.replace(active_deployment("dep-van", ["cam-1"], entries=[listed]), force="gmp")
-    publish_deployment(broker.bootstrap_servers, topics["deployments"], deployment)
+    # Audited and signed as `lfr deployment` writes it: the bundle builder reads only verified, audited records.
+    operator, authoriser = session_signers()
+    deployment = countersign(dataclasses.replace(deployment, created_by=operator.owner), authoriser)
+    DeploymentStore(load_settings(DeploymentSettings)).publish(deployment)
     van = VanKey.generate("van-3")
     (tmp_path / "van-3.pub.json").write_text(van.public().to_json())
 

@@ -116,3 +116,21 @@ def test_a_registry_record_under_another_forces_key_or_invalid_is_skipped(forces
     wyp = new_force("wyp", None, "dpo@wyp.example", actor="x", now_ms=1)
     produce(broker.bootstrap_servers, forces_topic, [encode("lfr.forces.v1", wyp.to_data()), b"not an envelope"], keys=[b"gmp", b"tvp"])
     assert [f["id"] for f in listed(capsys)] == ["default"]
+
+
+def test_an_unsigned_or_unaudited_registration_is_not_a_force(forces_topic, broker, capsys):
+    """Written straight onto the registry topic by anyone with broker access (the embedded broker
+    has no authentication): unsigned, or signed by a trusted key with a made-up audit hash."""
+    from services.common.envelope import encode
+    from services.forces.registry import new_force
+    from tests.deployment_helpers import session_signers
+    from tests.kafka_helpers import produce
+
+    rogue = encode("lfr.forces.v1", new_force("rogue", "Rogue Police", "dpo@rogue.example", actor="x", now_ms=1).to_data())
+    made_up = encode("lfr.forces.v1", new_force("madeup", "Made Up Police", "dpo@madeup.example", actor="x", now_ms=1).to_data())
+    operator, _ = session_signers()
+    produce(broker.bootstrap_servers, forces_topic, [rogue], keys=[b"rogue"])
+    produce(broker.bootstrap_servers, forces_topic, [made_up], keys=[b"madeup"],
+            headers=[operator.record_headers(forces_topic, b"madeup", made_up, audit_hash="ab" * 32)])
+    assert main(["forces", "add", "--id", "tvp", "--controller", "dpo@tvp.example"]) == 0
+    assert [f["id"] for f in listed(capsys)] == ["default", "tvp"]

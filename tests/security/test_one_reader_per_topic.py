@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READS = re.compile(r"\b(read_to_end|read_records|read_topic|read_audit|assign_from_beginning|Consumer)\(")
-GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic)\b|lfr\.(watchlist|deployments|audit)\.v1")
+GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic|forces_topic)\b|lfr\.(watchlist|deployments|audit|forces)\.v1")
 
 # module -> what it must use to verify (None: reads without applying anything, with the reason)
 READERS = {
@@ -21,10 +21,12 @@ READERS = {
     "services/deployments/store.py": "VerifiedDeployments",  # lfr deployment
     "services/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
     "services/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
+    "services/forces/store.py": "SignatureGate",  # the force registry (issue #24)
     "services/privacy/audit.py": None,  # scans every record of every topic for biometric data, refused ones included
 }
 DECODERS = {
-    "WatchlistEntry.from_data(": {"services/watchlist/verified.py"},
+    # the van's bundle decodes entries only after the force's signature over the whole bundle verified
+    "WatchlistEntry.from_data(": {"services/watchlist/verified.py", "services/fleet/bundle.py"},
     "Deployment.from_data(": {"services/deployments/view.py"},  # view.parse, called only by deployments/verified.py
 }
 
