@@ -34,6 +34,19 @@ def chromium(*extra_flags: str):
     return browser
 
 
+def sign_in(driver, url: str, username: str, password: str) -> None:
+    """Sign in through the users-file form; returns once the console's live stream is connected."""
+    from selenium.webdriver.common.by import By
+
+    from tests.kafka_helpers import wait_until
+
+    driver.get(url + "/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "sign-in").click()
+    wait_until(lambda: any(e.text == "live" for e in driver.find_elements(By.ID, "live")), 20, "the console, live")
+
+
 def screenshots_dir() -> Path:
     """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the README's images), else var/ (git-ignored)."""
     import os

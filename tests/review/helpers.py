@@ -113,3 +113,87 @@ def enrol_reference(bootstrap: str, settings: ReviewSettings, subject: str, depl
     # Through the store, signed and audited: the console shows only verified reference images.
     WatchlistStore(load_settings(WatchlistSettings, kafka_bootstrap_servers=bootstrap, watchlist_topic=settings.watchlist_topic,
                                  audit_topic=settings.audit_topic)).publish(entry)
+
+
+class AlertFeed:
+    """What a busy dispatcher writes to the console's alerts topic, one record every ``interval_s``
+    on a thread: mostly revisions of open alerts (a better score, one more sighting), and every
+    ``new_every``-th record a new alert for a new subject. The console reads them from the topic
+    and pushes them to the page, the path every alert takes."""
+
+    def __init__(self, bootstrap: str, settings: ReviewSettings, prefix: str, *, interval_s: float = 0.1, new_every: int = 3,
+                 deployment: str = "van-1") -> None:
+        from confluent_kafka import Producer
+
+        self.topic, self.prefix, self.deployment = settings.alerts_topic, prefix, deployment
+        self.interval_s, self.new_every = interval_s, new_every
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 0})
+        self.states: dict[str, object] = {}  # subject -> the dispatcher's open alert
+        self.priorities: dict[str, str] = {}
+        self.sent = self.updates = self.new = 0
+        self.error: BaseException | None = None
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
+
+    def open_alerts(self, count: int) -> None:
+        """``count`` new alerts at once (the queue the officer finds on signing in); no thread."""
+        for _ in range(count):
+            self._emit_new()
+        assert self.producer.flush(30) == 0
+        self.producer = None  # the client goes now, not when the broker has gone
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def latest(self) -> dict[str, int]:
+        """alert id -> the last revision written, for each alert of this feed."""
+        return {state.alert_id: state.revision for state in self.states.values()}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert self.producer.flush(30) == 0
+        self.producer = None
+        if self.error is not None:
+            raise AssertionError("the alert feed failed") from self.error
+
+    def _run(self) -> None:
+        import random
+
+        rng = random.Random(22)
+        try:
+            while not self._stop.wait(self.interval_s):
+                if not self.states or self.sent % self.new_every == self.new_every - 1:
+                    self._emit_new()
+                else:
+                    self._emit_update(rng.choice(sorted(self.states)))
+                self.producer.flush(5)
+        except BaseException as error:  # reported by stop(), in the test's thread
+            self.error = error
+
+    def _emit_new(self) -> None:
+        subject = f"{self.prefix}-{self.new:03d}"
+        self.priorities[subject] = ("red", "amber", "green")[self.new % 3]
+        self._emit(subject, None, 0.55, self.priorities[subject])
+        self.new += 1
+
+    def _emit_update(self, subject: str) -> None:
+        state = self.states[subject]
+        self._emit(subject, state, min(0.99, state.best_score + 0.0005), self.priorities[subject])
+        self.updates += 1
+
+    def _emit(self, subject: str, state, score: float, priority: str) -> None:
+        from services.common import jsonevents
+        from services.dispatch.policy import decide
+        from tests.dispatch.helpers import match
+
+        self._seq += 1
+        now = int(time.time() * 1000)
+        new_state, alert = decide(state, match(subject=subject, deployment=self.deployment, seq=self._seq, captured_at_ms=now,
+                                               score=score, priority=priority), 60_000, now + 5)
+        assert alert is not None, "the dispatcher raised nothing for this match"
+        self.states[subject] = new_state
+        value, headers = jsonevents.encode("lfr.alerts.v3", alert.data)  # as the dispatcher writes it
+        self.producer.produce(self.topic, value=value, key=subject.encode(), headers=headers)
+        self.sent += 1
