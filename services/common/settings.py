@@ -275,6 +275,8 @@ class IngestSettings(KafkaSettings, DeploymentEnforcementSettings):
     max_frame_age_ms: int = Field(2_000, ge=50, le=600_000, description="older frames are dropped, never sent")
     reconnect_backoff_initial_s: float = Field(0.5, gt=0, le=60)
     reconnect_backoff_max_s: float = Field(30.0, gt=0, le=600)
+    stream_open_timeout_s: float = Field(10.0, gt=0, le=300, description="an RTSP/HTTP camera that does not answer within this is retried with backoff")
+    stream_read_timeout_s: float = Field(5.0, gt=0, le=300, description="a stream stalled this long is reopened (reconnect with backoff)")
     config_poll_interval_s: float = Field(1.0, gt=0, le=60)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     truth_dir: Path | None = Field(None, description="synthetic cameras write ground truth here (demo, tests)")

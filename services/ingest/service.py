@@ -41,6 +41,7 @@ from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, Depl
 
 from .cameras import CameraConfig, load_cameras, redact
 from .sources import CrowdSource, EncodedFrame, FolderSource, SourceError, open_source
+from .stream_metrics import FRAMES_SENT
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -141,7 +142,7 @@ class CameraWorker:
                 delay = min(delay * 2, self.settings.reconnect_backoff_max_s)
             first = False
             try:
-                source = open_source(self.camera)
+                source = open_source(self.camera, self.settings.stream_open_timeout_s, self.settings.stream_read_timeout_s)
             except (SourceError, OSError, ValueError, KeyError) as exc:
                 logger.warning("camera source unavailable", extra={"camera": self.camera.id, "source": redact(self.camera.source), "error": str(exc)})
                 continue
@@ -167,7 +168,7 @@ class CameraWorker:
                 logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
                 return got_any
             now = time.monotonic()
-            if source.live and now < next_due:
+            if source.live and not source.paced and now < next_due:
                 continue  # the stream is faster than the target rate: skip, do not queue
             got_any = True
             captured_at_ms = int(time.time() * 1000)
@@ -392,6 +393,7 @@ class IngestService:
     def _delivered(self, error, message, frame: _Frame, worker: CameraWorker) -> None:
         if error is None:
             metrics.MESSAGES_PRODUCED.labels(SERVICE, message.topic()).inc()
+            FRAMES_SENT.labels(frame.camera.id).inc()
             self.stall.progress()
             return
         reason = delivery.unsent_reason(error)
