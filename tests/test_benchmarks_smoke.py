@@ -38,6 +38,8 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
         assert set(result[run]["peak_rss_mb"]) >= {"ingest", "embed", "matcher", "dispatch"}
         assert set(result[run]["by_hop_ms"]) == {"capture_to_detect", "detect_to_embed", "embed_to_match", "match_to_alert"}
     assert result["tracking_on"]["false_alerts"] >= 0 and "walker_recall" in result["tracking_on"]
+    # Walks of 64 px or more in view for 1 s with nothing embedded (issue #27): none at half load.
+    assert result["pipeline_half_load"]["never_embedded_walkers"] == 0 and "walkers_owed_embedding" in result["tracking_on"]
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
     assert result["scale_out"]["two_replicas_pinned"]["broker_cpu_cores_used"] >= 0
