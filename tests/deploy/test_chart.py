@@ -206,6 +206,7 @@ STRINGS = {
     "kafkaClientId": "lfr-test-client",
     "kafkaSaslUsername": "svc-openlfr",
     "groupId": "lfr-custom-group",
+    "detectGroupId": "lfr-custom-detect",
     "qdrantUrl": "http://qdrant.vectors:6333",
     "qdrantPath": "/tmp/qdrant-local",
     "webhookUrl": "https://hooks.example.org/openlfr",
