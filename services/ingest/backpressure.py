@@ -76,8 +76,9 @@ class SentLog:
 
     def add(self, partition: int, offset: int, captured_at_ms: int) -> None:
         log = self._sent.setdefault(partition, collections.deque(maxlen=self._max))
-        if not log or offset > log[-1][0]:
-            log.append((offset, captured_at_ms))
+        if log and offset <= log[-1][0]:
+            log.clear()  # offsets went back: the topic was recreated (an embedded broker restarted empty)
+        log.append((offset, captured_at_ms))
 
     def backlog_age_s(self, committed: Mapping[int, int | None], now_ms: int) -> dict[int, float | None]:
         """Per partition we sent to: the age of the oldest frame at or after the committed offset

@@ -51,6 +51,10 @@ def test_the_backlog_is_the_age_of_the_oldest_frame_detect_has_not_committed():
     log.add(1, 0, 1_000)
     assert log.backlog_age_s({0: 4, 1: 1}, now_ms=2_000) == {0: 0.6, 1: 0.0}  # offset 4 was captured at 1400
     assert log.backlog_age_s({0: None}, now_ms=2_000) == {0: None, 1: None}  # the group has committed nothing
+    # The topic was recreated (an embedded broker restarted empty): offsets start again at 0.
+    log.add(0, 0, 5_000)
+    log.add(0, 1, 5_100)
+    assert log.backlog_age_s({0: 1}, now_ms=5_500)[0] == 0.4
 
 
 def test_ingest_sheds_frames_while_detect_is_behind_and_recovers_when_it_catches_up(broker, kafka_env, deployments, monkeypatch, tmp_path):
