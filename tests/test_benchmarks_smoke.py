@@ -108,3 +108,15 @@ def test_tansu_retention_benchmark_smoke(tmp_path):
     result = _run("tansu_retention.py", tmp_path / "tansu_retention.json")
     assert result["produced"] == 50 and [r["after_s"] >= 1 for r in result["readable"]] == [True, True]
     assert "delete_records" in result
+
+
+def test_cameras_benchmark_smoke(tmp_path, lfw_dir):
+    result = _run("cameras.py", tmp_path / "cameras.json")
+    assert result["smoke"] is True
+    rows = result["face_width_recall"]
+    assert [(r["frame"], r["width_px"]) for r in rows] == [("1080p", 32), ("1080p", 96)]
+    assert all(r["faces"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
+    assert rows[1]["recall"] >= 0.5  # 96 px faces in 1080p are found
+    costs = result["stream_costs_1080p"]
+    assert "skipped" in costs or (costs["frames"] > 0 and costs["decode_ms_per_frame"] > 0)
+    assert {"four_cameras", "overload_over_baseline_faces_per_s"} <= set(result)

@@ -124,6 +124,9 @@ class StreamSource(FrameSource):
             self._container.close()
             raise SourceError(f"{redact(source)} has no video stream")
         self._stream = self._container.streams.video[0]
+        # One decoding thread per camera, the caller's: decode time is this thread's CPU, and
+        # frame threading would hold each frame back by one frame per extra thread.
+        self._stream.codec_context.thread_count = 1
         self.codec = self._stream.codec_context.name
         self._packets = self._container.demux(self._stream)
         self._next_due: float | None = None
