@@ -401,8 +401,10 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
             latest[alert["alert_id"]] = alert
     false_alerts = sum(1 for a in latest.values() if (t := truth.identify(a["face"])) is None or t["identity"] != a["subject_id"])
     window_embeddings = [e for e in embeddings if in_window(e["frame"]["captured_at_ms"])]
-    # Walks wholly in the window, 64 px or more, in view 1 s or more, of which nothing was embedded.
-    unembedded = never_embedded(({**f, "faces": truth.faces(f["camera_id"], f["seq"])} for f in frames_meta), embeddings,
+    # Walks wholly in the window, 64 px or more, in view 1 s or more of scene time (replayed
+    # frames are sent faster than the scene's clock), of which nothing was embedded.
+    unembedded = never_embedded(({**f, "captured_at_ms": (f["seq"] % truth.frames) * SCENE_MS, "faces": truth.faces(f["camera_id"], f["seq"])}
+                                 for f in frames_meta), embeddings,
                                 walk_of=lambda camera_id, seq, face: truth.occurrence(camera_id, seq, face["walker"]), only=walkers_in_window)
     window_alerts = [a for a in alerts if in_window(a["face"]["frame"]["captured_at_ms"])]
     window_matches = [m for m in matches if in_window(m["face"]["frame"]["captured_at_ms"])]
