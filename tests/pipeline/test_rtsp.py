@@ -164,3 +164,26 @@ def test_ingest_survives_the_server_restarting_and_the_stream_stalling(broker, k
     stamped = [read_stamp(cv2.imdecode(np.frombuffer(f["image"], np.uint8), cv2.IMREAD_COLOR)) for f in frames[-5:]]
     assert None not in stamped
     assert _metric("lfr_camera_frames_decoded_total", camera=camera_id) >= 4 * len(frames)  # 25 fps decoded, 5 analysed
+
+
+def test_four_1080p_cameras_through_ingest(broker, kafka_env, deployments, monkeypatch, tmp_path, reader, rtsp_server):
+    """A van's four cameras: four RTSP sessions of H.264 1080p at 25 fps, each analysed at 10 fps."""
+    ids = [f"van-cam-{i}" for i in range(4)]
+    deployments(active_deployment("d", ids))
+    topic = unique("frames")
+    create_topics(broker.bootstrap_servers, topic)
+    cameras = tmp_path / "cameras.json"
+    for name, value in {"LFR_CAMERAS_FILE": str(cameras), "LFR_OUTPUT_TOPIC": topic, "LFR_CONFIG_POLL_INTERVAL_S": "0.2"}.items():
+        monkeypatch.setenv(name, value)
+    service = IngestService(load_settings(IngestSettings))
+    before = {i: (_metric("lfr_camera_frames_sent_total", camera=i), _metric("lfr_camera_frames_decoded_total", camera=i)) for i in ids}
+    with running_in_thread(service):
+        save_cameras(cameras, {i: CameraConfig(id=i, deployment_id="d", source=rtsp_server.url("h264"), fps=10) for i in ids})
+        wait_until(lambda: all(_metric("lfr_camera_frames_sent_total", camera=i) >= before[i][0] + 20 for i in ids), 90, "20 frames from each camera")
+    for i in ids:
+        sent = _metric("lfr_camera_frames_sent_total", camera=i) - before[i][0]
+        decoded = _metric("lfr_camera_frames_decoded_total", camera=i) - before[i][1]
+        assert decoded >= 2 * sent, (i, decoded, sent)  # 25 fps decoded, 10 analysed
+    frames = [decode(r.value()).data for r in reader(topic).read_until(80)]
+    assert {f["camera_id"] for f in frames} == set(ids)
+    assert all((f["width"], f["height"]) == (1920, 1080) for f in frames)
