@@ -1,7 +1,7 @@
 """Cameras benchmark (issue #27): detection recall by face width in 1080p and 4K frames, and what
 one H.264 1080p 25 fps RTSP camera costs ingest per frame.
 
-    python benchmarks/cameras.py [--frames 10] [--stream-seconds 8] [--out FILE] [--smoke]
+    python benchmarks/cameras.py [--frames 10] [--stream-seconds 15] [--out FILE] [--smoke]
 
 1. ``face_width_recall``: the synthetic crowd (services/ingest/crowd.py) rendered at 1920x1080
    and 3840x2160 with every walker's face at one width (16 to 160 px), through a JPEG round trip
@@ -15,6 +15,9 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
    its JPEG encoding at quality 85 (what ingest pays per analysed frame), and the cores four such
    cameras need at 25 fps decoded and 10 fps analysed. Skipped, with the reason, where the
    server's Debian packages are missing.
+3. ``four_cameras_ingest_only``: four such sessions read at once, one thread each, 10 fps
+   analysed (converted and JPEG-encoded) per camera, no broker: the frames per second each
+   camera delivered and the cores the reading process used (process CPU over wall time).
 
 The keys of the four-camera run (``four_cameras``, ``overload_over_baseline_faces_per_s``) are
 written as null: that run is not built yet. Figures are from whatever machine runs this; the
@@ -123,10 +126,61 @@ def stream_costs(data_dir: Path, identities: list[str], seconds: float, workdir:
     }
 
 
+def four_cameras_ingest(data_dir: Path, identities: list[str], seconds: float, workdir: Path) -> dict:
+    """Four RTSP sessions (H.264 1080p 25 fps) read as ingest reads them, one thread per camera:
+    every frame decoded, 10 fps converted and JPEG-encoded. No broker. Process CPU over wall time."""
+    import threading
+
+    from services.ingest.sources import StreamSource
+    from services.ingest.testcamera import RtspTestServer, render_clip, server_unavailable
+
+    reason = server_unavailable()
+    if reason is not None:
+        return {"skipped": reason}
+    clip = render_clip(data_dir, identities, workdir / "clip", seconds=4, fps=25, width=1920, height=1080)
+    analysed = [0] * 4
+    with RtspTestServer(clip) as server:
+        sources = [StreamSource(server.url("h264"), f"bench-{i}", 10, 1920, 1080) for i in range(4)]
+        stop = threading.Event()
+
+        def run(index: int) -> None:
+            while not stop.is_set():
+                image = sources[index].read()
+                if image is None:
+                    return
+                cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+                analysed[index] += 1
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        # A new session first receives the server's queued seconds in a burst: measure after it.
+        stop.wait(min(3.0, seconds))
+        from prometheus_client import REGISTRY
+
+        def decoded() -> float:
+            return sum(REGISTRY.get_sample_value("lfr_camera_frames_decoded_total", {"camera": f"bench-{i}"}) or 0.0 for i in range(4))
+
+        cpu0, wall0, analysed0, decoded0 = time.process_time(), time.monotonic(), sum(analysed), decoded()
+        stop.wait(seconds)
+        cpu, wall, frames = time.process_time() - cpu0, time.monotonic() - wall0, sum(analysed) - analysed0
+        decoded_frames = decoded() - decoded0
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        for source in sources:
+            source.close()
+    # Analysed frames are picked by the stream's timestamps: when the server's sessions run
+    # ahead of or behind the wall clock, both rates move together (their ratio stays 10/25).
+    return {"cameras": 4, "input_fps": 25, "analysed_fps_per_camera": round(frames / 4 / wall, 2),
+            "decoded_fps_per_camera": round(decoded_frames / 4 / wall, 2), "seconds": round(wall, 1),
+            "ingest_cores_used": round(cpu / wall, 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=10, help="frames per (frame size, width)")
-    parser.add_argument("--stream-seconds", type=float, default=8.0)
+    parser.add_argument("--stream-seconds", type=float, default=15.0)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "cameras.json")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1080p, two widths, one frame, a short stream")
@@ -148,12 +202,14 @@ def main() -> int:
             recall.append({"frame": name, "width_px": width_px, **row})
     with tempfile.TemporaryDirectory(prefix="lfr-cameras-") as scratch:
         costs = stream_costs(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
+        four = four_cameras_ingest(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
     result = {
         "smoke": args.smoke,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "seconds": round(time.time() - started, 1),
         "face_width_recall": recall,
         "stream_costs_1080p": costs,
+        "four_cameras_ingest_only": four,
         "four_cameras": None,  # not built yet (issue #27 point 2)
         "overload_over_baseline_faces_per_s": None,
     }
