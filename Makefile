@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/matcher.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/security.py
+	$(BIN)/python benchmarks/cameras.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -59,6 +59,7 @@ from services.demo.cast import choose_cast, enrolment_request
 from services.demo.dataset import resolve_data_dir
 from services.demo.deployment import open_deployment
 from services.demo.hops import by_hop, percentiles
+from services.demo.misses import never_embedded
 from services.demo.pipeline import Pipeline
 from services.demo.run import DEPLOYMENT, TopicTail, enrol
 from services.demo.score import MIN_RECOGNISABLE_WIDTH
@@ -401,6 +402,11 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
             latest[alert["alert_id"]] = alert
     false_alerts = sum(1 for a in latest.values() if (t := truth.identify(a["face"])) is None or t["identity"] != a["subject_id"])
     window_embeddings = [e for e in embeddings if in_window(e["frame"]["captured_at_ms"])]
+    # Walks wholly in the window, 64 px or more, in view 1 s or more of scene time (replayed
+    # frames are sent faster than the scene's clock), of which nothing was embedded.
+    unembedded = never_embedded(({**f, "captured_at_ms": (f["seq"] % truth.frames) * SCENE_MS, "faces": truth.faces(f["camera_id"], f["seq"])}
+                                 for f in frames_meta), embeddings,
+                                walk_of=lambda camera_id, seq, face: truth.occurrence(camera_id, seq, face["walker"]), only=walkers_in_window)
     window_alerts = [a for a in alerts if in_window(a["face"]["frame"]["captured_at_ms"])]
     window_matches = [m for m in matches if in_window(m["face"]["frame"]["captured_at_ms"])]
     frames = delta("detect", "lfr_frames_processed_total")
@@ -417,6 +423,7 @@ def run_pipeline(workdir: Path, cast, folders: list[Path], truth: Truth, fps: fl
         "walkers": len(walkers_in_window),
         "walker_recall": walker_recall(found, shown),
         "watchlisted_walkers_shown": len(shown),
+        "never_embedded_walkers": unembedded["never_embedded"], "walkers_owed_embedding": unembedded["walkers_owed"],
         "false_alerts": false_alerts, "false_matches": false_matches, "alerts": len(latest), "alert_events": len(alerts),
         "capture_to_alert_ms": percentiles([a["capture_to_alert_ms"] for a in window_alerts]),
         "capture_to_match_ms": percentiles([m["matched_at_ms"] - m["face"]["frame"]["captured_at_ms"] for m in window_matches]),

@@ -38,6 +38,8 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
         assert set(result[run]["peak_rss_mb"]) >= {"ingest", "embed", "matcher", "dispatch"}
         assert set(result[run]["by_hop_ms"]) == {"capture_to_detect", "detect_to_embed", "embed_to_match", "match_to_alert"}
     assert result["tracking_on"]["false_alerts"] >= 0 and "walker_recall" in result["tracking_on"]
+    # Walks of 64 px or more in view for 1 s with nothing embedded (issue #27): none at half load.
+    assert result["pipeline_half_load"]["never_embedded_walkers"] == 0 and "walkers_owed_embedding" in result["tracking_on"]
     assert "p99" in result["pipeline_half_load"]["capture_to_alert_ms"]
     assert result["scale_out"]["two_replicas_pinned"]["frames_per_s"] > 0
     assert result["scale_out"]["two_replicas_pinned"]["broker_cpu_cores_used"] >= 0
@@ -106,3 +108,17 @@ def test_tansu_retention_benchmark_smoke(tmp_path):
     result = _run("tansu_retention.py", tmp_path / "tansu_retention.json")
     assert result["produced"] == 50 and [r["after_s"] >= 1 for r in result["readable"]] == [True, True]
     assert "delete_records" in result
+
+
+def test_cameras_benchmark_smoke(tmp_path, lfw_dir):
+    result = _run("cameras.py", tmp_path / "cameras.json")
+    assert result["smoke"] is True
+    rows = result["face_width_recall"]
+    assert [(r["frame"], r["width_px"]) for r in rows] == [("1080p", 32), ("1080p", 96)]
+    assert all(r["faces"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
+    assert rows[1]["recall"] >= 0.5  # 96 px faces in 1080p are found
+    costs = result["stream_costs_1080p"]
+    assert "skipped" in costs or (costs["frames"] > 0 and costs["decode_ms_per_frame"] > 0)
+    four = result["four_cameras_ingest_only"]
+    assert "skipped" in four or (four["cameras"] == 4 and four["analysed_fps_per_camera"] > 0 and four["ingest_cores_used"] > 0)
+    assert {"four_cameras", "overload_over_baseline_faces_per_s"} <= set(result)

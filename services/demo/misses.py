@@ -13,13 +13,18 @@ enrolment, the threshold, whether an alert named them, and one cause:
 - ``below_threshold``: embedded, best score under the threshold: the model's miss;
 - ``not_alerted``: a shot scored at or above threshold yet no alert named them (a pipeline bug).
 
+``never_embedded`` counts, over every walker (listed or not), the walks at MIN_RECOGNISABLE_WIDTH
+or more in view for at least a second of which no face was embedded: the front end (quality
+gate, tracking, shot policy) or load shedding left them unchecked. The demo and the pipeline
+benchmark report it; on an unloaded pipeline it must be 0 (issue #27).
+
 This is the demo's diagnostic, not a product path: it reads the embedded broker's records in
 memory and reports scores of watchlisted subjects only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +34,7 @@ from services.face.boxes import box_iou
 from .score import MIN_RECOGNISABLE_WIDTH
 
 MATCH_IOU = 0.2
+MIN_IN_VIEW_MS = 1_000
 
 
 def _walker_of(face: Mapping[str, Any], truth_by_frame: Mapping[tuple[str, int], list[dict]]) -> dict | None:
@@ -92,3 +98,42 @@ def walker_report(
         else:
             row["cause"] = "not_alerted"
     return dict(sorted(report.items()))
+
+
+def never_embedded(
+    truth: Iterable[Mapping[str, Any]],
+    embedded_faces: Iterable[Mapping[str, Any]],
+    watchlisted: set[str] = frozenset(),
+    walk_of: Callable[[str, int, Mapping[str, Any]], Hashable] | None = None,
+    only: set | None = None,
+) -> dict[str, Any]:
+    """Walks owed an embedding (at least MIN_RECOGNISABLE_WIDTH px, first to last frame in view at
+    least MIN_IN_VIEW_MS apart) and those of them no embedded face belongs to.
+
+    ``truth`` records carry ``camera_id``, ``seq``, ``captured_at_ms`` and ``faces``;
+    ``embedded_faces`` are the ``face`` objects of lfr.embeddings.v1; ``walk_of(camera_id, seq,
+    face)`` names a walk (default: camera and walker index; a looped replay passes its own);
+    ``only``, if given, the walks to consider (e.g. those wholly inside a measured window).
+    Each never-embedded walk is listed by walker index and width; the identity only if listed.
+    """
+    walk_of = walk_of or (lambda camera_id, _seq, face: (camera_id, face["walker"]))
+    truth = list(truth)
+    truth_by_frame = {(t["camera_id"], int(t["seq"])): t["faces"] for t in truth}
+    seen: dict[Hashable, list] = {}  # walk -> [first ms, last ms, face truth]
+    for record in truth:
+        for face in record["faces"]:
+            span = seen.setdefault(walk_of(record["camera_id"], int(record["seq"]), face), [record["captured_at_ms"], record["captured_at_ms"], face])
+            span[0], span[1] = min(span[0], record["captured_at_ms"]), max(span[1], record["captured_at_ms"])
+    owed = {walk: span for walk, span in seen.items() if span[2]["face_width"] >= MIN_RECOGNISABLE_WIDTH
+            and span[1] - span[0] >= MIN_IN_VIEW_MS and (only is None or walk in only)}
+    embedded = set()
+    for face in embedded_faces:
+        walker = _walker_of(face, truth_by_frame)
+        if walker is not None:
+            embedded.add(walk_of(face["frame"]["camera_id"], int(face["frame"]["seq"]), walker))
+    missing = [
+        {"walker": span[2]["walker"], "face_width": span[2]["face_width"], "in_view_s": round((span[1] - span[0]) / 1000, 2),
+         **({"identity": span[2]["identity"]} if span[2]["identity"] in watchlisted else {})}
+        for walk, span in owed.items() if walk not in embedded
+    ]
+    return {"walkers_owed": len(owed), "never_embedded": len(missing), "never_embedded_walkers": missing}

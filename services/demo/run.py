@@ -36,7 +36,7 @@ from .dataset import HOW_TO_GET_LFW, PROJECT_ROOT, resolve_data_dir
 from .hops import by_hop
 from .deployment import open_deployment
 from .pipeline import Pipeline
-from .misses import walker_report
+from .misses import never_embedded, walker_report
 from .score import is_true_alert, summarise
 
 DEPLOYMENT = "demo-van-1"
@@ -190,6 +190,8 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         threshold = max(Thresholds().for_category("suspect"), deployment.record.match_threshold or -1.0)
         alerted = {a["subject_id"] for a in events if is_true_alert(a, {(t["camera_id"], t["seq"]): t["faces"] for t in truth})}
         summary["watchlisted_walkers"] = walker_report(truth, shots, embedded, enrolled, alerted, threshold)
+        # Walks of 64 px or more in view for a second that nothing was embedded of (issue #27): 0.
+        summary["never_embedded"] = never_embedded(truth, [face for face, _ in embedded], {name for name, _ in cast.watchlist})
         del shots, embedded  # stranger chips and embeddings held in memory only for this count
         # Tracking: how many embeddings each walker cost (issue #17).
         walkers = len({(t["camera_id"], face["walker"]) for t in truth for face in t["faces"]})

@@ -1,8 +1,9 @@
 """The cameras file: which cameras ingest reads. `lfr cameras add/remove/list` edit it and the
 running ingest service applies the change without a restart.
 
-Sources: a video file path, an rtsp:// or http(s):// stream URL (OpenCV with FFmpeg; the URL
-may carry credentials, so it is never logged in full), ``folder:<dir>`` for an image folder,
+Sources: a video file path (OpenCV with FFmpeg), an rtsp:// or http(s):// stream URL (PyAV;
+the URL may carry credentials, or ``${NAME}`` placeholders for environment variables set from a
+Secret, so it is never logged in full), ``folder:<dir>`` for an image folder,
 or ``synthetic:crowd`` for the synthetic crowd camera (options in ``synthetic``).
 """
 

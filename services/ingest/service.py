@@ -11,6 +11,10 @@ Broker restart: a producer the broker forgot (UnknownProducerId, OutOfOrderSeque
 replaced; frames it still held go back to the front of their camera's queue, where the
 drop-oldest and too-old rules decide whether they are still worth sending. ``stall`` reports
 frames waiting with no delivery for LFR_STALL_AFTER_S.
+
+Back-pressure ``aimd-detect-lag/v1`` (backpressure.py): a probe thread reads detect's committed
+offsets on the output topic every LFR_BACKPRESSURE_POLL_S and sets each camera's analysed rate;
+the camera's worker sheds the frames in excess before encoding (lfr_frames_shed_total).
 """
 
 from __future__ import annotations
@@ -26,12 +30,12 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from services.common import delivery, health, metrics
 from services.common.envelope import encode
-from services.common.kafka_config import broker_reachable_check, producer_config
+from services.common.kafka_config import broker_reachable_check, client_config, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import IngestSettings
 from services.common.stall import StallMonitor
@@ -40,7 +44,10 @@ from services.deployments.enforcement import start_enforcement
 from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, DeploymentPolicy
 
 from .cameras import CameraConfig, load_cameras, redact
+from .backpressure import POLICY as BACKPRESSURE_POLICY
+from .backpressure import BackpressureConfig, CameraRate, SentLog
 from .sources import CrowdSource, EncodedFrame, FolderSource, SourceError, open_source
+from .stream_metrics import FRAMES_SENT
 
 logger = logging.getLogger(__name__)
 SERVICE = "ingest"
@@ -51,6 +58,9 @@ FRAMES_DROPPED = Counter("lfr_frames_dropped_total", "Frames dropped by the stal
 CAMERA_RECONNECTS = Counter("lfr_camera_reconnects_total", "Times a camera source was reopened", ["camera"])
 CAMERA_LAST_FRAME = Gauge("lfr_camera_last_frame_timestamp_seconds", "Capture time of the camera's latest frame", ["camera"])
 CAMERAS_ACTIVE = Gauge("lfr_cameras_active", "Cameras being read")
+FRAMES_SHED = Counter("lfr_frames_shed_total", f"Frames not analysed because detect is behind (policy {BACKPRESSURE_POLICY})", ["camera"])
+ANALYSED_FPS = Gauge("lfr_camera_analysed_fps", f"Frames per second a camera sends to detect now (policy {BACKPRESSURE_POLICY})", ["camera"])
+DETECT_BACKLOG = Gauge("lfr_detect_backlog_seconds", "Age of the oldest frame detect has not committed, per partition of the frames topic", ["partition"])
 # Deployment ids are bounded operational ids (one per authorised operation), allowed as labels.
 DEPLOYMENT_FRAMES = Counter("lfr_deployment_frames_total", "Frames handed to the producer, per deployment", ["deployment"])
 
@@ -76,6 +86,8 @@ class CameraWorker:
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.seq = 0
+        self.rate = CameraRate(camera.fps, BackpressureConfig(
+            max_lag_s=settings.backpressure_max_lag_s, recover_lag_s=settings.backpressure_recover_lag_s, min_fps=settings.backpressure_min_fps))
         self._truth = None
         if settings.truth_dir is not None and camera.source == "synthetic:crowd":
             settings.truth_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +99,8 @@ class CameraWorker:
         # OpenLFRFramesDropped rule) reads 0 rather than "no data" for a camera that drops nothing.
         for reason in ("queue_full", "too_old"):
             FRAMES_DROPPED.labels(self.camera.id, reason)
+        FRAMES_SHED.labels(self.camera.id)
+        ANALYSED_FPS.labels(self.camera.id).set(self.rate.rate)
         self.thread.start()
 
     def stop(self) -> None:
@@ -99,7 +113,7 @@ class CameraWorker:
         if dropped:
             FRAMES_DROPPED.labels(self.camera.id, "camera_removed").inc(dropped)
         # A removed camera is not a stale camera: drop its series so no alert fires for it.
-        for gauge in (CAMERA_LAST_FRAME,):
+        for gauge in (CAMERA_LAST_FRAME, ANALYSED_FPS):
             try:
                 gauge.remove(self.camera.id)
             except KeyError:
@@ -141,7 +155,7 @@ class CameraWorker:
                 delay = min(delay * 2, self.settings.reconnect_backoff_max_s)
             first = False
             try:
-                source = open_source(self.camera)
+                source = open_source(self.camera, self.settings.stream_open_timeout_s, self.settings.stream_read_timeout_s)
             except (SourceError, OSError, ValueError, KeyError) as exc:
                 logger.warning("camera source unavailable", extra={"camera": self.camera.id, "source": redact(self.camera.source), "error": str(exc)})
                 continue
@@ -167,14 +181,17 @@ class CameraWorker:
                 logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
                 return got_any
             now = time.monotonic()
-            if source.live and now < next_due:
+            if source.live and not source.paced and now < next_due:
                 continue  # the stream is faster than the target rate: skip, do not queue
             got_any = True
-            captured_at_ms = int(time.time() * 1000)
-            self._enqueue(self._forward(image, captured_at_ms) if isinstance(image, EncodedFrame) else self._encode(image, captured_at_ms))
-            if isinstance(source, CrowdSource) and self._truth is not None:
-                self._truth.write(json.dumps({"camera_id": self.camera.id, "seq": self.seq - 1, "captured_at_ms": captured_at_ms, "faces": source.last_truth}) + "\n")
-                self._truth.flush()
+            if not self.rate.admit():
+                FRAMES_SHED.labels(self.camera.id).inc()  # detect is behind: not encoded, not sent
+            else:
+                captured_at_ms = int(time.time() * 1000)
+                self._enqueue(self._forward(image, captured_at_ms) if isinstance(image, EncodedFrame) else self._encode(image, captured_at_ms))
+                if isinstance(source, CrowdSource) and self._truth is not None:
+                    self._truth.write(json.dumps({"camera_id": self.camera.id, "seq": self.seq - 1, "captured_at_ms": captured_at_ms, "faces": source.last_truth}) + "\n")
+                    self._truth.flush()
             next_due = max(next_due + interval, now) if not source.live else now + interval
             if not source.live and self.stop_event.wait(max(0.0, next_due - time.monotonic())):
                 return got_any
@@ -212,6 +229,9 @@ class IngestService:
         self._producer_fatal = threading.Event()
         self._producer = self._new_producer()
         self._config_stamp: tuple[float, int] | None = None
+        self._sent = SentLog()
+        self._sent_lock = threading.Lock()
+        self._partition_of: dict[str, int] = {}  # camera -> the partition its frames go to (its key's)
         health.add_check("kafka", health.CachedCheck(broker_reachable_check(settings)))
         health.add_check("cameras_file", lambda: (self._config_stamp is not None, f"{len(self.workers)} camera(s)"))
         self.stall = StallMonitor(SERVICE, settings.stall_after_s)
@@ -263,10 +283,43 @@ class IngestService:
         except (TimeoutError, RuntimeError) as exc:  # e.g. the topic is missing: say so, exit 1
             logger.error("cannot start: deployments not loaded", extra={"error": str(exc.__cause__ or exc)})
             return 1
+        probe = threading.Thread(target=self._probe_detect_lag, name="detect-lag", daemon=True)
+        if self.settings.backpressure_enabled:
+            probe.start()
         try:
             return self._loop()
         finally:
             view.stop()
+            if probe.is_alive():
+                probe.join(10)
+
+    def _probe_detect_lag(self) -> None:
+        """Back-pressure's thin runner: detect's committed offsets -> each camera's rate."""
+        consumer = None
+        while not self.stop_event.wait(self.settings.backpressure_poll_s):
+            try:
+                if consumer is None:
+                    # Never subscribes, so it never joins detect's group: it only reads its offsets.
+                    consumer = Consumer({**client_config(self.settings), "group.id": self.settings.detect_group_id,
+                                         "enable.auto.commit": False})
+                with self._sent_lock:
+                    partitions = sorted(set(self._partition_of.values()))
+                committed = {tp.partition: tp.offset for tp in consumer.committed(
+                    [TopicPartition(self.settings.output_topic, p) for p in partitions], timeout=5)} if partitions else {}
+                with self._sent_lock:
+                    ages = self._sent.backlog_age_s(committed, int(time.time() * 1000))
+                    partition_of = dict(self._partition_of)
+            except (KafkaException, RuntimeError) as exc:
+                logger.warning("detect lag unavailable; analysed rates held", extra={"error": str(exc)[:200]})
+                continue
+            for partition, age in ages.items():
+                if age is not None:
+                    DETECT_BACKLOG.labels(str(partition)).set(age)
+            for worker in list(self.workers.values()):
+                partition = partition_of.get(worker.camera.id)
+                ANALYSED_FPS.labels(worker.camera.id).set(worker.rate.update(ages.get(partition) if partition is not None else None))
+        if consumer is not None:
+            consumer.close()
 
     def _gate(self, camera: CameraConfig) -> str | None:
         return self.policy.capture_refusal(camera.id, camera.deployment_id) if self.policy is not None else NO_DEPLOYMENT
@@ -392,6 +445,10 @@ class IngestService:
     def _delivered(self, error, message, frame: _Frame, worker: CameraWorker) -> None:
         if error is None:
             metrics.MESSAGES_PRODUCED.labels(SERVICE, message.topic()).inc()
+            FRAMES_SENT.labels(frame.camera.id).inc()
+            with self._sent_lock:
+                self._partition_of[frame.camera.id] = message.partition()
+                self._sent.add(message.partition(), message.offset(), frame.captured_at_ms)
             self.stall.progress()
             return
         reason = delivery.unsent_reason(error)

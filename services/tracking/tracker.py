@@ -7,18 +7,24 @@ the stale policies thin them out, so box overlap alone is often zero; what ident
 face in the next frame is a nearby, similar-sized face where its motion says it should be.
 That rule is a few dozen lines and needs no dependency, so it lives here.
 
-Rule ("greedy-iou-landmarks/v1"), per frame of one camera, in capture order:
+Rule ("greedy-iou-landmarks/v2"), per frame of one camera, in capture order:
 1. predict each live track's box from its last box and its velocity (constant velocity, from
    the landmark centroid, which is steadier than the box);
-2. score every (track, detection) pair: the IoU of the predicted box with the detection, or,
-   when the boxes do not overlap enough, ``1 - d / gate`` where d is the distance between the
-   predicted and detected landmark centroids in units of the track's face width; pairs whose
+2. score every (track, detection) pair: the IoU of the predicted box with the detection or
+   ``1 - d / gate``, whichever is larger, where d is the distance between the predicted and
+   detected landmark centroids in units of the track's face width; pairs whose
    face sizes differ by more than ``max_size_ratio`` or score below ``min_score`` are never
    paired;
    a track whose predicted landmark centroid lies outside the frame has walked out of view and
    pairs with nothing (``frame_size`` given): otherwise a walker entering at the edge where
    another just left inherits the leaver's track and, with it, the leaver's best shot, so the
    shot policy never sends the newcomer (measured: the demo's Lili_Taylor, seed 7);
+   a moving track (predicted to move at least ``min_motion_widths`` of its width since last
+   seen) never pairs with a face more than ``max_backtrack_widths`` behind its last position,
+   against its motion: a walker does not reverse in one frame, and otherwise a walker entering
+   where another is leaving the other way inherits the leaver's track and spent shot budget
+   (measured: the fault suite's crowd, seed 11, walker 22: the leaver's face, cut by the edge,
+   was too narrow to pair with its own track; the newcomer was never sent to embed);
 3. pair greedily, best score first (optimal for the handful of faces a frame holds; a
    Hungarian assignment gives the same pairs whenever the scores are unambiguous);
 4. an unpaired detection starts a new track with a fresh random id (``secrets``: 64 random
@@ -38,16 +44,17 @@ import numpy as np
 
 from services.face.boxes import box_iou
 
-ASSOCIATION_RULE = "greedy-iou-landmarks/v1"
+ASSOCIATION_RULE = "greedy-iou-landmarks/v2"
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
     ttl_ms: int = 3_000  # a track unseen this long (event time) is dropped
     min_score: float = 0.2  # weakest association accepted
-    iou_floor: float = 0.3  # below this IoU the centroid distance decides
     gate_widths: float = 2.5  # centroid distance (in face widths) at which the score reaches 0
     max_size_ratio: float = 1.6  # faces of very different size are different people
+    min_motion_widths: float = 0.25  # predicted shift (in face widths) from which the motion gate applies
+    max_backtrack_widths: float = 0.5  # a moving track never pairs with a face this far behind it
     max_tracks: int = 512  # per camera; the oldest-seen are dropped beyond it
 
 
@@ -112,14 +119,19 @@ class CameraTracker:
             pbox, pcentre = track.predicted(captured_at_ms)
             if frame_size is not None and not (0 <= pcentre[0] < frame_size[0] and 0 <= pcentre[1] < frame_size[1]):
                 continue  # walked out of view: a face here now is someone else
+            speed = float(np.linalg.norm(track.velocity))
+            moving = track.frames > 1 and speed * max(0, captured_at_ms - track.last_seen_ms) >= c.min_motion_widths * track.width
             for di, (box, centre) in enumerate(zip(det_boxes, det_centres, strict=True)):
                 width = float(box[2] - box[0])
                 if width <= 0 or not 1 / c.max_size_ratio <= width / max(track.width, 1e-6) <= c.max_size_ratio:
                     continue
-                score = box_iou(pbox, box)
-                if score < c.iou_floor:
-                    distance = float(np.linalg.norm(pcentre - centre)) / max(track.width, 1e-6)
-                    score = max(score, 1.0 - distance / c.gate_widths)
+                if moving and -float(np.dot(centre - track.centre, track.velocity)) / speed > c.max_backtrack_widths * track.width:
+                    continue  # behind the track, against its motion: someone walking the other way
+                # Both measures always: a face cut by the frame edge overlaps its own prediction
+                # only partly though its landmarks sit where predicted, and with the IoU alone it
+                # lost its track to a newcomer walking the other way (seed 11, walker 49).
+                distance = float(np.linalg.norm(pcentre - centre)) / max(track.width, 1e-6)
+                score = max(box_iou(pbox, box), 1.0 - distance / c.gate_widths)
                 if score >= c.min_score:
                     pairs.append((score, ti, di))
         pairs.sort(key=lambda p: -p[0])

@@ -207,6 +207,7 @@ STRINGS = {
     "force": "gmp",
     "kafkaSaslUsername": "svc-openlfr",
     "groupId": "lfr-custom-group",
+    "detectGroupId": "lfr-custom-detect",
     "qdrantUrl": "http://qdrant.vectors:6333",
     "qdrantPath": "/tmp/qdrant-local",
     "webhookUrl": "https://hooks.example.org/openlfr",

@@ -48,3 +48,21 @@ def test_a_shot_above_threshold_without_an_alert_is_reported_as_a_pipeline_fault
     face = _face(1, [2, 1, 91, 99])
     report = walker_report(truth, [face], [(face, _unit(1, 0))], {"A": [_unit(1, 0)]}, set(), 0.5)
     assert report["A"]["cause"] == "not_alerted" and report["A"]["best_score"] == 1.0
+
+
+def test_never_embedded_counts_walks_of_64_px_in_view_a_second_that_no_embedded_face_belongs_to():
+    from services.demo.misses import never_embedded
+
+    def record(seq: int, *faces: tuple[int, str, int, list[float]]) -> dict:
+        return {"camera_id": "c", "seq": seq, "captured_at_ms": seq * 500,
+                "faces": [{"walker": w, "identity": name, "face_width": width, "box": box} for w, name, width, box in faces]}
+
+    a, b, c, d = [0, 0, 80, 90], [200, 0, 300, 110], [400, 0, 450, 60], [600, 0, 690, 100]
+    truth = [record(0, (0, "Listed", 80, a), (1, "Stranger", 100, b), (2, "Small", 50, c), (3, "Brief", 90, d)),
+             record(1, (0, "Listed", 80, a), (1, "Stranger", 100, b), (2, "Small", 50, c)),
+             record(2, (0, "Listed", 80, a), (1, "Stranger", 100, b), (2, "Small", 50, c))]
+    # Walker 1 embedded once (frame 2); walker 0 never; 2 is too small, 3 was in view 0 s.
+    report = never_embedded(truth, [{"frame": {"camera_id": "c", "seq": 2}, "box": [202, 1, 301, 108]}], {"Listed"})
+    assert report == {"walkers_owed": 2, "never_embedded": 1,
+                      "never_embedded_walkers": [{"walker": 0, "face_width": 80, "in_view_s": 1.0, "identity": "Listed"}]}
+    assert never_embedded(truth, [{"frame": {"camera_id": "c", "seq": 0}, "box": a}, {"frame": {"camera_id": "c", "seq": 1}, "box": b}])["never_embedded"] == 0

@@ -26,3 +26,5 @@ def test_a_short_demo_reports_review_url_and_the_transparency_figures(lfw_dir, t
     assert report["alerts"] == summary["alerts"] and report["confirmed"] + report["false_alerts"] <= report["alerts"]
     assert report["arrests"] <= report["engagements"] <= report["confirmed"]
     assert all(code == 0 for code in summary["service_exit_codes"].values()), summary["service_exit_codes"]
+    # Every walk of 64 px or more in view for a second had a face embedded (issue #27).
+    assert summary["never_embedded"]["walkers_owed"] > 0 and summary["never_embedded"]["never_embedded"] == 0, summary["never_embedded"]

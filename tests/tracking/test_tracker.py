@@ -128,3 +128,43 @@ def test_a_track_that_walked_out_of_the_frame_is_not_given_the_next_face_enterin
     tracker = CameraTracker()
     still = tracker.update(0, [face(2, 200)[0]], [face(2, 200)[1]], frame)[0].id
     assert tracker.update(250, [face(3, 201)[0]], [face(3, 201)[1]], frame)[0].id == still
+
+
+def _walk(tracker: CameraTracker, frame: tuple[int, int], xs, y: float, width: float, dt_ms: int = 333) -> tuple[str, int]:
+    """A walker at ``xs`` (box left edges), one frame every ``dt_ms``; (its track id, last time)."""
+    ids = set()
+    for i, x in enumerate(xs):
+        box, landmarks = face(x, y, width)
+        ids |= {t.id for t in tracker.update(i * dt_ms, [box], [landmarks], frame)}
+    assert len(ids) == 1
+    return ids.pop(), (len(xs) - 1) * dt_ms
+
+
+def test_a_newcomer_walking_the_other_way_does_not_inherit_the_leavers_spent_track():
+    """Measured in the fault suite's crowd (seed 11, walker 22): a walker entering at the right
+    edge, walking left, as another left there walking right in the same lane, was paired with the
+    leaver's track (the leaver's cut face too narrow to pair with it) and never sent to embed."""
+    frame = (1280, 720)
+    for leaver_seen_cut in (True, False):
+        tracker = CameraTracker()
+        leaver, t = _walk(tracker, frame, range(683, 1127, 74), 369, 135)
+        tracker.tracks[leaver].shots = 3  # its shots are spent
+        boxes, landmarks = [face(989, 376, 125)[0]], [face(989, 376, 125)[1]]
+        if leaver_seen_cut:  # 81 px of it still in view
+            cut_box, cut_landmarks = face(1199, 369, 135)
+            boxes.append([1199, 369, 1280, cut_box[3]])
+            landmarks.append(cut_landmarks)
+        newcomer = tracker.update(t + 333, boxes, landmarks, frame)[0]
+        assert newcomer.id != leaver and newcomer.shots == 0
+
+
+def test_a_face_cut_by_the_edge_keeps_its_track_when_a_newcomer_passes_it():
+    """Seed 11, walker 49: the leaver's cut face overlapped its prediction by IoU 0.66 while the
+    newcomer, a few pixels behind, scored 0.7 on centroid distance and took the track."""
+    frame = (1280, 720)
+    tracker = CameraTracker()
+    leaver, t = _walk(tracker, frame, range(557, 1110, 78), 180, 133)
+    cut_box, cut_landmarks = face(1185, 183, 133)
+    newcomer_box, newcomer_landmarks = face(1100, 202, 115)
+    tracks = tracker.update(t + 333, [newcomer_box, [1185, 183, 1277, cut_box[3]]], [newcomer_landmarks, cut_landmarks], frame)
+    assert tracks[1].id == leaver and tracks[0].id != leaver
