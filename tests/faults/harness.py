@@ -43,7 +43,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from services.common.broker_supervisor import BrokerSupervisor
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.errors import MessageError
 from services.common.settings import DispatchSettings
 from services.common.topics import load_topic_specs
@@ -243,7 +243,8 @@ class CrowdRun:
     def _take(self, message) -> None:
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in message.headers() or ()}
         try:
-            data = decode(message.value()).data if message.topic() != DLQ_TOPIC else None
+            # alerts are plain JSON CloudEvents, matches and embeddings envelopes: read by content-type
+            data = decode_record(message.value(), message.headers()).data if message.topic() != DLQ_TOPIC else None
         except MessageError:
             return  # a poison record on lfr.matches.v1: the services' business, not the observer's
         with self._lock:
