@@ -167,13 +167,22 @@ def test_admin_tools_skip_unreadable_records_with_a_warning(broker, topics, capl
     from services.watchlist.enrol import Enroller
     from services.watchlist.thresholds import Thresholds
 
+    from services.audit.writer import change_digest
+
     store = WatchlistStore(load_settings(WatchlistSettings))
-    produce(
-        broker.bootstrap_servers,
-        topics["watchlist"],
-        [record(entry("alice", unit(1))), BAD["random_bytes"], BAD["deep_nesting"], record(entry("bob", unit(2))), record(entry("carol", unit(3, dim=64)))],
-        keys=[b"alice", b"junk", b"deep", b"bob", b"carol"],
-    )
+    topic = topics["watchlist"]
+
+    def signed(key: bytes, value: bytes) -> list[tuple[str, bytes]]:
+        """Audited and signed by a trusted key, as a careless administrator's tool would write
+        bytes that are no entry: past the signature check, so only decoding can refuse them."""
+        _audit, audit_hash = store.audit_writer.write("watchlist.add", key.decode(), {"change_sha256": change_digest(topic, key, value)})
+        return store.signer.record_headers(topic, key, value, audit_hash=audit_hash)
+
+    store.publish(entry("alice", unit(1)))
+    produce(broker.bootstrap_servers, topic, [BAD["random_bytes"], BAD["deep_nesting"]], keys=[b"junk", b"deep"],
+            headers=[signed(b"junk", BAD["random_bytes"]), signed(b"deep", BAD["deep_nesting"])])
+    store.publish(entry("bob", unit(2)))
+    store.publish(entry("carol", unit(3, dim=64)))
     entries = store.read_all()
     assert set(entries) == {"alice", "bob", "carol"}
     assert sum("unreadable watchlist record skipped" in r.getMessage() for r in caplog.records) == 2

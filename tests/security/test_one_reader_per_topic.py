@@ -27,7 +27,8 @@ READERS = {
 DECODERS = {
     # the van's bundle decodes entries only after the force's signature over the whole bundle verified
     "WatchlistEntry.from_data(": {"services/watchlist/verified.py", "services/fleet/bundle.py"},
-    "Deployment.from_data(": {"services/deployments/view.py"},  # view.parse, called only by deployments/verified.py
+    "Deployment.from_data(": {"services/deployments/view.py",  # view.parse, called only by deployments/verified.py
+                              "services/fleet/bundle.py"},  # after the force's signature over the whole bundle verified
 }
 
 
