@@ -1,5 +1,6 @@
-"""docs/asyncapi.yaml: generated from topics.toml, schemas/ and access.toml, never stale, and
-valid for the AsyncAPI project's own CLI (`asyncapi validate`, @asyncapi/cli from npm)."""
+"""docs/asyncapi.yaml and its page docs/topics.md: generated from topics.toml, schemas/ and
+access.toml, never stale, and valid for the AsyncAPI project's own CLI (`asyncapi validate`,
+@asyncapi/cli from npm)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,35 @@ def test_a_changed_topic_makes_the_document_stale(tmp_path):
     stale = tmp_path / "asyncapi.yaml"
     stale.write_text("asyncapi: 3.0.0\n")
     assert main(["asyncapi", "--check", "--out", str(stale)]) == 1
+
+
+def test_the_page_is_rendered_from_the_same_document_and_checked(tmp_path):
+    page = asyncapi.DOCUMENT.parent / asyncapi.PAGE_NAME
+    document = asyncapi.build()
+    assert page.read_text(encoding="utf-8") == asyncapi.render_markdown(document), "docs/topics.md is stale: run `lfr asyncapi`"
+    # Both files are written by one run; a stale page alone fails --check.
+    out = tmp_path / "asyncapi.yaml"
+    assert main(["asyncapi", "--out", str(out)]) == 0 and main(["asyncapi", "--check", "--out", str(out)]) == 0
+    (tmp_path / asyncapi.PAGE_NAME).write_text(page.read_text(encoding="utf-8").replace("31d", "30d"))
+    assert main(["asyncapi", "--check", "--out", str(out)]) == 1
+    # What the page says comes from the document: change the document, the page follows.
+    document["channels"]["lfr.alerts.v3"]["x-topic-config"]["retention.ms"] = "86400000"
+    assert "| `application/json` | 1d |" in asyncapi.render_markdown(document)
+
+
+def test_the_page_has_each_channel_with_key_types_principals_and_fields():
+    text = (asyncapi.DOCUMENT.parent / asyncapi.PAGE_NAME).read_text(encoding="utf-8")
+    for spec in load_topic_specs():
+        assert f"\n## {spec.name}\n" in text
+    alerts = text.split("\n## lfr.alerts.v3\n")[1].split("\n## ")[0]
+    assert "- key: subject id" in alerts and "- content type: `application/json`" in alerts
+    assert "retention: 31d" in alerts
+    assert "`org.openlfr.alert.raised`, `org.openlfr.alert.updated`" in alerts
+    assert "- sent by: `dispatch`, `link`" in alerts and "- received by: `link`, `review`" in alerts
+    assert "| `priority` | one of `red`, `amber`, `green` | yes |" in alerts
+    assert "| `track_score` | number | no | Best score over the shots of the evidence's track (rule track-best) |" in alerts
+    faces = text.split("\n## lfr.faces.v1\n")[1].split("\n## ")[0]
+    assert "`application/vnd.openlfr.envelope.v1`" in faces and "ce_type" not in faces
 
 
 def test_every_topic_is_a_channel_with_its_key_retention_headers_and_principals():
