@@ -116,7 +116,7 @@ def test_erasure_at_window_end_plus_grace_makes_the_ciphertext_unreadable_withou
     # Audited, queued durably for the link.
     (row,) = world.outbox.peek(10)
     record = decode(row.value)
-    assert record.schema == "lfr.audit.v1" and record.data["action"] == "bundle.erased"
+    assert record.schema == "lfr.audit.v2" and record.data["action"] == "bundle.erased"
     assert record.data["details"]["bundle_id"] == header.bundle_id and record.data["deployment_id"] == "dep-van"
     assert record.data["actor"] == "van:van-3"
 

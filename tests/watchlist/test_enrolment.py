@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from services.common.envelope import decode, encode
+from services.common.jsonevents import decode_record
 from services.common.settings import WatchlistSettings, load_settings
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
@@ -127,7 +128,7 @@ def test_lookalike_is_flagged_in_output_and_audit(admin, reader, lfw_dir):
     flagged = watchlist_admin.add(request("putin-b", [photo(lfw_dir, "Vladimir_Putin", 2)]))
     assert flagged.status == "enrolled"
     assert [x.subject_id for x in flagged.lookalikes] == ["putin-a"]
-    records = [decode(r.value()).data for r in reader(audit).read_until(4)]
+    records = [decode_record(r.value(), r.headers()).data for r in reader(audit).read_until(4)]
     actions = [(r["action"], r.get("subject_id")) for r in records]
     assert actions == [("watchlist.add", "putin-a"), ("watchlist.add", "sharon"), ("watchlist.add", "putin-b"),
                        ("watchlist.lookalike_flagged", "putin-b")]
