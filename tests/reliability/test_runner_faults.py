@@ -8,7 +8,7 @@ import struct
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.schemas import SchemaRegistry, schemas_dir
 from services.common.settings import PassthroughSettings, load_settings
@@ -67,7 +67,8 @@ def test_unexpected_decode_exception_is_dead_lettered_not_fatal(broker, kafka_en
     )
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(runner) as result:
-        assert decode(out.read_until(1)[0].value()).data["details"]["seq"] == 1
+        (record,) = out.read_until(1)
+        assert decode_record(record.value(), record.headers()).data["details"]["seq"] == 1
         headers = _headers(dead.read_until(1)[0])
     assert result["code"] == 0
     assert headers["lfr_dlq_reason"] == "decode_error" and headers["lfr_dlq_error_class"] == "RecursionError"
@@ -84,7 +85,8 @@ def test_record_too_big_to_dead_letter_whole_is_dead_lettered_truncated(broker, 
     runner = StageRunner("huge-test", settings, functools.partial(passthrough, output_topic=sink), [source])
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(runner) as result:
-        assert decode(out.read_until(1, timeout_s=60)[0].value()).data["details"]["seq"] == 7
+        (record,) = out.read_until(1, timeout_s=60)
+        assert decode_record(record.value(), record.headers()).data["details"]["seq"] == 7
         record = dead.read_until(1)[0]
     assert result["code"] == 0
     headers = _headers(record)
