@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.audit.writer import AuditWriter  # noqa: E402
 from services.common.broker import EmbeddedBroker  # noqa: E402
+from services.common import jsonevents  # noqa: E402
 from services.common.envelope import decode, encode  # noqa: E402
 from services.common.settings import KafkaSettings  # noqa: E402
 from services.common.signing import Keyring, ReplayGuard, Signer, verify_record  # noqa: E402
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(appends):
             writer.write("watchlist.add", f"s{i}", {"category": "suspect", "images": 1})
         chained = time.perf_counter() - start
-        size = len(encode("lfr.audit.v1", writer.write("bench.size", "s0", {"category": "suspect", "images": 1})[0]))
+        size = len(jsonevents.encode("lfr.audit.v2", writer.write("bench.size", "s0", {"category": "suspect", "images": 1})[0])[0])
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
         producer.produce("bench-plain", b"w" * size)
         producer.flush(10)

@@ -26,8 +26,8 @@ def create_topics(bootstrap: str, *names: str, partitions: int = 3) -> None:
 
 
 def audit_record(i: int) -> bytes:
-    """A small valid envelope (lfr.audit.v1) carrying its sequence number."""
-    return encode("lfr.audit.v1", {"actor": "test", "action": "test.seq", "at_ms": i, "service": "tests", "details": {"seq": i}})
+    """A small valid envelope (lfr.audit.v2) carrying its sequence number."""
+    return encode("lfr.audit.v2", {"actor": "test", "action": "test.seq", "at_ms": i, "service": "tests", "details": {"seq": i}})
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes | None], keys: list[bytes] | None = None,

@@ -126,8 +126,13 @@ def test_what_the_services_write_satisfies_the_document(schema):
 
     document = yaml.safe_load(asyncapi.DOCUMENT.read_text(encoding="utf-8"))
     message = document["components"]["messages"][schema]
+    from services.audit.chain import seal
+    from services.common.signing import Signer
+
+    audit = seal({"action": "watchlist.add", "at_ms": NOW, "service": "watchlist", "subject_id": "s1", "details": {"n": 1}},
+                 Signer.generate("Sgt 1 Tester"), 0, "0" * 64)
     data = {"lfr.alerts.v3": decide(None, match(), 60_000, NOW + 200)[1].data, "lfr.adjudications.v3": ADJUDICATION,
-            "lfr.counts.v2": COUNT}[schema]
+            "lfr.counts.v2": COUNT, "lfr.audit.v2": audit}[schema]
     value, headers = jsonevents.encode(schema, data)
     jsonschema.Draft202012Validator(message["headers"]).validate({name: raw.decode() for name, raw in headers})
     root = {"components": document["components"], "$ref": message["payload"]["$ref"]}

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer
 
 from services.cli import main as lfr
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
 from services.dlq.records import DeadLetter, Filter, parse_when
@@ -120,7 +120,7 @@ def test_replay_republishes_originals_audited_and_refuses_withheld_payloads(dead
     assert not any(k.startswith("lfr_dlq_") for r in replays for k, _ in r.headers())
     assert reader(d["faces"]).poll() == []  # nothing withheld or truncated was sent anywhere
 
-    audits = [decode(r.value()).data for r in reader(d["audit"]).read_until(2)]
+    audits = [decode_record(r.value(), r.headers()).data for r in reader(d["audit"]).read_until(2)]
     # The actor is the signing key's owner; --actor is kept as the claim requested_by (services/audit).
     assert {a["action"] for a in audits} == {"dlq.replay"} and {a["actor"] for a in audits} == {"test:operator"}
     assert {a["details"]["requested_by"] for a in audits} == {"ops-test"}

@@ -43,7 +43,7 @@ def test_value_is_the_message_as_json_and_attributes_are_headers():
 
 def test_envelope_records_still_decode_by_content_type():
     audit = {"actor": "t", "action": "x.y", "at_ms": 1, "service": "tests", "details": {}}
-    assert jsonevents.decode_record(encode("lfr.audit.v1", audit), []).data == audit
+    assert jsonevents.decode_record(encode("lfr.audit.v2", audit), []).data == audit
     with pytest.raises(UnknownSchemaError):
         jsonevents.encode("lfr.faces.v1", {})  # images never travel as JSON
 

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.common.envelope import decode, encode
+from services.common.jsonevents import decode_record
 from services.common.errors import TransientError
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
@@ -49,7 +50,7 @@ def test_pass_through_n_in_n_out_and_offsets_committed(broker, kafka_env, monkey
         records = out.read_until(n)
         wait_until(lambda: committed_total(broker.bootstrap_servers, group, source) == n, 20, "offsets committed")
     assert result["code"] == 0
-    seqs = sorted(decode(r.value()).data["details"]["seq"] for r in records)
+    seqs = sorted(decode_record(r.value(), r.headers()).data["details"]["seq"] for r in records)
     assert seqs == list(range(n))
     assert _metric("lfr_messages_consumed_total", service="pt-test", topic=source) == n
     assert _metric("lfr_messages_produced_total", service="pt-test", topic=sink) == n
@@ -58,8 +59,8 @@ def test_pass_through_n_in_n_out_and_offsets_committed(broker, kafka_env, monkey
 
 def test_poison_messages_are_dead_lettered_with_headers_and_flow_continues(broker, kafka_env, monkeypatch, reader):
     settings, source, sink, dlq, _group = _setup(broker, kafka_env, monkeypatch, "dlq")
-    schema_invalid = b"LFR\x01" + (b'{"schema":"lfr.audit.v1","data":{"actor":"x"}}'.__len__()).to_bytes(4, "big") + b'{"schema":"lfr.audit.v1","data":{"actor":"x"}}'
-    future_version = audit_record(99).replace(b"lfr.audit.v1", b"lfr.audit.v9")
+    schema_invalid = b"LFR\x01" + (b'{"schema":"lfr.audit.v2","data":{"actor":"x"}}'.__len__()).to_bytes(4, "big") + b'{"schema":"lfr.audit.v2","data":{"actor":"x"}}'
+    future_version = audit_record(99).replace(b"lfr.audit.v2", b"lfr.audit.v9")
     values = [audit_record(0), b"\x00garbage", schema_invalid, future_version, None] + [audit_record(i) for i in range(1, 6)]
     produce(broker.bootstrap_servers, source, values, keys=[b"k"] * len(values))  # one partition, in order
     runner = StageRunner("dlq-test", settings, functools.partial(passthrough, output_topic=sink), [source])
@@ -93,7 +94,7 @@ def test_stage_error_isolates_the_failing_message(broker, kafka_env, monkeypatch
     produce(broker.bootstrap_servers, source, [audit_record(i) for i in range(8)], keys=[b"k"] * 8)
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(StageRunner("iso-test", settings, stage, [source])):
-        seqs = sorted(decode(r.value()).data["details"]["seq"] for r in out.read_until(7))
+        seqs = sorted(decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.read_until(7))
         dead_records = dead.read_until(1)
     assert seqs == [0, 1, 2, 4, 5, 6, 7]
     headers = dict(dead_records[0].headers())
@@ -105,7 +106,7 @@ def test_invalid_output_is_dead_lettered_not_sent(broker, kafka_env, monkeypatch
     settings, source, sink, dlq, _group = _setup(broker, kafka_env, monkeypatch, "outv")
 
     def stage(batch):
-        return [Output(sink, "lfr.audit.v1", {**m.data, "at_ms": -1 if m.data["at_ms"] == 1 else m.data["at_ms"]}) for m in batch]
+        return [Output(sink, "lfr.audit.v2", {**m.data, "at_ms": -1 if m.data["at_ms"] == 1 else m.data["at_ms"]}) for m in batch]
 
     produce(broker.bootstrap_servers, source, [audit_record(i) for i in range(3)], keys=[b"k"] * 3)
     out, dead = reader(sink), reader(dlq)
@@ -148,7 +149,7 @@ def test_transient_errors_beyond_budget_rewind_and_redeliver(broker, kafka_env, 
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(StageRunner("rw-test", tight, down_for_a_while, [source])):
         records = out.read_until(4, timeout_s=60)
-    assert sorted(decode(r.value()).data["details"]["seq"] for r in records) == [0, 1, 2, 3]
+    assert sorted(decode_record(r.value(), r.headers()).data["details"]["seq"] for r in records) == [0, 1, 2, 3]
     assert dead.poll() == []
     assert _metric("lfr_batch_redeliveries_total", service="rw-test") >= 1
 
@@ -239,5 +240,5 @@ def test_a_rewound_batch_is_sent_again_by_a_stage_that_remembers_what_it_sent(br
         create_topics(broker.bootstrap_servers, sink)
         out = reader(sink)
         # At least once: a record from a timed-out attempt may arrive as well as its re-send.
-        wait_until(lambda: {decode(r.value()).data["details"]["seq"] for r in out.poll()} == {0, 1, 2}, 60, "every record once the topic is back")
+        wait_until(lambda: {decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.poll()} == {0, 1, 2}, 60, "every record once the topic is back")
     assert _metric("lfr_batch_redeliveries_total", service="resend-test") >= 1

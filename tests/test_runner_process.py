@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from tests.kafka_helpers import audit_record, committed_total, create_topics, produce, unique, wait_until
 
 
@@ -64,13 +64,13 @@ def test_sigkill_mid_stream_loses_nothing(broker, kafka_env, reader):
         # Everything the killed runner had produced is in the topic; read until no more arrives.
         counts = [-1]
         wait_until(lambda: counts.append(len(out.poll())) or counts[-1] == counts[-2], 10, "the sink to settle")
-        before_restart = collections.Counter(decode(r.value()).data["details"]["seq"] for r in out.poll())
+        before_restart = collections.Counter(decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.poll())
         assert sum(before_restart.values()) < total, "runner finished before it was killed; the test proves nothing"
         committed_at_kill = committed_total(broker.bootstrap_servers, env["LFR_GROUP_ID"], source)
         second = _start(env)
         try:
             feeder.join(60)
-            wait_until(lambda: len({decode(r.value()).data["details"]["seq"] for r in out.poll()}) == total, 90,
+            wait_until(lambda: len({decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.poll()}) == total, 90,
                        "every record after the restart")
         finally:
             second.send_signal(signal.SIGTERM)
@@ -78,7 +78,7 @@ def test_sigkill_mid_stream_loses_nothing(broker, kafka_env, reader):
     finally:
         if first.poll() is None:
             first.kill()
-    counts = collections.Counter(decode(r.value()).data["details"]["seq"] for r in out.poll())
+    counts = collections.Counter(decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.poll())
     duplicated = {seq for seq, count in counts.items() if count > 1}
     duplicates = sum(c - 1 for c in counts.values())
     # At-least-once: nothing is lost. Duplicates are records the killed runner had already sent

@@ -26,7 +26,7 @@ def _valid_examples() -> dict[str, dict]:
                                                 "media_type": "image/jpeg", "image": b"x"}),
         "lfr.faces.v1": face,
         "lfr.embeddings.v1": body("lfr.embeddings.v1", probe(unit(2)).data),
-        "lfr.audit.v1": {"actor": "a", "action": "watchlist.add", "at_ms": 1, "service": "s", "details": {"n": 1, "why": None}},
+        "lfr.audit.v2": {"actor": "a", "action": "watchlist.add", "at_ms": 1, "service": "s", "details": {"n": 1, "why": None}},
         "lfr.adjudications.v3": {"alert_id": "a1", "subject_id": "s1", "deployment_id": "d1", "camera_id": "c1", "stage": "outcome",
                                  "decision": "confirmed", "outcome": "spoken_to", "actor": "pc1", "role": "operator", "alert_at_ms": 1,
                                  "decided_at_ms": 5, "alert_to_decision_ms": 4},
@@ -70,7 +70,7 @@ def _mutations(example: dict):
         yield mutated
 
 
-@pytest.mark.parametrize("schema", ["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.audit.v1", "lfr.adjudications.v3", "lfr.counts.v2"])
+@pytest.mark.parametrize("schema", ["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.audit.v2", "lfr.adjudications.v3", "lfr.counts.v2"])
 def test_fast_path_agrees_with_jsonschema(schema):
     registry = default_registry()
     example = _valid_examples()[schema]

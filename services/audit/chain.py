@@ -37,6 +37,8 @@ from typing import Any
 from services.common.signing import Keyring, Signer
 
 GENESIS = "0" * 64
+# The signing domain, not the topic: kept from v1 so records signed before and after the move
+# to plain JSON (lfr.audit.v2) verify alike; the signature and hash cover the record, never the wire bytes.
 CONTEXT = b"lfr.audit.v1\x00"
 CHAIN_FIELDS = ("seq", "prev_hash", "key_id", "signature")
 JOIN_ACTION = "audit.joined"
@@ -136,7 +138,7 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
     for position in items:
         record = position.record
         if record is None:
-            return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match lfr.audit.v1)"))
+            return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match its schema)"))
         problem = _signature_problem(position, keyring, revoked_at)
         if problem is not None:
             return failed(problem)

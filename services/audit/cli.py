@@ -49,6 +49,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--topic", required=True, help="the changed topic, e.g. lfr.watchlist.v1 or lfr.deployments.v1")
     rec.add_argument("--audit-topic", default=None, help="default: LFR_AUDIT_TOPIC")
     rec.set_defaults(func=_audit_reconcile)
+    migrate = audit_sub.add_parser("migrate", help="copy an earlier audit topic (lfr.audit.v1) into the current one, record for record")
+    migrate.add_argument("--from", dest="source", required=True, help="the old audit topic, e.g. lfr.audit.v1")
+    migrate.add_argument("--to", dest="target", default=None, help="default: LFR_AUDIT_TOPIC")
+    migrate.set_defaults(func=_audit_migrate)
     show = audit_sub.add_parser("show", help="audit records, filtered")
     show.add_argument("--topic", default=None)
     show.add_argument("--subject", default=None)
@@ -234,6 +238,70 @@ def _audit_reconcile(args: argparse.Namespace) -> int:
         print(json.dumps({"kind": finding.kind, "key": finding.key, "detail": finding.detail}))
     print(f"{len(changes)} changes, {len(findings)} findings", file=sys.stderr)
     return 1 if findings else 0
+
+
+def _audit_migrate(args: argparse.Namespace) -> int:
+    """Copy each partition of the old trail, in offset order, to the same partition of the new
+    topic (plain JSON CloudEvents). The chain's hashes and signatures cover the record, not the
+    wire bytes, so the copy verifies with the same head hashes and every ``lfr_audit_hash`` of a
+    signed change still resolves. Refused (exit 1, nothing written) when the old chain does not
+    verify or the new topic's partition already holds records (the copy must come first)."""
+    from confluent_kafka import Producer
+
+    from services.common.jsonevents import encode
+    from services.common.kafka_config import producer_config
+
+    from .chain import verify_chain
+    from .identity import load_keyring
+    from .reader import read_audit
+    from .writer import AUDIT_SCHEMA
+
+    settings = _settings()
+    target = args.target or settings.audit_topic
+    if target == args.source:
+        print("lfr audit migrate: --from and --to name the same topic", file=sys.stderr)
+        return 2
+    keyring = load_keyring(settings)
+    old = read_audit(settings, args.source)
+    heads = {}
+    for partition, positions in old.items():
+        report = verify_chain(positions, keyring)
+        if not report.ok:
+            print(f"lfr audit migrate: {args.source}[{partition}] does not verify, nothing copied: {report.problem.describe()}",
+                  file=sys.stderr)
+            return 1
+        heads[partition] = report.head_hash
+    try:
+        new = read_audit(settings, target)
+    except RuntimeError as exc:  # not created yet: `lfr topics apply` first
+        print(f"lfr audit migrate: {exc}, nothing copied", file=sys.stderr)
+        return 1
+    for partition in old:
+        if partition not in new or new[partition]:
+            why = "does not exist" if partition not in new else "already holds records"
+            print(f"lfr audit migrate: {target}[{partition}] {why}, nothing copied", file=sys.stderr)
+            return 1
+    producer = Producer(producer_config(settings))
+    for partition, positions in old.items():
+        for position in positions:
+            record = position.record
+            value, headers = encode(AUDIT_SCHEMA, record)
+            producer.produce(target, key=str(record.get("subject_id") or record["actor"]).encode(), value=value,
+                             headers=headers, partition=partition)
+        if producer.flush(60):
+            print(f"lfr audit migrate: {target}[{partition}] not acknowledged", file=sys.stderr)
+            return 4
+    copied = read_audit(settings, target)
+    failed = False
+    for partition, positions in copied.items():
+        if partition not in old:
+            continue
+        report = verify_chain(positions, keyring)
+        same = report.ok and report.head_hash == heads[partition] and report.records == len(old[partition])
+        failed |= not same
+        print(f"{args.source}[{partition}] -> {target}[{partition}]: {report.records} records, "
+              + (f"head {report.head_hash} (unchanged)" if same else "MISMATCH"))
+    return 1 if failed else 0
 
 
 def _audit_show(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import threading
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
 from services.common.signing import Keyring
@@ -79,7 +79,7 @@ class AuditIndex:
             batch = self._consumer.consume(500, _POLL_S)
             for message in batch:
                 if message.error() is None and message.value() is not None:
-                    self._take(message.value())
+                    self._take(message.value(), message.headers())
             for position in self._consumer.position([TopicPartition(self.topic, p) for p in pending]):
                 if position.offset >= ends[position.partition]:
                     pending.discard(position.partition)
@@ -87,9 +87,9 @@ class AuditIndex:
             if idle * _POLL_S > self.timeout_s:
                 raise TimeoutError(f"could not read {self.topic} to its end within {self.timeout_s} s")
 
-    def _take(self, value: bytes) -> None:
+    def _take(self, value: bytes, headers=None) -> None:
         try:
-            record = decode(value).data
+            record = decode_record(value, headers).data
         except Exception:  # noqa: BLE001 - an undecodable audit record vouches for nothing
             return
         digest = vouched_change(record, self.keyring)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient
 
-from services.common.envelope import decode
 from services.common.errors import MessageError
+from services.common.jsonevents import decode_record
 from services.common.kafka_config import client_config
 from services.common.settings import KafkaSettings
 from services.common.topic_reader import read_to_end
@@ -21,7 +21,7 @@ def read_audit(settings: KafkaSettings, topic: str, timeout_s: float = 60.0) -> 
     found: dict[int, list[Position]] = {p: [] for p in sorted(metadata.partitions)}
     for message in read_to_end(config, topic, group_id="lfr-audit-cli", timeout_s=timeout_s, partitions=found):
         try:
-            record = decode(message.value()).data if message.value() is not None else None
+            record = decode_record(message.value(), message.headers()).data if message.value() is not None else None
         except MessageError:
             record = None
         found[message.partition()].append(Position(message.offset(), record))

@@ -14,6 +14,10 @@ If another writer got in between, the chain forks there; the writer counts it
 (lfr_audit_forks_total) and appends a join record (``audit.joined``) that references every
 record that got in between, so each stays covered by a later hash (services/audit/chain.py).
 Separate partitions per writer (LFR_AUDIT_PARTITION) avoid the extra record.
+
+Records travel as plain JSON CloudEvents (lfr.audit.v2, services/common/jsonevents.py): the
+chain's hash and signature cover the record's canonical JSON, never the wire bytes, so the
+wire format does not enter the proof; ``ce_id`` is the record's chain hash.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import Counter
 
-from services.common.envelope import decode, encode
 from services.common.errors import MessageError
+from services.common.jsonevents import decode_record, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
 
@@ -38,6 +42,7 @@ from .chain import GENESIS, JOIN_ACTION, record_hash, seal
 logger = logging.getLogger(__name__)
 AUDIT_RECORDS = Counter("lfr_audit_records_total", "Audit records appended to the chain", ["service"])
 MAX_JOINS = 8  # a join that races again is joined again; past this the fork is left for verify to report
+AUDIT_SCHEMA = "lfr.audit.v2"
 AUDIT_FORKS = Counter("lfr_audit_forks_total", "Audit appends that raced another writer on the same partition", ["service"])
 
 
@@ -87,7 +92,7 @@ class AuditWriter:
             offset, seq, prev = self._tail()
             sealed = seal(record, self.signer, seq + 1, prev)
             digest = record_hash(sealed)
-            landed = self._append((subject_id or self.signer.owner).encode(), encode("lfr.audit.v1", sealed))
+            landed = self._append((subject_id or self.signer.owner).encode(), *encode(AUDIT_SCHEMA, sealed))
             self._last = (landed, seq + 1, digest)
             if landed != offset + 1:
                 self._join(offset + 1, landed)
@@ -105,7 +110,7 @@ class AuditWriter:
             _, seq, prev = self._last
             joined = seal({"action": JOIN_ACTION, "at_ms": int(time.time() * 1000), "service": self.service,
                            "details": {"joined": len(raced), "first_offset": first}}, self.signer, seq + 1, prev, raced)
-            landed = self._append(self.signer.owner.encode(), encode("lfr.audit.v1", joined))
+            landed = self._append(self.signer.owner.encode(), *encode(AUDIT_SCHEMA, joined))
             AUDIT_RECORDS.labels(self.service).inc()
             self._last = (landed, seq + 1, record_hash(joined))
             if landed == ours + 1:
@@ -127,16 +132,16 @@ class AuditWriter:
             if message.error() is not None or message.offset() >= end:
                 return hashes
             try:
-                hashes.append(record_hash(decode(message.value()).data))
+                hashes.append(record_hash(decode_record(message.value(), message.headers()).data))
             except (MessageError, KeyError, TypeError, ValueError):
                 pass  # not a chained record: nothing to reference
             if message.offset() == end - 1:
                 return hashes
         raise TimeoutError(f"could not read {self.topic}[{self.partition}] offsets {first}..{end - 1} to join a fork")
 
-    def _append(self, key: bytes, value: bytes) -> int:
+    def _append(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> int:
         delivered: list = []
-        self._producer.produce(self.topic, key=key, value=value, partition=self.partition,
+        self._producer.produce(self.topic, key=key, value=value, headers=headers, partition=self.partition,
                                on_delivery=lambda err, msg: delivered.append((err, msg)))
         if self._producer.flush(30) or not delivered or delivered[0][0] is not None:
             error = delivered[0][0].str() if delivered and delivered[0][0] is not None else "timed out"
@@ -164,7 +169,7 @@ class AuditWriter:
                 if message.error() is not None:
                     break  # partition EOF
                 try:
-                    record = decode(message.value()).data
+                    record = decode_record(message.value(), message.headers()).data
                     last = (message.offset(), int(record["seq"]), record_hash(record))
                 except (MessageError, KeyError, TypeError, ValueError):
                     pass  # not a chained record; an earlier one is the tail

@@ -88,13 +88,15 @@ def _component_schemas(directory: Path) -> dict[str, Any]:
 def _ce_headers(schema: str) -> dict[str, Any]:
     kind = jsonevents.KINDS[schema]
     text = {"type": "string"}
+    prefix = (f"prefix LFR_CE_SOURCE_PREFIX of the dispatcher (default {jsonevents.DEFAULT_SOURCE_PREFIX})."
+              if schema != jsonevents.AUDIT_SCHEMA else f"prefix {jsonevents.DEFAULT_SOURCE_PREFIX} (the audit writer's).")
     return {
         "type": "object",
         "description": "CloudEvents 1.0 attributes (Kafka protocol binding, binary content mode), UTF-8 strings.",
         "properties": {
             "ce_specversion": {"const": jsonevents.SPEC_VERSION},
             "ce_id": {**text, "description": f"Event id, deterministic: {kind.id_rule}. A redelivery carries the same id: de-duplicate on (ce_source, ce_id)."},
-            "ce_source": {**text, "description": f"{kind.source_rule}; prefix LFR_CE_SOURCE_PREFIX of the dispatcher (default {jsonevents.DEFAULT_SOURCE_PREFIX})."},
+            "ce_source": {**text, "description": f"{kind.source_rule}; {prefix}"},
             "ce_type": {"enum": list(kind.types)},
             "ce_time": {**text, "format": "date-time", "description": "RFC 3339, UTC, milliseconds"},
             "ce_subject": {**text, "description": kind.subject_rule},
@@ -186,7 +188,7 @@ def build(topics_path: Path | None = None, directory: Path | None = None) -> dic
         "info": {
             "title": "OpenLFR topics",
             "version": version,
-            "description": ("Every Kafka topic of the OpenLFR pipeline. Alerts, adjudications and counts are plain JSON CloudEvents "
+            "description": ("Every Kafka topic of the OpenLFR pipeline. Alerts, adjudications, counts and the audit trail are plain JSON CloudEvents "
                             "(binary content mode: ce_* headers, content-type application/json); topics that carry images keep the "
                             "binary envelope. How to consume: docs/downstream.md. Principals: services/common/access.toml."),
         },

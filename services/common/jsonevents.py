@@ -1,6 +1,6 @@
 """Plain JSON CloudEvents in Kafka binary content mode, for the topics where no image travels.
 
-A record of lfr.alerts.v3, lfr.adjudications.v3 or lfr.counts.v2 is what any CloudEvents or
+A record of lfr.alerts.v3, lfr.adjudications.v3, lfr.counts.v2 or lfr.audit.v2 is what any CloudEvents or
 Kafka tool reads without OpenLFR code: the value is the message itself as UTF-8 JSON (valid
 against its schema in schemas/), the event attributes travel as ``ce_*`` headers
 (CloudEvents Kafka protocol binding 1.0, binary content mode) and ``content-type`` is
@@ -71,6 +71,16 @@ ALERT_UPDATED = "org.openlfr.alert.updated"
 ADJUDICATION_DECISION = "org.openlfr.adjudication.decision"
 ADJUDICATION_OUTCOME = "org.openlfr.adjudication.outcome"
 FACES_COUNTED = "org.openlfr.faces.counted"
+AUDIT_RECORDED = "org.openlfr.audit.recorded"
+AUDIT_SCHEMA = "lfr.audit.v2"
+
+
+def _audit_hash(record: Mapping[str, Any]) -> str:
+    # The chain's own record hash (services/audit/chain.py), so a ce_id is what `lfr audit verify`
+    # and the lfr_audit_hash header name. Imported here: the chain module needs the signing stack.
+    from services.audit.chain import record_hash  # noqa: PLC0415
+
+    return record_hash(record)
 
 KINDS: dict[str, EventKind] = {
     kind.schema: kind
@@ -104,6 +114,17 @@ KINDS: dict[str, EventKind] = {
             subject_of=lambda d: d["deployment_id"],
             source_of=lambda p, d: deployment_source(p, d["deployment_id"]),
             time_of=lambda d: d["counted_at_ms"],
+        ),
+        EventKind(
+            AUDIT_SCHEMA, (AUDIT_RECORDED,),
+            "the record's chain hash: sha256 of its canonical JSON and signature (services/audit/chain.py)",
+            "subject_id, else the actor (the record's key)",
+            "{prefix}/services/{service}",
+            type_of=lambda d: AUDIT_RECORDED,
+            id_of=_audit_hash,
+            subject_of=lambda d: d.get("subject_id") or d["actor"],
+            source_of=lambda p, d: f"{p.rstrip('/')}/services/{d['service']}",
+            time_of=lambda d: d["at_ms"],
         ),
     )
 }

@@ -215,13 +215,13 @@ class SigningSettings(KeyringSettings):
 
     signing_key_file: Path | None = Field(None, description="this process's private key file from `lfr keys create` (encrypted with the passphrase)")
     signing_key_passphrase: SecretStr | None = Field(None, description="passphrase of the signing key")
-    audit_topic: TopicName = "lfr.audit.v1"
+    audit_topic: TopicName = "lfr.audit.v2"
     audit_partition: int = Field(0, ge=0, le=1023, description="the audit partition (one hash chain) this process appends to")
 
 
 class AuditSettings(KafkaSettings, SigningSettings):
     """`lfr audit` and `lfr keys`: read the audit chain, manage keys. (Audit retention is the
-    lfr.audit.v1 retention.ms in topics.toml: 7 years by default.)"""
+    lfr.audit.v2 retention.ms in topics.toml: 7 years by default.)"""
 
 
 class LatencyBudgetSettings(LfrSettings):
@@ -243,7 +243,7 @@ class DlqSettings(KafkaSettings, SigningSettings):
     """`lfr dlq`: the dead-letter topic it reads, and the audit topic replays are recorded on."""
 
     dlq_topic: TopicName = "lfr.dlq.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
+    audit_topic: TopicName = "lfr.audit.v2"
     dlq_read_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long reading the dead-letter topic to its end may take")
 
 
@@ -264,7 +264,7 @@ class ForceRegistrySettings(KafkaSettings, KeyringSettings):
     records are verified against, and how long reading it may take."""
 
     forces_topic: TopicName = "lfr.forces.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
+    audit_topic: TopicName = "lfr.audit.v2"
     forces_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long reading the force registry to its end may take")
 
 
@@ -301,7 +301,7 @@ class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, De
     input_topic: TopicName = "lfr.embeddings.v1"
     output_topic: TopicName = "lfr.matches.v1"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
-    audit_topic: TopicName = "lfr.audit.v1"
+    audit_topic: TopicName = "lfr.audit.v2"
     qdrant_path: str = Field(":memory:", min_length=1, max_length=4096, description="the index is rebuilt from the topic at start")
     match_top_k: int = Field(
         3, ge=1, le=50, description="candidates searched per face; only the best at or above threshold becomes a match (the others ride in it)"
@@ -467,7 +467,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     evidence_topic: TopicName = "lfr.evidence.v1"
     evidence_keys_topic: TopicName = "lfr.evidence_keys.v1"
     adjudications_topic: TopicName = "lfr.adjudications.v3"
-    audit_topic: TopicName = "lfr.audit.v1"
+    audit_topic: TopicName = "lfr.audit.v2"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     counts_topic: TopicName = Field("lfr.counts.v2", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")

@@ -21,7 +21,7 @@ class VanSettings(KeyringSettings):
     van_state_dir: Path = Field(Path("var/van"), description="bundles (ciphertext), the ledger and the outbox of this van")
     van_key_file: Path | None = Field(None, description="this van's private X25519 key from `lfr van keygen` (encrypted)")
     van_key_passphrase: SecretStr | None = Field(None, description="passphrase of the van key")
-    audit_topic: str = Field("lfr.audit.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="where erasure audit records go (via the link)")
+    audit_topic: str = Field("lfr.audit.v2", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="where erasure audit records go (via the link)")
 
 
 class BundleBuildSettings(DeploymentSettings):

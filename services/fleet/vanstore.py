@@ -7,7 +7,7 @@ memory. At the bundle's erase time (window end + the force's grace) ``erase_due`
 the wrapped data key (overwritten, fsynced, unlinked), then the ciphertext, and drops the
 memory copy: no link is needed, and whatever copy of the ciphertext survives on the flash is
 unreadable, because no copy of its data key exists any more. Each erasure queues an audit
-record (lfr.audit.v1, action ``bundle.erased``) in the van's outbox for the link to deliver.
+record (lfr.audit.v2, action ``bundle.erased``) in the van's outbox for the link to deliver.
 
 The ledger (ledger.json) remembers every bundle taken in and every deployment erased, so an
 older bundle, or one of an erased deployment, is refused as replayed.
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from prometheus_client import Counter
 
-from services.common.envelope import encode
+from services.common.jsonevents import encode as encode_event
 from services.common.signing import Keyring
 
 from .bundle import BundleContents, BundleHeader, BundleRefused, decrypt_contents, unwrap_data_key, verify_bundle
@@ -41,7 +41,7 @@ BUNDLES_REFUSED = Counter("lfr_van_bundles_refused_total", "Bundles the van refu
 BUNDLES_ERASED = Counter("lfr_van_bundles_erased_total", "Bundles crypto-erased by the van, by why", ["why"])
 AT_REST_INFO = b"openlfr van data key at rest v1"
 ERASE_ACTION = "bundle.erased"
-AUDIT_TOPIC = "lfr.audit.v1"
+AUDIT_TOPIC = "lfr.audit.v2"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -231,13 +231,14 @@ class VanBundleStore:
         from services.link.outbox import OutboxRow  # noqa: PLC0415
 
         van_id = self.van_key.van_id
-        value = encode("lfr.audit.v1", {
+        value, event_headers = encode_event(AUDIT_TOPIC, {  # the schema is the topic's name
             "actor": f"van:{van_id}", "action": ERASE_ACTION, "at_ms": erasure.at_ms, "service": "van",
             "deployment_id": erasure.deployment_id,
             "details": {"bundle_id": erasure.bundle_id, "van_id": van_id, "force": erasure.force, "why": erasure.why},
         })
         ce_id = hashlib.sha256(f"{van_id}|{ERASE_ACTION}|{erasure.bundle_id}".encode()).hexdigest()[:32]
-        return OutboxRow(ce_id, self.audit_topic, van_id.encode(), value, ((LINK_ID_HEADER, ce_id.encode()), (VAN_HEADER, van_id.encode())))
+        return OutboxRow(ce_id, self.audit_topic, van_id.encode(), value,
+                         (*event_headers, (LINK_ID_HEADER, ce_id.encode()), (VAN_HEADER, van_id.encode())))
 
     def _save_ledger(self) -> None:
         _atomic_write(self._ledger_path, json.dumps(self._ledger, indent=1, sort_keys=True).encode())

@@ -14,7 +14,8 @@ from confluent_kafka import Producer
 from qdrant_client import QdrantClient
 
 from services.audit.identity import load_keyring
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, KafkaSettings, load_settings
 from services.deployments.admin import DeploymentAdmin
 from services.deployments.record import SCHEMA, Refused, Window
@@ -164,7 +165,7 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
     reader = TopicReader(broker.bootstrap_servers, topics["audit"])
     # Besides these, the audit holds each record's own audit-first entry (deployment.record) and
     # the watchlist changes (services/audit/writer.py).
-    transitions = lambda: [a for a in (decode(r.value()).data for r in reader.poll())  # noqa: E731
+    transitions = lambda: [a for a in (decode_record(r.value(), r.headers()).data for r in reader.poll())  # noqa: E731
                            if a["action"].startswith("deployment.") and a["action"] != "deployment.record"]
     try:
         wait_until(lambda: len(transitions()) >= 5, 10, "five deployment audit records")

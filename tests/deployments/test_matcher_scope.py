@@ -10,7 +10,8 @@ from dataclasses import replace
 
 from prometheus_client import REGISTRY
 
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import DeploymentSettings, MatcherSettings, load_settings
 from services.deployments.admin import DeploymentAdmin
@@ -91,7 +92,7 @@ def test_only_the_active_snapshot_matches(broker, kafka_env, monkeypatch, lfw_di
             try:
                 reader.poll()
                 reader.poll()
-                found = [d for d in (decode(r.value()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq]
+                found = [d for d in (decode_record(r.value(), r.headers()).data for r in reader.records) if d["face"]["frame"]["seq"] == seq]
                 # The authorised threshold (0.6) is a floor over the matcher's own (0.5).
                 assert all(d["threshold"] == 0.6 for d in found)
                 return sorted(d["subject_id"] for d in found)

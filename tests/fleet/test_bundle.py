@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.signing import Keyring, Signer
 from services.deployments.record import Window
 from services.face.models import SFACE, ModelIdentity
@@ -115,8 +115,8 @@ def test_erasure_at_window_end_plus_grace_makes_the_ciphertext_unreadable_withou
 
     # Audited, queued durably for the link.
     (row,) = world.outbox.peek(10)
-    record = decode(row.value)
-    assert record.schema == "lfr.audit.v1" and record.data["action"] == "bundle.erased"
+    record = decode_record(row.value, row.headers)
+    assert record.schema == "lfr.audit.v2" and record.data["action"] == "bundle.erased"
     assert record.data["details"]["bundle_id"] == header.bundle_id and record.data["deployment_id"] == "dep-van"
     assert record.data["actor"] == "van:van-3"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.errors import SchemaValidationError
 from services.fleet.heartbeat import build_heartbeat, heartbeat_record, link_state
 from services.link.egress import withhold_reason
@@ -17,7 +18,7 @@ NOW = 1_800_000_000_000
 def test_heartbeat_from_a_van_holding_a_bundle_with_a_backlog(world, tmp_path):  # noqa: F811
     header = world.store.take_in(build(world), world.now)
     box = Outbox(tmp_path / "o.sqlite")
-    box.enqueue([OutboxRow(f"r{i}", "lfr.audit.v1", b"k", b"x" * 100) for i in range(3)], now_ms=world.now - 60_000)
+    box.enqueue([OutboxRow(f"r{i}", "lfr.audit.v2", b"k", b"x" * 100) for i in range(3)], now_ms=world.now - 60_000)
     body = build_heartbeat(van_id="van-3", force="gmp", now_ms=world.now, held=world.store.held(), cameras={"cam-1": 9.97, "cam-2": 0},
                            backlog=box.backlog(), last_ack_ms=None, disk_path=tmp_path, version="1.2.3", build="abc123")
     key, value = heartbeat_record(body)
@@ -59,12 +60,12 @@ def test_lfr_van_heartbeat_publishes_to_the_vans_broker(broker, kafka_env, reade
 
     topic = unique("heartbeats")
     create_topics(broker.bootstrap_servers, topic, partitions=1)
-    Outbox(tmp_path / "state" / "outbox.sqlite").enqueue([OutboxRow("r1", "lfr.audit.v1", b"k", b"v")])
+    Outbox(tmp_path / "state" / "outbox.sqlite").enqueue([OutboxRow("r1", "lfr.audit.v2", b"k", b"v")])
     result = lfr("van", "heartbeat", "--count", "1", env={**kafka_env, "LFR_HEARTBEAT_TOPIC": topic, "LFR_VAN_ID": "van-7", "LFR_FORCE": "gmp",
                                                           "LFR_VAN_STATE_DIR": str(tmp_path / "state"), "LFR_BUILD_ID": "deadbeef",
                                                           "LFR_LINK_OUTBOX_PATH": str(tmp_path / "state" / "outbox.sqlite")})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["link"]["backlog_records"] == 1
     (record,) = reader(topic).read_until(1)
-    data = decode(record.value()).data
+    data = decode_record(record.value(), record.headers()).data
     assert record.key() == b"van-7" and data["force"] == "gmp" and data["software"]["build"] == "deadbeef" and data["bundles_held"] == 0

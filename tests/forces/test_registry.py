@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.cli import main
 from services.common import cli_support
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.topic_reader import read_to_end
 from services.forces.registry import KNOWN_FORCES
 
@@ -52,7 +52,7 @@ def test_seven_forces_and_default_on_one_platform(forces_topic, broker, capsys):
     assert record["controller"] == {"email": "dpo@tvp.police.uk"} and record["keys"] == []
     assert record["roles"] == {"operator": "tvp:operator", "supervisor": "tvp:supervisor", "auditor": "tvp:auditor", "admin": "tvp:admin"}
     # every registration is on the audit chain, before its record
-    audit = [decode(r.value()).data for r in read_to_end({"bootstrap.servers": broker.bootstrap_servers}, "lfr.audit.v1",
+    audit = [decode_record(r.value(), r.headers()).data for r in read_to_end({"bootstrap.servers": broker.bootstrap_servers}, "lfr.audit.v2",
                                                          group_id="t", timeout_s=20)]
     assert {a["subject_id"] for a in audit if a["action"] == "force.add"} >= set(SEVEN)
 

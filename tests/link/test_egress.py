@@ -36,12 +36,12 @@ def test_renamed_versions_and_force_prefixes_follow():
 
 def test_records_are_checked_one_by_one():
     audit = audit_record(1)
-    assert withhold_reason("lfr.audit.v1", audit, []) is None
+    assert withhold_reason("lfr.audit.v2", audit, []) is None
     embedding = encode("lfr.embeddings.v1", {"embedding": b"\x01" * 512}, registry=NoValidation())
-    assert withhold_reason("lfr.audit.v1", embedding, []) == "not_an_outcome"
-    with_blob = encode("lfr.audit.v1", {"actor": "a", "action": "x", "at_ms": 1, "service": "s", "chip": b"\xff\xd8" * 100},
+    assert withhold_reason("lfr.audit.v2", embedding, []) == "not_an_outcome"
+    with_blob = encode("lfr.audit.v2", {"actor": "a", "action": "x", "at_ms": 1, "service": "s", "chip": b"\xff\xd8" * 100},
                        registry=NoValidation())
-    assert withhold_reason("lfr.audit.v1", with_blob, []) == "binary_payload"
+    assert withhold_reason("lfr.audit.v2", with_blob, []) == "binary_payload"
     assert withhold_reason("lfr.counts.v1", b"not an envelope", []) == "unknown_schema"
     cloudevent = [("ce_dataschema", b"https://openlfr.org/schemas/lfr.alerts.v3.json")]
     assert withhold_reason("lfr.alerts.v3", b'{"alert_id": "a"}', cloudevent) is None
@@ -63,7 +63,7 @@ def test_token_bucket_paces_bytes():
 
 def test_outbox_survives_reopening_and_ignores_a_row_taken_in_twice(tmp_path):
     box = Outbox(tmp_path / "o.sqlite")
-    rows = [OutboxRow(f"id-{i}", "lfr.audit.v1", b"k", b"v%d" % i, (("h", b"1"),)) for i in range(5)]
+    rows = [OutboxRow(f"id-{i}", "lfr.audit.v2", b"k", b"v%d" % i, (("h", b"1"),)) for i in range(5)]
     assert box.enqueue(rows, now_ms=1000) == 5
     assert box.enqueue(rows[:2], now_ms=1000) == 0
     first = box.peek(2)

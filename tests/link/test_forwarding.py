@@ -18,7 +18,8 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
 from services.common.broker import EmbeddedBroker
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.settings import load_settings
 from services.common.topics import apply_topics, load_topic_specs
 from services.link.dedup import SeenIds, link_id_of
@@ -54,7 +55,7 @@ def brokers(tmp_path):
 
 
 def audit(seq: int, key: str) -> bytes:
-    return encode("lfr.audit.v1", {"actor": "van:test", "action": "test.seq", "at_ms": seq, "service": "tests", "details": {"seq": seq, "key": key}})
+    return encode("lfr.audit.v2", {"actor": "van:test", "action": "test.seq", "at_ms": seq, "service": "tests", "details": {"seq": seq, "key": key}})
 
 
 def produce_outcomes(bootstrap: str, start: int, count: int) -> None:
@@ -72,7 +73,7 @@ def produce_biometric(bootstrap: str) -> None:
     for name in ("frames", "faces", "embeddings", "matches", "evidence", "watchlist"):
         producer.produce(topic_named(name), key=b"cam-1", value=b"\xff\xd8 jpeg or float32 bytes " + name.encode())
     producer.produce(topic_named("audit"), key=b"x", value=encode("lfr.embeddings.v1", {"embedding": b"\x01" * 512}, registry=NoValidation()))
-    producer.produce(topic_named("audit"), key=b"x", value=encode("lfr.audit.v1", {"actor": "a", "action": "x", "at_ms": 1, "service": "s",
+    producer.produce(topic_named("audit"), key=b"x", value=encode("lfr.audit.v2", {"actor": "a", "action": "x", "at_ms": 1, "service": "s",
                                                                                     "chip": b"\xff\xd8" * 64}, registry=NoValidation()))
     producer.produce(topic_named("alerts"), key=b"x", value=b"{}", headers=[("ce_dataschema", b"https://openlfr.org/schemas/lfr.faces.v1.json")])
     producer.produce(topic_named("dlq"), key=b"cam-1", value=b"\xff\xd8 a withheld frame",
@@ -115,7 +116,7 @@ def audit_sequence(records) -> dict[str, list[int]]:
     by_key: dict[str, list[int]] = {}
     for record in records:
         if record.topic() == topic_named("audit"):
-            data = decode(record.value()).data
+            data = decode_record(record.value(), record.headers()).data
             if data["action"] == "test.seq":
                 by_key.setdefault(data["details"]["key"], []).append(data["details"]["seq"])
     return by_key
@@ -185,7 +186,7 @@ def test_outcomes_only_reach_the_core_in_order_per_key_within_the_bandwidth_cap(
         thread.join(30)
         forwarder.close()
     assert {k: v for k, v in audit_sequence(sink.unique).items()} == {k: list(range(i, 200, 5)) for i, k in enumerate(KEYS)}
-    (erasure,) = [decode(r.value()).data for r in sink.unique if r.topic() == topic_named("audit") and decode(r.value()).data["action"] == "bundle.erased"]
+    (erasure,) = [decode_record(r.value(), r.headers()).data for r in sink.unique if r.topic() == topic_named("audit") and decode_record(r.value(), r.headers()).data["action"] == "bundle.erased"]
     assert erasure["details"]["bundle_id"] == "b-1" and erasure["actor"] == "van:van-3"
     assert sink.duplicates == 0
     assert_no_biometric_record(every_core_record(core.bootstrap_servers))

@@ -78,7 +78,7 @@ def test_dead_letters_of_biometric_records_keep_no_value():
                                      "height": 32, "media_type": "image/jpeg", "image": _jpeg(1)})
     for topic in ("lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3", "lfr.watchlist.v1"):
         assert dead_letter_value(topic, b"anything") == (None, WITHHELD)
-    assert dead_letter_value("lfr.audit.v1", b"x") == (b"x", ORIGINAL)
+    assert dead_letter_value("lfr.audit.v2", b"x") == (b"x", ORIGINAL)
     # An undeclared topic: what the record says it carries decides.
     assert dead_letter_value("custom.topic", frame) == (None, WITHHELD)
     assert dead_letter_value("custom.topic", b"\x00garbage") == (b"\x00garbage", ORIGINAL)

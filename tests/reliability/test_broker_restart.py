@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from services.common.broker import EmbeddedBroker
 from services.common.broker_supervisor import BrokerSupervisor
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import IngestSettings, PassthroughSettings, load_settings
 from services.common.topics import TopicSpec
@@ -79,7 +79,7 @@ def crash(broker: EmbeddedBroker, supervisor: BrokerSupervisor) -> float:
 
 
 def seqs(reader: TopicReader) -> set[int]:
-    return {decode(r.value()).data["details"]["seq"] for r in reader.poll()}
+    return {decode_record(r.value(), r.headers()).data["details"]["seq"] for r in reader.poll()}
 
 
 def test_runner_resumes_after_the_broker_restarts_empty(own_broker):

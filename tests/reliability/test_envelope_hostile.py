@@ -20,7 +20,7 @@ def envelope(header: bytes | str, blobs: bytes = b"") -> bytes:
 
 
 def audit_header(details: str) -> str:
-    return '{"schema":"lfr.audit.v1","data":{"actor":"a","action":"b","at_ms":1,"service":"s","details":' + details + "}}"
+    return '{"schema":"lfr.audit.v2","data":{"actor":"a","action":"b","at_ms":1,"service":"s","details":' + details + "}}"
 
 
 HOSTILE = {
@@ -30,7 +30,7 @@ HOSTILE = {
     "huge_integer": envelope(audit_header('{"n":' + "9" * 100_000 + "}")),
     "huge_exponent": envelope(audit_header('{"n":1e999999}')),
     "nan_literal": envelope(audit_header('{"n":NaN}')),
-    "bad_utf8": envelope(b'{"schema":"lfr.audit.v1","data":{"actor":"\xff\xfe"}}'),
+    "bad_utf8": envelope(b'{"schema":"lfr.audit.v2","data":{"actor":"\xff\xfe"}}'),
     "lone_surrogate": envelope(audit_header('{"s":"\\ud800"}')),
     "header_not_object": envelope("[1,2,3]"),
     "bytes_ref_wrong_type": envelope(audit_header('{"x":{"$bytes":"ab"}}')),
@@ -74,4 +74,4 @@ def test_valid_envelope_still_round_trips():
     frame = {"camera_id": "c", "deployment_id": "d", "seq": 2**40, "captured_at_ms": 1, "width": 4, "height": 4, "media_type": "image/jpeg", "image": b"\x00\x01"}
     assert decode(encode("lfr.frames.v1", frame)).data == frame
     audit = {"actor": "a", "action": "b", "at_ms": 1, "service": "s", "details": {"n": 2.5, "s": "caf\u00e9", "z": None}}
-    assert decode(encode("lfr.audit.v1", audit)).data == audit
+    assert decode(encode("lfr.audit.v2", audit)).data == audit

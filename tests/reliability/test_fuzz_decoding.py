@@ -24,7 +24,7 @@ from services.ingest.cameras import load_cameras
 
 JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
 JSON = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
-SCHEMAS = st.sampled_from(["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.watchlist.v1", "lfr.audit.v1", "lfr.nope.v1", ""])
+SCHEMAS = st.sampled_from(["lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.watchlist.v1", "lfr.audit.v2", "lfr.nope.v1", ""])
 
 
 def envelope(header: bytes, blobs: bytes = b"") -> bytes:

@@ -8,7 +8,7 @@ import struct
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.schemas import SchemaRegistry, schemas_dir
 from services.common.settings import PassthroughSettings, load_settings
@@ -34,7 +34,7 @@ def _headers(record) -> dict[str, str]:
 
 def test_deeply_nested_header_is_dead_lettered_and_the_partition_flows(broker, kafka_env, monkeypatch, reader):
     settings, source, sink, dlq = _setup(broker, monkeypatch, "deep")
-    header = ('{"schema":"lfr.audit.v1","data":' + "[" * 100_000 + "]" * 100_000 + "}").encode()
+    header = ('{"schema":"lfr.audit.v2","data":' + "[" * 100_000 + "]" * 100_000 + "}").encode()
     deep = b"LFR\x01" + struct.pack(">I", len(header)) + header
     produce(broker.bootstrap_servers, source, [audit_record(0), deep, audit_record(1)], keys=[b"k"] * 3)
     runner = StageRunner("deep-test", settings, functools.partial(passthrough, output_topic=sink), [source])
@@ -51,7 +51,7 @@ class _ExplodingRegistry(SchemaRegistry):
     """A real registry whose validator meets an error nobody planned for on one message type."""
 
     def validate(self, name, body):
-        if name == "lfr.audit.v1" and body.get("actor") == "explode":
+        if name == "lfr.audit.v2" and body.get("actor") == "explode":
             raise RecursionError("validator recursed")
         return super().validate(name, body)
 
@@ -60,14 +60,15 @@ def test_unexpected_decode_exception_is_dead_lettered_not_fatal(broker, kafka_en
     from services.common.envelope import encode
 
     settings, source, sink, dlq = _setup(broker, monkeypatch, "unexp")
-    explode = encode("lfr.audit.v1", {"actor": "explode", "action": "x", "at_ms": 1, "service": "s", "details": {}})
+    explode = encode("lfr.audit.v2", {"actor": "explode", "action": "x", "at_ms": 1, "service": "s", "details": {}})
     produce(broker.bootstrap_servers, source, [explode, audit_record(1)], keys=[b"k"] * 2)
     runner = StageRunner(
         "unexp-test", settings, functools.partial(passthrough, output_topic=sink), [source], registry=_ExplodingRegistry(schemas_dir())
     )
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(runner) as result:
-        assert decode(out.read_until(1)[0].value()).data["details"]["seq"] == 1
+        (record,) = out.read_until(1)
+        assert decode_record(record.value(), record.headers()).data["details"]["seq"] == 1
         headers = _headers(dead.read_until(1)[0])
     assert result["code"] == 0
     assert headers["lfr_dlq_reason"] == "decode_error" and headers["lfr_dlq_error_class"] == "RecursionError"
@@ -84,7 +85,8 @@ def test_record_too_big_to_dead_letter_whole_is_dead_lettered_truncated(broker, 
     runner = StageRunner("huge-test", settings, functools.partial(passthrough, output_topic=sink), [source])
     out, dead = reader(sink), reader(dlq)
     with running_in_thread(runner) as result:
-        assert decode(out.read_until(1, timeout_s=60)[0].value()).data["details"]["seq"] == 7
+        (record,) = out.read_until(1, timeout_s=60)
+        assert decode_record(record.value(), record.headers()).data["details"]["seq"] == 7
         record = dead.read_until(1)[0]
     assert result["code"] == 0
     headers = _headers(record)

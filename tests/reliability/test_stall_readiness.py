@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
 from services.common.broker import EmbeddedBroker
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.health import Health
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
@@ -94,7 +94,7 @@ def test_a_stage_whose_broker_goes_away_reports_not_ready_until_it_is_back(tmp_p
             produce(broker.bootstrap_servers, source, [audit_record(100)], keys=[b"k"])
             out = TopicReader(broker.bootstrap_servers, sink)
             try:
-                wait_until(lambda: 100 in {decode(r.value()).data["details"]["seq"] for r in out.poll()},
+                wait_until(lambda: 100 in {decode_record(r.value(), r.headers()).data["details"]["seq"] for r in out.poll()},
                            RECOVERY_BOUND_S, "a record through the stage after the restart")
             finally:
                 out.close()

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
 from services.face.models import SFACE, ModelIdentity
 from services.matcher.service import build
@@ -122,7 +123,7 @@ def test_bad_watchlist_records_are_skipped_reported_and_later_changes_applied(br
             assert headers["lfr_dlq_payload"] == "withheld" and dead_letter.value() is None
             assert headers["lfr_dlq_topic"] == topics["watchlist"] and headers["lfr_dlq_reason"]
         audit = reader(topics["audit"])
-        wait_until(lambda: sum(decode(r.value()).data["action"] == "watchlist.record_rejected" for r in audit.poll()) >= 3,
+        wait_until(lambda: sum(decode_record(r.value(), r.headers()).data["action"] == "watchlist.record_rejected" for r in audit.poll()) >= 3,
                    20, "three watchlist.record_rejected audit records")
     finally:
         materialiser.stop()

@@ -75,7 +75,7 @@ def test_untrusted_input_cannot_reach_the_watchlist_or_the_audit():
         if name != "admin":
             assert not principal.may("lfr.watchlist.v1", "Write"), name
         if name not in ("admin", "matcher", "review"):
-            assert not principal.may("lfr.audit.v1", "Write"), name
+            assert not principal.may("lfr.audit.v2", "Write"), name
     assert {t: "Write" in ops for t, ops in ACCESS["ingest"].topics.items()} == {
         "lfr.frames.v1": True, "lfr.dlq.v1": True, "lfr.deployments.v1": False}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from services.cli import main as lfr
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from tests.kafka_helpers import create_topics, unique
 
 
@@ -17,7 +17,7 @@ def test_camera_changes_are_audited_first(broker, kafka_env, monkeypatch, reader
     base = ["cameras", "--file", str(cameras)]
     assert lfr([*base, "add", "--id", "north-1", "--deployment", "op-7", "--source", "rtsp://admin:hunter2@10.1.2.3/s1"]) == 0
     assert lfr([*base, "remove", "--id", "north-1"]) == 0
-    records = [decode(r.value()).data for r in reader(audit).read_until(2)]
+    records = [decode_record(r.value(), r.headers()).data for r in reader(audit).read_until(2)]
     assert [(r["action"], r["subject_id"], r["actor"]) for r in records] == [
         ("camera.add", "north-1", "test:operator"), ("camera.remove", "north-1", "test:operator")]
     assert "hunter2" not in json.dumps(records) and records[0]["details"]["deployment_id"] == "op-7"

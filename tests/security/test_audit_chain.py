@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from services.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
 from services.audit.writer import AuditWriter
 from services.cli import main as lfr
-from services.common.envelope import encode
+from services.common.jsonevents import encode
 from services.common.settings import AuditSettings, load_settings
 from services.common.signing import Keyring, Signer
 from tests.kafka_helpers import create_topics, unique
@@ -92,8 +92,7 @@ def test_lfr_audit_verify_reads_the_topic_and_names_the_record(broker, kafka_env
     create_topics(broker.bootstrap_servers, topic, partitions=1)
     settings = load_settings(AuditSettings)
     writer = AuditWriter(settings, topic, writer_key, "test")
-    for i in range(N):
-        writer.write("watchlist.add", f"s{i}", {"n": i}, requested_by="free text")
+    written = [writer.write("watchlist.add", f"s{i}", {"n": i}, requested_by="free text") for i in range(N)]
     writer.close()
     assert lfr(["audit", "verify", "--topic", topic]) == 0
     assert f"{N} records, chain intact" in capsys.readouterr().out
@@ -101,9 +100,16 @@ def test_lfr_audit_verify_reads_the_topic_and_names_the_record(broker, kafka_env
     values = read_values(broker.bootstrap_servers, topic)
     records = [json_record(v) for v in values]
     assert [r["actor"] for r in records] == ["Sgt 7 Writer"] * N and records[0]["details"]["requested_by"] == "free text"
+    # On the wire: plain JSON CloudEvents (lfr.audit.v2) whose ce_id is the chain hash; the hash
+    # and signature are over the record's canonical JSON, so reading it back gives the same hash.
+    for (value, headers), (sealed, digest) in zip(values, written, strict=True):
+        attrs = dict((name, raw.decode()) for name, raw in headers)
+        assert attrs["content-type"] == "application/json" and attrs["ce_type"] == "org.openlfr.audit.recorded"
+        assert attrs["ce_id"] == digest == record_hash(json.loads(value)) and json.loads(value) == sealed
+        assert attrs["ce_subject"] == sealed["subject_id"] and attrs["ce_dataschema"].endswith("/lfr.audit.v2.json")
     edited = dict(records[2], subject_id="s9")
     cases = {
-        "edited": (values[:2] + [encode("lfr.audit.v1", edited)] + values[3:], "offset 2 (seq 2): edited"),
+        "edited": (values[:2] + [encode("lfr.audit.v2", edited)] + values[3:], "offset 2 (seq 2): edited"),
         "removed": (values[:2] + values[3:], "offset 2 (seq 3): removed"),
         "reordered": (values[:2] + [values[3], values[2]] + values[4:], "offset 2 (seq 3): reordered"),
         "inserted": (values[:2] + [values[0]] + values[2:], "offset 2 (seq 0): inserted"),
@@ -112,8 +118,8 @@ def test_lfr_audit_verify_reads_the_topic_and_names_the_record(broker, kafka_env
         copy = unique(f"audit-{name}")
         create_topics(broker.bootstrap_servers, copy, partitions=1)
         producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
-        for value in tampered:
-            producer.produce(copy, value=value)
+        for value, headers in tampered:
+            producer.produce(copy, value=value, headers=headers)
         producer.flush(10)
         assert lfr(["audit", "verify", "--topic", copy]) == 1, name
         assert expected in capsys.readouterr().out, name
@@ -124,13 +130,14 @@ def test_lfr_audit_verify_reads_the_topic_and_names_the_record(broker, kafka_env
     assert lfr(["audit", "show", "--topic", topic, "--actor", "nobody"]) == 0 and capsys.readouterr().out == ""
 
 
-def json_record(value: bytes) -> dict:
-    from services.common.envelope import decode
+def json_record(record: tuple[bytes, list]) -> dict:
+    from services.common.jsonevents import decode_record
 
-    return decode(value).data
+    return decode_record(*record).data
 
 
-def read_values(bootstrap: str, topic: str) -> list[bytes]:
+def read_values(bootstrap: str, topic: str) -> list[tuple[bytes, list]]:
+    """(value, headers) of each record of partition 0."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"), "enable.partition.eof": True})
     consumer.assign([TopicPartition(topic, 0, 0)])
     values = []
@@ -138,7 +145,7 @@ def read_values(bootstrap: str, topic: str) -> list[bytes]:
         message = consumer.poll(5)
         if message is None or message.error() is not None:
             break
-        values.append(message.value())
+        values.append((message.value(), message.headers() or []))
     consumer.close()
     return values
 
@@ -226,3 +233,58 @@ def test_concurrent_writers_fork_the_chain_and_the_join_keeps_it_verifiable(brok
     # Without the join (a writer stopped after its raced append), the chain verifies with a warning.
     report = verify_chain(positions(records[:4]), ring)
     assert report.ok and report.unjoined == (2,)
+
+
+def test_lfr_audit_migrate_copies_a_v1_trail_with_its_hashes(broker, kafka_env, monkeypatch, capsys, keys):
+    """The v1 trail (binary envelopes) copied into lfr.audit.v2 (plain JSON) keeps every hash:
+    the chain verifies with the same head, the audit index confirms a change audited in v1, and
+    the writer goes on from the copied head. A second copy, or a broken old chain, is refused."""
+    from services.audit.index import AuditIndex
+    from services.audit.writer import change_digest
+    from services.common import envelope
+
+    writer_key, ring = keys
+    ring.save()
+    monkeypatch.setenv("LFR_KEYRING_FILE", str(ring.path))
+    old, new = unique("audit-v1"), unique("audit-v2")
+    create_topics(broker.bootstrap_servers, old, new, partitions=1)
+    digest = change_digest("lfr.watchlist.v1", b"s1", b"entry")
+    records, prev = [], GENESIS
+    for i in range(4):
+        details = {"change_sha256": digest} if i == 1 else {"n": i}
+        records.append(seal({"action": "watchlist.add", "at_ms": 1000 + i, "service": "test", "subject_id": f"s{i}",
+                             "details": details}, writer_key, i, prev))
+        prev = record_hash(records[-1])
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for record in records:  # as the v1 writer wrote them: envelopes, no headers
+        producer.produce(old, key=record["subject_id"].encode(), value=envelope.encode("lfr.audit.v2", record))  # same fields as v1
+    producer.flush(10)
+
+    assert lfr(["audit", "verify", "--topic", old]) == 0  # the readers still read the old format
+    capsys.readouterr()
+    assert lfr(["audit", "migrate", "--from", old, "--to", new]) == 0
+    assert f"4 records, head {prev} (unchanged)" in capsys.readouterr().out
+    copied = read_values(broker.bootstrap_servers, new)
+    assert [json_record(v) for v in copied] == records
+    assert all(dict(headers)["content-type"] == b"application/json" for _, headers in copied)
+    settings = load_settings(AuditSettings)
+    index = AuditIndex(settings, new, ring)
+    try:
+        assert index.confirms(record_hash(records[1]), "lfr.watchlist.v1", b"s1", b"entry")
+    finally:
+        index.close()
+    writer = AuditWriter(settings, new, writer_key, "test")
+    sealed, _ = writer.write("watchlist.remove", "s1", {"n": 9})
+    writer.close()
+    assert (sealed["seq"], sealed["prev_hash"]) == (4, prev)
+    assert lfr(["audit", "verify", "--topic", new]) == 0
+
+    assert lfr(["audit", "migrate", "--from", old, "--to", new]) == 1  # the new trail is no longer empty
+    assert "already holds records, nothing copied" in capsys.readouterr().err
+    broken = unique("audit-broken")
+    create_topics(broker.bootstrap_servers, broken, partitions=1)
+    for record in records[:1] + records[2:]:  # one removed
+        producer.produce(broken, value=envelope.encode("lfr.audit.v2", record))
+    producer.flush(10)
+    assert lfr(["audit", "migrate", "--from", broken, "--to", unique("unused")]) == 1
+    assert "does not verify, nothing copied" in capsys.readouterr().err

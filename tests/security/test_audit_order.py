@@ -59,7 +59,7 @@ def test_audit_show_shows_only_what_verifies(broker, kafka_env, monkeypatch, cap
     _record, head = writer.write("watchlist.add", "s0", {"n": 0})
     writer.close()
     forged = seal({"action": "watchlist.remove", "at_ms": 1, "service": "watchlist", "subject_id": "s0"}, stranger, 1, head)
-    produce(broker.bootstrap_servers, topic, [encode("lfr.audit.v1", forged)])
+    produce(broker.bootstrap_servers, topic, [encode("lfr.audit.v2", forged)])
     assert lfr(["audit", "show", "--topic", topic, "--json"]) == 1
     captured = capsys.readouterr()
     assert [line.count('"watchlist.add"') for line in captured.out.splitlines()] == [1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from services.cli import main as lfr
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.signing import Keyring, Signer
 from tests.kafka_helpers import create_topics, unique
 
@@ -36,5 +36,5 @@ def test_create_list_revoke(broker, kafka_env, monkeypatch, reader, tmp_path, ca
     assert lfr(["keys", "revoke", created[1]["key_id"], "--reason", "laptop lost"]) == 0
     revoked = Keyring.load(ring).get(created[1]["key_id"])
     assert revoked.revoked_at_ms is not None and revoked.revoked_reason == "laptop lost"
-    (record,) = [decode(r.value()).data for r in reader(audit).read_until(1)]
+    (record,) = [decode_record(r.value(), r.headers()).data for r in reader(audit).read_until(1)]
     assert (record["action"], record["actor"], record["details"]["key_id"]) == ("keys.revoke", "Insp 5 Authoriser", created[1]["key_id"])

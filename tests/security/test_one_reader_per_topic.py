@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 READS = re.compile(r"\b(read_to_end|read_records|read_topic|read_audit|assign_from_beginning|Consumer)\(")
-GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic|forces_topic)\b|lfr\.(watchlist|deployments|audit|forces)\.v1")
+GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic|forces_topic)\b|lfr\.(watchlist|deployments|audit|forces)\.v\d+")
 
 # module -> what it must use to verify (None: reads without applying anything, with the reason)
 READERS = {

@@ -13,7 +13,7 @@ import pytest
 
 from services.audit.identity import ephemeral_identity
 from services.cli import main as lfr
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, load_settings
 from services.common.signing import Keyring, Signer
 from services.deployments.admin import DeploymentAdmin
@@ -100,7 +100,7 @@ def test_only_a_key_administrator_registers_and_a_hand_edited_rank_is_no_rank(fo
     # Every registration is audited, signed by the administrator.
     reader = TopicReader(__import__("os").environ["LFR_KAFKA_BOOTSTRAP_SERVERS"], topics["audit"])
     try:
-        registered = [r for r in (decode(m.value()).data for m in reader.read_until(2)) if r["action"].startswith("keys.")]
+        registered = [r for r in (decode_record(m.value(), m.headers()).data for m in reader.read_until(2)) if r["action"].startswith("keys.")]
     finally:
         reader.close()
     assert [(r["action"], r["details"]["rank"], r["actor"]) for r in registered] == [

@@ -11,7 +11,8 @@ from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
 from services.audit.identity import ephemeral_identity
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
 from services.common.signing import Keyring, Signer
 from services.face.models import SFACE, ModelIdentity
@@ -103,7 +104,7 @@ def test_unverified_records_change_nothing_and_are_reported(wired, broker, reade
     wait_until(lambda: {r: refusals(r) - before[r] for r in expected} == expected, 20, "every refusal counted")
     dlq = reader(TOPICS["dlq"])
     dead = dlq.read_until(8)
-    audit = [decode(r.value()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 8)]
+    audit = [decode_record(r.value(), r.headers()).data for r in reader(TOPICS["audit"]).read_until(2 + 1 + 2 + 8)]
 
     # Nothing changed: alice and bob listed with their own vectors, mallory and carol absent.
     assert index.subjects() == {"alice", "bob"}

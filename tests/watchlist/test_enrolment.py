@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from services.common.envelope import decode, encode
+from services.common.jsonevents import decode_record
 from services.common.settings import WatchlistSettings, load_settings
 from services.watchlist.admin import WatchlistAdmin
 from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
@@ -127,7 +128,7 @@ def test_lookalike_is_flagged_in_output_and_audit(admin, reader, lfw_dir):
     flagged = watchlist_admin.add(request("putin-b", [photo(lfw_dir, "Vladimir_Putin", 2)]))
     assert flagged.status == "enrolled"
     assert [x.subject_id for x in flagged.lookalikes] == ["putin-a"]
-    records = [decode(r.value()).data for r in reader(audit).read_until(4)]
+    records = [decode_record(r.value(), r.headers()).data for r in reader(audit).read_until(4)]
     actions = [(r["action"], r.get("subject_id")) for r in records]
     assert actions == [("watchlist.add", "putin-a"), ("watchlist.add", "sharon"), ("watchlist.add", "putin-b"),
                        ("watchlist.lookalike_flagged", "putin-b")]
@@ -147,7 +148,8 @@ def test_marginal_photo_flag_reaches_the_officers(admin, reader, lfw_dir):
     assert outcome.as_dict()["quality_flags"][1] == []
     listed = watchlist_admin.list()[0].describe()["embeddings"]
     assert "small_face" in listed[0]["quality_flags"] and "quality_flags" not in listed[1]
-    assert decode(reader(audit).read_until(1)[0].value()).data["details"]["quality_flags"].startswith("small_face")
+    (record,) = reader(audit).read_until(1)
+    assert decode_record(record.value(), record.headers()).data["details"]["quality_flags"].startswith("small_face")
 
 
 def test_remove_writes_tombstone_and_audit(admin, reader, lfw_dir):
@@ -157,7 +159,8 @@ def test_remove_writes_tombstone_and_audit(admin, reader, lfw_dir):
     assert not watchlist_admin.remove("sharon", "Sgt 42", "again")
     records = reader(watchlist).read_until(2)
     assert records[-1].key() == b"sharon" and records[-1].value() is None
-    assert decode(reader(audit).read_until(2)[-1].value()).data["action"] == "watchlist.remove"
+    last = reader(audit).read_until(2)[-1]
+    assert decode_record(last.value(), last.headers()).data["action"] == "watchlist.remove"
     assert watchlist_admin.store.read_all() == {}
 
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from services.cli import main as lfr
-from services.common.envelope import decode
+from services.common.jsonevents import decode_record
 from tests.kafka_helpers import create_topics, unique
 
 
@@ -41,4 +41,4 @@ def test_folder_import_batches_writes_and_ends_with_a_summary(lfw_dir, broker, m
     assert "3 enrolled, 0 updated, 0 flagged as look-alikes, 1 refused" in captured.err
     assert "lfr watchlist import: 4/4 (100%)" in captured.err  # not a TTY: plain progress lines
     assert sorted(r.key().decode() for r in reader(watchlist).read_until(3)) == names
-    assert {decode(r.value()).data["action"] for r in reader(audit).read_until(3)} == {"watchlist.add"}
+    assert {decode_record(r.value(), r.headers()).data["action"] for r in reader(audit).read_until(3)} == {"watchlist.add"}

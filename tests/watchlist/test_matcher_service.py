@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from services.common.envelope import decode, encode
+from services.common.envelope import encode
+from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
 from services.matcher.service import build
@@ -89,7 +90,7 @@ def test_watchlist_matching_removal_expiry_and_restart(setup, broker, reader, lf
         return seq
 
     def matched(seq: int) -> list[str]:
-        return [d["subject_id"] for d in (decode(r.value()).data for r in matches.poll()) if d["face"]["frame"]["seq"] == seq]
+        return [d["subject_id"] for d in (decode_record(r.value(), r.headers()).data for r in matches.poll()) if d["face"]["frame"]["seq"] == seq]
 
     monkeypatch.setenv("LFR_QDRANT_PATH", str(tmp_path / "qdrant-a"))
     monkeypatch.setenv("LFR_AUTO_COMMIT_INTERVAL_MS", "100")
