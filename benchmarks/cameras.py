@@ -22,9 +22,14 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
    analysed (converted and JPEG-encoded) per camera, no broker: the frames per second each
    camera delivered and the cores the reading process used (process CPU over wall time).
 
-The keys of the four-camera run (``four_cameras``, ``overload_over_baseline_faces_per_s``) are
-written as null: that run is not built yet. Figures are from whatever machine runs this; the
-recall figures do not depend on its load, the costs do.
+4. ``four_cameras``: four such cameras through the whole pipeline (benchmarks/four_cameras.py,
+   analysed-rate policy steady-analysed/v1 at 10 fps), and the same with every frame analysed
+   (``walker_recall_all_frames``), with the per-stage CPU per analysed frame. Left null with
+   ``--recall-only`` and ``--smoke`` (tests/pipeline/test_four_cameras.py runs a short one).
+   ``overload_over_baseline_faces_per_s`` stays null: not measured here yet.
+
+Figures are from whatever machine runs this; the recall figures do not depend on its load, the
+costs and rates do.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from services.demo.dataset import resolve_data_dir  # noqa: E402
 from services.face import FaceDetector  # noqa: E402
@@ -193,6 +199,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "cameras.json")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1080p, two widths, one frame, a short stream")
+    parser.add_argument("--pipeline-seconds", type=float, default=30.0, help="measured window of each four-camera pipeline run")
     parser.add_argument("--recall-only", action="store_true",
                         help="only the face-width recall (load-independent); the stream costs are left out, the four-camera run kept from --out")
     args = parser.parse_args()
@@ -219,6 +226,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="lfr-cameras-") as scratch:
             costs = stream_costs(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
             four = four_cameras_ingest(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
+    four_cameras = None
+    if not (args.recall_only or args.smoke):
+        import four_cameras as pipeline_run
+
+        with tempfile.TemporaryDirectory(prefix="lfr-four-") as scratch:
+            analysed = pipeline_run.run(data_dir, Path(scratch) / "analysed", seconds=args.pipeline_seconds)
+            every = pipeline_run.run(data_dir, Path(scratch) / "every", seconds=args.pipeline_seconds, analysed_fps=pipeline_run.INPUT_FPS)
+        four_cameras = analysed if "skipped" in analysed else {
+            **analysed, "walker_recall_all_frames": every.get("walker_recall"),
+            "all_frames": {k: every.get(k) for k in ("analysed_fps_per_camera", "walker_recall", "false_alerts", "capture_to_alert_ms",
+                                                     "cores_used", "frames_skipped", "watchlisted_walkers_shown")}}
     result = {
         "smoke": args.smoke,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -226,7 +244,7 @@ def main() -> int:
         "face_width_recall": recall,
         "stream_costs_1080p": costs,
         "four_cameras_ingest_only": four,
-        "four_cameras": None,  # not built yet (issue #27 point 2)
+        "four_cameras": four_cameras,
         "overload_over_baseline_faces_per_s": None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
