@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 from pathlib import Path
 
@@ -50,11 +51,17 @@ class Setting:
 
 
 def settings_classes() -> list[type]:
-    """Every concrete settings class of services/common/settings.py."""
-    from services.common import settings as module
+    """Every settings class defined in a settings module of services/ (common/settings.py, link/settings.py, ...)."""
+    import importlib
 
-    return [cls for _name, cls in inspect.getmembers(module, inspect.isclass)
-            if cls.__module__ == module.__name__ and issubclass(cls, module.LfrSettings)]
+    from services.common.settings import LfrSettings
+
+    classes = []
+    for path in sorted(SERVICES.rglob("settings.py")):
+        module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        classes += [cls for _name, cls in inspect.getmembers(module, inspect.isclass)
+                    if cls.__module__ == module.__name__ and issubclass(cls, LfrSettings)]
+    return classes
 
 
 def settings() -> dict[str, Setting]:
@@ -100,11 +107,16 @@ def _exposed(kind: str, name: str) -> str:
     return name
 
 
+@functools.cache
+def _parsed() -> tuple[tuple[Path, ast.Module], ...]:
+    """Every module of services/, parsed once per process."""
+    return tuple((path, ast.parse(path.read_text(encoding="utf-8"), str(path))) for path in sorted(SERVICES.rglob("*.py")))
+
+
 def metrics() -> dict[str, Metric]:
     """Every Prometheus metric constructed in services/, found by parsing the source."""
     found: dict[str, Metric] = {}
-    for path in sorted(SERVICES.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for path, tree in _parsed():
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
                 continue
@@ -140,8 +152,8 @@ def _string(node: ast.AST | None) -> str:
 def string_literals() -> set[str]:
     """Every string constant of services/ (header names, claims and other lfr_ words that are not metrics)."""
     found: set[str] = set()
-    for path in SERVICES.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for _path, tree in _parsed():
+        for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 found.add(node.value)
     return found

@@ -172,7 +172,7 @@ def figures_page() -> str:
              "```sh\n"
              "make faults\n"
              ".venv/bin/lfr docs publish tests/results/faults.json --machine \"2 cores, quiet\" --command \"make faults\"\n"
-             ".venv/bin/lfr docs      # re-renders this page; tests/test_docs_figures.py fails while it is stale\n"
+             ".venv/bin/lfr docs      # re-renders this page; tests/test_docs_drift.py fails while it is stale\n"
              "```\n\n"]
     files = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
     if not files:
