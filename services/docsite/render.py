@@ -174,9 +174,10 @@ def figures_page() -> str:
              ".venv/bin/lfr docs publish tests/results/faults.json --machine \"2 cores, quiet\" --command \"make faults\"\n"
              ".venv/bin/lfr docs      # re-renders this page; tests/test_docs_drift.py fails while it is stale\n"
              "```\n\n"]
+    lines.append(calibration_section())
     files = sorted(RESULTS.glob("*.json")) if RESULTS.is_dir() else []
     if not files:
-        lines.append("No results published yet.\n")
+        lines.append("No benchmark or fault results published yet.\n")
     for path in files:
         record = json.loads(path.read_text(encoding="utf-8"))
         kind = record["kind"]
@@ -186,6 +187,33 @@ def figures_page() -> str:
         if record.get("note"):
             lines.append(f"{record['note']}\n")
         lines.append("\n" + RENDERERS.get(kind, _generic_table)(record["data"]) + "\n")
+    return "".join(lines)
+
+
+def calibration_section() -> str:
+    """The shipped threshold calibration (written from `lfr eval` output): the floor and FPIR by threshold."""
+    from services.deployments import calibration
+
+    lines = []
+    for path in sorted(calibration.CALIBRATION_DIR.glob("*.json")):
+        cal = calibration.load(path)
+        floor = cal.floor()
+        source = cal.source
+        lines += [f"## Threshold calibration: {cal.model}\n\n",
+                  f"From `{_relative(path)}`, written by `python -m services.deployments.calibration` from "
+                  f"`{source.get('command', '?')}` (data set {source.get('dataset', '?')}, seed {source.get('seed', '?')}; "
+                  "the evaluation is deterministic, so any machine gives these figures). "
+                  f"Reference watchlist {cal.reference_watchlist_size:,} subjects, {cal.nonmated_searches:,} non-mated searches.\n\n",
+                  f"**Threshold floor: {floor:.2f}**, the lowest calibrated threshold with FPIR <= "
+                  f"{calibration.FLOOR_FPIR:g} for a {calibration.FLOOR_WATCHLIST_SIZE:,}-subject watchlist "
+                  "([Deployments](../officers/deployments.md)). A threshold with no observed false alarm counts as one.\n\n",
+                  f"| threshold | false alarms / searches | FPIR at {cal.reference_watchlist_size:,} | FPIR scaled to 1,000 | FPIR scaled to 5,000 |\n",
+                  "|---|---|---|---|---|\n"]
+        for point in cal.points:
+            if 0.40 - 1e-9 <= point.threshold <= 0.60 + 1e-9:
+                lines.append(f"| {point.threshold:.2f} | {point.false_alarms:,} / {cal.nonmated_searches:,} | {point.fpir:.2g} | "
+                             f"{cal.fpir(point.threshold, 1000):.2g} | {cal.fpir(point.threshold, 5000):.2g} |\n")
+        lines.append("\n")
     return "".join(lines)
 
 
