@@ -44,3 +44,21 @@ def test_links_to_code_become_paths(tmp_path):
     assert "`services/dispatch/README.md` and" in out
     assert "[topics](../topics.md#lfralertsv3)" in out and "![shot](../review-console.png)" in out
     assert "[site](https://example.org)" in out
+
+
+def test_the_readme_is_a_front_door_with_one_click_per_reader():
+    """Every relative link of the README reaches a file (and its anchor, for site pages), and each
+    reader's page is linked from it directly."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200, "the README is a front door; move detail into docs/"
+    for target in re.findall(r"\]\((?!https?://)([^)\s]+)\)", readme):
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).exists(), f"README links to missing {path}"
+        if anchor and path.endswith(".md"):
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(encoding="utf-8"), re.MULTILINE)
+            slugs = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"README links to {target}: no such heading"
+    for reader in ("platform", "operations", "officers", "assurance", "integrators", "evaluators"):
+        assert f"](docs/{reader}/index.md)" in readme, reader
