@@ -85,3 +85,25 @@ def test_the_inventory_sees_the_code():
     assert "lfr_build_info" in metrics
     assert "lfr.alerts.v3" in inventory.topics()
     assert {r["alert"] for r in inventory.alert_rules()} >= {"OpenLFRServiceDown", "OpenLFRRetentionBroken"}
+
+
+def test_benchmark_results_render_as_tables(monkeypatch, tmp_path):
+    """What benchmarks/security.py and benchmarks/matcher.py write renders once published."""
+    security = {"smoke": False, "machine": {"python": "3.11.7", "cpu_count": 2},
+                "watchlist_load": {"records": 2000, "decode_ms_per_record": 0.043, "verify_and_decode_ms_per_record": 0.137,
+                                   "ratio_verified_over_decode": 3.19},
+                "audit_append": {"appends": 100, "record_bytes": 361, "plain_produce_ms": 0.12, "chained_signed_ms": 0.56,
+                                 "ratio_chained_over_plain": 4.6}}
+    engine = {"p50_ms": 2.4, "p99_ms": 2.6, "recall_at_1": 1.0}
+    matcher = {"benchmark": "matcher", "timestamp": "2026-12-02T09:00:00+00:00", "batch": 16,
+               "sizes": [{"subjects": 10000, "embedded": engine, "embedded_snapshot": engine, "local": engine, "exact": engine,
+                          "loadavg_1m": {"before": 0.5, "after": 0.7}}]}
+    for name, data in (("security", security), ("matcher", matcher)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(render, "RESULTS", tmp_path / "published")
+    render.publish(tmp_path / "security.json", "2 cores", "python benchmarks/security.py", date="2026-12-02")
+    render.publish(tmp_path / "matcher.json", "2 cores", "python benchmarks/matcher.py")
+    page = render.figures_page()
+    assert "| 0.043 (decode only) | 0.137 (signature checked) | x3.19 |" in page
+    assert "Run: 2026-12-02T09:00:00+00:00, on 2 cores" in page  # the benchmark's own timestamp
+    assert "| 10,000 | 2.4 / 2.6 | 1.0 | 2.4 / 2.6 |" in page

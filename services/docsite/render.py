@@ -161,8 +161,30 @@ def _generic_table(data: object) -> str:
     return "".join(rows)
 
 
-RENDERERS = {"faults": _faults_table}
-TITLES = {"faults": "Faults and hostile input (`make faults`)"}
+def _security_table(data: dict) -> str:
+    load, audit = data["watchlist_load"], data["audit_append"]
+    return ("| measurement | baseline | with security | ratio |\n|---|---|---|---|\n"
+            f"| loading {load['records']:,} watchlist records, ms per record | {load['decode_ms_per_record']:.3f} (decode only) | "
+            f"{load['verify_and_decode_ms_per_record']:.3f} (signature checked) | x{load['ratio_verified_over_decode']:.2f} |\n"
+            f"| one audit append of {audit['record_bytes']} bytes, ms | {audit['plain_produce_ms']:.2f} (plain acknowledged produce) | "
+            f"{audit['chained_signed_ms']:.2f} (chained, signed) | x{audit['ratio_chained_over_plain']:.2f} |\n")
+
+
+def _matcher_table(data: dict) -> str:
+    rows = ["| subjects | embedded p50 / p99 ms | recall@1 | with snapshot p50 / p99 ms | local mode p50 / p99 ms | exact p50 / p99 ms | load (1 min) before / after |\n",
+            "|---|---|---|---|---|---|---|\n"]
+    for row in data["sizes"]:
+        def pair(engine: str) -> str:
+            return f"{row[engine]['p50_ms']} / {row[engine]['p99_ms']}"
+        load = row.get("loadavg_1m", {})
+        rows.append(f"| {row['subjects']:,} | {pair('embedded')} | {row['embedded'].get('recall_at_1', '')} | {pair('embedded_snapshot')} | "
+                    f"{pair('local')} | {pair('exact')} | {load.get('before', '')} / {load.get('after', '')} |\n")
+    return "".join(rows) + f"\nPer batch of {data.get('batch', 16)} probes (`benchmarks/matcher.py`).\n"
+
+
+RENDERERS = {"faults": _faults_table, "security": _security_table, "matcher": _matcher_table}
+TITLES = {"faults": "Faults and hostile input (`make faults`)", "security": "Cost of signatures and the audit chain (`benchmarks/security.py`)",
+          "matcher": "Matcher: the watchlist index (`benchmarks/matcher.py`)"}
 
 
 def figures_page() -> str:
