@@ -2,7 +2,7 @@
 
 YuNet's input is a fixed 640x640 (services/face/detector.py): a whole 1080p frame is shrunk by 3
 and a 4K frame by 6, so a face 32 px wide in 1080p reaches the model 11 px wide, below what it
-finds (benchmarks/cameras.py: recall 0.09 at 32 px, 0.57 at 48 px in 1080p). Policy
+finds (benchmarks/cameras.py: recall 0.10 at 32 px, 0.61 at 48 px in 1080p). Policy
 ``tiles-plus-whole/v1``: a camera's frame (or its region of interest) is cut into ``columns``
 tiles across and as many rows as keep the tiles about square, each tile overlapping its
 neighbours by ``overlap`` of its size, and every tile is detected at the model's input size on
