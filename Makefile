@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/security.py
 	$(BIN)/python benchmarks/cameras.py
+	$(BIN)/python benchmarks/frame_formats.py
 
 # The documentation site into site/ (git-ignored); `$(BIN)/mkdocs serve` to browse it live.
 docs: $(STAMP)

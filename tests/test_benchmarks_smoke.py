@@ -115,11 +115,23 @@ def test_cameras_benchmark_smoke(tmp_path, lfw_dir):
     result = _run("cameras.py", tmp_path / "cameras.json")
     assert result["smoke"] is True
     rows = result["face_width_recall"]
-    assert [(r["frame"], r["width_px"]) for r in rows] == [("1080p", 32), ("1080p", 96)]
+    assert [(r["frame"], r["setting"], r["width_px"]) for r in rows] == [
+        ("1080p", "whole-frame", 32), ("1080p", "whole-frame", 96), ("1080p", "tiles-2", 32), ("1080p", "tiles-2", 96)]
     assert all(r["faces"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
     assert rows[1]["recall"] >= 0.5  # 96 px faces in 1080p are found
+    assert rows[2]["recall"] >= rows[0]["recall"] and rows[2]["detector_runs_per_frame"] == 5 > rows[0]["detector_runs_per_frame"] == 1
     costs = result["stream_costs_1080p"]
     assert "skipped" in costs or (costs["frames"] > 0 and costs["decode_ms_per_frame"] > 0)
     four = result["four_cameras_ingest_only"]
     assert "skipped" in four or (four["cameras"] == 4 and four["analysed_fps_per_camera"] > 0 and four["ingest_cores_used"] > 0)
     assert {"four_cameras", "overload_over_baseline_faces_per_s"} <= set(result)
+
+
+def test_frame_formats_benchmark_smoke(tmp_path, lfw_dir):
+    """benchmarks/frame_formats.py: what the frame topic carries (bytes, faces still embeddable)."""
+    result = _run("frame_formats.py", tmp_path / "frame_formats.json")
+    rows = result["formats"]
+    assert rows["jpeg85_full"]["bytes_over_jpeg85_full"] == 1.0 and rows["raw_bgr"]["bytes_per_frame"] == 1920 * 1080 * 3
+    assert rows["jpeg85_640"]["faces_found"] == rows["jpeg85_full"]["faces_found"] > 0  # the detector's input is 640 anyway
+    assert rows["jpeg85_640"]["faces_accepted"] < rows["jpeg85_full"]["faces_accepted"]  # but the chips are too small
+    assert rows["h264"]["bytes_per_frame"] > 0
