@@ -24,6 +24,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     beat.add_argument("--count", type=int, default=1, help="how many, LFR_HEARTBEAT_INTERVAL_S apart (0 = until stopped)")
     kafka_option(beat)
     beat.set_defaults(func=_heartbeat)
+    run = van_sub.add_parser("run", help="a whole van on embedded defaults: broker, in-process index, the van's services and the link (needs LFR_LINK_CORE_BOOTSTRAP_SERVERS)")
+    run.add_argument("--workdir", type=Path, default=Path("var/van-run"), help="service logs and the cameras file (cameras.json)")
+    run.set_defaults(func=_run)
     erase = van_sub.add_parser("erase-due", help="crypto-erase every bundle past its window end + grace (no link needed)")
     erase.set_defaults(func=_erase_due)
 
@@ -111,6 +114,12 @@ def _open(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .van import run_van
+
+    return run_van(args.workdir)
+
+
 def _erase_due(_args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -142,7 +151,7 @@ def _heartbeat(args: argparse.Namespace) -> int:
         try:
             body = build_heartbeat(
                 van_id=settings.van_id, force=settings.force, now_ms=_now_ms(), held=held_bundles(settings.van_state_dir),
-                cameras={},  # frame rates come from the van runtime's ingest (issue #26 point 1), not yet wired
+                cameras={},  # stand-alone: no ingest to read; `lfr van run` reports the cameras' frame rates
                 backlog=outbox.backlog() if outbox else None, last_ack_ms=outbox.last_ack_ms() if outbox else None,
                 down_after_s=settings.link_down_after_s, disk_path=_existing(settings.van_state_dir), version=build_version(),
                 build=settings.build_id)
