@@ -35,7 +35,8 @@ HEARTBEATS = Counter("lfr_fleet_heartbeats_total", "Heartbeats the core accepted
 class FleetView:
     """The latest heartbeat per van, mirrored into the gauges; ``vans()`` for a console page."""
 
-    def __init__(self) -> None:
+    def __init__(self, export: bool = True) -> None:
+        self.export = export  # False: the review console's copy (the intake exports the gauges)
         self._latest: dict[str, dict[str, Any]] = {}
         self._cameras: dict[str, set[str]] = {}
         self._info: dict[str, tuple[str, str]] = {}
@@ -48,6 +49,8 @@ class FleetView:
         if previous is not None and previous["force"] != force:
             self._forget(van, previous["force"])
         self._latest[van] = {**body, "received_ms": received_ms}
+        if not self.export:
+            return
         labels = (van, force)
         at_ms = body["at_ms"]
         LAST_SEEN.labels(*labels).set(at_ms / 1000)
