@@ -66,3 +66,4 @@ class VanRunSettings(HeartbeatSettings):
                                              description="the force's core the link connects out to (unreachable = a van offline: outcomes wait in the outbox)")
     van_erase_check_s: float = Field(60.0, ge=1, le=3600, description="seconds between checks for bundles due for crypto-erasure (no link needed)")
     van_ready_timeout_s: float = Field(300.0, ge=10, le=3600, description="longest the van's services may take to start")
+    van_min_free_mb: int = Field(512, ge=0, le=10**7, description="below this much free space on the state disk the van stops capturing (policy stop_capture: outcomes already queued are never dropped); it resumes at twice this")

@@ -5,7 +5,8 @@ detect, embed, the matcher on the in-process index (LFR_QDRANT_PATH=:memory:), d
 review console and the link to the force's core (services/link, through the core intake's
 landing topic). The runner itself publishes the van's heartbeat every LFR_HEARTBEAT_INTERVAL_S
 and crypto-erases bundles past their window + grace every LFR_VAN_ERASE_CHECK_S, with or
-without a link. SIGTERM or SIGINT stops the services upstream first, then the broker.
+without a link. A state disk with less than LFR_VAN_MIN_FREE_MB free stops capture (ingest) and
+says so (policy stop_capture): queued outcomes are never dropped to make room. SIGTERM or SIGINT stops the services upstream first, then the broker.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: the named policy for a full van disk: stop capturing (ingest), keep every queued outcome
+DISK_FULL_POLICY = "stop_capture"
+
+
+def capture_allowed(free_bytes: int, min_free_bytes: int, capturing: bool) -> bool:
+    """Capture while free space stays at or above the floor; once stopped, resume only at twice
+    the floor, so a disk hovering at the floor does not start and stop ingest every few seconds."""
+    return free_bytes >= (min_free_bytes if capturing else 2 * min_free_bytes)
+
+
 def service_env(settings: VanRunSettings, state_dir: Path) -> dict[str, str]:
     """What every van process gets on top of the embedded pipeline's env (services/demo/pipeline.py)."""
     env = {
@@ -85,6 +96,7 @@ class Van:
             self.pipeline.cameras_file.write_text(json.dumps({"cameras": []}), encoding="utf-8")
         self.stop_event = threading.Event()
         self._producer = None
+        self.capturing = True
         self.ingest_port = _free_port()  # its /metrics gives the cameras' frame rates for the heartbeat
         self._frames: tuple[float, dict[str, float]] | None = None
 
@@ -108,6 +120,30 @@ class Van:
 
     def failed(self) -> list[str]:
         return [name for name, process in self.pipeline.processes.items() if process.poll() is not None]
+
+    def start_ingest(self) -> None:
+        self.pipeline.start("ingest", env={"LFR_METRICS_PORT": str(self.ingest_port)})
+
+    def check_disk(self) -> bool:
+        """Policy stop_capture: a full state disk stops ingest (no new frames, so no new outcomes)
+        and says so; the outbox keeps every outcome already queued. Ingest restarts once space is back."""
+        import shutil  # noqa: PLC0415
+
+        free = shutil.disk_usage(self.state_dir).free
+        allowed = capture_allowed(free, self.settings.van_min_free_mb * 2**20, self.capturing)
+        if self.capturing and not allowed:
+            self.capturing = False
+            if "ingest" in self.pipeline.processes:
+                self.pipeline.stop("ingest")
+            logger.error("van disk full: capture stopped", extra={"free_bytes": free, "policy": DISK_FULL_POLICY})
+            self.report(json.dumps({"van": self.settings.van_id, "state": "capture_stopped", "reason": "disk_full",
+                                    "free_bytes": free, "policy": DISK_FULL_POLICY}))
+        elif not self.capturing and allowed:
+            self.capturing = True
+            self.start_ingest()
+            logger.warning("van disk has room again: capture resumed", extra={"free_bytes": free})
+            self.report(json.dumps({"van": self.settings.van_id, "state": "capture_resumed", "free_bytes": free}))
+        return self.capturing
 
     def cameras(self) -> dict[str, float]:
         """Each camera's frames per second since the last heartbeat, from ingest's counters."""
@@ -157,7 +193,7 @@ class Van:
         return len(erased)
 
     def run(self) -> int:
-        """Heartbeats and erasure checks until stopped; 1 if a service died."""
+        """Heartbeats, the disk check and erasure checks until stopped; 1 if a service died."""
         next_beat = next_erase = 0.0
         while not self.stop_event.is_set():
             dead = self.failed()
@@ -165,6 +201,8 @@ class Van:
                 self.report(json.dumps({"van": self.settings.van_id, "state": "failed", "exited": dead}))
                 return 1
             now = time.monotonic()
+            if now >= next_beat:
+                self.check_disk()
             if now >= next_erase:
                 self.erase_due()
                 next_erase = now + self.settings.van_erase_check_s

@@ -95,3 +95,30 @@ def test_camera_frame_rates_for_the_heartbeat_come_from_ingest_s_counters():
     assert after == {"mast-1": 100.0, "mast-2": 7.0}
     assert frame_rates({"mast-1": 50.0, "mast-2": 7.0}, after, 5.0) == {"mast-1": 10.0, "mast-2": 0.0}
     assert frame_rates({}, {"mast-3": 30.0}, 15.0) == {"mast-3": 2.0}
+
+
+def test_a_full_van_disk_stops_capture_says_so_and_resumes_when_space_is_back(tmp_path):
+    from services.fleet.settings import VanRunSettings
+    from services.fleet.van import Van, capture_allowed
+
+    assert capture_allowed(100, 100, capturing=True) and not capture_allowed(99, 100, capturing=True)
+    assert not capture_allowed(150, 100, capturing=False) and capture_allowed(200, 100, capturing=False)  # hysteresis
+    full = VanRunSettings(link_core_bootstrap_servers="127.0.0.1:1", van_state_dir=tmp_path / "state",
+                          van_min_free_mb=10**7)  # 10 TB free wanted: this disk is "full"
+    said: list[dict] = []
+    van = Van(full, tmp_path / "run", report=lambda line: said.append(json.loads(line)))
+    ingest = subprocess.Popen(["sleep", "120"])  # a real process standing in for ingest: it must be stopped
+    van.pipeline.processes["ingest"] = ingest
+    try:
+        assert van.check_disk() is False
+        assert ingest.wait(10) is not None and "ingest" not in van.pipeline.processes
+        assert said[-1]["state"] == "capture_stopped" and said[-1]["reason"] == "disk_full" and said[-1]["policy"] == "stop_capture"
+        assert van.check_disk() is False and len(said) == 1  # said once, not on every check
+        restarted: list[bool] = []
+        van.start_ingest = lambda: restarted.append(True)
+        van.settings = full.model_copy(update={"van_min_free_mb": 0})
+        assert van.check_disk() is True and restarted == [True] and said[-1]["state"] == "capture_resumed"
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+            ingest.wait()
