@@ -123,3 +123,16 @@ def test_cameras_benchmark_smoke(tmp_path, lfw_dir):
     four = result["four_cameras_ingest_only"]
     assert "skipped" in four or (four["cameras"] == 4 and four["analysed_fps_per_camera"] > 0 and four["ingest_cores_used"] > 0)
     assert {"four_cameras", "overload_over_baseline_faces_per_s"} <= set(result)
+
+
+@pytest.mark.slow
+def test_fleet_simulation_smoke(tmp_path):
+    """lfr fleet simulate at tiny sizes: every replayed alert reaches its force's core once, through
+    the link and the intake, after a link cut; nothing biometric at the core."""
+    result = _run("fleet.py", tmp_path / "fleet.json")
+    assert result["vans"] == 2 and result["forces"] == 2 and set(result) >= {"scenarios", "bytes_per_van_hour"}
+    assert [s["scenario"] for s in result["scenarios"]] == ["steady", "link_cut_2s"]
+    for row in result["scenarios"]:
+        assert row["alerts_raised"] > 0 and row["alerts_delivered"] == row["alerts_raised"], row
+        assert row["duplicates"] == 0 and row["lost"] == 0 and row["biometric_records_at_core"] == 0, row
+        assert row["drain_s"] >= 0
