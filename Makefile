@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/security.py
 	$(BIN)/python benchmarks/cameras.py
 	$(BIN)/python benchmarks/frame_formats.py
+	$(BIN)/python benchmarks/fleet.py
 
 # The documentation site into site/ (git-ignored); `$(BIN)/mkdocs serve` to browse it live.
 docs: $(STAMP)

@@ -40,6 +40,8 @@ from services.common.settings import (  # noqa: E402
     WatchlistSettings,
 )
 from services.watchlist.entry import CATEGORIES  # noqa: E402
+from services.fleet.settings import IntakeSettings  # noqa: E402
+from services.link.settings import LinkSettings  # noqa: E402
 from services.common.access import load_access  # noqa: E402
 from services.common.topics import load_topic_specs  # noqa: E402
 from services.forces.naming import FORCE_ID_PATTERN  # noqa: E402
@@ -59,6 +61,14 @@ SERVICES = {
     "matcher": MatcherSettings,
     "dispatch": DispatchSettings,
     "review": ReviewSettings,
+    "link": LinkSettings,  # role van
+    "intake": IntakeSettings,  # role core
+}
+#: values `role` -> the services it renders (templates/_helpers.tpl "openlfr.services")
+ROLES = {
+    "site": ("ingest", "detect", "embed", "matcher", "dispatch", "review"),
+    "van": ("ingest", "detect", "embed", "matcher", "dispatch", "review", "link"),
+    "core": ("review", "intake"),
 }
 JOBS = {"watchlistPurge": WatchlistSettings, "deploymentSweep": DeploymentSettings}
 #: the shared ``settings:`` section: fields every pod has (all of them read KafkaSettings)
@@ -77,6 +87,7 @@ SECRETS = {
     "webhook_signing_secret": "dispatch.webhook.existingSecret + dispatch.webhook.signingSecretKey",
     "signing_key_passphrase": "signing.existingSecret + signing.passphraseKey",
     "oidc_client_secret": "review.oidc.existingSecret + review.oidc.clientSecretKey",
+    "link_core_ssl_key_password": "link.coreTls.existingSecret + link.coreTls.keyPasswordKey",
 }
 #: Fields the chart or the image sets; not values.
 MANAGED = {
@@ -94,6 +105,11 @@ MANAGED = {
     "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
     "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
     "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
+    "link_outbox_path": "link: /var/lib/openlfr-link/outbox.sqlite on the link.persistence volume",
+    "link_core_ssl_ca_location": "link: ca.crt of link.coreTls.existingSecret (mounted at /etc/openlfr/core-tls)",
+    "link_core_ssl_certificate_location": "link: tls.crt of link.coreTls.existingSecret, the van's identity at the core",
+    "link_core_ssl_key_location": "link: tls.key of link.coreTls.existingSecret",
+    "intake_vans_file": "intake: the fleet register rendered from intake.vans (ConfigMap key fleet-vans.json)",
 }
 #: Fields a job does not use at all.
 UNUSED = {
@@ -257,6 +273,16 @@ def service_schema(name: str, cls) -> dict:
         properties["qdrant"] = obj({"existingSecret": SECRET_NAME, "apiKeyKey": SECRET_KEY})
     if name == "dispatch":
         properties["webhook"] = obj({"existingSecret": SECRET_NAME, "tokenKey": SECRET_KEY, "signingSecretKey": SECRET_KEY})
+    if name == "link":
+        properties["replicas"] = {"type": "integer", "minimum": 0, "maximum": 1, "description": "0 or 1: one writer of the outbox"}
+        properties["persistence"] = obj({"size": QUANTITY, "storageClassName": STR}, description="the outbox's volume (outcomes waiting for the link)")
+        properties["coreTls"] = obj({"existingSecret": {**SECRET_NAME, "description": "a Secret with ca.crt, tls.crt, tls.key: mutual TLS to the core (linkCoreSecurityProtocol SSL)"},
+                                     "keyPasswordKey": SECRET_KEY})
+    if name == "intake":
+        properties["vans"] = {"type": "array", "uniqueItems": True, "items": obj({
+            "van_id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+            "force": {"type": "string", "pattern": FORCE_ID_PATTERN}}, required=["van_id", "force"]),
+            "description": "the fleet register: each van and the force it serves; records from any other van are refused"}
     if name == "review":
         properties["replicas"] = {"type": "integer", "minimum": 0, "maximum": 1,
                                   "description": "0 or 1: the evidence custody and transit keys live on one volume"}
@@ -325,6 +351,7 @@ def access_document() -> dict:
 def build_schema() -> dict:
     properties = {
         "global": OBJ,
+        "role": {"type": "string", "enum": list(ROLES), "description": "site: the whole pipeline; van: the pipeline and the link; core: the force's platform and the intake"},
         "nameOverride": STR,
         "fullnameOverride": STR,
         "commonLabels": MAP_STR,

@@ -18,6 +18,7 @@ SERVICES = {
     "dispatch": "services.dispatch.service:main",
     "review": "services.review.service:main",
     "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
+    "intake": "services.fleet.intake_service:main",  # the core's check of what the vans forward (issue #26)
 }
 
 

@@ -55,7 +55,7 @@ def test_the_page_has_each_channel_with_key_types_principals_and_fields():
     assert "- key: subject id" in alerts and "- content type: `application/json`" in alerts
     assert "retention: 31d" in alerts
     assert "`org.openlfr.alert.raised`, `org.openlfr.alert.updated`" in alerts
-    assert "- sent by: `dispatch`, `link`" in alerts and "- received by: `link`, `review`" in alerts
+    assert "- sent by: `dispatch`, `intake`, `link`" in alerts and "- received by: `link`, `review`" in alerts
     assert "| `priority` | one of `red`, `amber`, `green` | yes |" in alerts
     assert "| `track_score` | number | no | Best score over the shots of the evidence's track (rule track-best) |" in alerts
     faces = text.split("\n## lfr.faces.v1\n")[1].split("\n## ")[0]
@@ -75,7 +75,7 @@ def test_every_topic_is_a_channel_with_its_key_retention_headers_and_principals(
     assert message["headers"]["properties"]["ce_type"]["enum"] == ["org.openlfr.alert.raised", "org.openlfr.alert.updated"]
     assert message["headers"]["properties"]["ce_dataschema"]["const"] == jsonevents.dataschema_for("lfr.alerts.v3")
     assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["link", "review"]
-    assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch", "link"]
+    assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch", "intake", "link"]
     for schema in jsonevents.KINDS:  # every plain JSON topic documents its CloudEvents headers
         assert document["components"]["messages"][schema]["headers"]["required"][-1] == "content-type"
     faces = document["components"]["messages"]["lfr.faces.v1"]

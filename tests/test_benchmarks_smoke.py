@@ -135,3 +135,15 @@ def test_frame_formats_benchmark_smoke(tmp_path, lfw_dir):
     assert rows["jpeg85_640"]["faces_found"] == rows["jpeg85_full"]["faces_found"] > 0  # the detector's input is 640 anyway
     assert rows["jpeg85_640"]["faces_accepted"] < rows["jpeg85_full"]["faces_accepted"]  # but the chips are too small
     assert rows["h264"]["bytes_per_frame"] > 0
+
+@pytest.mark.slow
+def test_fleet_simulation_smoke(tmp_path):
+    """lfr fleet simulate at tiny sizes: every replayed alert reaches its force's core once, through
+    the link and the intake, after a link cut; nothing biometric at the core."""
+    result = _run("fleet.py", tmp_path / "fleet.json")
+    assert result["vans"] == 2 and result["forces"] == 2 and set(result) >= {"scenarios", "bytes_per_van_hour"}
+    assert [s["scenario"] for s in result["scenarios"]] == ["steady", "link_cut_2s"]
+    for row in result["scenarios"]:
+        assert row["alerts_raised"] > 0 and row["alerts_delivered"] == row["alerts_raised"], row
+        assert row["duplicates"] == 0 and row["lost"] == 0 and row["biometric_records_at_core"] == 0, row
+        assert row["drain_s"] >= 0

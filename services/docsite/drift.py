@@ -33,8 +33,6 @@ _METRIC_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
 
 # Names the docs may use although the code's declarations lack them, each with why. Keep short.
 KNOWN_GAPS = {
-    "lfr.heartbeats.v1": "written by `lfr van heartbeat` to the van's own broker (services/fleet/heartbeat.py) "
-                         "but not declared in topics.toml yet (issue #26, vans)",
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     beat.add_argument("--count", type=int, default=1, help="how many, LFR_HEARTBEAT_INTERVAL_S apart (0 = until stopped)")
     kafka_option(beat)
     beat.set_defaults(func=_heartbeat)
+    run = van_sub.add_parser("run", help="a whole van on embedded defaults: broker, in-process index, the van's services and the link (needs LFR_LINK_CORE_BOOTSTRAP_SERVERS)")
+    run.add_argument("--workdir", type=Path, default=Path("var/van-run"), help="service logs and the cameras file (cameras.json)")
+    run.set_defaults(func=_run)
+    fleet = commands.add_parser("fleet", help="the fleet simulation (benchmarks/fleet.py)")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True)
+    simulate = fleet_sub.add_parser("simulate", help="replayed-outcome vans across forces, a steady run and a link cut; writes benchmarks/results/fleet.json")
+    for option, kind, default, what in (("--vans", int, 4, "replayed-outcome vans"), ("--forces", int, 2, "forces the vans serve"),
+                                        ("--rate", float, 5.0, "alerts per second per van"), ("--seconds", float, 20.0, "steady running time"),
+                                        ("--cut-s", float, 60.0, "length of the link cut")):
+        simulate.add_argument(option, type=kind, default=default, help=what)
+    simulate.add_argument("--smoke", action="store_true", help="tiny sizes")
+    simulate.add_argument("--out", type=Path, default=None, help="default benchmarks/results/fleet.json")
+    simulate.set_defaults(func=_simulate)
     erase = van_sub.add_parser("erase-due", help="crypto-erase every bundle past its window end + grace (no link needed)")
     erase.set_defaults(func=_erase_due)
 
@@ -111,6 +125,27 @@ def _open(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fleet.py"
+    if not path.exists():
+        print(f"lfr fleet simulate: {path} not found (it ships with the repository, not the image)", file=sys.stderr)
+        return 2
+    spec = importlib.util.spec_from_file_location("openlfr_fleet_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--vans", str(args.vans), "--forces", str(args.forces), "--rate", str(args.rate), "--seconds", str(args.seconds),
+            "--cut-s", str(args.cut_s), *(["--smoke"] if args.smoke else []), *(["--out", str(args.out)] if args.out else [])]
+    return module.main(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .van import run_van
+
+    return run_van(args.workdir)
+
+
 def _erase_due(_args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -142,7 +177,7 @@ def _heartbeat(args: argparse.Namespace) -> int:
         try:
             body = build_heartbeat(
                 van_id=settings.van_id, force=settings.force, now_ms=_now_ms(), held=held_bundles(settings.van_state_dir),
-                cameras={},  # frame rates come from the van runtime's ingest (issue #26 point 1), not yet wired
+                cameras={},  # stand-alone: no ingest to read; `lfr van run` reports the cameras' frame rates
                 backlog=outbox.backlog() if outbox else None, last_ack_ms=outbox.last_ack_ms() if outbox else None,
                 down_after_s=settings.link_down_after_s, disk_path=_existing(settings.van_state_dir), version=build_version(),
                 build=settings.build_id)

@@ -40,3 +40,30 @@ class HeartbeatSettings(VanSettings, KafkaSettings):
     heartbeat_interval_s: float = Field(15.0, ge=1, le=3600, description="seconds between heartbeats")
     link_outbox_path: Path = Field(Path("var/van/outbox.sqlite"), description="the link's outbox, read for the backlog")
     link_down_after_s: float = Field(10.0, gt=0, le=3600, description="link reported down when rows wait this long without an acknowledgement")
+
+
+class IntakeSettings(KafkaSettings):
+    """`lfr run intake` at the core: LFR_KAFKA_BOOTSTRAP_SERVERS is the core's broker; the links
+    of the force's vans write to LFR_INTAKE_TOPIC, the intake checks each record and writes it on."""
+
+    intake_topic: str = Field("lfr-link-inbound", pattern=r"^[A-Za-z0-9._-]{1,249}$",
+                              description="the landing topic the vans' links write to (the core's own topics only get checked records)")
+    intake_vans_file: Path | None = Field(None, description="the core's fleet register: JSON {\"vans\": [{\"van_id\", \"force\"}]}; unset = every van refused")
+    intake_group_id: str = Field("lfr-intake", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    dlq_topic: str = Field("lfr.dlq.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="where refused forwarded records go (metadata only)")
+    intake_seen_ids: int = Field(1_000_000, ge=1000, le=100_000_000, description="forwarded ids remembered to drop a record the link sent twice")
+    intake_batch_max: int = Field(500, ge=1, le=10_000)
+    intake_poll_timeout_ms: int = Field(200, ge=1, le=10_000)
+    session_timeout_ms: int = Field(45_000, ge=3_000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=60_000)
+
+
+class VanRunSettings(HeartbeatSettings):
+    """`lfr van run`: a van on embedded defaults. The van's own services read the same LFR_*
+    variables (LFR_LINK_* for the link); these are the runner's own."""
+
+    link_core_bootstrap_servers: str = Field(min_length=3, max_length=2048,
+                                             description="the force's core the link connects out to (unreachable = a van offline: outcomes wait in the outbox)")
+    van_erase_check_s: float = Field(60.0, ge=1, le=3600, description="seconds between checks for bundles due for crypto-erasure (no link needed)")
+    van_ready_timeout_s: float = Field(300.0, ge=10, le=3600, description="longest the van's services may take to start")
+    van_min_free_mb: int = Field(512, ge=0, le=10**7, description="below this much free space on the state disk the van stops capturing (policy stop_capture: outcomes already queued are never dropped); it resumes at twice this")

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 LINK_ID_HEADER = "lfr_link_id"
 VAN_HEADER = "lfr_van"
+TOPIC_HEADER = "lfr_topic"  # the outcome topic of a record sent to the core intake's landing topic
 
 
 def link_id(van_id: str, topic: str, timestamp_ms: int, key: bytes | None, value: bytes | None,
@@ -44,6 +45,9 @@ class SeenIds:
     def __init__(self, capacity: int = 1_000_000) -> None:
         self.capacity = capacity
         self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._seen
 
     def first_time(self, record_id: str) -> bool:
         if record_id in self._seen:

@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from prometheus_client import Counter, Gauge
 
 from .bandwidth import TokenBucket
-from .dedup import LINK_ID_HEADER, VAN_HEADER, link_id
+from .dedup import LINK_ID_HEADER, TOPIC_HEADER, VAN_HEADER, link_id
 from .egress import egress_value, withhold_reason
 from .outbox import Outbox, OutboxRow
 
@@ -57,8 +57,10 @@ class Forwarder:
     def __init__(self, *, van_id: str, topics: list[str], outbox: Outbox, consumer: Consumer,
                  producer_factory: Callable[[Callable[[Any], None]], Producer], bucket: TokenBucket, batch_max: int = 500,
                  max_in_flight: int = 2000, poll_timeout_s: float = 0.2, down_after_s: float = 10.0,
-                 rebuild_after_s: float = 30.0, sent_memory_s: float = 86_400.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 rebuild_after_s: float = 30.0, sent_memory_s: float = 86_400.0, clock: Callable[[], float] = time.monotonic,
+                 core_topic: str = "") -> None:
         self.van_id = van_id
+        self.core_topic = core_topic  # the core intake's landing topic; "" = each record's own topic
         self.topics = topics
         self.outbox = outbox
         self.consumer = consumer
@@ -101,7 +103,7 @@ class Forwarder:
                 WITHHELD.labels(topic, reason).inc()
                 continue
             record_id = link_id(self.van_id, topic, record.timestamp()[1], record.key(), record.value(), headers)
-            kept = [(n, v) for n, v in headers if n not in (LINK_ID_HEADER, VAN_HEADER) and v is not None]
+            kept = [(n, v) for n, v in headers if n not in (LINK_ID_HEADER, VAN_HEADER, TOPIC_HEADER) and v is not None]
             rows.append(OutboxRow(record_id, topic, record.key(), egress_value(topic, record.value()),
                                   (*kept, (LINK_ID_HEADER, record_id.encode()), (VAN_HEADER, self.van_id.encode()))))
         if rows:
@@ -162,7 +164,8 @@ class Forwarder:
                 self.bucket.take(row.size, self.clock())
                 if not self._in_flight:
                     self._waiting_since = self.clock()
-                self._producer.produce(row.topic, key=row.key, value=row.value, headers=list(row.headers),
+                headers = [*row.headers, (TOPIC_HEADER, row.topic.encode())] if self.core_topic else list(row.headers)
+                self._producer.produce(self.core_topic or row.topic, key=row.key, value=row.value, headers=headers,
                                        on_delivery=self._delivery(self._generation, row.seq))
                 self._in_flight[row.seq] = row
                 self._last_sent_seq = row.seq

@@ -52,6 +52,10 @@ def build(settings: LinkSettings) -> Forwarder:
     from confluent_kafka import Consumer, Producer  # noqa: PLC0415
 
     topics = outcome_topics(only=settings.topics())
+    if not settings.topics() and settings.force != "default":  # LFR_FORCE: the force's own outcome topics
+        from services.forces.naming import force_topic  # noqa: PLC0415
+
+        topics = [force_topic(settings.force, topic) for topic in topics]
     consumer = Consumer({
         **client_config(settings), "group.id": settings.link_group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms, "heartbeat.interval.ms": settings.heartbeat_interval_ms,
@@ -64,7 +68,7 @@ def build(settings: LinkSettings) -> Forwarder:
         batch_max=settings.link_batch_max, max_in_flight=settings.link_max_in_flight,
         poll_timeout_s=settings.link_poll_timeout_ms / 1000, down_after_s=settings.link_down_after_s,
         rebuild_after_s=settings.link_rebuild_after_s,
-        sent_memory_s=settings.link_sent_memory_h * 3600,
+        sent_memory_s=settings.link_sent_memory_h * 3600, core_topic=settings.link_core_topic,
     )
 
 

@@ -20,6 +20,8 @@ class LinkSettings(KafkaSettings):
     link_core_ssl_certificate_location: Path | None = Field(None, description="this van's client certificate (its identity at the core)")
     link_core_ssl_key_location: Path | None = None
     link_core_ssl_key_password: SecretStr | None = None
+    link_core_topic: str = Field("lfr-link-inbound", pattern=r"^([A-Za-z0-9._-]{1,249})?$",
+                                 description="the core intake's landing topic: the core checks each record before its own topics see it; empty = straight to each record's own topic (no check at the core)")
     link_outbox_path: Path = Field(Path("var/van/outbox.sqlite"), description="the durable queue (SQLite, WAL); put it on the van's persistent disk")
     link_topics: str = Field("", max_length=4096, description="comma-separated outcome topics; empty = every outcome topic of topics.toml")
     link_group_id: str = Field("lfr-link", pattern=r"^[A-Za-z0-9._-]{1,249}$")

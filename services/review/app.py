@@ -68,6 +68,7 @@ class Console:
     limiter: LoginLimiter
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
     report: Callable[[], dict] | None = None  # transparency report figures, for report readers
+    fleet: Any = None  # services/fleet/fleetview.py FleetView: the vans' latest heartbeats, for the fleet page
 
 
 def build_app(console: Console) -> Starlette:
@@ -211,6 +212,25 @@ def build_app(console: Console) -> Starlette:
 
         report = await run_in_threadpool(console.report)
         return Response(render_html(report), media_type="text/html", headers=NO_STORE)
+
+    def _fleet(request: Request, page: bool) -> list[dict]:
+        session = _session(request, page=page)
+        if not may_read_reports(session.user):  # force-wide, like the report: supervisors, auditors
+            raise _forbidden()
+        from services.fleet.page import fleet_rows
+
+        vans = console.fleet.vans(console.settings.force) if console.fleet is not None else []  # this force's vans only
+        return fleet_rows(vans, console.clock())
+
+    async def fleet_page(request: Request) -> Response:
+        from services.fleet.page import render_fleet_html
+
+        rows = _fleet(request, page=True)
+        return Response(render_fleet_html(rows, console.settings.force, console.clock()), media_type="text/html", headers=NO_STORE)
+
+    async def fleet_api(request: Request) -> Response:
+        return JSONResponse({"force": console.settings.force, "vans": _fleet(request, page=False), "now_ms": console.clock()},
+                            headers=NO_STORE)
 
     # -- API -------------------------------------------------------------------------------------
     async def alerts(request: Request) -> Response:
@@ -362,6 +382,8 @@ def build_app(console: Console) -> Starlette:
             Route("/auth/oidc/login", oidc_login),
             Route("/auth/oidc/callback", oidc_callback),
             Route("/report", report_page),
+            Route("/fleet", fleet_page),
+            Route("/api/fleet", fleet_api),
             Route("/api/alerts", alerts),
             Route("/api/stream", stream),
             Route("/api/alerts/{alert_id}/probe", probe_image),

@@ -76,9 +76,10 @@ class Writer:
 
 
 class Reader(threading.Thread):
-    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody) -> None:
+    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody, fleet=None) -> None:
         super().__init__(name="review-reader", daemon=True)
         self.settings, self.board, self.keys, self.custody = settings, board, keys, custody
+        self.fleet = fleet  # services/fleet/fleetview.py: the latest heartbeat per van, for the fleet page
         self.stop_event = threading.Event()
         self.ready = threading.Event()
         # Reference images come only from verified watchlist records (services/watchlist/verified.py):
@@ -91,7 +92,7 @@ class Reader(threading.Thread):
     def run(self) -> None:
         s = self.settings
         consumer = Consumer({**client_config(s), "group.id": f"{s.group_id}-view", "enable.auto.commit": False})
-        topics = [s.watchlist_topic, s.adjudications_topic, s.alerts_topic, s.evidence_topic]
+        topics = [s.watchlist_topic, s.adjudications_topic, s.alerts_topic, s.evidence_topic, s.heartbeats_topic]
         try:
             partitions = self._wait_for_topics(consumer, topics)
             if partitions is None:
@@ -136,6 +137,8 @@ class Reader(threading.Thread):
                 self.board.apply_alert(jsonevents.decode_record(value, headers).data)
             elif topic == s.evidence_topic:
                 self.take_evidence(decode(value).data)
+            elif topic == s.heartbeats_topic and self.fleet is not None:
+                self.fleet.update(decode(value).data, now_ms())
         except Exception as exc:  # noqa: BLE001 - one bad record never stops the console
             logger.warning("record skipped", extra={"topic": topic, "error_class": type(exc).__name__})
 

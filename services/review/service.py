@@ -31,7 +31,10 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
                            int(settings.transit_key_grace_s * 1000), clock)
     custody = EvidenceCustody(settings.state_dir / "evidence", int(settings.evidence_retention_s * 1000), clock)
     writer = Writer(settings)
-    reader = Reader(settings, board, keys, custody)
+    from services.fleet.fleetview import FleetView
+
+    fleet = FleetView(export=False)
+    reader = Reader(settings, board, keys, custody, fleet)
     sweeper = Sweeper(settings, board, keys, custody, writer, clock)
 
     def report() -> dict:
@@ -42,7 +45,8 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
 
     console = Console(settings, board, custody, writer, sweeper, UsersFile(settings.users_file),
                       SessionStore(settings.session_ttl_s, settings.session_idle_s),
-                      LoginLimiter(settings.login_max_failures, settings.login_window_s, max_failures_by_prefix={"ip": settings.login_address_max_failures}), clock, report)
+                      LoginLimiter(settings.login_max_failures, settings.login_window_s, max_failures_by_prefix={"ip": settings.login_address_max_failures}), clock, report,
+                      fleet)
     return console, reader
 
 

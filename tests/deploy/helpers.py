@@ -140,7 +140,17 @@ def rule_queries() -> list[str]:
 
 #: Metrics the rules use that other work exports (issue numbers of the OpenLFR tracker). Until
 #: their exporter lands, the checks below accept their absence; after that they are checked too.
-EXTERNAL_METRICS: dict[str, str] = {}
+EXTERNAL_METRICS: dict[str, str] = {
+    # The fleet view is the core intake's (services/fleet/fleetview.py), not the pipeline's: the
+    # live scrape of the pipeline cannot see it; tests/fleet/test_fleet_view.py checks it instead.
+    name: "the core intake (lfr run intake)" for name in (
+        "lfr_fleet_heartbeat_received_timestamp_seconds", "lfr_fleet_heartbeat_timestamp_seconds", "lfr_fleet_backlog_records",
+        "lfr_fleet_backlog_oldest_age_seconds", "lfr_fleet_deployment_active", "lfr_fleet_bundle_window_end_timestamp_seconds",
+        "lfr_fleet_bundle_erase_timestamp_seconds", "lfr_fleet_bundles_past_window", "lfr_fleet_cameras_sending",
+        "lfr_fleet_camera_fps", "lfr_fleet_link_up", "lfr_fleet_disk_free_bytes", "lfr_fleet_disk_total_bytes",
+        "lfr_fleet_van_info", "lfr_fleet_heartbeats_total", "lfr_intake_records_refused_total",
+        "lfr_intake_records_accepted_total", "lfr_intake_records_duplicate_total")
+}
 
 
 def referenced_metrics() -> set[str]:

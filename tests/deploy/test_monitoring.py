@@ -46,7 +46,7 @@ def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedPro
 def test_promtool_check_rules():
     result = run_promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 15 rules found" in result.stdout
 
 
 def test_promtool_test_rules():
@@ -59,7 +59,9 @@ def test_rules_cover_the_required_alerts():
     rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
     assert set(rules) == {"OpenLFRServiceDown", "OpenLFRConsumerLagHigh", "OpenLFRCameraStale", "OpenLFRDeadLetters",
                           "OpenLFRCaptureToAlertLatencyHigh", "OpenLFRWatchlistNotReady", "OpenLFRFramesDropped",
-                          "OpenLFRWebhookGiveUps", "OpenLFRRetentionBroken", "OpenLFRDeploymentWithoutFrames"}
+                          "OpenLFRWebhookGiveUps", "OpenLFRRetentionBroken", "OpenLFRDeploymentWithoutFrames",
+                          "OpenLFRVanSilent", "OpenLFRVanBacklogGrowing", "OpenLFRVanBundleExpiring", "OpenLFRVanBundleNotErased",
+                          "OpenLFRVanCamerasDown"}
     assert 'up{job=~"openlfr-(ingest|detect|embed|matcher|dispatch)"} == 0' in rules["OpenLFRServiceDown"]["expr"]
     assert "histogram_quantile(0.99" in rules["OpenLFRCaptureToAlertLatencyHigh"]["expr"]
     for rule in rules.values():
@@ -137,6 +139,7 @@ def test_referenced_metrics_are_defined_in_the_code():
     import services.dispatch.metrics  # noqa: F401
     import services.ingest.service  # noqa: F401
     import services.deployments.view  # noqa: F401
+    import services.fleet.fleetview  # noqa: F401
     import services.watchlist.materialiser  # noqa: F401
     from prometheus_client import REGISTRY
 

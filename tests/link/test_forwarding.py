@@ -149,6 +149,7 @@ def assert_no_biometric_record(records) -> None:
 
 def link_env(van: EmbeddedBroker, core: EmbeddedBroker, tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"LFR_KAFKA_BOOTSTRAP_SERVERS": van.bootstrap_servers, "LFR_LINK_CORE_BOOTSTRAP_SERVERS": core.bootstrap_servers,
+            "LFR_LINK_CORE_TOPIC": "",  # straight to the core's topics: these tests read what the link itself delivers
             "LFR_VAN_ID": "van-3", "LFR_LINK_OUTBOX_PATH": str(tmp_path / "outbox.sqlite"), "LFR_METRICS_PORT": "0",
             "LFR_SESSION_TIMEOUT_MS": "6000", "LFR_HEARTBEAT_INTERVAL_MS": "1000", "LFR_LINK_GROUP_ID": unique("link"), **extra}
 

@@ -16,7 +16,7 @@ from services.review.service import build_console
 from tests.kafka_helpers import create_topics, unique
 
 TOPIC_FIELDS = ("alerts_topic", "evidence_topic", "evidence_keys_topic", "adjudications_topic", "audit_topic",
-                "watchlist_topic", "counts_topic", "deployments_topic")
+                "watchlist_topic", "counts_topic", "deployments_topic", "heartbeats_topic")
 
 
 def review_settings(bootstrap: str, state_dir: Path, **overrides) -> ReviewSettings:

@@ -26,9 +26,17 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The pipeline's services, in pipeline order. */}}
+{{/* The services of the release's role (values `role`), in pipeline order: `site` is the whole
+     pipeline on one cluster; `van` adds the link to the force's core; `core` is the force's
+     platform (the console for reports and the fleet, the intake of what vans forward). */}}
 {{- define "openlfr.services" -}}
+{{- if eq .Values.role "core" -}}
+review intake
+{{- else if eq .Values.role "van" -}}
+ingest detect embed matcher dispatch review link
+{{- else -}}
 ingest detect embed matcher dispatch review
+{{- end }}
 {{- end }}
 
 {{/* The services that consume Kafka: KEDA or an HPA may scale them. */}}
@@ -270,6 +278,9 @@ topologySpreadConstraints:
 {{/* Cross-field checks the schema cannot state clearly: fail with the values key to fix. */}}
 {{- define "openlfr.validate" -}}
 {{- $v := .Values }}
+{{- if and (eq $v.role "van") $v.link.enabled (not $v.link.settings.linkCoreBootstrapServers) }}
+{{- fail "role van: set link.settings.linkCoreBootstrapServers (the force's core the van connects out to)" }}
+{{- end }}
 {{- if and $v.autoscaling.keda.enabled $v.autoscaling.hpa.enabled }}
 {{- fail "autoscaling: enable KEDA (autoscaling.keda.enabled) or the HPA (autoscaling.hpa.enabled), not both" }}
 {{- end }}
