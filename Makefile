@@ -22,7 +22,9 @@ test: $(STAMP)
 faults: $(STAMP)
 	LFR_HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/faults tests/reliability -m '' -q
 
+# The benchmarks' minutes-long smoke runs first (they fail fast where a full run would fail late).
 bench: $(STAMP)
+	$(BIN)/pytest -m bench_smoke -q
 	$(BIN)/python benchmarks/models.py
 	$(BIN)/python benchmarks/matcher.py
 	$(BIN)/python benchmarks/pipeline.py
