@@ -257,6 +257,8 @@ class DeploymentEnforcementSettings(KeyringSettings):
     deployments_topic: TopicName = "lfr.deployments.v1"
     deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
     deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each applied change's audit record must be found in")
+    audit_link_wait_s: float = Field(10.0, ge=0, le=600, description="how long a signed change whose audit record is not readable yet is held before it is refused (policy hold-then-refuse)")
 
 
 class ForceRegistrySettings(KafkaSettings, KeyringSettings):
@@ -499,4 +501,5 @@ class ReportSettings(KafkaSettings, KeyringSettings):
     counts_topic: TopicName = "lfr.counts.v2"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records (place, window, authorising officer), when present")
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each watchlist and deployment change's audit record must be found in")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long to read each topic to its end")
