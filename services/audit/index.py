@@ -133,6 +133,17 @@ class AuditIndex:
                 self._read_on()  # its revocation record may have landed since the index last read
         return self._valid(key_id, link)
 
+    def may_vouch(self, key_id: str) -> bool:
+        """False when no position can make ``key_id`` valid: unknown, or revoked in the keyring
+        without a verified revocation record the index has read."""
+        key = self.keyring.get(key_id)
+        if key is None or key.revoked_at_ms is None:
+            return key is not None
+        if key_id not in self._revoked_at:
+            with self._lock:
+                self._read_on()
+        return key_id in self._revoked_at
+
     def revoked_at(self, key_id: str) -> tuple[int, int] | None:
         """(partition, offset) of the key's verified revocation record, once the index has read it."""
         return self._revoked_at.get(key_id)

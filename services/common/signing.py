@@ -347,6 +347,8 @@ class SignatureGate:
             if not verified.audit_hash:
                 raise SignatureRefused("unaudited", verified.key_id)
             if index is not None:
+                if not index.may_vouch(verified.key_id):  # revoked with no place in the chain: nothing it signed counts
+                    raise SignatureRefused("revoked_key", verified.key_id)
                 link = index.link(verified.audit_hash, self.topic, record.key(), record.value())
                 if link is None:
                     raise SignatureRefused("unaudited", verified.key_id)
