@@ -250,15 +250,20 @@ class DlqSettings(KafkaSettings, SigningSettings):
 # -- deployments (services/deployments) ----------------------------------------------------------
 
 
-class DeploymentEnforcementSettings(KeyringSettings):
+class AuditLinkSettings(LfrSettings):
+    """A live reader of governed topics: a change applies only when its audit record is found (services/audit/index.py)."""
+
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each applied change's audit record must be found in")
+    audit_link_wait_s: float = Field(10.0, ge=0, le=600, description="how long a signed change whose audit record is not readable yet is held before it is refused (policy hold-then-refuse)")
+
+
+class DeploymentEnforcementSettings(KeyringSettings, AuditLinkSettings):
     """How a pipeline service reads and enforces deployments (services/deployments/policy.py).
     Only deployment records signed by a key of the keyring are applied."""
 
     deployments_topic: TopicName = "lfr.deployments.v1"
     deployment_clock_skew_ms: int = Field(2_000, ge=0, le=60_000, description="records captured this close outside a window still count as inside")
     deployments_load_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long to wait at start for the deployments topic to load")
-    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each applied change's audit record must be found in")
-    audit_link_wait_s: float = Field(10.0, ge=0, le=600, description="how long a signed change whose audit record is not readable yet is held before it is refused (policy hold-then-refuse)")
 
 
 class ForceRegistrySettings(KafkaSettings, KeyringSettings):
@@ -444,7 +449,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
         return self
 
 
-class ReviewSettings(KafkaSettings, SigningSettings):
+class ReviewSettings(KafkaSettings, SigningSettings, AuditLinkSettings):
     """The review console: officers adjudicate alerts; holds the evidence (probe chips) in custody."""
 
     group_id: str = Field("lfr-review", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="client id prefix of the console's readers")
