@@ -85,3 +85,30 @@ def test_a_revoked_key_keeps_what_it_signed_before_and_a_backdated_record_after_
     assert deployments.refusals.reasons["revoked_key"] >= 1
     refused = [r for r in caplog.records if "revoked_key" in r.getMessage()]
     assert {(r.topic, r.offset) for r in refused} >= {(topics["watchlist"], 1), (topics["watchlist"], 2)}
+
+
+def test_the_position_rule_same_chain_before_only(broker):
+    """Valid before the revocation's offset in its own partition; invalid at or after it, in any
+    other partition (offsets of two chains have no order), and everywhere for a key revoked in
+    the keyring without a revocation record."""
+    from services.audit.index import AuditIndex, AuditLink
+    from services.common.settings import KafkaSettings
+
+    revoked, bare, fine = Signer.generate("PC 1 Revoked"), Signer.generate("PC 2 Bare"), Signer.generate("PC 3 Fine")
+    ring = Keyring()
+    for signer in (revoked, bare, fine):
+        ring.add(signer, 0)
+    ring.revoke(revoked.key_id, "lost", 5)
+    ring.revoke(bare.key_id, "lost", 5)
+    index = AuditIndex(KafkaSettings(kafka_bootstrap_servers=broker.bootstrap_servers), "unused", ring)
+    try:
+        index._revoked_at[revoked.key_id] = (0, 10)  # as _take notes a verified keys.revoke record at partition 0, offset 10
+        assert index._valid(revoked.key_id, AuditLink(0, 9, revoked.key_id))
+        assert not index._valid(revoked.key_id, AuditLink(0, 10, revoked.key_id))
+        assert not index._valid(revoked.key_id, AuditLink(0, 11, revoked.key_id))
+        assert not index._valid(revoked.key_id, AuditLink(1, 3, revoked.key_id))
+        assert not index._valid(bare.key_id, AuditLink(0, 0, bare.key_id))
+        assert index._valid(fine.key_id, AuditLink(1, 99, fine.key_id))
+        assert not index._valid(Signer.generate("stranger").key_id, AuditLink(0, 0, ""))
+    finally:
+        index.close()
