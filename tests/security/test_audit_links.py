@@ -27,6 +27,7 @@ from services.common.settings import (
     load_settings,
 )
 from services.common.signing import Signer
+from services.deployments import enforcement
 from services.deployments.enforcement import start_enforcement
 from services.deployments.record import SCHEMA
 from services.deployments.signing import countersign
@@ -52,6 +53,7 @@ def forged(topic: str, deployment_id: str, operator: Signer, authoriser: Signer,
 
 @pytest.mark.slow  # five service views started one after the other (about 10 s)
 def test_a_made_up_audit_hash_is_refused_by_every_service_view_and_the_report(broker, kafka_env, monkeypatch):
+    monkeypatch.setattr(enforcement, "_VIEWS", [])  # this process's views: ours are stopped after the test, not left for /readyz
     topics = {name: unique(name) for name in ("deployments", "audit", "dlq", "watchlist")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
     for name, topic in topics.items():
@@ -86,6 +88,7 @@ def test_a_made_up_audit_hash_is_refused_by_every_service_view_and_the_report(br
 def test_a_change_is_held_until_its_audit_record_is_readable(broker, kafka_env, monkeypatch):
     """The change lands before its audit record (another partition, a slow replica): the view holds
     it, does not drop it, and applies it once the record is there."""
+    monkeypatch.setattr(enforcement, "_VIEWS", [])
     topics = {name: unique(name) for name in ("deployments", "audit", "dlq")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)
     for name, topic in topics.items():
