@@ -63,7 +63,7 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
 
 
 def test_demo_replay_smoke(tmp_path, lfw_dir):
-    """The offline shot-policy replay behind the README's demo-miss figures (issue #13)."""
+    """The offline shot-policy replay behind the demo-miss figures (docs/evaluators/accuracy.md) (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_replay.py"), "--smoke", "--data", str(lfw_dir),
                              "--alignments", "plain", "redetect", "--out", str(tmp_path / "replay.json")],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -82,7 +82,7 @@ def test_demo_replay_smoke(tmp_path, lfw_dir):
 
 
 def test_align_experiment_smoke(tmp_path, lfw_dir):
-    """The choose/report comparison of alignment options behind the README's alignment figures (issue #13)."""
+    """The choose/report comparison of alignment options behind the alignment figures (docs/evaluators/accuracy.md) (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "align_experiment.py"), "--data", str(lfw_dir), "--limit", "40",
                              "--alignments", "plain", "redetect", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "align.json")],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -99,13 +99,13 @@ def test_align_experiment_smoke(tmp_path, lfw_dir):
 
 
 def test_broker_memory_benchmark_smoke(tmp_path):
-    """benchmarks/broker_memory.py (README, reliability: the embedded broker's growth per hour of video)."""
+    """benchmarks/broker_memory.py (docs/assurance/embedded-broker.md: the embedded broker's growth per hour of video)."""
     result = _run("broker_memory.py", tmp_path / "broker_memory.json")
     assert result["frames"] > 0 and result["bytes_produced"] > 0 and result["rss_final_mb"] > 0
 
 
 def test_tansu_retention_benchmark_smoke(tmp_path):
-    """benchmarks/tansu_retention.py (README, privacy: what the embedded broker enforces)."""
+    """benchmarks/tansu_retention.py (docs/assurance/embedded-broker.md: what the embedded broker enforces)."""
     result = _run("tansu_retention.py", tmp_path / "tansu_retention.json")
     assert result["produced"] == 50 and [r["after_s"] >= 1 for r in result["readable"]] == [True, True]
     assert "delete_records" in result

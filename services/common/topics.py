@@ -25,7 +25,7 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
     promise_ms: int | None = None  # biometric data unreadable this long after append (privacy/retention.py)
     platform: bool = False  # one for the whole platform (the force registry), never per force (services/forces/naming.py)
-    governed: bool = False  # its records steer the platform (who is sought, where, by whose key): README "Security" says who writes and who verifies it
+    governed: bool = False  # its records steer the platform (who is sought, where, by whose key): docs/assurance/security.md says who writes and who verifies it
 
 
 def default_config_path() -> Path:
