@@ -8,12 +8,15 @@ Tests of the admin path itself use services.deployments.admin (the `lfr deployme
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterable
 
 from confluent_kafka import Producer
 
+from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import encode
+from services.common.settings import KafkaSettings
 from services.common.signing import Keyring, Signer
 from services.deployments.signing import countersign
 from services.deployments.record import SCHEMA, Authorisation, Criteria, Deployment, Snapshot, Transition, Window
@@ -54,20 +57,30 @@ def active_deployment(
     )
 
 
-def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment, signers: tuple[Signer, Signer] | None = None) -> None:
-    """Written as `lfr deployment` would: signed by the test operator's key, authorisation
-    countersigned by the test authoriser's (the session keys of tests/conftest.py). The audit
-    hash is a stand-in: these records skip the audit writer."""
+def publish_deployment(bootstrap: str, topic: str, *deployments: Deployment, signers: tuple[Signer, Signer] | None = None,
+                       audit_topic: str | None = None) -> None:
+    """Written as `lfr deployment` would: each record audited first (a real, signed, chained
+    audit record on ``audit_topic``, default LFR_AUDIT_TOPIC else lfr.audit.v2, describing the
+    change), then signed by the test operator's key carrying that record's hash, the
+    authorisation countersigned by the test authoriser's (the session keys of tests/conftest.py)."""
     operator, authoriser = signers or session_signers()
+    audit_topic = audit_topic or os.environ.get("LFR_AUDIT_TOPIC", "lfr.audit.v2")
     producer = Producer({"bootstrap.servers": bootstrap})
-    for deployment in deployments:
-        # As `lfr deployment create` does: the creator is the owner of the key that writes the draft.
-        deployment = dataclasses.replace(deployment, created_by=operator.owner)
-        if deployment.authorisation is not None:
-            deployment = countersign(deployment, authoriser)
-        key, value = deployment.deployment_id.encode(), encode(SCHEMA, deployment.to_data())
-        producer.produce(topic, key=key, value=value, headers=operator.record_headers(topic, key, value, audit_hash="0" * 64))
-    assert producer.flush(30) == 0
+    audit = AuditWriter(KafkaSettings(kafka_bootstrap_servers=bootstrap), audit_topic, operator, "deployment-test", producer=producer)
+    try:
+        for deployment in deployments:
+            # As `lfr deployment create` does: the creator is the owner of the key that writes the draft.
+            deployment = dataclasses.replace(deployment, created_by=operator.owner)
+            if deployment.authorisation is not None:
+                deployment = countersign(deployment, authoriser)
+            key, value = deployment.deployment_id.encode(), encode(SCHEMA, deployment.to_data())
+            _record, audit_hash = audit.write("deployment.record", deployment.deployment_id,
+                                              {"state": deployment.state, "revision": deployment.revision,
+                                               "change_sha256": change_digest(topic, key, value)}, deployment_id=deployment.deployment_id)
+            producer.produce(topic, key=key, value=value, headers=operator.record_headers(topic, key, value, audit_hash=audit_hash))
+        assert producer.flush(30) == 0
+    finally:
+        audit.close()
 
 
 def session_signers() -> tuple[Signer, Signer]:

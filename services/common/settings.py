@@ -250,7 +250,14 @@ class DlqSettings(KafkaSettings, SigningSettings):
 # -- deployments (services/deployments) ----------------------------------------------------------
 
 
-class DeploymentEnforcementSettings(KeyringSettings):
+class AuditLinkSettings(LfrSettings):
+    """A live reader of governed topics: a change applies only when its audit record is found (services/audit/index.py)."""
+
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each applied change's audit record must be found in")
+    audit_link_wait_s: float = Field(10.0, ge=0, le=600, description="how long a signed change whose audit record is not readable yet is held before it is refused (policy hold-then-refuse)")
+
+
+class DeploymentEnforcementSettings(KeyringSettings, AuditLinkSettings):
     """How a pipeline service reads and enforces deployments (services/deployments/policy.py).
     Only deployment records signed by a key of the keyring are applied."""
 
@@ -461,7 +468,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
         return self
 
 
-class ReviewSettings(KafkaSettings, SigningSettings):
+class ReviewSettings(KafkaSettings, SigningSettings, AuditLinkSettings):
     """The review console: officers adjudicate alerts; holds the evidence (probe chips) in custody."""
 
     group_id: str = Field("lfr-review", pattern=r"^[A-Za-z0-9._-]{1,200}$", description="client id prefix of the console's readers")
@@ -519,4 +526,5 @@ class ReportSettings(KafkaSettings, KeyringSettings):
     counts_topic: TopicName = "lfr.counts.v2"
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records (place, window, authorising officer), when present")
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each watchlist and deployment change's audit record must be found in")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long to read each topic to its end")

@@ -262,18 +262,20 @@ class Keyring:
         self._keys[key_id] = signed
         return signed
 
-    def trusted(self, key_id: str) -> TrustedKey:
-        """The unrevoked key, else SignatureRefused. Any revocation refuses every record the key
-        signed, earlier ones included: the signing time is the signer's word, not proof."""
+    def trusted(self, key_id: str, allow_revoked: bool = False) -> TrustedKey:
+        """The unrevoked key, else SignatureRefused. Without the audit chain to place a record,
+        any revocation refuses every record the key signed, earlier ones included: the signing
+        time is the signer's word, not proof. ``allow_revoked``: the caller decides by position
+        (SignatureGate with an audit index)."""
         key = self._keys.get(key_id)
         if key is None:
             raise SignatureRefused("unknown_key", key_id)
-        if key.revoked_at_ms is not None:
+        if key.revoked_at_ms is not None and not allow_revoked:
             raise SignatureRefused("revoked_key", key_id)
         return key
 
-    def verify_message(self, key_id: str, message: bytes, signature: bytes) -> TrustedKey:
-        key = self.trusted(key_id)
+    def verify_message(self, key_id: str, message: bytes, signature: bytes, allow_revoked: bool = False) -> TrustedKey:
+        key = self.trusted(key_id, allow_revoked)
         try:
             key.verifier().verify(signature, message)
         except InvalidSignature:
@@ -290,8 +292,8 @@ class VerifiedRecord:
 
 
 def verify_record(keyring: Keyring, topic: str, key: bytes | None, value: bytes | None,
-                  headers: Iterable[tuple[str, bytes | None]] | None) -> VerifiedRecord:
-    """The record's signer, or SignatureRefused with the reason."""
+                  headers: Iterable[tuple[str, bytes | None]] | None, allow_revoked: bool = False) -> VerifiedRecord:
+    """The record's signer, or SignatureRefused with the reason (``allow_revoked``: Keyring.trusted)."""
     found = headers_dict(headers)
     key_id, signature = found.get(KEY_ID_HEADER, ""), found.get(SIGNATURE_HEADER, "")
     if not key_id or not signature:
@@ -301,7 +303,7 @@ def verify_record(keyring: Keyring, topic: str, key: bytes | None, value: bytes 
         signed_at = int(found.get(SIGNED_AT_HEADER, ""))
     except ValueError:
         raise SignatureRefused("bad_signature", key_id) from None
-    trusted = keyring.verify_message(key_id, canonical_record_bytes(topic, key, value, found), raw_signature)
+    trusted = keyring.verify_message(key_id, canonical_record_bytes(topic, key, value, found), raw_signature, allow_revoked)
     return VerifiedRecord(trusted.owner, key_id, signed_at, found.get(AUDIT_HASH_HEADER, ""))
 
 
@@ -321,8 +323,12 @@ class ReplayGuard:
 class SignatureGate:
     """What a reader of a signed topic calls per record: the verified signer, or None when the
     record must change nothing (then ``on_refused(record, refusal, live)`` reports it). Verified
-    means: signed by an unrevoked key of the keyring, carrying the hash of its audit record, and
-    not older than the last change admitted for the same key."""
+    means: signed by a key of the keyring, carrying the hash of its audit record, and not older
+    than the last change admitted for the same key. With an audit index (services/audit/index.py)
+    the audit record must exist and describe this very change (a missing one is waited for, the
+    index's hold-then-refuse policy), and the key must be valid at that audit record's position
+    in the chain: a key revoked at position N still vouches for what was audited before N, never
+    for anything after, whatever time the record claims. Without one, a revoked key vouches for nothing."""
 
     def __init__(self, keyring: Keyring, topic: str, on_refused=None, audit_index=None) -> None:
         self.keyring = keyring
@@ -336,11 +342,19 @@ class SignatureGate:
     def admit(self, record, live: bool) -> VerifiedRecord | None:
         try:
             self.keyring.refresh()
-            verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers())
+            index = self.audit_index
+            verified = verify_record(self.keyring, self.topic, record.key(), record.value(), record.headers(), allow_revoked=index is not None)
             if not verified.audit_hash:
                 raise SignatureRefused("unaudited", verified.key_id)
-            if self.audit_index is not None and not self.audit_index.confirms(verified.audit_hash, self.topic, record.key(), record.value()):
-                raise SignatureRefused("unaudited", verified.key_id)
+            if index is not None:
+                if not index.may_vouch(verified.key_id):  # revoked with no place in the chain: nothing it signed counts
+                    raise SignatureRefused("revoked_key", verified.key_id)
+                link = index.link(verified.audit_hash, self.topic, record.key(), record.value())
+                if link is None:
+                    raise SignatureRefused("unaudited", verified.key_id)
+                for key_id in (verified.key_id, link.key_id):  # the change's signer and its audit record's
+                    if not index.valid_at(key_id, link):
+                        raise SignatureRefused("revoked_key", key_id)
             self._replays.check(record.key(), verified)
         except SignatureRefused as refusal:
             if self.on_refused is not None:

@@ -25,6 +25,7 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
     promise_ms: int | None = None  # biometric data unreadable this long after append (privacy/retention.py)
     platform: bool = False  # one for the whole platform (the force registry), never per force (services/forces/naming.py)
+    governed: bool = False  # its records steer the platform (who is sought, where, by whose key): docs/assurance/security.md says who writes and who verifies it
 
 
 def default_config_path() -> Path:
@@ -51,6 +52,7 @@ def load_topic_specs(path: Path | None = None, replication_factor: int | None = 
                 config={key: str(value) for key, value in entry.get("config", {}).items()},
                 promise_ms=int(entry["promise_ms"]) if "promise_ms" in entry else None,
                 platform=entry.get("scope", "force") == "platform",
+                governed=bool(entry.get("governed", False)),
             )
         )
     return specs

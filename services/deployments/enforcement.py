@@ -15,6 +15,7 @@ from services.common import health
 from services.common.settings import DeploymentEnforcementSettings, KafkaSettings
 from services.common.stage import Message
 
+from services.audit.index import AuditIndex
 from services.audit.refusals import deployment_signature_checks
 
 from .policy import DeploymentPolicy, frame_deployment
@@ -36,8 +37,10 @@ def start_enforcement(settings: DeploymentEnforcementSettings, service: str) -> 
         keyring, on_refused = deployment_signature_checks(settings, service)
     except SettingsError as exc:  # no keyring: the service would trust anything, so it does not start
         raise RuntimeError(str(exc)) from exc
+    # A change applies only when its audit record exists and matches (held up to audit_link_wait_s).
+    audit = AuditIndex(settings, settings.audit_topic, keyring, wait_s=settings.audit_link_wait_s)
     view = DeploymentView(settings, settings.deployments_topic, dlq_topic=getattr(settings, "dlq_topic", "lfr.dlq.v1"), service=service,
-                          keyring=keyring, on_refused=on_refused)
+                          keyring=keyring, on_refused=on_refused, audit_index=audit)
     health.add_check("deployments", lambda: (view.ready, f"{len(view.all())} deployment(s) loaded" if view.ready else "loading"))
     view.start()
     _VIEWS.append(view)

@@ -52,6 +52,9 @@ class DeploymentView:
         # The one verified reader of the topic (services/deployments/verified.py).
         self.keyring = keyring
         self._on_refused = on_refused
+        # ``audit_index`` (services/audit/index.py; the view closes it at stop): a change applies only
+        # when its audit record exists and describes it, and its key was valid at that record's place.
+        self._audit_index = audit_index
         self._verified = VerifiedDeployments(keyring, topic, self._refused, audit_index=audit_index)
         self.dlq_topic = dlq_topic
         self.service = service
@@ -102,6 +105,9 @@ class DeploymentView:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
+        if self._audit_index is not None and not self._thread.is_alive():
+            self._audit_index.close()
+            self._audit_index = None
         if self._producer is not None:
             self._producer.flush(10)
 

@@ -41,7 +41,7 @@ def build(
     reporter = RejectReporter(settings, settings.dlq_topic, SERVICE, audit=on_refused.audit)
     materialiser = WatchlistMaterialiser(
         settings, settings.watchlist_topic, index, sweep_interval_s=settings.expiry_sweep_interval_s, clock=clock,
-        reporter=reporter, keyring=keyring, on_refused=on_refused, audit_index=AuditIndex(settings, settings.audit_topic, keyring),
+        reporter=reporter, keyring=keyring, on_refused=on_refused, audit_index=AuditIndex(settings, settings.audit_topic, keyring, wait_s=settings.audit_link_wait_s),
     )
     # The thresholds in force are audited at every start: a changed threshold leaves a record.
     on_refused.audit.write("matcher.thresholds", None, {

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.audit.identity import load_keyring
+from services.audit.index import AuditIndex
 from services.audit.refusals import RefusalTally
 from services.common.envelope import decode
 from services.common.jsonevents import decode_record
@@ -85,11 +86,21 @@ def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
     )
     # The watchlist and the deployments through their verified readers (issue #23): a forged
     # record neither widens a deployment's watchlist nor changes who authorised it.
+    # Each change applies only when its audit record exists and describes it (services/audit/index.py).
     keyring = load_keyring(settings)
-    watchlist = VerifiedWatchlist(keyring, settings.watchlist_topic, RefusalTally("report"))
+    audit = AuditIndex(settings, settings.audit_topic, keyring, timeout)
+    try:
+        _verified_inputs(settings, inputs, keyring, audit, timeout, bar)
+    finally:
+        audit.close()
+    return inputs
+
+
+def _verified_inputs(settings, inputs: ReportInputs, keyring, audit: AuditIndex, timeout: float, bar: Progress | None) -> None:
+    watchlist = VerifiedWatchlist(keyring, settings.watchlist_topic, RefusalTally("report"), audit_index=audit)
     for subject, entry in fold(read_records(settings, settings.watchlist_topic, timeout, bar), watchlist).items():
         inputs.watchlist_scopes[subject] = tuple(entry.deployments)
-    deployments = VerifiedDeployments(keyring, settings.deployments_topic, RefusalTally("report"))
+    deployments = VerifiedDeployments(keyring, settings.deployments_topic, RefusalTally("report"), audit_index=audit)
     found: dict = {}
     for record in read_records(settings, settings.deployments_topic, timeout, bar):
         key = (record.key() or b"").decode("utf-8", "replace")
@@ -105,4 +116,3 @@ def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
         facts = facts_from_record(deployment.to_data())
         if facts.deployment_id:
             inputs.deployments[facts.deployment_id] = facts
-    return inputs

@@ -87,7 +87,8 @@ class Reader(threading.Thread):
         self.refusals = RefusalTally(SERVICE)
         keyring = load_keyring(settings)
         self.watchlist = VerifiedWatchlist(keyring, settings.watchlist_topic, self.refusals,
-                                           audit_index=AuditIndex(settings, settings.audit_topic, keyring))
+                                           audit_index=AuditIndex(settings, settings.audit_topic, keyring,
+                                                                  wait_s=settings.audit_link_wait_s))
 
     def run(self) -> None:
         s = self.settings

@@ -38,7 +38,7 @@ STAGE_RECOVERY_BOUND_S = 12  # one stage: below the 15 s delivery timeout it use
 @pytest.fixture
 def own_broker(tmp_path, monkeypatch):
     """A broker of this test's own (the session broker must not be killed), under `lfr broker`'s supervisor."""
-    topics = {name: unique(name) for name in ("in", "out", "dlq", "frames", "deployments")}
+    topics = {name: unique(name) for name in ("in", "out", "dlq", "frames", "deployments", "audit")}
     specs = [TopicSpec(name, 1, 1, False) for name in topics.values()]
     broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
     reports: list[str] = []
@@ -58,6 +58,7 @@ def own_broker(tmp_path, monkeypatch):
         "LFR_GROUP_ID": unique("restart"),
         "LFR_STALL_AFTER_S": "2",
         "LFR_DEPLOYMENTS_TOPIC": topics["deployments"],
+        "LFR_AUDIT_TOPIC": topics["audit"],  # the deployment's audit record, which ingest's view checks
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

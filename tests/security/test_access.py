@@ -40,13 +40,14 @@ def test_every_topic_is_used_by_someone_and_every_used_topic_exists():
 
 
 def test_each_service_may_do_exactly_what_its_settings_say_it_does():
-    seen = {"deployments_topic": "Read"}  # every pipeline service enforces deployments
+    # every pipeline service enforces deployments, each change only when its audit record is found (issue #23)
+    seen = {"deployments_topic": "Read", "audit_topic": "Read"}
     uses = {
         "ingest": (defaults(IngestSettings), {"output_topic": "Write", **seen}),
         "detect": (defaults(DetectSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", "counts_topic": "Write", **seen}),
         "embed": (defaults(EmbedSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write", **seen}),
-        "matcher": (defaults(MatcherSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
-                                                "watchlist_topic": "Read", "audit_topic": "Write", **seen}),
+        "matcher": (defaults(MatcherSettings), {**seen, "input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
+                                                "watchlist_topic": "Read", "audit_topic": "Write"}),
         "dispatch": (defaults(DispatchSettings), {"input_topic": "Read", "output_topic": "Write", "dlq_topic": "Write",
                                                   "evidence_topic": "Write", "evidence_keys_topic": "Read", **seen}),
         "admin": (defaults(DeploymentSettings), {"watchlist_topic": "Write", "audit_topic": "Write", "deployments_topic": "Write"}),
@@ -77,7 +78,7 @@ def test_untrusted_input_cannot_reach_the_watchlist_or_the_audit():
         if name not in ("admin", "matcher", "review"):
             assert not principal.may("lfr.audit.v2", "Write"), name
     assert {t: "Write" in ops for t, ops in ACCESS["ingest"].topics.items()} == {
-        "lfr.frames.v1": True, "lfr.dlq.v1": True, "lfr.deployments.v1": False}
+        "lfr.frames.v1": True, "lfr.dlq.v1": True, "lfr.deployments.v1": False, "lfr.audit.v2": False}
 
 
 def test_generated_kafka_users_match_the_table():

@@ -57,3 +57,18 @@ def test_watchlist_entries_and_deployments_are_decoded_only_by_the_verified_read
     callers = [p for p, text in sources().items() if re.search(r"\bparse\(record\.value\(\)", text)]
     assert callers == ["services/deployments/verified.py"], callers
     assert "VerifiedDeployments" in view
+
+
+def test_every_verified_reader_is_given_the_audit_index():
+    """Each construction of a verified reader passes an audit index (issue #23: the audit record a
+    change names must exist and match in every reader, not only be named)."""
+    call = re.compile(r"\b(VerifiedWatchlist|VerifiedDeployments|DeploymentView|SignatureGate)\(")
+    for path, text in sources().items():
+        for match in call.finditer(text):
+            depth, end = 0, match.end() - 1
+            for end in range(match.end() - 1, len(text)):
+                depth += {"(": 1, ")": -1}.get(text[end], 0)
+                if depth == 0:
+                    break
+            arguments = text[match.end():end]
+            assert re.search(r"\baudit_index=(?!None\b)", arguments), f"{path}: {match.group(0)} without audit_index: {arguments[:120]}"

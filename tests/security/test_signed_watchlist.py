@@ -47,6 +47,7 @@ def wired(broker, kafka_env, monkeypatch, tmp_path):
     monkeypatch.setenv("LFR_INPUT_TOPIC", TOPICS["embeddings"])
     monkeypatch.setenv("LFR_OUTPUT_TOPIC", TOPICS["matches"])
     monkeypatch.setenv("LFR_QDRANT_PATH", ":memory:")
+    monkeypatch.setenv("LFR_AUDIT_LINK_WAIT_S", "1")  # the made-up audit hash below is held this long, then refused
     for name, value in ephemeral_identity(tmp_path / "keys", "PC 1234 Operator").items():
         monkeypatch.setenv(name, value)  # a keyring of its own: this test revokes keys
     store = WatchlistStore(load_settings(WatchlistSettings))
