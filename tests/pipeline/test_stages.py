@@ -51,7 +51,10 @@ def test_crowd_scene_is_deterministic_and_knows_the_truth(scene, lfw_dir):
 
 
 def test_detect_finds_the_walkers_and_emits_valid_faces(scene, face_engine):
-    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits())
+    # No staleness here: on a loaded machine encoding three frames took over the 250 ms after which a
+    # frame with a newer one of its camera in the batch is skipped as superseded (tested on its own below).
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000,
+                      superseded_after_ms=600_000)
     frames = [scene.render(seq) for seq in (20, 40, 60)]
     outputs = detect([frame_message(image, seq) for seq, (image, _) in zip((20, 40, 60), frames)], deps)
     expected = sum(1 for _, truth in frames for f in truth if f["face_width"] >= 64)
@@ -63,7 +66,10 @@ def test_detect_finds_the_walkers_and_emits_valid_faces(scene, face_engine):
 
 
 def test_detect_rejects_corrupt_and_mislabelled_frames(scene, face_engine):
-    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits())
+    # No staleness here: on a loaded machine encoding three frames took over the 250 ms after which a
+    # frame with a newer one of its camera in the batch is skipped as superseded (tested on its own below).
+    deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000,
+                      superseded_after_ms=600_000)
     image, _ = scene.render(10)
     with pytest.raises(FrameRejected, match="camera cam-1 seq 0: JPEG without a frame header"):
         detect([frame_message(image, jpeg=b"\xff\xd8\xff\xe0garbage")], deps)
