@@ -18,6 +18,7 @@ SERVICES = {
     "dispatch": "services.dispatch.service:main",
     "review": "services.review.service:main",
     "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
+    "deployment-events": "services.deployments.projector:main",  # public deployment events (issue #25)
 }
 
 

@@ -55,7 +55,7 @@ def test_the_page_has_each_channel_with_key_types_principals_and_fields():
     assert "- key: subject id" in alerts and "- content type: `application/json`" in alerts
     assert "retention: 31d" in alerts
     assert "`org.openlfr.alert.raised`, `org.openlfr.alert.updated`" in alerts
-    assert "- sent by: `dispatch`, `link`" in alerts and "- received by: `link`, `review`" in alerts
+    assert "- sent by: `dispatch`, `link`" in alerts and "- received by: `downstream`, `link`, `review`" in alerts
     assert "| `priority` | one of `red`, `amber`, `green` | yes |" in alerts
     assert "| `track_score` | number | no | Best score over the shots of the evidence's track (rule track-best) |" in alerts
     faces = text.split("\n## lfr.faces.v1\n")[1].split("\n## ")[0]
