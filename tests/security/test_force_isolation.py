@@ -42,7 +42,7 @@ def principals_of(force: str) -> list[str]:
 def test_the_chart_renders_every_principal_of_every_force_once(users):
     expected = {p.user for p in principals_for(FORCES).values()}
     assert set(users) == expected
-    assert len(expected) == 1 + 8 * 8  # the platform's, and eight per force (default included)
+    assert len(expected) == 1 + 10 * 8  # the platform's, and ten per force (default included)
     for name, doc in users.items():
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, name
         assert doc["spec"]["authentication"] == {"type": "scram-sha-512"}
