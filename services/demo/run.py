@@ -273,7 +273,9 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
     from services.report.render import render_html
     from services.report.topics import read_inputs
 
-    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    # The report reads verified records only: it trusts the demo's own keyring (not in os.environ).
+    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap,
+                             keyring_file=pipeline.signing_env["LFR_KEYRING_FILE"])
     report, deadline = None, time.monotonic() + 60
     while True:  # detect may still be counting the last frames it processed: wait until its counts settle
         latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))
