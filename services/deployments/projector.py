@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import Counter
 
 from services.audit.refusals import RefusalTally
+from services.common import health
 from services.common.errors import MessageError, SchemaValidationError, SettingsError
 from services.common.kafka_config import client_config, producer_config
 from services.common.service import EXIT_BAD_SETTINGS, start_service
@@ -164,12 +165,15 @@ def main() -> int:
         print(f"lfr {SERVICE}: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     projector = DeploymentEventsProjector(settings, keyring, AuditIndex(settings, settings.audit_topic, keyring))
+    # /readyz once the deployments topic is read to its end; /livez while the loop keeps polling.
+    health.DEFAULT.add_check("deployments_read", lambda: (projector.ready, "read to the end" if projector.ready else "reading"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         projector.start()
         while not stop.is_set():
+            health.DEFAULT.heartbeat(SERVICE, settings.liveness_timeout_s)
             projector.step()
     except (ProjectionFailed, TopicMissing) as exc:
         logger.error("deployment events stopped; nothing past the last acknowledged batch was committed", extra={"error": str(exc)[:300]})
