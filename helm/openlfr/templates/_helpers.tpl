@@ -28,7 +28,7 @@
 
 {{/* The pipeline's services, in pipeline order. */}}
 {{- define "openlfr.services" -}}
-ingest detect embed matcher dispatch review
+ingest detect embed matcher dispatch review deployment-events
 {{- end }}
 
 {{/* The services that consume Kafka: KEDA or an HPA may scale them. */}}
