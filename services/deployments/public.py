@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from services.common import jsonevents
-from services.common.jsonevents import DEPLOYMENT_EVENTS as EVENTS  # noqa: F401 - the ce_type suffixes
 from services.common.jsonevents import DEPLOYMENT_EVENTS_SCHEMA as SCHEMA
 
 from .record import Deployment

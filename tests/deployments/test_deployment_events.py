@@ -24,7 +24,7 @@ from services.deployments.store import DeploymentStore
 from services.audit.identity import load_keyring
 from services.audit.index import AuditIndex
 from tests.deployment_helpers import active_deployment, session_signers
-from tests.deployments.test_rules import HOUR, NOW, authorise, calibration, draft, entry
+from tests.deployments.test_rules import HOUR, NOW, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
 
 SECRET_SUBJECTS = [f"wl-person-{i}" for i in range(5)]
