@@ -151,5 +151,5 @@ def test_a_forces_pods_log_in_as_that_forces_kafka_users_and_its_topics_job_make
                 assert container["command"][-2:] == ["--force", "gmp"]
     assert set(logins.values()) <= rendered
     assert {u for w, u in logins.items() if w.startswith("Deployment/")} == {f"openlfr-gmp-{s}" for s in
-                                                                          ("ingest", "detect", "embed", "matcher", "dispatch", "review")}
+                                                                          ("ingest", "detect", "embed", "matcher", "dispatch", "review", "deployment-events")}
     assert logins["Job/lfr-openlfr-topics"] == "openlfr-platform"
