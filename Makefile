@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench faults clean
+.PHONY: demo test bench faults docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/security.py
 	$(BIN)/python benchmarks/cameras.py
+	$(BIN)/python benchmarks/frame_formats.py
+
+# The documentation site into site/ (git-ignored); `$(BIN)/mkdocs serve` to browse it live.
+docs: $(STAMP)
+	$(BIN)/lfr docs
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache

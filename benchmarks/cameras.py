@@ -8,7 +8,10 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
    at ingest's quality (85), given whole to the detector as detect gets it (YuNet letterboxes
    the frame into 640x640, so a face shrinks by 1920/640 = 3 in 1080p and 6 in 4K). A face
    counts as found when a detection overlaps its true box by IoU >= 0.3; faces cut by the
-   frame's edge are not counted. Recall per (frame, width).
+   frame's edge are not counted. Recall per (frame, width, ``setting``): ``whole-frame`` (the
+   default) and ``tiles-N`` (the frame also detected in N tiles across, as detect does for a
+   camera in LFR_TILE_CAMERAS; policy tiles-plus-whole/v1), with its cost in
+   ``detector_runs_per_frame`` (a count, independent of the machine's load).
 2. ``stream_costs_1080p``: GStreamer's RTSP server (services/ingest/testcamera.py) serves the
    crowd as H.264 1920x1080 at 25 fps; ingest's StreamSource reads it for a few seconds. CPU
    per frame (thread time) of decoding (every frame), of the BGR conversion of one frame, and of
@@ -19,9 +22,14 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
    analysed (converted and JPEG-encoded) per camera, no broker: the frames per second each
    camera delivered and the cores the reading process used (process CPU over wall time).
 
-The keys of the four-camera run (``four_cameras``, ``overload_over_baseline_faces_per_s``) are
-written as null: that run is not built yet. Figures are from whatever machine runs this; the
-recall figures do not depend on its load, the costs do.
+4. ``four_cameras``: four such cameras through the whole pipeline (benchmarks/four_cameras.py,
+   analysed-rate policy steady-analysed/v1 at 10 fps), and the same with every frame analysed
+   (``walker_recall_all_frames``), with the per-stage CPU per analysed frame. Left null with
+   ``--recall-only`` and ``--smoke`` (tests/pipeline/test_four_cameras.py runs a short one).
+   ``overload_over_baseline_faces_per_s`` stays null: not measured here yet.
+
+Figures are from whatever machine runs this; the recall figures do not depend on its load, the
+costs and rates do.
 """
 
 from __future__ import annotations
@@ -38,16 +46,22 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from services.demo.dataset import resolve_data_dir  # noqa: E402
 from services.face import FaceDetector  # noqa: E402
 from services.face.boxes import box_iou  # noqa: E402
+from services.face.tiling import WHOLE_FRAME, ViewPlan, detect_views, runs_per_frame  # noqa: E402
 from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAMES = {"1080p": (1920, 1080), "4k": (3840, 2160)}
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 160)
 FOUND_IOU = 0.3
+#: Per frame size, the detection settings measured: the whole frame (as before) and the tiles
+#: detect uses for a camera in LFR_TILE_CAMERAS (services/face/tiling.py) with LFR_TILE_COLUMNS.
+SETTINGS = {"1080p": {"whole-frame": WHOLE_FRAME, "tiles-2": ViewPlan(columns=2)},
+            "4k": {"whole-frame": WHOLE_FRAME, "tiles-2": ViewPlan(columns=2), "tiles-3": ViewPlan(columns=3)}}
 FPS = 10.0
 
 
@@ -57,7 +71,8 @@ def cast_identities(data_dir: Path, count: int = 8) -> list[str]:
     return names[:count]
 
 
-def width_recall(detector: FaceDetector, data_dir: Path, identities: list[str], size: tuple[int, int], width_px: int, frames: int) -> dict:
+def width_recall(detector: FaceDetector, data_dir: Path, identities: list[str], size: tuple[int, int], width_px: int, frames: int,
+                 plan: ViewPlan = WHOLE_FRAME) -> dict:
     cast = cast_from_folder(data_dir, identities, 1)
     scene = CrowdScene(cast, CrowdConfig(width=size[0], height=size[1], fps=FPS, seed=7, max_walkers=4,
                                          min_face_width=width_px, max_face_width=width_px))
@@ -66,7 +81,7 @@ def width_recall(detector: FaceDetector, data_dir: Path, identities: list[str], 
     for index in range(frames):
         image, truth = scene.render(int((6 + index) * FPS))
         image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_COLOR)
-        boxes = [d.box for d in detector.detect(image)]
+        boxes = [d.box for d in detect_views(detector, [image], [plan])[0]]
         for face in truth:
             x1, y1, x2, y2 = face["box"]
             if x1 <= 0 or y1 <= 0 or x2 >= size[0] or y2 >= size[1]:
@@ -184,6 +199,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "cameras.json")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1080p, two widths, one frame, a short stream")
+    parser.add_argument("--pipeline-seconds", type=float, default=30.0, help="measured window of each four-camera pipeline run")
+    parser.add_argument("--recall-only", action="store_true",
+                        help="only the face-width recall (load-independent); the stream costs are left out, the four-camera run kept from --out")
     args = parser.parse_args()
     data_dir = resolve_data_dir(args.data)
     if data_dir is None:
@@ -197,12 +215,28 @@ def main() -> int:
     started = time.time()
     recall = []
     for name, size in sizes.items():
-        for width_px in widths:
-            row = width_recall(detector, data_dir, identities, size, width_px, frames)
-            recall.append({"frame": name, "width_px": width_px, **row})
-    with tempfile.TemporaryDirectory(prefix="lfr-cameras-") as scratch:
-        costs = stream_costs(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
-        four = four_cameras_ingest(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
+        for setting, plan in SETTINGS[name].items():
+            for width_px in widths:
+                row = width_recall(detector, data_dir, identities, size, width_px, frames, plan)
+                recall.append({"frame": name, "width_px": width_px, **row, "setting": setting,
+                               "detector_runs_per_frame": runs_per_frame(*size, plan)})
+    if args.recall_only:
+        costs = four = {"skipped": "--recall-only"}
+    else:
+        with tempfile.TemporaryDirectory(prefix="lfr-cameras-") as scratch:
+            costs = stream_costs(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
+            four = four_cameras_ingest(data_dir, identities, 2.0 if args.smoke else args.stream_seconds, Path(scratch))
+    four_cameras = None
+    if not (args.recall_only or args.smoke):
+        import four_cameras as pipeline_run
+
+        with tempfile.TemporaryDirectory(prefix="lfr-four-") as scratch:
+            analysed = pipeline_run.run(data_dir, Path(scratch) / "analysed", seconds=args.pipeline_seconds)
+            every = pipeline_run.run(data_dir, Path(scratch) / "every", seconds=args.pipeline_seconds, analysed_fps=pipeline_run.INPUT_FPS)
+        four_cameras = analysed if "skipped" in analysed else {
+            **analysed, "walker_recall_all_frames": every.get("walker_recall"),
+            "all_frames": {k: every.get(k) for k in ("analysed_fps_per_camera", "walker_recall", "false_alerts", "capture_to_alert_ms",
+                                                     "cores_used", "frames_skipped", "watchlisted_walkers_shown")}}
     result = {
         "smoke": args.smoke,
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
@@ -210,12 +244,12 @@ def main() -> int:
         "face_width_recall": recall,
         "stream_costs_1080p": costs,
         "four_cameras_ingest_only": four,
-        "four_cameras": None,  # not built yet (issue #27 point 2)
+        "four_cameras": four_cameras,
         "overload_over_baseline_faces_per_s": None,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    summary = " ".join(f"{r['frame']}@{r['width_px']}px={r['recall']}" for r in recall)
+    summary = " ".join(f"{r['frame']}/{r['setting']}@{r['width_px']}px={r['recall']}" for r in recall)
     print(f"cameras: recall {summary}; decode {costs.get('decode_ms_per_frame')} ms/frame -> {args.out}")
     return 0
 

@@ -124,6 +124,15 @@ def _cmd_asyncapi(args: argparse.Namespace) -> int:
     return asyncapi.main(args.out or asyncapi.DOCUMENT, check=args.check)
 
 
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from services.docsite import render
+
+    if args.docs_command == "publish":
+        print(render.publish(args.file, args.machine, args.command_line, args.date, args.note))
+        return render.main()
+    return render.main(check=args.check)
+
+
 def _cmd_topics_verify(args: argparse.Namespace) -> int:
     from services.privacy.cli import cmd_topics_verify
 
@@ -218,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     contract.add_argument("--out", type=Path, default=None, help="where to write (default: docs/asyncapi.yaml of this checkout)")
     contract.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be generated")
     contract.set_defaults(func=_cmd_asyncapi)
+
+    docs = commands.add_parser("docs", help="write the site's generated pages (settings, metrics, alert rules, dashboards, figures)")
+    docs.add_argument("--check", action="store_true", help="exit 1 if a generated page differs from what would be written")
+    docs.set_defaults(func=_cmd_docs, docs_command=None)
+    docs_commands = docs.add_subparsers(dest="docs_command")
+    publish = docs_commands.add_parser("publish", help="copy a results JSON into docs/results/ with its date and machine")
+    publish.add_argument("file", type=Path, help="e.g. tests/results/faults.json or benchmarks/results/matcher.json")
+    publish.add_argument("--machine", required=True, help="the machine of the run, e.g. '2 cores, quiet'")
+    publish.add_argument("--command", dest="command_line", required=True, help="the command that produced it")
+    publish.add_argument("--date", default=None, help="default: the JSON's timestamp, else the file's time")
+    publish.add_argument("--note", default="", help="a caveat printed with the table")
 
     run = commands.add_parser("run", help="run one service until SIGTERM")
     run.add_argument("service", choices=sorted(SERVICES))

@@ -63,7 +63,7 @@ def test_pipeline_benchmark_smoke(tmp_path, lfw_dir):
 
 
 def test_demo_replay_smoke(tmp_path, lfw_dir):
-    """The offline shot-policy replay behind the README's demo-miss figures (issue #13)."""
+    """The offline shot-policy replay behind the demo-miss figures (docs/evaluators/accuracy.md) (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_replay.py"), "--smoke", "--data", str(lfw_dir),
                              "--alignments", "plain", "redetect", "--out", str(tmp_path / "replay.json")],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -82,7 +82,7 @@ def test_demo_replay_smoke(tmp_path, lfw_dir):
 
 
 def test_align_experiment_smoke(tmp_path, lfw_dir):
-    """The choose/report comparison of alignment options behind the README's alignment figures (issue #13)."""
+    """The choose/report comparison of alignment options behind the alignment figures (docs/evaluators/accuracy.md) (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "align_experiment.py"), "--data", str(lfw_dir), "--limit", "40",
                              "--alignments", "plain", "redetect", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "align.json")],
                             capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -99,13 +99,13 @@ def test_align_experiment_smoke(tmp_path, lfw_dir):
 
 
 def test_broker_memory_benchmark_smoke(tmp_path):
-    """benchmarks/broker_memory.py (README, reliability: the embedded broker's growth per hour of video)."""
+    """benchmarks/broker_memory.py (docs/assurance/embedded-broker.md: the embedded broker's growth per hour of video)."""
     result = _run("broker_memory.py", tmp_path / "broker_memory.json")
     assert result["frames"] > 0 and result["bytes_produced"] > 0 and result["rss_final_mb"] > 0
 
 
 def test_tansu_retention_benchmark_smoke(tmp_path):
-    """benchmarks/tansu_retention.py (README, privacy: what the embedded broker enforces)."""
+    """benchmarks/tansu_retention.py (docs/assurance/embedded-broker.md: what the embedded broker enforces)."""
     result = _run("tansu_retention.py", tmp_path / "tansu_retention.json")
     assert result["produced"] == 50 and [r["after_s"] >= 1 for r in result["readable"]] == [True, True]
     assert "delete_records" in result
@@ -115,11 +115,23 @@ def test_cameras_benchmark_smoke(tmp_path, lfw_dir):
     result = _run("cameras.py", tmp_path / "cameras.json")
     assert result["smoke"] is True
     rows = result["face_width_recall"]
-    assert [(r["frame"], r["width_px"]) for r in rows] == [("1080p", 32), ("1080p", 96)]
+    assert [(r["frame"], r["setting"], r["width_px"]) for r in rows] == [
+        ("1080p", "whole-frame", 32), ("1080p", "whole-frame", 96), ("1080p", "tiles-2", 32), ("1080p", "tiles-2", 96)]
     assert all(r["faces"] > 0 and 0 <= r["recall"] <= 1 for r in rows)
     assert rows[1]["recall"] >= 0.5  # 96 px faces in 1080p are found
+    assert rows[2]["recall"] >= rows[0]["recall"] and rows[2]["detector_runs_per_frame"] == 5 > rows[0]["detector_runs_per_frame"] == 1
     costs = result["stream_costs_1080p"]
     assert "skipped" in costs or (costs["frames"] > 0 and costs["decode_ms_per_frame"] > 0)
     four = result["four_cameras_ingest_only"]
     assert "skipped" in four or (four["cameras"] == 4 and four["analysed_fps_per_camera"] > 0 and four["ingest_cores_used"] > 0)
     assert {"four_cameras", "overload_over_baseline_faces_per_s"} <= set(result)
+
+
+def test_frame_formats_benchmark_smoke(tmp_path, lfw_dir):
+    """benchmarks/frame_formats.py: what the frame topic carries (bytes, faces still embeddable)."""
+    result = _run("frame_formats.py", tmp_path / "frame_formats.json")
+    rows = result["formats"]
+    assert rows["jpeg85_full"]["bytes_over_jpeg85_full"] == 1.0 and rows["raw_bgr"]["bytes_per_frame"] == 1920 * 1080 * 3
+    assert rows["jpeg85_640"]["faces_found"] == rows["jpeg85_full"]["faces_found"] > 0  # the detector's input is 640 anyway
+    assert rows["jpeg85_640"]["faces_accepted"] < rows["jpeg85_full"]["faces_accepted"]  # but the chips are too small
+    assert rows["h264"]["bytes_per_frame"] > 0

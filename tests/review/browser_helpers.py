@@ -1,4 +1,4 @@
-"""Headless chromium for the console tests, and README screenshots in which every face is a
+"""Headless chromium for the console tests, and the docs' screenshots in which every face is a
 generated placeholder and no data-set name shows."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def sign_in(driver, url: str, username: str, password: str) -> None:
 
 
 def screenshots_dir() -> Path:
-    """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the README's images), else var/ (git-ignored)."""
+    """docs/ when LFR_UPDATE_SCREENSHOTS=1 (refreshing the docs' images), else var/ (git-ignored)."""
     import os
 
     folder = DOCS if os.environ.get("LFR_UPDATE_SCREENSHOTS") == "1" else DOCS.parent / "var" / "screenshots"
@@ -59,7 +59,7 @@ def screenshots_dir() -> Path:
 # Each alert gets one placeholder reference, numbered by its place in the queue, and the detail
 # pane shows the number of the alert selected in the queue: the same alert reads the same in
 # both places. (Numbering every element in document order once made the queue read 1001 and the
-# detail of that very alert 1002 in the README's screenshot.)
+# detail of that very alert 1002 in the docs' screenshot.)
 HIDE_FACES = """
 document.getElementById('probe').src = arguments[0];
 document.getElementById('reference').src = arguments[1];

@@ -3,7 +3,7 @@
 Logs in, sees an alert appear without reloading, sees both images, rejects it, and finds the
 adjudication on the topic and the chip gone from every store once the erasure bound (short
 settings here) has passed. Then the transparency report of the run is checked against counts
-made independently from the topics, and the README's screenshots are taken with the faces
+made independently from the topics, and the docs' screenshots (docs/officers/console.md, docs/officers/report.md) are taken with the faces
 replaced by generated placeholders.
 """
 
@@ -125,7 +125,7 @@ def test_officer_rejects_a_live_alert_and_its_chip_is_erased(lfw_dir, tmp_path, 
         assert driver.find_element(By.CSS_SELECTOR, "#queue li.selected").get_attribute("data-alert-id") == alert_id
         assert driver.find_element(By.CSS_SELECTOR, "#queue li.selected .ref").text == driver.find_element(By.ID, "f-reference").text
 
-        # Screenshot for the README: generated placeholders instead of faces, no data-set names.
+        # Screenshot for the docs (docs/officers/console.md): generated placeholders instead of faces, no data-set names.
         placeholder_screenshot(driver, screenshots_dir() / "review-console.png")
         driver.find_element(By.ID, "f-status").click()  # keep focus on the page for the keyboard
         from selenium.webdriver.common.action_chains import ActionChains

@@ -1,6 +1,6 @@
 """The console page in headless chromium at 1280x720, against an in-process console on the test
 broker (no pipeline): what the queue selects is what the detail pane shows, from the keyboard,
-and in the README's placeholder screenshots."""
+and in the docs' placeholder screenshots."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_the_detail_pane_shows_the_alert_selected_in_the_queue_by_keyboard_at_12
 
 
 def test_placeholder_screenshots_label_the_selected_alert_the_same_in_queue_and_detail(page):
-    """Regression: the README's screenshot showed DEMO-CASE-1001 selected in the queue and
+    """Regression: the docs' screenshot showed DEMO-CASE-1001 selected in the queue and
     DEMO-CASE-1002 in the detail pane of that same alert (the placeholder script numbered every
     reference element in document order)."""
     driver, alerts = page
