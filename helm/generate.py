@@ -33,6 +33,7 @@ from services.common.settings import (  # noqa: E402
     DetectSettings,
     DispatchSettings,
     EmbedSettings,
+    DeploymentEventsSettings,
     IngestSettings,
     KafkaSettings,
     MatcherSettings,
@@ -61,14 +62,15 @@ SERVICES = {
     "matcher": MatcherSettings,
     "dispatch": DispatchSettings,
     "review": ReviewSettings,
+    "deployment-events": DeploymentEventsSettings,  # public deployment events (services/deployments/projector.py)
     "link": LinkSettings,  # role van
     "intake": IntakeSettings,  # role core
 }
 #: values `role` -> the services it renders (templates/_helpers.tpl "openlfr.services")
 ROLES = {
-    "site": ("ingest", "detect", "embed", "matcher", "dispatch", "review"),
+    "site": ("ingest", "detect", "embed", "matcher", "dispatch", "review", "deployment-events"),
     "van": ("ingest", "detect", "embed", "matcher", "dispatch", "review", "link"),
-    "core": ("review", "intake"),
+    "core": ("review", "intake", "deployment-events"),
 }
 JOBS = {"watchlistPurge": WatchlistSettings, "deploymentSweep": DeploymentSettings}
 #: the shared ``settings:`` section: fields every pod has (all of them read KafkaSettings)
@@ -253,7 +255,7 @@ def obj(properties: dict, required: list[str] | None = None, **extra) -> dict:
 def service_schema(name: str, cls) -> dict:
     properties = {
         "enabled": BOOL,
-        "replicas": {"type": "integer", "minimum": 0, "maximum": 1 if name == "ingest" else 1000},
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 1 if name in ("ingest", "deployment-events") else 1000},
         "resources": RESOURCES,
         "settings": settings_schema(cls, name),
         "terminationGracePeriodSeconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 3600},
@@ -264,6 +266,8 @@ def service_schema(name: str, cls) -> dict:
         properties["replicas"]["description"] = "0 or 1: every ingest replica reads every camera of the cameras file"
         properties["cameras"] = {"type": "array", "items": {"$ref": "#/definitions/camera"}}
         properties["camerasExistingSecret"] = {**SECRET_NAME, "description": "a Secret with key cameras.json, instead of ingest.cameras (stream URLs with credentials)"}
+    if name == "deployment-events":
+        properties["replicas"]["description"] = "0 or 1: a second projector would only publish every event twice"
     if name in CONSUMERS:
         properties["autoscaling"] = obj({
             "minReplicas": {"type": "integer", "minimum": 0, "maximum": 1000},

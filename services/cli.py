@@ -19,6 +19,7 @@ SERVICES = {
     "review": "services.review.service:main",
     "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
     "intake": "services.fleet.intake_service:main",  # the core's check of what the vans forward (issue #26)
+    "deployment-events": "services.deployments.projector:main",  # public deployment events (issue #25)
 }
 
 

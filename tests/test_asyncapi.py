@@ -55,7 +55,7 @@ def test_the_page_has_each_channel_with_key_types_principals_and_fields():
     assert "- key: subject id" in alerts and "- content type: `application/json`" in alerts
     assert "retention: 31d" in alerts
     assert "`org.openlfr.alert.raised`, `org.openlfr.alert.updated`" in alerts
-    assert "- sent by: `dispatch`, `intake`, `link`" in alerts and "- received by: `link`, `review`" in alerts
+    assert "- sent by: `dispatch`, `intake`, `link`" in alerts and "- received by: `downstream`, `link`, `review`" in alerts
     assert "| `priority` | one of `red`, `amber`, `green` | yes |" in alerts
     assert "| `track_score` | number | no | Best score over the shots of the evidence's track (rule track-best) |" in alerts
     faces = text.split("\n## lfr.faces.v1\n")[1].split("\n## ")[0]
@@ -74,7 +74,8 @@ def test_every_topic_is_a_channel_with_its_key_retention_headers_and_principals(
     assert message["bindings"]["kafka"]["key"]["description"] == "subject id"
     assert message["headers"]["properties"]["ce_type"]["enum"] == ["org.openlfr.alert.raised", "org.openlfr.alert.updated"]
     assert message["headers"]["properties"]["ce_dataschema"]["const"] == jsonevents.dataschema_for("lfr.alerts.v3")
-    assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["link", "review"]
+    assert document["operations"]["receive.lfr.alerts.v3"]["x-principals"] == ["downstream", "link", "review"]
+    assert document["operations"]["send.lfr.deployment_events.v1"]["x-principals"] == ["deployment-events"]
     assert document["operations"]["send.lfr.alerts.v3"]["x-principals"] == ["dispatch", "intake", "link"]
     for schema in jsonevents.KINDS:  # every plain JSON topic documents its CloudEvents headers
         assert document["components"]["messages"][schema]["headers"]["required"][-1] == "content-type"
@@ -131,8 +132,11 @@ def test_what_the_services_write_satisfies_the_document(schema):
 
     audit = seal({"action": "watchlist.add", "at_ms": NOW, "service": "watchlist", "subject_id": "s1", "details": {"n": 1}},
                  Signer.generate("Sgt 1 Tester"), 0, "0" * 64)
+    from services.deployments.public import public_event
+    from tests.deployments.test_deployment_events import lifecycle_revisions
+
     data = {"lfr.alerts.v3": decide(None, match(), 60_000, NOW + 200)[1].data, "lfr.adjudications.v3": ADJUDICATION,
-            "lfr.counts.v2": COUNT, "lfr.audit.v2": audit}[schema]
+            "lfr.counts.v2": COUNT, "lfr.audit.v2": audit, "lfr.deployment_events.v1": public_event(lifecycle_revisions()[3])}[schema]
     value, headers = jsonevents.encode(schema, data)
     jsonschema.Draft202012Validator(message["headers"]).validate({name: raw.decode() for name, raw in headers})
     root = {"components": document["components"], "$ref": message["payload"]["$ref"]}

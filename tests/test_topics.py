@@ -21,6 +21,7 @@ EXPECTED = {
     "lfr.frames.v1", "lfr.faces.v1", "lfr.embeddings.v1", "lfr.matches.v1", "lfr.alerts.v3",
     "lfr.watchlist.v1", "lfr.adjudications.v3", "lfr.audit.v2", "lfr.dlq.v1", "lfr.deployments.v1", "lfr-dispatch-open-alerts-changelog",
     "lfr.evidence.v1", "lfr.evidence_keys.v1", "lfr.counts.v2", "lfr.forces.v1", "lfr.heartbeats.v1", "lfr-link-inbound",
+    "lfr.deployment_events.v1",
 }
 
 

@@ -1,6 +1,6 @@
 """Plain JSON CloudEvents in Kafka binary content mode, for the topics where no image travels.
 
-A record of lfr.alerts.v3, lfr.adjudications.v3, lfr.counts.v2 or lfr.audit.v2 is what any CloudEvents or
+A record of lfr.alerts.v3, lfr.adjudications.v3, lfr.counts.v2, lfr.audit.v2 or lfr.deployment_events.v1 is what any CloudEvents or
 Kafka tool reads without OpenLFR code: the value is the message itself as UTF-8 JSON (valid
 against its schema in schemas/), the event attributes travel as ``ce_*`` headers
 (CloudEvents Kafka protocol binding 1.0, binary content mode) and ``content-type`` is
@@ -73,6 +73,9 @@ ADJUDICATION_OUTCOME = "org.openlfr.adjudication.outcome"
 FACES_COUNTED = "org.openlfr.faces.counted"
 AUDIT_RECORDED = "org.openlfr.audit.recorded"
 AUDIT_SCHEMA = "lfr.audit.v2"
+DEPLOYMENT_EVENTS_SCHEMA = "lfr.deployment_events.v1"
+DEPLOYMENT_EVENT_PREFIX = "org.openlfr.deployment."
+DEPLOYMENT_EVENTS = ("drafted", "authorised", "reauthorised", "started", "ended", "cancelled", "erased")  # services/deployments/public.py
 
 
 def _audit_hash(record: Mapping[str, Any]) -> str:
@@ -125,6 +128,16 @@ KINDS: dict[str, EventKind] = {
             subject_of=lambda d: d.get("subject_id") or d["actor"],
             source_of=lambda p, d: f"{p.rstrip('/')}/services/{d['service']}",
             time_of=lambda d: d["at_ms"],
+        ),
+        EventKind(
+            DEPLOYMENT_EVENTS_SCHEMA, tuple(DEPLOYMENT_EVENT_PREFIX + e for e in DEPLOYMENT_EVENTS),
+            "{deployment_id}.{revision} (one event per verified revision: a replay carries the same id)", "deployment_id",
+            "{prefix}/deployments/{deployment_id}",
+            type_of=lambda d: DEPLOYMENT_EVENT_PREFIX + d["event"],
+            id_of=lambda d: f"{d['deployment_id']}.{d['revision']}",
+            subject_of=lambda d: d["deployment_id"],
+            source_of=lambda p, d: deployment_source(p, d["deployment_id"]),
+            time_of=lambda d: d["changed_at_ms"],
         ),
     )
 }

@@ -301,6 +301,22 @@ class DeploymentSettings(WatchlistSettings):
         return value
 
 
+class DeploymentEventsSettings(KafkaSettings, KeyringSettings):
+    """`lfr run deployment-events`: verified deployment revisions projected onto the public topic
+    (services/deployments/projector.py); only records signed, audited and countersigned count."""
+
+    deployments_topic: TopicName = "lfr.deployments.v1"
+    audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each deployment change must name (read only)")
+    deployment_events_topic: TopicName = Field("lfr.deployment_events.v1", description="public deployment events (plain JSON CloudEvents)")
+    group_id: str = Field("lfr-deployment-events", pattern=r"^[A-Za-z0-9._-]{1,249}$",
+                          description="its committed offset on the deployments topic: what is already projected")
+    ce_source_prefix: str = Field("/openlfr", pattern=r"^[A-Za-z0-9][A-Za-z0-9+.-]*:[^\s]*$|^/[^\s]*$", max_length=256,
+                                  description="ce_source of an event: <prefix>/deployments/<deployment id>")
+    poll_timeout_ms: int = Field(250, ge=1, le=60_000, description="longest wait for new deployment records per poll")
+    publish_timeout_s: float = Field(30.0, gt=0, le=600, description="a batch of events not acknowledged within this stops the "
+                                     "projector uncommitted (its supervisor restarts it; the batch is projected again)")
+
+
 class MatcherSettings(RunnerSettings, QdrantSettings, MatchThresholdSettings, DeploymentEnforcementSettings, SigningSettings, LatencyBudgetSettings):
     """The matcher service."""
 

@@ -17,7 +17,8 @@ from services.common.broker import EmbeddedBroker
 from services.common.signing import Signer
 from services.common.topics import apply_topics, load_topic_specs
 
-READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"', "review": '"msg": "review ready"'}
+READY_MARKERS = {"ingest": '"msg": "ingest started"', "dispatch": '"msg": "dispatcher ready"', "review": '"msg": "review ready"',
+                 "deployment-events": '"msg": "deployment events ready"'}
 
 
 class Pipeline:

@@ -40,6 +40,7 @@ from .misses import never_embedded, walker_report
 from .score import is_true_alert, summarise
 
 DEPLOYMENT = "demo-van-1"
+DEPLOYMENT_EVENTS_TOPIC = "lfr.deployment_events.v1"
 CAMERA = "demo-cam-1"
 
 
@@ -69,6 +70,20 @@ class TopicTail:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def public_deployment_events(tail: TopicTail, out, timeout_s: float = 20.0) -> list[str]:
+    """The demo deployment's public events (lfr run deployment-events), printed, up to its end."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not any(t.endswith(".ended") for t in seen):
+        for record in tail.poll(0.5):
+            headers = {k: v.decode() for k, v in record.headers() or []}
+            event = decode_record(record.value(), record.headers()).data
+            seen.append(headers["ce_type"])
+            out(f"DEPLOYMENT EVENT {headers['ce_type']:<36} id {headers['ce_id']}  state {event['state']}"
+                f"  watchlist {event.get('watchlist', {}).get('size', '-')}")
+    return seen
 
 
 def crowd_camera(cast: Cast, data_dir: Path, options: DemoOptions, camera_id: str = CAMERA) -> CameraConfig:
@@ -134,9 +149,11 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
             f"{deployment.expected_false_alerts_per_hour:.4g}")
         review = start_review(pipeline, options)
         out(f"review console: {review.url}  user {review.username}  password {review.password}")
-        for service in ("detect", "embed", "matcher", "dispatch"):
+        for service in ("detect", "embed", "matcher", "dispatch", "deployment-events"):
             pipeline.start(service)
-        pipeline.wait_ready(("review", "detect", "embed", "matcher", "dispatch"))
+        pipeline.wait_ready(("review", "detect", "embed", "matcher", "dispatch", "deployment-events"))
+        deployment_tail = TopicTail(pipeline.bootstrap, DEPLOYMENT_EVENTS_TOPIC)
+        tails.append(deployment_tail)
         officer = ConsoleClient(review.url, review.username, review.password) if options.auto_adjudicate else None
         pending: dict[str, dict] = {}
         decisions: dict[str, str] = {}
@@ -179,6 +196,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
             drain_alerts(0.5)  # the last alerts reach the console and get their decision
         deployment.end()
         out(f"deployment {DEPLOYMENT} ended")
+        summary_events = public_deployment_events(deployment_tail, out)
         truth = pipeline.truth()  # one record per captured frame
         shots = [decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.faces.v1", tails)]
         embedded = [(e["face"], np.frombuffer(e["embedding"]["data"], dtype="<f4").astype(np.float32))
@@ -186,6 +204,7 @@ def run_demo(data_dir: Path, options: DemoOptions, out=print) -> dict:
         faces, embeddings = len(shots), len(embedded)
         matches = [decode(r.value()).data for r in _records(pipeline.bootstrap, "lfr.matches.v1", tails)]
         summary = summarise(events, truth, {name for name, _ in cast.watchlist}, len(truth), faces)
+        summary["deployment_events"] = summary_events
         # Why each watchlisted walker was or was not alerted (issue #13): shots, best score, cause.
         threshold = max(Thresholds().for_category("suspect"), deployment.record.match_threshold or -1.0)
         alerted = {a["subject_id"] for a in events if is_true_alert(a, {(t["camera_id"], t["seq"]): t["faces"] for t in truth})}
@@ -254,7 +273,9 @@ def transparency_report(pipeline: Pipeline, workdir: Path) -> tuple[dict, Path]:
     from services.report.render import render_html
     from services.report.topics import read_inputs
 
-    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap)
+    # The report reads verified records only: it trusts the demo's own keyring (not in os.environ).
+    settings = load_settings(ReportSettings, kafka_bootstrap_servers=pipeline.bootstrap,
+                             keyring_file=pipeline.signing_env["LFR_KEYRING_FILE"])
     report, deadline = None, time.monotonic() + 60
     while True:  # detect may still be counting the last frames it processed: wait until its counts settle
         latest = build_report(read_inputs(settings), DEPLOYMENT, now_ms=int(time.time() * 1000))

@@ -148,3 +148,42 @@ def test_the_downstream_guide_shows_these_consumers_as_they_are():
     example = python[python.index("from __future__ import annotations"):python.index("\n\nif __name__")].strip()
     assert example in guide, "docs/downstream.md: the Python example differs from tests/consumers/python_consumer.py"
     assert (NODE_DIR / "consumer.js").read_text(encoding="utf-8") in guide, "docs/downstream.md: the Node example differs"
+
+
+def test_deployment_events_read_by_kcat_and_the_cloudevents_sdk_validate_against_the_schema(broker, tmp_path):
+    """Public deployment events, written as `lfr run deployment-events` writes them (a replayed one
+    twice): kcat and jq read them, the SDK consumer de-duplicates them on ce_id, the schema holds."""
+    from services.deployments.public import projected
+    from tests.consumers.python_consumer import consume
+    from tests.deployments.test_deployment_events import SECRET_SUBJECTS, lifecycle_revisions
+
+    topic = unique("lfr.deployment_events.v1")
+    create_topics(broker.bootstrap_servers, topic, partitions=1)
+    revisions = lifecycle_revisions()[:3]  # drafted, authorised (five listed people), started
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for deployment in (*revisions, revisions[-1]):
+        _topic, key, value, headers = projected(deployment, topic)
+        producer.produce(topic, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+    kcat, _jq = _tool("kcat", "Debian package kcat"), _tool("jq", "Debian package jq")
+    library = _librdkafka_dir(tmp_path)
+    preload = f"LD_LIBRARY_PATH={library} " if library else ""
+    program = ('{key, type: (.headers as $h | [range(0; $h | length; 2)] | map({($h[.]): $h[. + 1]}) | add | .ce_type), '
+               'event: (.payload | fromjson | {revision, state, place: .place.name, rank: .authorisation.rank, size: .watchlist.size})}')
+    lines = subprocess.run(["bash", "-o", "pipefail", "-c",
+                            f"{preload}{kcat} -C -b {broker.bootstrap_servers} -t {topic} -o beginning -e -q -J | jq -c '{program}'"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    assert [json.loads(line) for line in lines][1] == {
+        "key": "dep-1", "type": "org.openlfr.deployment.authorised",
+        "event": {"revision": 1, "state": "authorised", "place": "test street", "rank": "superintendent", "size": 5}}
+    assert len(lines) == 4 and not any(s in line for line in lines for s in SECRET_SUBJECTS)
+
+    events = consume(broker.bootstrap_servers, topic, unique("sdk"), count=3)
+    assert [e.get_id() for e in events] == ["dep-1.0", "dep-1.1", "dep-1.2"]  # the replayed start once
+    for event in events:
+        assert isinstance(event.get_data(), dict) and event.get_subject() == "dep-1"
+        default_registry().validate("lfr.deployment_events.v1", event.get_data())  # the schema in schemas/
+        assert event.get_dataschema() == "https://openlfr.org/schemas/lfr.deployment_events.v1.json"
+    assert [e.get_type() for e in events] == ["org.openlfr.deployment.drafted", "org.openlfr.deployment.authorised",
+                                              "org.openlfr.deployment.started"]

@@ -316,7 +316,7 @@ def test_values_map_one_to_one_onto_the_settings_classes(monkeypatch):
         expected = {f"LFR_{generate.camel_to_field(k).upper()}" for k in merged} | set(secret_env) | set(tls_env)
         signing = {"LFR_KEYRING_FILE", "LFR_SIGNING_KEY_FILE", "LFR_SIGNING_KEY_PASSPHRASE"}
         keyring = {"LFR_KEYRING_FILE"}  # services that only verify get the keyring, not a key
-        extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring,
+        extra = {"ingest": {"LFR_CAMERAS_FILE", *keyring}, "detect": keyring, "embed": keyring, "deployment-events": keyring,
                  "matcher": {"LFR_QDRANT_API_KEY", *signing}, "watchlistPurge": signing, "deploymentSweep": signing,
                  "dispatch": {"LFR_WEBHOOK_TOKEN", "LFR_WEBHOOK_SIGNING_SECRET", *keyring},
                  "review": {"LFR_HTTP_HOST", "LFR_HTTP_PORT", "LFR_STATE_DIR", "LFR_USERS_FILE", "LFR_OIDC_CLIENT_SECRET", "LFR_OIDC_CA_FILE", *signing}}

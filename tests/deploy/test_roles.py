@@ -42,7 +42,7 @@ def test_van_role_renders_the_pipeline_and_the_link_without_the_core_jobs():
 
 def test_core_role_renders_the_platform_and_the_intake_with_its_fleet_register():
     deployments = _deployments(CORE)
-    assert sorted(deployments) == ["intake", "review"]
+    assert sorted(deployments) == ["deployment-events", "intake", "review"]
     intake = deployments["intake"]["spec"]["template"]["spec"]["containers"][0]
     assert intake["command"] == ["lfr", "run", "intake"]
     assert _env(intake)["LFR_INTAKE_VANS_FILE"] == "/etc/openlfr/fleet/fleet-vans.json"
@@ -52,7 +52,7 @@ def test_core_role_renders_the_platform_and_the_intake_with_its_fleet_register()
 
 
 def test_site_role_is_the_default_and_renders_what_it_did():
-    assert sorted(_deployments(None)) == sorted(["ingest", "detect", "embed", "matcher", "dispatch", "review"])
+    assert sorted(_deployments(None)) == sorted(["ingest", "detect", "embed", "matcher", "dispatch", "review", "deployment-events"])
 
 
 def test_a_van_without_its_core_address_is_refused():

@@ -42,7 +42,7 @@ def principals_of(force: str) -> list[str]:
 def test_the_chart_renders_every_principal_of_every_force_once(users):
     expected = {p.user for p in principals_for(FORCES).values()}
     assert set(users) == expected
-    assert len(expected) == 1 + 9 * 8  # the platform's, and nine per force (default included)
+    assert len(expected) == 1 + 11 * 8  # the platform's, and eleven per force (default included)
     for name, doc in users.items():
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63, name
         assert doc["spec"]["authentication"] == {"type": "scram-sha-512"}
@@ -151,5 +151,5 @@ def test_a_forces_pods_log_in_as_that_forces_kafka_users_and_its_topics_job_make
                 assert container["command"][-2:] == ["--force", "gmp"]
     assert set(logins.values()) <= rendered
     assert {u for w, u in logins.items() if w.startswith("Deployment/")} == {f"openlfr-gmp-{s}" for s in
-                                                                          ("ingest", "detect", "embed", "matcher", "dispatch", "review")}
+                                                                          ("ingest", "detect", "embed", "matcher", "dispatch", "review", "deployment-events")}
     assert logins["Job/lfr-openlfr-topics"] == "openlfr-platform"

@@ -19,6 +19,7 @@ READERS = {
     "services/report/topics.py": "VerifiedDeployments",  # the transparency report (and VerifiedWatchlist)
     "services/deployments/view.py": "VerifiedDeployments",  # every service's deployment view
     "services/deployments/store.py": "VerifiedDeployments",  # lfr deployment
+    "services/deployments/projector.py": "VerifiedDeployments",  # lfr run deployment-events (public events)
     "services/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
     "services/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
     "services/forces/store.py": "SignatureGate",  # the force registry (issue #24)

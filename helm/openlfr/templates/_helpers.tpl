@@ -28,14 +28,15 @@
 
 {{/* The services of the release's role (values `role`), in pipeline order: `site` is the whole
      pipeline on one cluster; `van` adds the link to the force's core; `core` is the force's
-     platform (the console for reports and the fleet, the intake of what vans forward). */}}
+     platform (the console for reports and the fleet, the intake of what vans forward, the public
+     deployment events). */}}
 {{- define "openlfr.services" -}}
 {{- if eq .Values.role "core" -}}
-review intake
+review intake deployment-events
 {{- else if eq .Values.role "van" -}}
 ingest detect embed matcher dispatch review link
 {{- else -}}
-ingest detect embed matcher dispatch review
+ingest detect embed matcher dispatch review deployment-events
 {{- end }}
 {{- end }}
 
