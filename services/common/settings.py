@@ -471,6 +471,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     watchlist_topic: TopicName = "lfr.watchlist.v1"
     counts_topic: TopicName = Field("lfr.counts.v2", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
+    dlq_topic: TopicName = Field("lfr.dlq.v1", description="where another force's records are dead-lettered, without payload")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
     oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")
     oidc_client_id: str | None = Field(None, max_length=256, description="this console's client id at the OpenID Connect provider")

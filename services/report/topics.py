@@ -13,6 +13,7 @@ from services.common.kafka_config import client_config
 from services.common.progress import Progress
 from services.common.topic_reader import TopicMissing, read_to_end
 from services.deployments.verified import VerifiedDeployments
+from services.forces import place
 from services.watchlist.verified import VerifiedWatchlist, fold
 
 from .deployments import DeploymentFacts, facts_from_record
@@ -45,7 +46,7 @@ def read_records(settings, topic: str, timeout_s: float, bar: Progress | None = 
 def read_bodies(settings, topic: str, schema: str, timeout_s: float, bar: Progress | None = None) -> list[dict[str, Any]]:
     """The ``schema`` messages of ``topic`` (plain JSON CloudEvents or envelopes, by content-type); others skipped."""
     records = read_records(settings, topic, timeout_s, bar)
-    return _bodies(((record.value(), record.headers()) for record in records), schema)
+    return _bodies(((record.value(), record.headers()) for record in records), schema, topic)
 
 
 def _progress(bar: Progress | None):
@@ -62,7 +63,8 @@ def _progress(bar: Progress | None):
     return progress
 
 
-def _bodies(records, schema: str) -> list[dict[str, Any]]:
+def _bodies(records, schema: str, topic: str | None = None) -> list[dict[str, Any]]:
+    """Another force's records on ``topic`` are left out and counted (services/forces/place.py)."""
     out = []
     for value, headers in records:
         if value is None:
@@ -71,8 +73,14 @@ def _bodies(records, schema: str) -> list[dict[str, Any]]:
             envelope = decode_record(value, headers)
         except Exception:  # noqa: BLE001 - the report counts only what validates
             continue
-        if envelope.schema == schema:
-            out.append(envelope.data)
+        if envelope.schema != schema:
+            continue
+        if topic is not None:
+            try:
+                place.check_topic(topic, schema, envelope.data, "report")
+            except place.ForceMismatch:
+                continue
+        out.append(envelope.data)
     return out
 
 

@@ -31,7 +31,7 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
                            int(settings.transit_key_grace_s * 1000), clock)
     custody = EvidenceCustody(settings.state_dir / "evidence", int(settings.evidence_retention_s * 1000), clock)
     writer = Writer(settings)
-    reader = Reader(settings, board, keys, custody)
+    reader = Reader(settings, board, keys, custody, writer)
     sweeper = Sweeper(settings, board, keys, custody, writer, clock)
 
     def report() -> dict:
