@@ -154,3 +154,42 @@ def test_audit_records_carry_their_force(forces, broker):
         tail.close()
     assert {r["force"] for r in records} == {a}
     assert json.dumps(records).count('"force"') >= 3
+
+
+def test_audit_verify_force_checks_one_forces_chain(forces, monkeypatch, capsys):
+    """`lfr audit verify --force F` verifies F's chain; a record of force A's key appended to force
+    B's chain (written past every command's check) fails it as foreign."""
+    from services.audit.writer import AuditWriter
+    from services.common.settings import AuditSettings
+
+    a, b, topics, files, identity = forces
+    monkeypatch.setenv("LFR_AUDIT_TOPIC", "lfr.audit.v2")  # --force, not the setting, picks the chain
+    assert lfr(["audit", "verify", "--force", a]) == 0, capsys.readouterr().out
+    assert f"lfr.{a}.audit.v2[0]: 3 records, chain intact" in capsys.readouterr().out
+    as_force(monkeypatch, topics[b], files["b_sergeant"])
+    settings = load_settings(AuditSettings)
+    own = AuditWriter(settings, topics[b]["audit"], Signer.load(files["b_sergeant"], identity["LFR_SIGNING_KEY_PASSPHRASE"]), "test")
+    own.write("test.own", None, {})
+    own.close()
+    assert lfr(["audit", "verify", "--force", b]) == 0
+    capsys.readouterr()
+    intruder = AuditWriter(settings, topics[b]["audit"], Signer.load(files["a_super"], identity["LFR_SIGNING_KEY_PASSPHRASE"]), "test")
+    intruder.write("test.intrusion", None, {})
+    intruder.close()
+    assert lfr(["audit", "verify", "--force", b]) == 1
+    out = capsys.readouterr().out
+    assert f"FAILED at offset 1 (seq 1): foreign: signed by key" in out and f"of force {a}" in out
+    assert lfr(["audit", "verify", "--force", a]) == 0  # A's chain is not B's business
+
+
+def test_a_record_naming_force_a_in_force_bs_chain_is_foreign():
+    from services.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
+
+    signer = Signer.generate("Someone")
+    ring = Keyring()
+    ring.add(signer, 0)
+    first = seal({"action": "x", "at_ms": 1, "service": "t", "force": "surrey"}, signer, 0, GENESIS)
+    second = seal({"action": "y", "at_ms": 2, "service": "t", "force": "gmp"}, signer, 1, record_hash(first))
+    assert verify_chain([Position(0, first), Position(1, second)], ring).ok  # no force asked: chain intact
+    report = verify_chain([Position(0, first), Position(1, second)], ring, force="surrey")
+    assert not report.ok and report.problem.kind == "foreign" and report.problem.offset == 1
