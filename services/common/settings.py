@@ -479,6 +479,7 @@ class ReviewSettings(KafkaSettings, SigningSettings):
     oidc_ca_file: str | None = Field(None, min_length=1, max_length=4096, description="PEM file of the CAs that sign the issuer's TLS certificate (a private PKI); unset = the system's trust store")
     oidc_roles_claim: str = Field("lfr_roles", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing the user's roles")
     oidc_deployments_claim: str = Field("lfr_deployments", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing an operator's deployments")
+    oidc_force_claim: str = Field("lfr_force", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim naming the user's force id (absent: force default); only the console's own force (LFR_FORCE) signs in, and the national role")
 
     @model_validator(mode="after")
     def _review_bounds(self) -> ReviewSettings:
