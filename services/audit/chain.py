@@ -120,9 +120,11 @@ def _signature_problem(position: Position, keyring: Keyring, revoked_at: Mapping
     return None
 
 
-def _force_problem(position: Position, keyring: Keyring, force: str) -> Problem | None:
+def _force_problem(position: Position, keyring: Keyring, force: str, migrated: bool = False) -> Problem | None:
     """A record of another force, or signed by a key registered for another force (a platform key,
-    registered for force default, may sign in any force's chain: the registrar's records)."""
+    registered for force default, may sign in any force's chain: the registrar's records).
+    ``migrated``: no record of the chain has named a force yet, so one naming none is force
+    default's history that `lfr forces migrate` copied in (after the first, each must name it)."""
     from services.forces.keys import key_force  # noqa: PLC0415
     from services.forces.naming import DEFAULT_FORCE  # noqa: PLC0415
     from services.forces.place import record_force  # noqa: PLC0415
@@ -130,6 +132,8 @@ def _force_problem(position: Position, keyring: Keyring, force: str) -> Problem 
     record = position.record
     assert record is not None
     named = record_force(record)
+    if "force" not in record and migrated:  # history copied in by `lfr forces migrate`, before the force's own records
+        return None
     if named != force:
         return Problem(position.offset, record.get("seq"), "foreign", f"a record of force {named} in force {force}'s chain")
     owner = key_force(keyring, str(record["key_id"]))
@@ -146,6 +150,7 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
     referenced: set[str] = set()
     revoked_at: dict[str, int] = {}  # key id -> offset of its revocation record in this partition
     head, head_seq, forks = GENESIS, -1, 0
+    named_yet = False  # a record naming its force seen (services/forces)
     all_hashes: dict[str, int] = {}
     for position in items:
         if position.record is not None and all(name in position.record for name in CHAIN_FIELDS):
@@ -160,7 +165,8 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
             return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match its schema)"))
         problem = _signature_problem(position, keyring, revoked_at)
         if problem is None and force is not None:
-            problem = _force_problem(position, keyring, force)
+            problem = _force_problem(position, keyring, force, migrated=not named_yet)
+            named_yet = named_yet or "force" in record
         if problem is not None:
             return failed(problem)
         if record.get("action") == REVOKE_ACTION:  # a verified revocation: every later record its key signs is refused

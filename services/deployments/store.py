@@ -63,8 +63,8 @@ class DeploymentStore:
         if place.mismatch(topic, {"force": deployment.force} if deployment.force else {}) is not None:
             raise KeyForceRefused(f"refused: deployment {deployment.deployment_id} names force {deployment.force!r}, "
                                   f"not force {place.force_of_topic(topic)!r} of {topic}")
-        require_key_force(load_keyring(self.settings), self.watchlist.signer.key_id, place.force_of_topic(topic),
-                          f"deployment {deployment.deployment_id}")
+        require_key_force(load_keyring(self.settings), self.watchlist.signer.key_id, deployment.force or "",
+                          f"deployment {deployment.deployment_id}")  # the place check above holds its force to the topic's
         value = encode(SCHEMA, deployment.to_data())
         _record, audit_hash = self.watchlist.audit_writer.write(
             AUDIT_PREFIX + "record", deployment.deployment_id,

@@ -10,11 +10,30 @@ officer's key with its force.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 from services.common.errors import LfrError
 from services.common.signing import Keyring
 
 from .naming import DEFAULT_FORCE
 from .place import is_legacy_name
+
+
+#: set only by `lfr forces migrate` while it reads force default's history: keys re-registered for
+#: the force it moves into signed that history as the installation's (services/forces/migrate.py)
+_MIGRATING_TO: ContextVar[str | None] = ContextVar("lfr_migrating_to", default=None)
+
+
+@contextlib.contextmanager
+def reading_history_for(force: str) -> Iterator[None]:
+    """Inside: a key registered for ``force`` is also accepted on force default's records."""
+    token = _MIGRATING_TO.set(force)
+    try:
+        yield
+    finally:
+        _MIGRATING_TO.reset(token)
 
 
 class KeyForceRefused(LfrError, ValueError):
@@ -42,7 +61,7 @@ def foreign_key(keyring: Keyring, key_id: str, force: str, *, registered_only: b
     owner = key_force(keyring, key_id)
     if owner is None:
         return f"key {key_id} is registered for no force" if registered_only else None
-    if owner != owning_force(force):
+    if owner != owning_force(force) and not (owning_force(force) == DEFAULT_FORCE and owner == _MIGRATING_TO.get()):
         return f"key {key_id} belongs to force {owner}, not to force {owning_force(force)}"
     return None
 
