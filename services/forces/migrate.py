@@ -56,7 +56,7 @@ def _target(settings, force: str):
 def _count(settings, topic: str) -> int:
     from services.report.topics import read_records  # noqa: PLC0415
 
-    return len(read_records(settings, topic, settings.report_read_timeout_s if hasattr(settings, "report_read_timeout_s") else 30.0))
+    return len(read_records(settings, topic, settings.report_read_timeout_s))
 
 
 def migrate(force: str, *, out: Callable[[str], None] = print) -> dict:

@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.common.settings import ReviewSettings
+from services.forces.place import force_of_topic, stamp
 
 from . import metrics
 from .access import may_adjudicate, may_read_national, may_read_reports, may_see_deployment, same_force
@@ -339,11 +340,11 @@ def build_app(console: Console) -> Starlette:
         return JSONResponse({"adjudication": record}, headers=NO_STORE)
 
     def _record(view, user: User, stage: str, decision: str, now: int) -> dict[str, Any]:
-        return {
+        return stamp({
             "alert_id": view.alert_id, "subject_id": view.data["subject_id"], "deployment_id": view.deployment_id,
             "camera_id": view.data["camera_id"], "stage": stage, "decision": decision, "actor": user.username, "role": user.role,
             "alert_at_ms": view.alert_at_ms, "decided_at_ms": now, "alert_to_decision_ms": max(0, now - view.alert_at_ms),
-        }
+        }, force_of_topic(console.settings.adjudications_topic))  # the decision carries its force (services/forces)
 
     def _write_adjudication(record: dict[str, Any]) -> None:
         console.writer.adjudication(record)
