@@ -106,3 +106,16 @@ def test_each_force_sees_only_its_own_and_the_national_role_only_counts(broker, 
         assert rows[b] == {"force": b, "deployments": 1, "faces": 7, "alerts": 3, "false_alerts": 1, "arrests": 2}
         text = json.dumps(result)
         assert not [s for s in secrets | {"subj-a", "subj-b", mine["alert_id"]} if s in text]
+
+
+def test_the_oidc_force_claim_names_the_users_force():
+    from services.review.oidc import user_from_claims
+
+    def user(**claims):
+        return user_from_claims({"preferred_username": "pc1", **claims}, "lfr_roles", "lfr_deployments", "lfr_force")
+
+    assert user(lfr_roles=["supervisor"], lfr_force="gmp").force == "gmp"
+    assert user(lfr_roles=["supervisor"]).force == "default"  # no claim: force default's (a single-force installation)
+    assert user(lfr_roles=["supervisor"], lfr_force="Greater Manchester") is None  # no force id: no session
+    assert user(lfr_roles=["supervisor"], lfr_force=["gmp", "wyp"]) is None
+    assert user(lfr_roles=["national"]).role == "national"
