@@ -113,4 +113,19 @@ def read_inputs(settings, bar: Progress | None = None) -> ReportInputs:
         facts = facts_from_record(deployment.to_data())
         if facts.deployment_id:
             inputs.deployments[facts.deployment_id] = facts
+    # A record's place is also the deployment it belongs to: one naming another force than its
+    # deployment's is left out and counted (topics outside the lfr.<force>. scheme rely on this).
+    owners = {d.deployment_id: d.force for d in found.values()}
+    for name, topic in (("alerts", settings.alerts_topic), ("adjudications", settings.adjudications_topic), ("counts", settings.counts_topic)):
+        setattr(inputs, name, [data for data in getattr(inputs, name) if _of_deployments_force(data, owners, topic)])
     return inputs
+
+
+def _of_deployments_force(data: dict[str, Any], owners: dict[str, str | None], topic: str) -> bool:
+    if data.get("deployment_id") not in owners:
+        return True  # a deployment the report does not know: its own rules apply (services/report/build.py)
+    try:
+        place.check_deployment(data, owners[data["deployment_id"]], topic, "report")
+    except place.ForceMismatch:
+        return False
+    return True
