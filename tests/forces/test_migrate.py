@@ -5,7 +5,6 @@ written) while the keys that sign and authorise are not registered for F."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
