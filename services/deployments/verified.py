@@ -6,7 +6,9 @@ audit hash, no replay); it decodes, matches its key and follows its predecessor 
 machine (view.parse, lifecycle.check_successor); its creator is the one its predecessor names (a
 deployment's creator never changes) and a draft is signed by that creator's own key (nobody can
 write a draft in someone else's name and then authorise it as "the other person"); and an
-authorised record is countersigned by an officer other than the creator (signing.py).
+authorised record is countersigned by an officer other than the creator, with a key valid at the
+audit position of the revision that first carries the countersignature and a rank registered by a
+key administrator valid at the registration's own audit position (signing.py).
 
 Limit: on a compacted topic the draft may be gone; a first-seen record past the draft keeps the
 creator it names (signed by a trusted key), and the audit trail holds the draft's signer.
@@ -57,7 +59,7 @@ class VerifiedDeployments:
         try:
             if creator_problem(previous, deployment, verified.owner) is not None:
                 raise SignatureRefused("creator_changed", verified.key_id)
-            check_authorisation(deployment, self.keyring)
+            check_authorisation(deployment, self.keyring, self.gate.audit_index, verified.audit_link, previous)
         except SignatureRefused as refusal:
             if self.on_refused is not None:
                 self.on_refused(record, refusal, live)
