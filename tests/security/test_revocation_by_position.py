@@ -18,6 +18,8 @@ from services.audit.writer import AuditWriter, change_digest
 from services.common.envelope import encode
 from services.common.settings import AuditSettings, DeploymentSettings, WatchlistSettings, load_settings
 from services.common.signing import Keyring, Signer
+from services.deployments.admin import DeploymentAdmin
+from services.deployments.calibration import Calibration
 from services.deployments.store import DeploymentStore
 from services.face.models import SFACE, ModelIdentity
 from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
@@ -201,6 +203,10 @@ def test_ranks_a_revoked_key_administrator_granted_before_stay_and_one_granted_a
     assert set(deployments.read_all()) == {"dep-before"}  # the rank granted before the revocation still holds
     assert deployments.refusals.reasons == {"rank_not_registered": 1}
     assert _refused_offsets(caplog, topics["deployments"], "rank_not_registered") == {1}
+    # `lfr deployment authorise` takes the rank the readers will believe: the one granted before
+    operations = DeploymentAdmin(deployments, calibration=Calibration("test", 1, 1, (), {}))
+    assert operations._registration(granted_before.key_id).rank == "superintendent"
+    assert operations._registration(granted_after.key_id) is None
 
 
 def test_replay_is_judged_by_audit_position_not_the_signers_clock(broker, kafka_env, monkeypatch, tmp_path, caplog):
