@@ -17,7 +17,10 @@ Revocation by position (issue #23): the index notes where each key's verified ``
 record sits. A key revoked there stays valid for what was audited at an earlier offset of the
 same partition (one hash chain) and is invalid at or after it, whatever time a record claims.
 Offsets of different partitions have no order, so there, as for a key revoked in the keyring
-without a revocation record, every record the key signed is refused.
+without a revocation record, every record the key signed is refused. The same rule judges the
+key administrator behind a rank (``registration_valid``: at the position of the verified
+``keys.register`` record of that very registration) and an authoriser's countersignature (at
+the position of the deployment revision that carries it first, services/deployments/verified.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from services.common.settings import KafkaSettings
 from services.common.signing import Keyring
 
 from .chain import CONTEXT, REVOKE_ACTION, canonical, record_hash
+
+REGISTER_ACTION = "keys.register"  # written by `lfr keys register` (services/audit/cli.py), details.key_id, rank, role, force
 from .writer import change_digest
 
 logger = logging.getLogger(__name__)
@@ -89,6 +94,8 @@ class AuditIndex:
         # raw digests keep it small for a trail kept 7 years
         self._changes: dict[bytes, tuple[bytes, int, int, str]] = {}
         self._revoked_at: dict[str, tuple[int, int]] = {}  # key id -> (partition, offset) of its first verified revocation
+        # registered key id -> every verified keys.register record of it: (registrar key id, rank, role, force, partition, offset)
+        self._registered: dict[str, list[tuple[str, str, str, str, int, int]]] = {}
         self._lock = threading.Lock()
         self._consumer = Consumer({**client_config(settings), "group.id": "lfr-audit-index", "enable.auto.commit": False,
                                    "enable.partition.eof": False})
@@ -144,6 +151,23 @@ class AuditIndex:
                 self._read_on()
         return key_id in self._revoked_at
 
+    def registration_valid(self, key) -> bool:
+        """Whether the registration the keyring holds for ``key`` (a TrustedKey) was granted while its
+        registrar's key was valid: a verified ``keys.register`` record of exactly this registration,
+        signed by the registrar, at a position where the registrar was not yet revoked. A registrar
+        revoked later still vouches for the ranks granted before (Keyring.registration's judge)."""
+        wanted = (key.registered_by, key.rank, key.role, key.force)
+
+        def found() -> bool:
+            return any((registrar, rank, role, force) == wanted and self._valid(registrar, AuditLink(partition, offset, registrar))
+                       for registrar, rank, role, force, partition, offset in self._registered.get(key.key_id, []))
+
+        if found():
+            return True
+        with self._lock:
+            self._read_on()  # the registration (or the registrar's revocation) may have landed since the index last read
+        return found()
+
     def revoked_at(self, key_id: str) -> tuple[int, int] | None:
         """(partition, offset) of the key's verified revocation record, once the index has read it."""
         return self._revoked_at.get(key_id)
@@ -193,6 +217,9 @@ class AuditIndex:
         if record.get("action") == REVOKE_ACTION and details.get("key_id"):
             if self._valid(signer, AuditLink(partition, offset, signer)):  # a revocation by a key itself still valid there
                 self._revoked_at.setdefault(str(details["key_id"]), (partition, offset))
+        if record.get("action") == REGISTER_ACTION and details.get("key_id"):
+            self._registered.setdefault(str(details["key_id"]), []).append(
+                (signer, str(details.get("rank", "")), str(details.get("role", "")), str(details.get("force", "")), partition, offset))
         digest = details.get("change_sha256")
         if digest:
             try:

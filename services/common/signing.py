@@ -224,15 +224,24 @@ class Keyring:
         temporary.write_text(json.dumps({"keys": [asdict(k) for k in self.keys()]}, indent=2) + "\n", encoding="utf-8")
         os.replace(temporary, self.path)  # atomic: a reader never sees half a keyring
 
-    def registration(self, key_id: str, _depth: int = 0) -> TrustedKey | None:
+    def registration(self, key_id: str, _depth: int = 0, judge=None) -> TrustedKey | None:
         """The key with its rank, role and force when its registration verifies: signed by an
         unrevoked key administrator (itself registered, back to the first administrator, who
-        registered their own key), else None. A rank nobody allowed to grant it granted is no rank."""
+        registered their own key), else None. A rank nobody allowed to grant it granted is no rank.
+
+        ``judge(key) -> bool`` (AuditIndex.registration_valid): decide by audit-chain position
+        instead. Then a registrar revoked later still vouches for a registration audited before
+        its revocation (and for nothing audited after), and the key's own revocation is left to
+        the caller, who judges the key at the position of what it signed."""
         key = self._keys.get(key_id)
-        if key is None or key.revoked_at_ms is not None or not key.registered_by or not key.registration_signature:
+        if key is None or not key.registered_by or not key.registration_signature:
+            return None
+        if key.revoked_at_ms is not None and judge is None:
             return None
         registrar = self._keys.get(key.registered_by)
-        if registrar is None or registrar.revoked_at_ms is not None or _depth > _MAX_REGISTRAR_DEPTH:
+        if registrar is None or _depth > _MAX_REGISTRAR_DEPTH:
+            return None
+        if registrar.revoked_at_ms is not None and (judge is None or not judge(key)):
             return None
         try:
             registrar.verifier().verify(base64.b64decode(key.registration_signature), key.registration_bytes())
@@ -240,7 +249,7 @@ class Keyring:
             return None
         if registrar.key_id == key.key_id:  # the first administrator, self-registered
             return key if key.role == "key_admin" else None
-        granted_by = self.registration(registrar.key_id, _depth + 1)
+        granted_by = self.registration(registrar.key_id, _depth + 1, judge)
         return key if granted_by is not None and granted_by.role == "key_admin" else None
 
     def register(self, key_id: str, rank: str, role: str, force: str, registrar: Signer) -> TrustedKey:
@@ -290,6 +299,9 @@ class VerifiedRecord:
     key_id: str
     signed_at_ms: int
     audit_hash: str
+    # where the change's audit record sits (services/audit/index.py AuditLink: partition, offset,
+    # key_id), when the reader has an audit index; None otherwise
+    audit_link: object = None
 
 
 def verify_record(keyring: Keyring, topic: str, key: bytes | None, value: bytes | None,
@@ -310,22 +322,36 @@ def verify_record(keyring: Keyring, topic: str, key: bytes | None, value: bytes 
 
 class ReplayGuard:
     """Refuses a signed record older than the last one applied for the same key: re-producing an
-    old signed 'add' must not bring back a subject that a later signed removal took off."""
+    old signed 'add' must not bring back a subject that a later signed removal took off.
+
+    Older means earlier in the audit chain when both changes' audit records sit in the same
+    partition (one hash chain, issue #23): the signing time is the signer's word, so a record
+    dated in the future neither blocks the changes after it nor makes its own replay look new.
+    Only without that (no audit index, or the two audited in different partitions, whose offsets
+    have no order) is the signing time compared."""
 
     def __init__(self) -> None:
-        self._latest: dict[bytes, int] = {}
+        self._latest: dict[bytes, tuple[int, object]] = {}
 
     def check(self, key: bytes | None, verified: VerifiedRecord) -> None:
-        if verified.signed_at_ms < self._latest.get(key or b"", -1):
-            raise SignatureRefused("replayed", verified.key_id)
-        self._latest[key or b""] = verified.signed_at_ms
+        latest = self._latest.get(key or b"")
+        if latest is not None:
+            at_ms, link = latest
+            here = verified.audit_link
+            if here is not None and link is not None and here.partition == link.partition:
+                older = here.offset < link.offset
+            else:
+                older = verified.signed_at_ms < at_ms
+            if older:
+                raise SignatureRefused("replayed", verified.key_id)
+        self._latest[key or b""] = (verified.signed_at_ms, verified.audit_link)
 
 
 class SignatureGate:
     """What a reader of a signed topic calls per record: the verified signer, or None when the
     record must change nothing (then ``on_refused(record, refusal, live)`` reports it). Verified
     means: signed by a key of the keyring, carrying the hash of its audit record, and not older
-    than the last change admitted for the same key. With an audit index (services/audit/index.py)
+    than the last change admitted for the same key (by audit position where known, ReplayGuard). With an audit index (services/audit/index.py)
     the audit record must exist and describe this very change (a missing one is waited for, the
     index's hold-then-refuse policy), and the key must be valid at that audit record's position
     in the chain: a key revoked at position N still vouches for what was audited before N, never
@@ -356,6 +382,7 @@ class SignatureGate:
                 for key_id in (verified.key_id, link.key_id):  # the change's signer and its audit record's
                     if not index.valid_at(key_id, link):
                         raise SignatureRefused("revoked_key", key_id)
+                verified = replace(verified, audit_link=link)
             self._replays.check(record.key(), verified)
         except SignatureRefused as refusal:
             if self.on_refused is not None:

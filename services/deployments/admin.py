@@ -84,6 +84,20 @@ class DeploymentAdmin:
         self.store.audit(record.created_by, "create", record.deployment_id, {"name": record.name or "", "force": record.force or ""})
         return record
 
+    def _registration(self, key_id: str):
+        """The signer's registration as the readers judge it: the registrar's key at the
+        registration's audit position (a rank granted before its registrar was revoked holds);
+        a revoked signer has none."""
+        ring = load_keyring(self.settings)
+        own = ring.get(key_id)
+        if own is None or own.revoked_at_ms is not None:
+            return None
+        index = self.store.watchlist.audit_index()
+        try:
+            return ring.registration(key_id, judge=index.registration_valid)
+        finally:
+            index.close()
+
     def authorise(self, deployment_id: str, officer: str | None, rank: str | None, false_alerts_justification: str | None = None,
                   signer: Signer | None = None) -> Authorised:
         """``signer``: the authorising officer's key (default: the store's); its owner is the
@@ -92,7 +106,7 @@ class DeploymentAdmin:
         signer = signer or self.store.watchlist.signer
         officer = signer.owner
         claimed_rank = rank
-        registered = load_keyring(self.settings).registration(signer.key_id)
+        registered = self._registration(signer.key_id)
         rank = registered.rank if registered is not None else ""
         current = self.get(deployment_id)
         if registered is not None and owning_force(registered.force) != owning_force(current.force):

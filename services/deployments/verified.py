@@ -6,7 +6,9 @@ audit hash, no replay); it decodes, matches its key and follows its predecessor 
 machine (view.parse, lifecycle.check_successor); its creator is the one its predecessor names (a
 deployment's creator never changes) and a draft is signed by that creator's own key (nobody can
 write a draft in someone else's name and then authorise it as "the other person"); and an
-authorised record is countersigned by an officer other than the creator (signing.py).
+authorised record is countersigned by an officer other than the creator, with a key valid at the
+audit position of the revision that first carries the countersignature and a rank registered by a
+key administrator valid at the registration's own audit position (signing.py).
 
 Limit: on a compacted topic the draft may be gone; a first-seen record past the draft keeps the
 creator it names (signed by a trusted key), and the audit trail holds the draft's signer.
@@ -35,13 +37,14 @@ def creator_problem(previous: Deployment | None, new: Deployment, signer_owner: 
     return None
 
 
-def force_problem(topic: str, deployment: Deployment, key_id: str, keyring: Keyring) -> None:
+def force_problem(topic: str, deployment: Deployment, key_id: str, keyring: Keyring, audit_index=None) -> None:
     """SignatureRefused when the deployment names another force than its topic's (force_mismatch)
     or its signer's key is registered for another force (key_force): services/forces."""
     if place.mismatch(topic, {"force": deployment.force} if deployment.force else {}) is not None:
         place.FORCE_MISMATCHES.labels("deployments-reader", topic, "topic").inc()
         raise SignatureRefused("force_mismatch", key_id)
-    if foreign_key(keyring, key_id, deployment.force or "") is not None:
+    judge = audit_index.registration_valid if audit_index is not None else None  # a registration judged by its audit position
+    if foreign_key(keyring, key_id, deployment.force or "", judge=judge) is not None:
         raise SignatureRefused("key_force", key_id)
 
 
@@ -70,8 +73,8 @@ class VerifiedDeployments:
         try:
             if creator_problem(previous, deployment, verified.owner) is not None:
                 raise SignatureRefused("creator_changed", verified.key_id)
-            force_problem(self.topic, deployment, verified.key_id, self.keyring)
-            check_authorisation(deployment, self.keyring)
+            force_problem(self.topic, deployment, verified.key_id, self.keyring, self.gate.audit_index)
+            check_authorisation(deployment, self.keyring, self.gate.audit_index, verified.audit_link, previous)
         except SignatureRefused as refusal:
             if self.on_refused is not None:
                 self.on_refused(record, refusal, live)

@@ -47,18 +47,20 @@ def owning_force(force: str | None) -> str:
     return DEFAULT_FORCE if not force or is_legacy_name(force) else force
 
 
-def key_force(keyring: Keyring, key_id: str) -> str | None:
-    """The force ``key_id`` is registered for; None for a key nobody registered."""
-    registered = keyring.registration(key_id)
+def key_force(keyring: Keyring, key_id: str, judge=None) -> str | None:
+    """The force ``key_id`` is registered for; None for a key nobody registered. ``judge``: the
+    reader's AuditIndex.registration_valid, so a registration is judged by its audit position."""
+    registered = keyring.registration(key_id, judge=judge)
     if registered is None:
         return None
     return owning_force(registered.force)
 
 
-def foreign_key(keyring: Keyring, key_id: str, force: str, *, registered_only: bool = False) -> str | None:
+def foreign_key(keyring: Keyring, key_id: str, force: str, *, registered_only: bool = False, judge=None) -> str | None:
     """Why ``key_id`` may not sign for ``force`` (None when it may). ``registered_only``: an
-    unregistered key is refused too (an authorisation needs a registered rank anyway)."""
-    owner = key_force(keyring, key_id)
+    unregistered key is refused too (an authorisation needs a registered rank anyway). ``judge``
+    as for key_force."""
+    owner = key_force(keyring, key_id, judge)
     if owner is None:
         return f"key {key_id} is registered for no force" if registered_only else None
     if owner != owning_force(force) and not (owning_force(force) == DEFAULT_FORCE and owner == _MIGRATING_TO.get()):

@@ -70,7 +70,7 @@ class VerifiedWatchlist:
         reason = "force_mismatch"
         if problem is not None:
             place.FORCE_MISMATCHES.labels("watchlist-reader", self.topic, "topic").inc()
-        elif foreign_key(self.gate.keyring, key_id, force) is not None:
+        elif foreign_key(self.gate.keyring, key_id, force, judge=_judge(self.gate.audit_index)) is not None:
             reason = "key_force"
         else:
             return True
@@ -97,3 +97,9 @@ def fold(records: Iterable, reader: VerifiedWatchlist) -> dict[str, WatchlistEnt
         else:
             entries[subject_id] = entry
     return entries
+
+
+def _judge(audit_index):
+    """A registration judged by its audit position where the reader has the audit index (issue #23):
+    a key revoked later still belongs to the force it was registered for."""
+    return audit_index.registration_valid if audit_index is not None else None
