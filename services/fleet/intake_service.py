@@ -6,7 +6,8 @@ writes an accepted one to its own topic at the core with its value, key and head
 value, drops a duplicate, feeds accepted heartbeats to the fleet view (services/fleet/fleetview.py);
 then, once the core's broker acknowledged every write of the batch, commits its offsets.
 A failed write rewinds the batch (nothing committed, ids not remembered): at least once, and
-the de-duplication by ``lfr_link_id`` keeps what reaches the core's topics to once.
+the de-duplication by ``lfr_link_id`` keeps what reaches the core's topics to once, across a
+restart too: at start the ids are read back from the core's output topics (intake_memory.py).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from prometheus_client import Counter
 from services.common.kafka_config import client_config, producer_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
-from services.link.dedup import SeenIds
 from services.privacy.payload import PAYLOAD_HEADER
 
 from .fleetview import FleetView
+from . import intake_memory
 from .intake import check_forwarded
 from .register import RegisterError, load_register
 from .settings import IntakeSettings
@@ -52,13 +53,19 @@ def dead_letter_headers(record, reason: str, detail: str) -> list[tuple[str, byt
 
 
 class Intake:
-    def __init__(self, settings: IntakeSettings, consumer, producer, vans: dict[str, str], view: FleetView | None = None) -> None:
+    def __init__(self, settings: IntakeSettings, consumer, producer, vans: dict[str, str], view: FleetView | None = None,
+                 output_topics: list[str] | None = None) -> None:
+        """``output_topics``: where accepted records can go, read back at start for the ids already
+        written (intake_memory.py); default every outcome topic of the register's forces."""
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
         self.vans = vans
         self.view = view or FleetView()
-        self.seen = SeenIds(settings.intake_seen_ids)
+        self.seen = intake_memory.memory(settings.intake_seen_ids)
+        intake_memory.rebuild(self.seen, client_config(settings),
+                              intake_memory.output_topics(vans) if output_topics is None else output_topics,
+                              per_partition=settings.intake_rebuild_records, window_s=settings.intake_dedup_window_s)
         consumer.subscribe([settings.intake_topic])
 
     def step(self, timeout_s: float) -> int:
@@ -98,6 +105,7 @@ class Intake:
             return 0
         for record_id in pending:
             self.seen.first_time(record_id)
+        intake_memory.SIZE.set(len(self.seen))
         now_ms = int(time.time() * 1000)
         for body in beats:
             self.view.update(body, now_ms)
@@ -127,14 +135,15 @@ class Intake:
         self.consumer.close()
 
 
-def build(settings: IntakeSettings, vans: dict[str, str]) -> Intake:
+def build(settings: IntakeSettings, vans: dict[str, str], output_topics: list[str] | None = None) -> Intake:
     from confluent_kafka import Consumer, Producer  # noqa: PLC0415
 
     consumer = Consumer({
         **client_config(settings), "group.id": settings.intake_group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms, "heartbeat.interval.ms": settings.heartbeat_interval_ms,
     })
-    return Intake(settings, consumer, Producer({**producer_config(settings), "client.id": "lfr-intake"}), vans)
+    return Intake(settings, consumer, Producer({**producer_config(settings), "client.id": "lfr-intake"}), vans,
+                  output_topics=output_topics)
 
 
 def main() -> int:
