@@ -30,6 +30,8 @@ class BundleBuildSettings(DeploymentSettings):
     force: str = Field("default", pattern=FORCE_PATTERN, description="the force building bundles; its signing key's owner is force:<id>")
     bundle_grace_s: int = Field(3600, ge=0, le=7 * 86_400,
                                 description="a van erases a bundle this long after the deployment's window ends, even with no link")
+    bundle_van_keys_dir: Path = Field(Path("var/core/van-keys"), description="the fleet's van public keys (<van id>.pub.json from `lfr van keygen`) for `lfr bundle build-due`")
+    bundle_store_dir: Path = Field(Path("var/core/bundles"), description="where `lfr bundle build-due` writes each named van's bundle (ciphertext only)")
 
 
 class HeartbeatSettings(VanSettings, KafkaSettings):
