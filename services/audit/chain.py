@@ -77,7 +77,7 @@ class Position:
 class Problem:
     offset: int
     seq: int | None
-    kind: str  # edited | removed | reordered | inserted | truncated
+    kind: str  # edited | removed | reordered | inserted | truncated | foreign (another force's record or key)
     detail: str
 
     def describe(self) -> str:
@@ -120,13 +120,37 @@ def _signature_problem(position: Position, keyring: Keyring, revoked_at: Mapping
     return None
 
 
-def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | None = None) -> ChainReport:
-    """Walk one partition's records in offset order; the first problem found, named."""
+def _force_problem(position: Position, keyring: Keyring, force: str, migrated: bool = False) -> Problem | None:
+    """A record of another force, or signed by a key registered for another force (a platform key,
+    registered for force default, may sign in any force's chain: the registrar's records).
+    ``migrated``: no record of the chain has named a force yet, so one naming none is force
+    default's history that `lfr forces migrate` copied in (after the first, each must name it)."""
+    from services.forces.keys import key_force  # noqa: PLC0415
+    from services.forces.naming import DEFAULT_FORCE  # noqa: PLC0415
+    from services.forces.place import record_force  # noqa: PLC0415
+
+    record = position.record
+    assert record is not None
+    named = record_force(record)
+    if "force" not in record and migrated:  # history copied in by `lfr forces migrate`, before the force's own records
+        return None
+    if named != force:
+        return Problem(position.offset, record.get("seq"), "foreign", f"a record of force {named} in force {force}'s chain")
+    owner = key_force(keyring, str(record["key_id"]))
+    if owner not in (None, DEFAULT_FORCE, force):
+        return Problem(position.offset, record.get("seq"), "foreign", f"signed by key {record['key_id']} of force {owner}")
+    return None
+
+
+def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | None = None, force: str | None = None) -> ChainReport:
+    """Walk one partition's records in offset order; the first problem found, named. ``force``:
+    the chain is that force's (services/forces): each record names it and no other force's key signed it."""
     items = list(positions)
     known: dict[str, tuple[int, int]] = {GENESIS: (-1, -1)}  # hash -> (offset, seq) of records verified so far
     referenced: set[str] = set()
     revoked_at: dict[str, int] = {}  # key id -> offset of its revocation record in this partition
     head, head_seq, forks = GENESIS, -1, 0
+    named_yet = False  # a record naming its force seen (services/forces)
     all_hashes: dict[str, int] = {}
     for position in items:
         if position.record is not None and all(name in position.record for name in CHAIN_FIELDS):
@@ -140,6 +164,9 @@ def verify_chain(positions: Iterable[Position], keyring: Keyring, anchor: str | 
         if record is None:
             return failed(Problem(position.offset, None, "edited", "not a valid audit record (does not decode or match its schema)"))
         problem = _signature_problem(position, keyring, revoked_at)
+        if problem is None and force is not None:
+            problem = _force_problem(position, keyring, force, migrated=not named_yet)
+            named_yet = named_yet or "force" in record
         if problem is not None:
             return failed(problem)
         if record.get("action") == REVOKE_ACTION:  # a verified revocation: every later record its key signs is refused

@@ -42,6 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check every partition's hash chain and signatures; exit 1 naming the first bad record")
     verify.add_argument("--topic", default=None, help="default: LFR_AUDIT_TOPIC")
+    verify.add_argument("--force", default=None, help="verify this force's chain (lfr.<force>.audit.v2): every record names the "
+                        "force and no other force's key signed one")
     verify.add_argument("--anchor", default=None, help="a head hash printed earlier: fail if it is no longer in the chain (truncation)")
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=_audit_verify)
@@ -182,12 +184,17 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from .identity import load_keyring
     from .reader import read_audit
 
+    from services.forces.naming import check_force_id, force_topic, topic_force
+
     settings = _settings()
     topic = args.topic or settings.audit_topic
+    if args.force:  # that force's chain, under its prefix (services/forces/naming.py)
+        topic = args.topic or force_topic(check_force_id(args.force), type(settings).model_fields["audit_topic"].default)
+    force = args.force or topic_force(topic)
     keyring = load_keyring(settings)
     failed = False
     for partition, positions in read_audit(settings, topic).items():
-        report = verify_chain(positions, keyring, anchor=args.anchor)
+        report = verify_chain(positions, keyring, anchor=args.anchor, force=force)
         failed |= not report.ok
         if args.json:
             print(json.dumps({"topic": topic, "partition": partition, "ok": report.ok, "records": report.records,

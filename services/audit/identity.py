@@ -46,11 +46,12 @@ def ephemeral_identity(directory: Path, owner: str) -> dict[str, str]:
     return {"LFR_KEYRING_FILE": str(keyring.path), "LFR_SIGNING_KEY_FILE": str(key_file), "LFR_SIGNING_KEY_PASSPHRASE": passphrase}
 
 
-def add_ephemeral_key(identity: dict[str, str], owner: str, rank: str = "superintendent", role: str = "authorising_officer") -> Signer:
+def add_ephemeral_key(identity: dict[str, str], owner: str, rank: str = "superintendent", role: str = "authorising_officer",
+                      force: str = "") -> Signer:
     """A second key trusted by the keyring of ``identity`` (same passphrase), registered with
     ``rank`` and ``role`` by the identity's own key (its key administrator), e.g. the authorising
     officer's in the demo: authorising a deployment needs a key other than its creator's, whose
-    registered rank is high enough."""
+    registered rank is high enough. ``force``: the force the key is registered for (none: default)."""
     import time  # noqa: PLC0415
 
     signer = Signer.generate(owner)
@@ -59,7 +60,7 @@ def add_ephemeral_key(identity: dict[str, str], owner: str, rank: str = "superin
     keyring = Keyring.load(Path(identity["LFR_KEYRING_FILE"]))
     keyring.add(signer, int(time.time() * 1000))
     admin = Signer.load(Path(identity["LFR_SIGNING_KEY_FILE"]), identity["LFR_SIGNING_KEY_PASSPHRASE"])
-    keyring.register(signer.key_id, rank, role, "", admin)
+    keyring.register(signer.key_id, rank, role, force, admin)
     keyring.save()
     return Signer.load(key_file, identity["LFR_SIGNING_KEY_PASSPHRASE"])
 

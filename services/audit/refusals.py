@@ -61,7 +61,7 @@ class RefusalReporter:
             "lfr_dlq_partition": str(record.partition()),
             "lfr_dlq_offset": str(record.offset()),
             "lfr_dlq_service": self.service,
-            "lfr_dlq_reason": "signature_refused",
+            "lfr_dlq_reason": "force_mismatch" if refusal.reason == "force_mismatch" else "signature_refused",
             "lfr_dlq_error_class": type(refusal).__name__,
             "lfr_dlq_error": refusal.reason,
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),

@@ -36,6 +36,7 @@ from services.common.errors import MessageError
 from services.common.jsonevents import decode_record, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings
+from services.forces.place import force_of_topic, stamp
 
 from .chain import GENESIS, JOIN_ACTION, record_hash, seal
 
@@ -83,6 +84,7 @@ class AuditWriter:
             record["subject_id"] = subject_id
         if deployment_id:
             record["deployment_id"] = deployment_id
+        stamp(record, force_of_topic(self.topic))  # the force whose chain this is (services/forces)
         extra = dict(details or {})
         if requested_by and requested_by != self.signer.owner:
             extra["requested_by"] = requested_by

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
+from services.forces import place
+from services.privacy.payload import PAYLOAD_HEADER, WITHHELD, dead_letter_value
 
 from . import delivery, metrics
 from . import health as health_module
@@ -285,6 +286,8 @@ class StageRunner:
         envelope = jsonevents.decode_record(record.value(), record.headers(), self.registry)
         if self.accepted_schemas is not None and envelope.schema not in self.accepted_schemas:
             raise UnknownSchemaError(f"{envelope.schema} is not accepted by {self.service}")
+        # A governed record naming another force than its topic's: refused (services/forces/place.py).
+        place.check_topic(record.topic(), envelope.schema, envelope.data, self.service)
         timestamp_type, timestamp = record.timestamp()
         return Message(
             schema=envelope.schema,
@@ -377,6 +380,8 @@ class StageRunner:
             "lfr_dlq_at_ms": str(int(time.time() * 1000)),
         }
         value, added[PAYLOAD_HEADER] = dead_letter_value(record.topic(), record.value(), record.headers())
+        if reason == place.ForceMismatch.reason:  # another force's record: its content stays where it was written
+            value, added[PAYLOAD_HEADER] = None, WITHHELD
         headers = list(record.headers() or ()) + [(name, text.encode()) for name, text in added.items()]
         key = record.key()
         if not delivery.fits(key, value, headers):

@@ -514,6 +514,7 @@ class ReviewSettings(KafkaSettings, SigningSettings, AuditLinkSettings):
     counts_topic: TopicName = Field("lfr.counts.v2", description="faces processed (found by detect) per deployment, for the report page")
     deployments_topic: TopicName = Field("lfr.deployments.v1", description="deployment records, for the report page")
     heartbeats_topic: TopicName = Field("lfr.heartbeats.v1", description="van heartbeats, for the fleet page (the force's own vans)")
+    dlq_topic: TopicName = Field("lfr.dlq.v1", description="where another force's records are dead-lettered, without payload")
     report_read_timeout_s: float = Field(30.0, gt=0, le=3600, description="how long the report page reads each topic")
     oidc_issuer: str | None = Field(None, pattern=r"^https://[^\s]+$", max_length=2048, description="OpenID Connect issuer; set = sign-in through it instead of the users file")
     oidc_client_id: str | None = Field(None, max_length=256, description="this console's client id at the OpenID Connect provider")
@@ -521,6 +522,7 @@ class ReviewSettings(KafkaSettings, SigningSettings, AuditLinkSettings):
     oidc_ca_file: str | None = Field(None, min_length=1, max_length=4096, description="PEM file of the CAs that sign the issuer's TLS certificate (a private PKI); unset = the system's trust store")
     oidc_roles_claim: str = Field("lfr_roles", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing the user's roles")
     oidc_deployments_claim: str = Field("lfr_deployments", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim listing an operator's deployments")
+    oidc_force_claim: str = Field("lfr_force", pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ID token claim naming the user's force id (absent: force default); only the console's own force (LFR_FORCE) signs in, and the national role")
 
     @model_validator(mode="after")
     def _review_bounds(self) -> ReviewSettings:

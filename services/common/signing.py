@@ -37,7 +37,8 @@ RECORD_CONTEXT = b"lfr.record-signature.v1"
 
 # Why a record was refused; bounded (metric label, DLQ header, audit detail).
 REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised",
-                   "creator_changed", "rank_not_registered")
+                   "creator_changed", "rank_not_registered",
+                   "force_mismatch", "key_force")  # forces (services/forces): another force's record, or key
 
 
 class KeyFileError(Exception):

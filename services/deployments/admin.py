@@ -17,6 +17,9 @@ from services.audit.identity import load_keyring
 from services.common.signing import Signer
 
 from services.face.models import SFACE
+from services.forces.keys import KeyForceRefused, owning_force
+from services.forces.naming import DEFAULT_FORCE
+from services.forces.place import force_of_topic
 
 from . import calibration as calibration_file
 from . import lifecycle, snapshot
@@ -32,6 +35,12 @@ class Authorised:
     deployment: Deployment
     expected_false_alerts_per_hour: float
     excluded: dict[str, int]  # entries not frozen, by reason
+
+
+def _force_of(topic: str) -> str | None:
+    """The force id a new deployment on ``topic`` names (None for force default: as before forces)."""
+    force = force_of_topic(topic)
+    return None if force == DEFAULT_FORCE else force
 
 
 def rules_from(settings) -> lifecycle.AuthorisationRules:
@@ -67,6 +76,8 @@ class DeploymentAdmin:
         if existing is not None:
             raise Refused((Problem("deployment_id", f"deployment {draft.deployment_id} already exists ({existing.state})"),))
         owner = self.store.watchlist.signer.owner
+        if draft.force is None:  # a deployment carries its force: the one whose topics it is written to
+            draft = dataclasses.replace(draft, force=_force_of(self.settings.deployments_topic))
         draft = dataclasses.replace(draft, created_by=owner, history=tuple(dataclasses.replace(t, actor=owner) for t in draft.history))
         record = lifecycle.create(draft, self.clock())
         self.store.publish(record)
@@ -84,6 +95,9 @@ class DeploymentAdmin:
         registered = load_keyring(self.settings).registration(signer.key_id)
         rank = registered.rank if registered is not None else ""
         current = self.get(deployment_id)
+        if registered is not None and owning_force(registered.force) != owning_force(current.force):
+            raise KeyForceRefused(f"refused: {officer}'s key {signer.key_id} belongs to force {owning_force(registered.force)}; "
+                                  f"deployment {deployment_id} to force {owning_force(current.force)}")
         now = self.clock()
         if current.criteria is None:
             raise Refused(tuple(missing_for_authorisation(current)))

@@ -11,6 +11,7 @@ import dataclasses
 import json
 
 from services.common.signing import Keyring, SignatureRefused, Signer
+from services.forces.keys import foreign_key
 
 from .record import Deployment, rank_level
 
@@ -61,3 +62,5 @@ def check_authorisation(d: Deployment, keyring: Keyring) -> None:
     registered = keyring.registration(auth.key_id)  # the rank is the key's, not the record's word
     if registered is None or rank_level(registered.rank) is None or rank_level(registered.rank) != rank_level(auth.rank):
         raise SignatureRefused("rank_not_registered", auth.key_id)
+    if foreign_key(keyring, auth.key_id, d.force or "", registered_only=True):  # only the deployment's own force authorises it
+        raise SignatureRefused("key_force", auth.key_id)

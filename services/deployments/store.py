@@ -6,6 +6,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from services.audit.identity import load_keyring
 from services.audit.refusals import RefusalTally
 from services.audit.writer import change_digest
 from services.common.envelope import encode
@@ -13,6 +14,8 @@ from services.common.errors import MessageError
 from services.common.kafka_config import client_config, producer_config
 from services.common.topic_reader import read_to_end
 from services.common.settings import DeploymentSettings
+from services.forces import place
+from services.forces.keys import KeyForceRefused, require_key_force
 from services.watchlist.store import WatchlistStore
 
 from .record import SCHEMA, Deployment
@@ -56,6 +59,12 @@ class DeploymentStore:
         """Audit first, then the record signed with the store's key and carrying the audit hash
         (services/audit/writer.py): no crash leaves a deployment change unaudited."""
         topic, key = self.settings.deployments_topic, deployment.deployment_id.encode()
+        # Only the topic's force, signed by none of another force's keys (services/forces): exit 3.
+        if place.mismatch(topic, {"force": deployment.force} if deployment.force else {}) is not None:
+            raise KeyForceRefused(f"refused: deployment {deployment.deployment_id} names force {deployment.force!r}, "
+                                  f"not force {place.force_of_topic(topic)!r} of {topic}")
+        require_key_force(load_keyring(self.settings), self.watchlist.signer.key_id, deployment.force or "",
+                          f"deployment {deployment.deployment_id}")  # the place check above holds its force to the topic's
         value = encode(SCHEMA, deployment.to_data())
         _record, audit_hash = self.watchlist.audit_writer.write(
             AUDIT_PREFIX + "record", deployment.deployment_id,

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.forces import place
+from services.forces.keys import foreign_key
 
 from .record import Deployment
 from .signing import check_authorisation
@@ -33,6 +35,16 @@ def creator_problem(previous: Deployment | None, new: Deployment, signer_owner: 
     return None
 
 
+def force_problem(topic: str, deployment: Deployment, key_id: str, keyring: Keyring) -> None:
+    """SignatureRefused when the deployment names another force than its topic's (force_mismatch)
+    or its signer's key is registered for another force (key_force): services/forces."""
+    if place.mismatch(topic, {"force": deployment.force} if deployment.force else {}) is not None:
+        place.FORCE_MISMATCHES.labels("deployments-reader", topic, "topic").inc()
+        raise SignatureRefused("force_mismatch", key_id)
+    if foreign_key(keyring, key_id, deployment.force or "") is not None:
+        raise SignatureRefused("key_force", key_id)
+
+
 class VerifiedDeployments:
     """``change(record, live, previous)``: the verified change, None when refused for its signer
     (reported through ``on_refused(record, refusal, live)``); raises MessageError for a record
@@ -41,6 +53,7 @@ class VerifiedDeployments:
     def __init__(self, keyring: Keyring, topic: str, on_refused: Callable[[object, SignatureRefused, bool], None] | None = None,
                  audit_index=None) -> None:
         self.keyring = keyring
+        self.topic = topic
         self.on_refused = on_refused
         self.gate = SignatureGate(keyring, topic, on_refused, audit_index=audit_index)
 
@@ -57,6 +70,7 @@ class VerifiedDeployments:
         try:
             if creator_problem(previous, deployment, verified.owner) is not None:
                 raise SignatureRefused("creator_changed", verified.key_id)
+            force_problem(self.topic, deployment, verified.key_id, self.keyring)
             check_authorisation(deployment, self.keyring)
         except SignatureRefused as refusal:
             if self.on_refused is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.common.stage import Message, Output
+from services.forces.place import force_of_topic, stamp
 
 COUNT_SCHEMA = "lfr.counts.v2"
 
@@ -32,8 +33,8 @@ def face_counts(frames: Sequence[tuple[Message, int]], topic: str, now_ms: int) 
         groups[key] = (offsets, total + faces)
     return [
         Output(topic, COUNT_SCHEMA,
-               {"count_id": f"{source}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}",
-                "deployment_id": deployment, "faces": faces, "counted_at_ms": now_ms},
+               stamp({"count_id": f"{source}:{partition}:{min(offsets)}-{max(offsets)}:{len(offsets)}",
+                      "deployment_id": deployment, "faces": faces, "counted_at_ms": now_ms}, force_of_topic(topic)),
                key=deployment)
         for (deployment, source, partition), (offsets, faces) in groups.items()
         if faces > 0

@@ -43,7 +43,10 @@ class EvidenceSealer:
             return None
         blob = seal(key.public_key, bytes(alert.chip["data"]), associated_data(alert.alert_id, alert.revision))
         SEALED.inc()
-        return encode(EVIDENCE_SCHEMA, {
+        data = {
             "alert_id": alert.alert_id, "revision": alert.revision, "deployment_id": alert.deployment_id,
             "key_id": key.key_id, "media_type": alert.chip["media_type"], "sealed": blob, "sealed_at_ms": self.clock(),
-        })
+        }
+        if "force" in alert.data:  # the alert's force (services/forces/place.py)
+            data["force"] = alert.data["force"]
+        return encode(EVIDENCE_SCHEMA, data)

@@ -68,6 +68,7 @@ from services.common.service import EXIT_BAD_SETTINGS, start_service
 from services.common.settings import DispatchSettings
 from services.deployments.enforcement import start_enforcement
 from services.deployments.policy import DeploymentPolicy, frame_deployment
+from services.forces.place import force_of_topic, stamp
 from services.privacy.payload import PAYLOAD_HEADER, dead_letter_value
 
 from . import metrics
@@ -292,6 +293,7 @@ class Dispatcher:
             value = None
             headers: list[tuple[str, bytes]] = []
             if alert is not None:
+                stamp(alert.data, force_of_topic(self.settings.output_topic))  # the alert carries its force
                 try:
                     value, headers = encode_alert(alert, self.settings.ce_source_prefix, self.registry)
                 except MessageError as exc:

@@ -40,6 +40,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     kafka_option(show)
     show.set_defaults(func=_show)
 
+    migrate = sub.add_parser("migrate", help="move a single-force installation (force default's topics) into registered force F: "
+                             "audit trail, watchlist, deployments, alerts, adjudications, counts, evidence (services/forces/migrate.py)")
+    migrate.add_argument("--to", required=True, help="the registered force id; its topics exist (lfr topics apply --force F) and are empty")
+    kafka_option(migrate)
+    migrate.set_defaults(func=_migrate)
+
 
 def _settings():
     from services.common.settings import ForceSettings, load_settings
@@ -88,6 +94,13 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{'ID':<16} {'NAME':<44} CONTROLLER")
         for row in rows:
             print(f"{row['id']:<16} {row['name']:<44} {row['controller']}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from .migrate import migrate
+
+    migrate(args.to)
     return 0
 
 

@@ -69,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _national(args: argparse.Namespace, registry, overrides: dict, from_ms: int | None, to_ms: int | None) -> int:
+def national_figures(registry, overrides: dict, from_ms: int | None = None, to_ms: int | None = None, bar=None) -> dict:
     """Every registered force's report, reduced to its row of counts (services/report/national.py)."""
-    from services.common.progress import Progress
     from services.common.settings import ReportSettings, load_settings
 
     from .build import build_report
@@ -84,12 +83,18 @@ def _national(args: argparse.Namespace, registry, overrides: dict, from_ms: int 
     now_ms = int(time.time() * 1000)
     base = load_settings(ReportSettings, **overrides)  # force default's names; each force's are derived from them
     reports = {}
-    with Progress("lfr report: reading every force's topics", unit="record") as bar:
-        for force in registry:
-            settings = base.model_copy(update={field: force_topic(force.force_id, topic) for field, topic in topic_fields(base).items()})
-            reports[force.force_id] = build_report(read_inputs(settings, bar), None, from_ms, to_ms, now_ms=now_ms)
+    for force in registry:
+        settings = base.model_copy(update={field: force_topic(force.force_id, topic) for field, topic in topic_fields(base).items()})
+        reports[force.force_id] = build_report(read_inputs(settings, bar), None, from_ms, to_ms, now_ms=now_ms)
     first = next(iter(reports.values()))
-    report = national_report(reports, first["period"], first["generated_at"])
+    return national_report(reports, first["period"], first["generated_at"])
+
+
+def _national(args: argparse.Namespace, registry, overrides: dict, from_ms: int | None, to_ms: int | None) -> int:
+    from services.common.progress import Progress
+
+    with Progress("lfr report: reading every force's topics", unit="record") as bar:
+        report = national_figures(registry, overrides, from_ms, to_ms, bar)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"report-national-{args.from_date or 'all'}-{args.to_date or 'all'}.json"
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

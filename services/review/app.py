@@ -34,9 +34,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from services.common.settings import ReviewSettings
+from services.forces.place import force_of_topic, stamp
 
 from . import metrics
-from .access import may_adjudicate, may_read_reports, may_see_deployment
+from .access import may_adjudicate, may_read_national, may_read_reports, may_see_deployment, same_force
 from .board import Board
 from .custody import EvidenceCustody
 from .feeds import Sweeper, Writer
@@ -69,6 +70,7 @@ class Console:
     clock: Callable[[], int] = lambda: int(time.time() * 1000)
     report: Callable[[], dict] | None = None  # transparency report figures, for report readers
     fleet: Any = None  # services/fleet/fleetview.py FleetView: the vans' latest heartbeats, for the fleet page
+    national: Callable[[], dict] | None = None  # counts by force (services/report/national.py), for the national role
 
 
 def build_app(console: Console) -> Starlette:
@@ -103,7 +105,9 @@ def build_app(console: Console) -> Starlette:
 
     def _alert_for(session: Session, alert_id: str):
         view = console.board.get(alert_id)
-        if view is None:
+        if view is None or not same_force(session.user, view.data):  # another force's alert does not exist here
+            if view is not None:
+                metrics.REFUSALS.labels("other_force").inc()
             raise HTTPException(404, "no such alert")
         if not may_see_deployment(session.user, view.deployment_id):
             raise _forbidden()
@@ -147,8 +151,13 @@ def build_app(console: Console) -> Starlette:
         return await _signed_in(user, "local")
 
     async def _signed_in(user: User, method: str) -> Response:
+        if user.role != "national" and user.force != console.settings.force:
+            # This console serves one force (LFR_FORCE): an officer of another signs in to their own.
+            metrics.LOGINS.labels("other_force").inc()
+            raise HTTPException(403, f"this console serves force {console.settings.force}; sign in to your force's console")
         session = console.sessions.create(user)
-        await run_in_threadpool(console.writer.audit, user.username, "review.sign_in", None, {"role": user.role, "method": method})
+        await run_in_threadpool(console.writer.audit, user.username, "review.sign_in", None,
+                                {"role": user.role, "method": method, "user_force": user.force})
         if method == "oidc":
             # The callback is reached by a redirect from the provider's site, and a browser sends no
             # SameSite=Strict cookie along a redirect chain another site started: a 303 to "/" would
@@ -188,7 +197,8 @@ def build_app(console: Console) -> Starlette:
             metrics.LOGINS.labels("oidc_unavailable").inc()
             logger.warning("OpenID Connect provider unreachable", extra={"reason": type(exc).__name__})
             return _login_form(request, "The identity provider cannot be reached: try again later.", 502)
-        user = user_from_claims(token.get("userinfo") or {}, console.settings.oidc_roles_claim, console.settings.oidc_deployments_claim)
+        user = user_from_claims(token.get("userinfo") or {}, console.settings.oidc_roles_claim, console.settings.oidc_deployments_claim,
+                                console.settings.oidc_force_claim)
         if user is None:
             metrics.LOGINS.labels("oidc_refused").inc()
             return RedirectResponse("/login?error=no+role+for+this+console", status_code=303)
@@ -200,6 +210,8 @@ def build_app(console: Console) -> Starlette:
         session = _session(request, page=True)
         if session.user.role == "auditor":
             return RedirectResponse("/report", status_code=303)
+        if session.user.role == "national":
+            return RedirectResponse("/api/national", status_code=303)
         return templates.TemplateResponse(request, "console.html", {"user": session.user, "csrf": session.csrf}, headers=NO_STORE)
 
     async def report_page(request: Request) -> Response:
@@ -232,16 +244,26 @@ def build_app(console: Console) -> Starlette:
         return JSONResponse({"force": console.settings.force, "vans": _fleet(request, page=False), "now_ms": console.clock()},
                             headers=NO_STORE)
 
+    async def national(request: Request) -> Response:
+        """Counts by force and totals (the keys of `lfr report --national --json`): nothing finer."""
+        session = _session(request)
+        if not may_read_national(session.user):
+            raise _forbidden()
+        if console.national is None:
+            raise HTTPException(404, "no national source configured")
+        report = await run_in_threadpool(console.national)
+        return JSONResponse({"forces": report["forces"], "totals": report["totals"]}, headers=NO_STORE)
+
     # -- API -------------------------------------------------------------------------------------
     async def alerts(request: Request) -> Response:
         session = _session(request)
-        if session.user.role == "auditor":
+        if session.user.role in ("auditor", "national"):
             raise _forbidden()
         return JSONResponse({"alerts": console.board.visible(session.user), "now_ms": console.clock()}, headers=NO_STORE)
 
     async def stream(request: Request) -> Response:
         session = _session(request)
-        if session.user.role == "auditor":
+        if session.user.role in ("auditor", "national"):
             raise _forbidden()
         listener = console.board.subscribe(session.user)
 
@@ -338,11 +360,11 @@ def build_app(console: Console) -> Starlette:
         return JSONResponse({"adjudication": record}, headers=NO_STORE)
 
     def _record(view, user: User, stage: str, decision: str, now: int) -> dict[str, Any]:
-        return {
+        return stamp({
             "alert_id": view.alert_id, "subject_id": view.data["subject_id"], "deployment_id": view.deployment_id,
             "camera_id": view.data["camera_id"], "stage": stage, "decision": decision, "actor": user.username, "role": user.role,
             "alert_at_ms": view.alert_at_ms, "decided_at_ms": now, "alert_to_decision_ms": max(0, now - view.alert_at_ms),
-        }
+        }, force_of_topic(console.settings.adjudications_topic))  # the decision carries its force (services/forces)
 
     def _write_adjudication(record: dict[str, Any]) -> None:
         console.writer.adjudication(record)
@@ -384,6 +406,7 @@ def build_app(console: Console) -> Starlette:
             Route("/report", report_page),
             Route("/fleet", fleet_page),
             Route("/api/fleet", fleet_api),
+            Route("/api/national", national),
             Route("/api/alerts", alerts),
             Route("/api/stream", stream),
             Route("/api/alerts/{alert_id}/probe", probe_image),

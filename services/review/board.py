@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .access import may_see_deployment
+from .access import may_see_alert
 from .users import User
 
 MAX_LISTENER_BACKLOG = 256
@@ -56,12 +56,12 @@ class Board:
                 return
             raised = current.alert_at_ms if current else int(data["first_seen_ms"] + data["capture_to_alert_ms"])
             self.alerts[data["alert_id"]] = view = AlertView(data, raised)
-        self._publish(view.deployment_id, {"type": "alert", "alert": self.summary(view)})
+        self._publish(view.data, {"type": "alert", "alert": self.summary(view)})
 
     def apply_adjudication(self, record: dict[str, Any]) -> None:
         with self.lock:
             self.adjudications[record["alert_id"]] = record
-        self._publish(record["deployment_id"], {"type": "adjudication", "alert_id": record["alert_id"],
+        self._publish(record, {"type": "adjudication", "alert_id": record["alert_id"],
                                                 "decision": record["decision"], "outcome": record.get("outcome")})
 
     def apply_reference(self, subject_id: str, image: bytes | None) -> None:
@@ -86,7 +86,7 @@ class Board:
 
     def visible(self, user: User) -> list[dict[str, Any]]:
         with self.lock:
-            views = [v for v in self.alerts.values() if may_see_deployment(user, v.deployment_id)]
+            views = [v for v in self.alerts.values() if may_see_alert(user, v.data)]
             return [self.summary(v) for v in sorted(views, key=lambda v: v.alert_at_ms, reverse=True)]
 
     def get(self, alert_id: str) -> AlertView | None:
@@ -113,9 +113,10 @@ class Board:
             if listener in self.listeners:
                 self.listeners.remove(listener)
 
-    def _publish(self, deployment_id: str, event: dict[str, Any]) -> None:
+    def _publish(self, record: dict[str, Any], event: dict[str, Any]) -> None:
+        """To the listeners who may see ``record`` (an alert or adjudication: its force and deployment)."""
         with self.lock:
-            targets = [lst for lst in self.listeners if may_see_deployment(lst.user, deployment_id)]
+            targets = [lst for lst in self.listeners if may_see_alert(lst.user, record)]
         for listener in targets:
             listener.loop.call_soon_threadsafe(_offer, listener.queue, event)
 

@@ -20,11 +20,11 @@ def _file(args: argparse.Namespace):
 def _add(args: argparse.Namespace) -> int:
     password = os.environ.get("LFR_NEW_USER_PASSWORD") if args.password_from_env else getpass.getpass("password: ")
     try:
-        user = _file(args).add(args.username, password or "", args.role, tuple(args.deployment))
+        user = _file(args).add(args.username, password or "", args.role, tuple(args.deployment), args.force)
     except ValueError as exc:
         print(f"lfr users add: {exc}", file=sys.stderr)
         return 2
-    print(f"added {user.username} ({user.role}{': ' + ', '.join(user.deployments) if user.deployments else ''})")
+    print(f"added {user.username} ({user.role} of force {user.force}{': ' + ', '.join(user.deployments) if user.deployments else ''})")
     return 0
 
 
@@ -38,7 +38,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     for user in _file(args).list():
-        print(f"{user.username:<24} {user.role:<10} {','.join(user.deployments)}")
+        print(f"{user.username:<24} {user.role:<10} {user.force:<12} {','.join(user.deployments)}")
     return 0
 
 
@@ -51,6 +51,8 @@ def register(commands) -> None:
     add.add_argument("username")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--deployment", action="append", default=[], help="an operator's deployment (repeat for several)")
+    add.add_argument("--force", default="default", help="the user's force id: they sign in to that force's console only and see "
+                     "nothing of another force's (a national user: counts by force only)")
     add.add_argument("--password-from-env", action="store_true", help="read LFR_NEW_USER_PASSWORD instead of asking")
     remove = sub.add_parser("remove", help="remove a user")
     remove.add_argument("username")

@@ -20,6 +20,8 @@ from services.common.envelope import decode, encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import ReviewSettings
 from services.evidence.sealing import ALGORITHM, SealError, associated_data, open_sealed
+from services.forces import place
+from services.forces.place import force_of_topic, stamp
 from services.watchlist.verified import VerifiedWatchlist
 
 from . import metrics
@@ -52,6 +54,7 @@ class Writer:
                 raise RuntimeError(f"could not write to {topic}: {errors[0].str() if errors else 'timed out'}")
 
     def adjudication(self, record: dict) -> None:
+        record = stamp(dict(record), force_of_topic(self.settings.adjudications_topic))  # carries its force
         value, headers = jsonevents.encode("lfr.adjudications.v3", record)  # plain JSON CloudEvent
         self.send(self.settings.adjudications_topic, record["alert_id"].encode(), value, headers)
 
@@ -76,9 +79,14 @@ class Writer:
 
 
 class Reader(threading.Thread):
-    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody, fleet=None) -> None:
+    def __init__(self, settings: ReviewSettings, board: Board, keys: TransitKeyStore, custody: EvidenceCustody,
+                 writer: Writer | None = None, fleet=None) -> None:
         super().__init__(name="review-reader", daemon=True)
         self.settings, self.board, self.keys, self.custody = settings, board, keys, custody
+        # Reports another force's records arriving while the console runs (audit, dead letter);
+        # those met again on each rebuild are counted only.
+        self.writer = writer
+        self._live_from: dict[tuple[str, int], int] = {}
         self.fleet = fleet  # services/fleet/fleetview.py: the latest heartbeat per van, for the fleet page
         self.stop_event = threading.Event()
         self.ready = threading.Event()
@@ -98,6 +106,7 @@ class Reader(threading.Thread):
             partitions = self._wait_for_topics(consumer, topics)
             if partitions is None:
                 return
+            self._live_from = {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
             consumer.assign(partitions)
             self.ready.set()
             while not self.stop_event.is_set():
@@ -132,16 +141,41 @@ class Reader(threading.Thread):
             elif value is None:
                 return  # tombstones of evidence and the like
             elif topic == s.adjudications_topic:
-                self.board.apply_adjudication(jsonevents.decode_record(value, headers).data)
+                self.board.apply_adjudication(self._of_this_force(topic, jsonevents.decode_record(value, headers)))
             elif topic == s.alerts_topic:
                 metrics.ALERTS_SEEN.inc()
-                self.board.apply_alert(jsonevents.decode_record(value, headers).data)
+                self.board.apply_alert(self._of_this_force(topic, jsonevents.decode_record(value, headers)))
             elif topic == s.evidence_topic:
-                self.take_evidence(decode(value).data)
+                self.take_evidence(self._of_this_force(topic, decode(value)))
             elif topic == s.heartbeats_topic and self.fleet is not None:
                 self.fleet.update(decode(value).data, now_ms())
+        except place.ForceMismatch as exc:
+            self._refuse(record, exc)
         except Exception as exc:  # noqa: BLE001 - one bad record never stops the console
             logger.warning("record skipped", extra={"topic": topic, "error_class": type(exc).__name__})
+
+    @staticmethod
+    def _of_this_force(topic: str, envelope) -> dict:
+        """The record's data; ForceMismatch (counted) for another force's record (services/forces/place.py)."""
+        place.check_topic(topic, envelope.schema, envelope.data, SERVICE)
+        return envelope.data
+
+    def _refuse(self, record, exc: place.ForceMismatch) -> None:
+        """Logged always; audited and dead-lettered without payload once, when it arrives live."""
+        topic, offset = record.topic(), record.offset()
+        logger.warning("record of another force refused", extra={"topic": topic, "offset": offset, "reason": exc.reason})
+        if self.writer is None or offset < self._live_from.get((topic, record.partition()), 0):
+            return
+        added = {"lfr_dlq_topic": topic, "lfr_dlq_partition": str(record.partition()), "lfr_dlq_offset": str(offset),
+                 "lfr_dlq_service": SERVICE, "lfr_dlq_reason": exc.reason, "lfr_dlq_error_class": type(exc).__name__,
+                 "lfr_dlq_error": str(exc)[:500], "lfr_dlq_at_ms": str(now_ms()), "lfr_dlq_payload": "withheld"}
+        try:
+            self.writer.audit(SERVICE, "force.refused", None, {"topic": topic, "partition": record.partition(), "offset": offset,
+                                                             "reason": exc.reason})
+            self.writer.send(self.settings.dlq_topic, record.key() or b"", None,
+                             [*(record.headers() or []), *((k, v.encode()) for k, v in added.items())])
+        except Exception:  # noqa: BLE001 - reporting never stops the console; the count and log stand
+            logger.exception("could not report a refused record", extra={"topic": topic, "offset": offset})
 
     def take_evidence(self, data: dict) -> None:
         alert_id = data["alert_id"]

@@ -9,6 +9,7 @@ audience (this client), expiry and the nonce sent with the sign-in; any failure 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,20 +17,25 @@ from services.common.settings import ReviewSettings
 
 from .users import User
 
-ROLE_PRECEDENCE = ("admin", "supervisor", "auditor", "operator")
+ROLE_PRECEDENCE = ("admin", "supervisor", "auditor", "operator", "national")
 
 
-def user_from_claims(claims: Mapping[str, Any], roles_claim: str, deployments_claim: str) -> User | None:
-    """The console user an ID token describes, or None when it grants no role (or an operator no deployment)."""
+def user_from_claims(claims: Mapping[str, Any], roles_claim: str, deployments_claim: str, force_claim: str = "lfr_force") -> User | None:
+    """The console user an ID token describes, or None when it grants no role (or an operator no
+    deployment, or names a force that is no force id). No force claim: force default."""
+    from services.forces.naming import FORCE_ID_PATTERN  # noqa: PLC0415
     subject = str(claims.get("preferred_username") or claims.get("email") or claims.get("sub") or "")
     roles = claims.get(roles_claim) or []
     roles = [roles] if isinstance(roles, str) else list(roles)
     role = next((r for r in ROLE_PRECEDENCE if r in roles), None)
     deployments = claims.get(deployments_claim) or []
     deployments = tuple([deployments] if isinstance(deployments, str) else deployments)
+    force = claims.get(force_claim) or "default"
     if not subject or role is None or (role == "operator" and not deployments):
         return None
-    return User(subject[:128], role, deployments if role == "operator" else ())
+    if not isinstance(force, str) or not re.match(FORCE_ID_PATTERN, force):
+        return None
+    return User(subject[:128], role, deployments if role == "operator" else (), force)
 
 
 def oauth_client(settings: ReviewSettings):

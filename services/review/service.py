@@ -34,7 +34,7 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
     from services.fleet.fleetview import FleetView
 
     fleet = FleetView(export=False)
-    reader = Reader(settings, board, keys, custody, fleet)
+    reader = Reader(settings, board, keys, custody, writer, fleet)
     sweeper = Sweeper(settings, board, keys, custody, writer, clock)
 
     def report() -> dict:
@@ -43,10 +43,19 @@ def build_console(settings: ReviewSettings, clock=now_ms) -> tuple[Console, Read
 
         return build_report(read_inputs(settings))
 
+    def national() -> dict:
+        """The national roll-up from every registered force's topics (the `lfr report --national` figures)."""
+        from services.common.settings import ForceRegistrySettings, load_settings
+        from services.forces.store import read_registry
+        from services.report.cli import national_figures
+
+        kafka = {"kafka_bootstrap_servers": settings.kafka_bootstrap_servers, "force": "default"}  # default's names, renamed per force
+        return national_figures(read_registry(load_settings(ForceRegistrySettings, **kafka)), kafka)
+
     console = Console(settings, board, custody, writer, sweeper, UsersFile(settings.users_file),
                       SessionStore(settings.session_ttl_s, settings.session_idle_s),
                       LoginLimiter(settings.login_max_failures, settings.login_window_s, max_failures_by_prefix={"ip": settings.login_address_max_failures}), clock, report,
-                      fleet)
+                      fleet, national)
     return console, reader
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-ROLES = ("operator", "supervisor", "auditor", "admin")
+ROLES = ("operator", "supervisor", "auditor", "admin", "national")
+DEFAULT_FORCE = "default"  # services/forces/naming.py; a user written before forces is force default's
 # argon2-cffi's defaults are the RFC 9106 low-memory profile of argon2id.
 _HASHER = PasswordHasher()
 # Verified against when the user does not exist, so a wrong user name costs the same time.
@@ -26,7 +27,8 @@ _DUMMY_HASH = _HASHER.hash("not a password of anyone")
 class User:
     username: str
     role: str
-    deployments: tuple[str, ...] = ()  # an operator's scope; other roles see every deployment
+    deployments: tuple[str, ...] = ()  # an operator's scope; other roles see every deployment of their force
+    force: str = DEFAULT_FORCE  # the force the user belongs to: they see nothing of another force's
 
 
 class UsersFile:
@@ -46,7 +48,7 @@ class UsersFile:
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
-    def add(self, username: str, password: str, role: str, deployments: tuple[str, ...] = ()) -> User:
+    def add(self, username: str, password: str, role: str, deployments: tuple[str, ...] = (), force: str = DEFAULT_FORCE) -> User:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if role == "operator" and not deployments:
@@ -56,9 +58,12 @@ class UsersFile:
         if not username or len(username) > 64 or not all(c.isalnum() or c in "._-@" for c in username):
             raise ValueError("user name: 1-64 letters, digits and . _ - @")
         data = self._load()
-        data[username] = {"hash": _HASHER.hash(password), "role": role, "deployments": list(deployments)}
+        from services.forces.naming import check_force_id  # noqa: PLC0415
+
+        check_force_id(force)  # NamingError (a ValueError) for a name that is no force id
+        data[username] = {"hash": _HASHER.hash(password), "role": role, "deployments": list(deployments), "force": force}
         self._save(data)
-        return User(username, role, tuple(deployments))
+        return User(username, role, tuple(deployments), force)
 
     def remove(self, username: str) -> bool:
         data = self._load()
@@ -68,7 +73,8 @@ class UsersFile:
         return True
 
     def list(self) -> list[User]:
-        return [User(name, entry["role"], tuple(entry.get("deployments", ()))) for name, entry in sorted(self._load().items())]
+        return [User(name, entry["role"], tuple(entry.get("deployments", ())), entry.get("force", DEFAULT_FORCE))
+                for name, entry in sorted(self._load().items())]
 
     def verify(self, username: str, password: str) -> User | None:
         entry = self._load().get(username)
@@ -78,4 +84,4 @@ class UsersFile:
             return None
         if entry is None:
             return None
-        return User(username, entry["role"], tuple(entry.get("deployments", ())))
+        return User(username, entry["role"], tuple(entry.get("deployments", ())), entry.get("force", DEFAULT_FORCE))

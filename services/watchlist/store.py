@@ -20,6 +20,8 @@ from services.common.envelope import encode
 from services.common.kafka_config import client_config, producer_config
 from services.common.topic_reader import read_to_end
 from services.common.settings import WatchlistSettings
+from services.forces.keys import require_key_force
+from services.forces.place import force_of_topic, stamp
 
 from .entry import WatchlistEntry
 from .verified import VerifiedWatchlist, fold
@@ -39,6 +41,7 @@ class WatchlistStore:
         self.settings = settings
         self._producer = Producer(producer_config(settings))
         self._signer = None
+        self._keyring = None  # for the signer's force, loaded on the first write
         self._audit_writer: AuditWriter | None = None
         self.refusals = RefusalTally("watchlist-cli")  # what read_all refused, for the command's summary
         self._batching = False
@@ -90,7 +93,7 @@ class WatchlistStore:
     def publish(self, entry: WatchlistEntry, action: str = "watchlist.add", details: dict[str, Any] | None = None,
                 requested_by: str | None = None) -> str:
         """Audit, then write the signed entry; returns the audit hash it carries."""
-        value = encode("lfr.watchlist.v1", entry.to_data())
+        value = encode("lfr.watchlist.v1", stamp(entry.to_data(), force_of_topic(self.settings.watchlist_topic)))  # the entry carries its force
         return self._change(entry.subject_id, value, action, details, requested_by)
 
     def tombstone(self, subject_id: str, action: str = "watchlist.remove", details: dict[str, Any] | None = None,
@@ -108,6 +111,10 @@ class WatchlistStore:
         """Audit first (the writer waits for the acknowledgement), then the signed change carrying
         the audit hash: queued inside batch(), else acknowledged before returning."""
         topic, key = self.settings.watchlist_topic, subject_id.encode()
+        # A key registered for another force is refused before anything is written (exit 3).
+        if self._keyring is None:
+            self._keyring = load_keyring(self.settings)
+        require_key_force(self._keyring, self.signer.key_id, force_of_topic(topic), f"watchlist change of {subject_id}")
         facts = {**(details or {}), "change_sha256": change_digest(topic, key, value)}
         _record, digest = self.audit_writer.write(action, subject_id, facts, requested_by=requested_by)
         self._send(topic, key, value, self.signer.record_headers(topic, key, value, audit_hash=digest))

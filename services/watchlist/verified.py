@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 from services.common.envelope import decode
 from services.common.errors import MessageError
 from services.common.signing import Keyring, SignatureGate, SignatureRefused
+from services.forces import place
+from services.forces.keys import foreign_key
+from services.forces.naming import DEFAULT_FORCE, topic_force
 
 from .entry import WatchlistEntry
 
@@ -40,13 +43,17 @@ class VerifiedWatchlist:
         self.gate = SignatureGate(keyring, topic, on_refused, audit_index=audit_index)
 
     def change(self, record, live: bool) -> Change | None:
-        if self.gate.admit(record, live) is None:
+        verified = self.gate.admit(record, live)
+        if verified is None:
             return None
         key = (record.key() or b"").decode("utf-8", "replace")
         if record.value() is None:
-            return key, None
+            return (key, None) if self._of_this_force(record, None, verified.key_id, live) else None
         try:
-            entry = WatchlistEntry.from_data(decode(record.value()).data)
+            data = decode(record.value()).data
+            if not self._of_this_force(record, data, verified.key_id, live):
+                return None
+            entry = WatchlistEntry.from_data(data)
         except MessageError:
             raise  # undecodable or off-schema: named by its own reason
         except Exception as exc:  # noqa: BLE001 - any other shape error means "not a watchlist entry"
@@ -54,6 +61,22 @@ class VerifiedWatchlist:
         if entry.subject_id != key:
             raise UnreadableEntry(f"entry for {entry.subject_id} under key {key}")
         return entry.subject_id, entry
+
+    def _of_this_force(self, record, data, key_id: str, live: bool) -> bool:
+        """The entry names this topic's force and is signed by no other force's key (services/forces);
+        else refused like a bad signature (counted, reported, changes nothing)."""
+        problem = place.mismatch(self.topic, data) if data is not None else None  # a removal names no force: its topic's
+        force = place.record_force(data) if data is not None else (topic_force(self.topic) or DEFAULT_FORCE)
+        reason = "force_mismatch"
+        if problem is not None:
+            place.FORCE_MISMATCHES.labels("watchlist-reader", self.topic, "topic").inc()
+        elif foreign_key(self.gate.keyring, key_id, force) is not None:
+            reason = "key_force"
+        else:
+            return True
+        if self.gate.on_refused is not None:
+            self.gate.on_refused(record, SignatureRefused(reason, key_id), live)
+        return False
 
 
 def fold(records: Iterable, reader: VerifiedWatchlist) -> dict[str, WatchlistEntry]:

@@ -218,6 +218,7 @@ STRINGS = {
     "oidcClientId": "openlfr-review",
     "oidcRolesClaim": "roles",
     "oidcDeploymentsClaim": "deployments",
+    "oidcForceClaim": "force",
     "transitKeyValidityS": 45.0,  # with the grace: at most 300 s together
     "transitKeyGraceS": 90.0,
     "deploymentMinRank": "chief_superintendent",

@@ -67,7 +67,7 @@ def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_en
     from services.watchlist.store import WatchlistStore
     from services.common.settings import DeploymentSettings
     from services.deployments.store import DeploymentStore
-    from tests.deployment_helpers import countersign, session_signers
+    from tests.deployment_helpers import countersign
     from tests.kafka_helpers import create_topics, unique
 
     topics = {name: unique(name) for name in ("deployments", "watchlist", "audit")}
@@ -77,16 +77,18 @@ def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_en
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     force = add_ephemeral_key(identity, force_owner("gmp"))
-    add_ephemeral_key(identity, "test:authoriser")  # publish_deployment countersigns with it
+    authoriser = add_ephemeral_key(identity, "test:authoriser", force="gmp")  # countersigns: gmp's deployment, gmp's key (#24)
+    operator = add_ephemeral_key(identity, "PC 2 gmp", rank="constable", role="operator", force="gmp")
     listed, other = entry("subject-a", 1), entry("subject-b", 2)
     store = WatchlistStore(load_settings(WatchlistSettings))
     store.publish(listed)
     store.publish(other)
     deployment = dataclasses.replace(active_deployment("dep-van", ["cam-1"], entries=[listed]), force="gmp")
     # Audited and signed as `lfr deployment` writes it: the bundle builder reads only verified, audited records.
-    operator, authoriser = session_signers()
     deployment = countersign(dataclasses.replace(deployment, created_by=operator.owner), authoriser)
-    DeploymentStore(load_settings(DeploymentSettings)).publish(deployment)
+    monkeypatch.setenv("LFR_SIGNING_KEY_FILE", str(Path(identity["LFR_SIGNING_KEY_FILE"]).with_name(f"{operator.key_id}.key.json")))
+    DeploymentStore(load_settings(DeploymentSettings)).publish(deployment)  # signed by gmp's operator
+    monkeypatch.setenv("LFR_SIGNING_KEY_FILE", identity["LFR_SIGNING_KEY_FILE"])
     van = VanKey.generate("van-3")
     (tmp_path / "van-3.pub.json").write_text(van.public().to_json())
 

@@ -35,18 +35,18 @@ def seed(bootstrap: str, force: str, *, alerts: int, rejected: int, arrested: in
     for i in range(alerts):
         subject = f"subject-{force}-{i}"
         _, alert = decide(None, match(subject=subject, camera="cam-secret", deployment=deployment, captured_at_ms=now - 1000 * i), 60_000, now)
-        bodies.append(alert.data)
+        bodies.append({**alert.data, "force": force})  # as dispatch of the force stamps it
         secrets |= {subject, alert.alert_id, alert.data["reference"]}
         decision = "rejected" if i < rejected else "confirmed"
         base = {"alert_id": alert.alert_id, "subject_id": subject, "deployment_id": deployment, "camera_id": "cam-secret",
-                "actor": "pc1", "role": "operator", "alert_at_ms": now - 1000 * i, "decided_at_ms": now, "alert_to_decision_ms": 1000 * i}
+                "actor": "pc1", "role": "operator", "force": force, "alert_at_ms": now - 1000 * i, "decided_at_ms": now, "alert_to_decision_ms": 1000 * i}
         decisions.append({**base, "stage": "decision", "decision": decision})
         if rejected <= i < rejected + arrested:
             decisions.append({**base, "stage": "outcome", "decision": decision, "outcome": "arrested", "decided_at_ms": now + 1})
     # Alerts, decisions and counts as the services write them: plain JSON CloudEvents (lfr.alerts.v3 etc.).
     produce_events(bootstrap, f"lfr.{force}.alerts.v3", "lfr.alerts.v3", bodies)
     produce_events(bootstrap, f"lfr.{force}.adjudications.v3", "lfr.adjudications.v3", decisions)
-    counts = [{"count_id": f"lfr.{force}.frames.v1:0:{i}-{i}:1", "deployment_id": deployment, "faces": n, "counted_at_ms": now}
+    counts = [{"count_id": f"lfr.{force}.frames.v1:0:{i}-{i}:1", "deployment_id": deployment, "faces": n, "counted_at_ms": now, "force": force}
               for i, n in enumerate(faces)]
     produce_events(bootstrap, f"lfr.{force}.counts.v2", "lfr.counts.v2", counts + counts[:1])  # one redelivered: counted once
     return secrets
@@ -87,6 +87,23 @@ def test_a_forces_own_report_reads_only_its_topics(two_forces, capsys, tmp_path)
     (a, b), _ = two_forces
     assert main(["report", "--force", b, "--from", "2000-01-01", "--to", "2100-01-01", "--json", "--out", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"faces": 7, "alerts": 3, "confirmed": 2, "false_alerts": 1, "engagements": 2, "arrests": 2}
+
+
+def test_records_named_for_another_force_on_a_forces_topics_are_not_counted(two_forces, broker, capsys, tmp_path):
+    """Attack (#24): records written with force A's name onto force B's topics (and unnamed ones,
+    which are force default's) change nothing in B's report, and each is counted as refused."""
+    from services.forces.place import FORCE_MISMATCHES
+
+    (a, b), _ = two_forces
+    now = int(time.time() * 1000)
+    _, alert = decide(None, match(subject="intruder", camera="cam-x", deployment=f"{a}-van-1", captured_at_ms=now), 60_000, now)
+    before = FORCE_MISMATCHES.labels("report", f"lfr.{b}.alerts.v3", "topic")._value.get()
+    produce_events(broker.bootstrap_servers, f"lfr.{b}.alerts.v3", "lfr.alerts.v3", [{**alert.data, "force": a}, alert.data])
+    produce_events(broker.bootstrap_servers, f"lfr.{b}.counts.v2", "lfr.counts.v2",
+                   [{"count_id": "x:0:0-0:1", "deployment_id": f"{b}-van-1", "faces": 1000, "counted_at_ms": now, "force": a}])
+    assert main(["report", "--force", b, "--from", "2000-01-01", "--to", "2100-01-01", "--json", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"faces": 7, "alerts": 3, "confirmed": 2, "false_alerts": 1, "engagements": 2, "arrests": 2}
+    assert FORCE_MISMATCHES.labels("report", f"lfr.{b}.alerts.v3", "topic")._value.get() == before + 2
 
 
 @pytest.mark.parametrize("argv, code", [

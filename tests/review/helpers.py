@@ -70,8 +70,10 @@ def placeholder_jpeg(seed: int, size: int = 112) -> bytes:
 
 
 def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deployment: str = "van-1", camera: str = "cam-1",
-               captured_at_ms: int | None = None, chip: bytes | None = None, seal: bool = True, priority: str = "red") -> dict:
-    """What the dispatcher does for one new alert: the alert (no chip) and its sealed chip."""
+               captured_at_ms: int | None = None, chip: bytes | None = None, seal: bool = True, priority: str = "red",
+               force: str | None = None) -> dict:
+    """What the dispatcher does for one new alert: the alert (no chip) and its sealed chip
+    (``force``: the force the dispatcher stamps on both; None = default's, unnamed)."""
     from services.dispatch.evidence import EvidenceSealer
     from services.dispatch.policy import decide
     from tests.dispatch.helpers import match
@@ -80,6 +82,8 @@ def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deploy
     captured = captured_at_ms or int(time.time() * 1000)
     _, alert = decide(None, match(subject=subject, camera=camera, deployment=deployment, captured_at_ms=captured,
                                   chip=chip or placeholder_jpeg(len(subject)), priority=priority), 60_000, captured + 300)
+    if force:
+        alert.data["force"] = force
     if seal:
         sealer = EvidenceSealer({"bootstrap.servers": bootstrap}, settings.evidence_keys_topic)
         sealer.start()

@@ -34,7 +34,7 @@ def test_users_cli_add_list_remove_with_argon2id(tmp_path, capsys, monkeypatch):
     stored = json.loads(path.read_text())
     assert stored["pc-1"]["hash"].startswith("$argon2id$") and "a long enough password" not in path.read_text()
     assert (path.stat().st_mode & 0o777) == 0o600
-    assert lfr("list").stdout.split() == ["pc-1", "operator", "van-1"]
+    assert lfr("list").stdout.split() == ["pc-1", "operator", "default", "van-1"]  # name, role, force, deployments
     assert UsersFile(path).verify("pc-1", "a long enough password") == User("pc-1", "operator", ("van-1",))
     assert UsersFile(path).verify("pc-1", "wrong") is None and UsersFile(path).verify("nobody", "x") is None
     assert lfr("remove", "pc-1").returncode == 0 and lfr("remove", "pc-1").returncode == 1

@@ -23,6 +23,7 @@ READERS = {
     "services/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
     "services/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
     "services/forces/store.py": "SignatureGate",  # the force registry (issue #24)
+    "services/forces/migrate.py": None,  # counts records only (F's topics empty, the audit copied); entries and deployments through the stores
     "services/privacy/audit.py": None,  # scans every record of every topic for biometric data, refused ones included
 }
 DECODERS = {
