@@ -20,7 +20,7 @@ def test_an_authorised_deployment_naming_vans_gets_one_sealed_bundle_per_van(bro
     from services.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
     from services.fleet.vankey import VanKey
     from services.watchlist.store import WatchlistStore
-    from tests.deployment_helpers import countersign, session_signers
+    from tests.deployment_helpers import countersign
     from tests.kafka_helpers import create_topics, unique
 
     topics = {name: unique(name) for name in ("deployments", "watchlist", "audit")}
@@ -30,16 +30,18 @@ def test_an_authorised_deployment_naming_vans_gets_one_sealed_bundle_per_van(bro
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     force = add_ephemeral_key(identity, force_owner("gmp"))
-    add_ephemeral_key(identity, "test:authoriser")
+    authoriser = add_ephemeral_key(identity, "test:authoriser", force="gmp")  # gmp's deployment, gmp's keys (#24)
+    operator = add_ephemeral_key(identity, "PC 2 gmp", rank="constable", role="operator", force="gmp")
     listed = entry("subject-a", 1)
     WatchlistStore(load_settings(WatchlistSettings)).publish(listed)
-    operator, authoriser = session_signers()
-    store = DeploymentStore(load_settings(DeploymentSettings))
+    monkeypatch.setenv("LFR_SIGNING_KEY_FILE", str(Path(identity["LFR_SIGNING_KEY_FILE"]).with_name(f"{operator.key_id}.key.json")))
+    store = DeploymentStore(load_settings(DeploymentSettings))  # signs as gmp's operator
     for deployment_id, state, vans in (("dep-vans", "authorised", ("van-3", "van-9")), ("dep-draft", "draft", ("van-3",)),
                                        ("dep-none", "authorised", ())):
         deployment = dataclasses.replace(active_deployment(deployment_id, ["cam-1"], entries=[listed], state=state), force="gmp", vans=vans)
         deployment = dataclasses.replace(deployment, created_by=operator.owner)
         store.publish(countersign(deployment, authoriser) if state != "draft" else deployment)
+    monkeypatch.setenv("LFR_SIGNING_KEY_FILE", identity["LFR_SIGNING_KEY_FILE"])
     keys, bundles = tmp_path / "van-keys", tmp_path / "bundles"
     keys.mkdir()
     van = VanKey.generate("van-3")
