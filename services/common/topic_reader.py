@@ -33,10 +33,12 @@ def read_to_end(
     timeout_s: float = 30.0,
     partitions: Iterable[int] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    last: int | None = None,
 ) -> Iterator[Message]:
     """Every record of ``topic`` (``partitions``, default all) in offset order per partition, to
     the end. ``config`` is a librdkafka client config (kafka_config.client_config). No offsets are
     committed: ``group_id`` only names the reader. ``on_progress(seen, total)`` after each batch.
+    ``last``: only the last ``last`` offsets of each partition (a bounded tail, not the whole log).
     Raises TopicMissing, or TimeoutError when the end is not reached within ``timeout_s``."""
     consumer = Consumer({**config, "group.id": group_id, "enable.auto.commit": False, "enable.partition.eof": True})
     try:
@@ -46,15 +48,17 @@ def read_to_end(
                 raise TopicMissing(f"topic {topic} does not exist")
             partitions = metadata.partitions
         ends: dict[int, int] = {}
+        starts: dict[int, int] = {}
         total = 0
         for p in sorted(partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
             if high > low:
                 ends[p] = high
-                total += high - low
+                starts[p] = OFFSET_BEGINNING if last is None or high - last <= low else high - last
+                total += high - max(low, starts[p])
         if not ends:
             return
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
         pending = set(ends)
         deadline = time.monotonic() + timeout_s
         seen = 0

@@ -36,6 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--start", help="ISO date-time the window opens (UTC unless an offset is given)")
     create.add_argument("--end", help="ISO date-time the window closes")
     create.add_argument("--camera", action="append", default=[], help="camera id (repeatable)")
+    create.add_argument("--van", action="append", default=[], help="van serving the deployment: gets a bundle at authorisation (repeatable)")
     create.add_argument("--category", action="append", default=[], help="watchlist category allowed on the snapshot (repeatable)")
     create.add_argument("--priority", action="append", default=[], help="watchlist priority allowed (repeatable)")
     create.add_argument("--max-size", type=int, help="most entries the snapshot may hold")
@@ -126,7 +127,7 @@ def draft_from_args(args: argparse.Namespace, actor: str, now_ms: int) -> Deploy
     return Deployment(
         deployment_id=args.id, revision=0, state="draft", created_by=actor, created_at_ms=now_ms,
         history=(Transition("draft", actor, now_ms),), force=args.force, name=args.name, purpose=purpose, place=place,
-        window=window, cameras=tuple(args.camera), criteria=criteria, match_threshold=args.threshold,
+        window=window, cameras=tuple(args.camera), vans=tuple(args.van), criteria=criteria, match_threshold=args.threshold,
         footfall_per_hour=args.footfall, rationale=args.rationale, dpia_ref=args.dpia, eia_ref=args.eia, public_notice=notice,
     )
 

@@ -107,6 +107,7 @@ class Deployment:
     place: Mapping[str, Any] | None = None  # {"name", "point": {"lat", "lon"}, "radius_m"} or {"name", "polygon"}
     window: Window | None = None
     cameras: tuple[str, ...] = ()
+    vans: tuple[str, ...] = ()  # vans serving it: one bundle each at authorisation (services/fleet/bundler.py)
     criteria: Criteria | None = None
     match_threshold: float | None = None
     footfall_per_hour: float | None = None
@@ -143,6 +144,7 @@ class Deployment:
             "place": dict(self.place) if self.place is not None else None,
             "window": {"start_ms": self.window.start_ms, "end_ms": self.window.end_ms} if self.window else None,
             "cameras": list(self.cameras) if self.cameras else None,
+            "vans": list(self.vans) if self.vans else None,
             "criteria": (
                 {"categories": list(self.criteria.categories), "priorities": list(self.criteria.priorities), "max_size": self.criteria.max_size}
                 if self.criteria
@@ -192,6 +194,7 @@ class Deployment:
             place=data.get("place"),
             window=Window(window["start_ms"], window["end_ms"]) if window else None,
             cameras=tuple(data.get("cameras", ())),
+            vans=tuple(data.get("vans", ())),
             criteria=Criteria(tuple(criteria["categories"]), tuple(criteria["priorities"]), criteria["max_size"]) if criteria else None,
             match_threshold=data.get("match_threshold"),
             footfall_per_hour=data.get("footfall_per_hour"),

@@ -49,6 +49,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True)
     kafka_option(build)
     build.set_defaults(func=_build)
+    due = bundle_sub.add_parser("build-due", help="a bundle per van named by each authorised deployment, into LFR_BUNDLE_STORE_DIR")
+    due.add_argument("--every", type=float, default=0.0, help="repeat every this many seconds (the core's runner); 0: once")
+    kafka_option(due)
+    due.set_defaults(func=_build_due)
     inspect = bundle_sub.add_parser("inspect", help="print a bundle's header (no personal data); verify it if LFR_KEYRING_FILE is set")
     inspect.add_argument("file", type=Path)
     inspect.set_defaults(func=_inspect)
@@ -243,3 +247,25 @@ def _build(args: argparse.Namespace) -> int:
     args.out.write_bytes(raw)
     print(json.dumps({"out": str(args.out), "bytes": len(raw), "entries": len(entries), "deployment_id": deployment.deployment_id}))
     return 0
+
+
+def _build_due(args: argparse.Namespace) -> int:
+    from services.audit.identity import load_keyring, load_signer
+    from services.common.settings import load_settings
+    from services.deployments.store import DeploymentStore
+    from services.watchlist.thresholds import Thresholds
+
+    from .bundler import build_due
+    from .settings import BundleBuildSettings
+
+    settings = load_settings(BundleBuildSettings)
+    store, signer = DeploymentStore(settings), load_signer(settings)
+    thresholds = Thresholds.parse(settings.match_threshold_default, settings.match_thresholds)
+    while True:
+        for made in build_due(store.read_all(), store.watchlist.read_all(), force=settings.force, signer=signer,
+                              keyring=tuple(load_keyring(settings).keys()), thresholds=thresholds, grace_ms=settings.bundle_grace_s * 1000,
+                              van_keys_dir=settings.bundle_van_keys_dir, store_dir=settings.bundle_store_dir, now_ms=_now_ms()):
+            print(json.dumps({"deployment_id": made.deployment_id, "van_id": made.van_id, "out": str(made.path), "bytes": made.bytes}), flush=True)
+        if args.every <= 0:
+            return 0
+        time.sleep(args.every)

@@ -6,7 +6,8 @@ writes an accepted one to its own topic at the core with its value, key and head
 value, drops a duplicate, feeds accepted heartbeats to the fleet view (services/fleet/fleetview.py);
 then, once the core's broker acknowledged every write of the batch, commits its offsets.
 A failed write rewinds the batch (nothing committed, ids not remembered): at least once, and
-the de-duplication by ``lfr_link_id`` keeps what reaches the core's topics to once.
+the de-duplication by ``lfr_link_id`` keeps what reaches the core's topics to once, across a
+restart too: at start the ids are read back from the core's output topics (intake_memory.py).
 """
 
 from __future__ import annotations
@@ -17,15 +18,16 @@ import threading
 import time
 from collections.abc import Iterable
 
+from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from services.common.kafka_config import client_config, producer_config
 from services.common.schemas import default_registry
 from services.common.service import EXIT_BAD_SETTINGS, start_service
-from services.link.dedup import SeenIds
 from services.privacy.payload import PAYLOAD_HEADER
 
 from .fleetview import FleetView
+from . import intake_memory
 from .intake import check_forwarded
 from .register import RegisterError, load_register
 from .settings import IntakeSettings
@@ -36,6 +38,7 @@ SERVICE = "intake"
 ACCEPTED = Counter("lfr_intake_records_accepted_total", "Forwarded records written to their topic at the core", ["topic"])
 REFUSED = Counter("lfr_intake_records_refused_total", "Forwarded records dead-lettered at the core (value dropped)", ["reason"])
 HELD = Counter("lfr_intake_records_held_total", "Valid forwarded records kept on the landing topic, not written on (policy: van audit records await re-chaining)", ["topic"])
+PRODUCER_REBUILT = Counter("lfr_intake_producer_rebuilt_total", "Core producers replaced after a fatal error (the batch is read again)")
 DUPLICATES = Counter("lfr_intake_records_duplicate_total", "Forwarded records dropped as already accepted (same lfr_link_id)")
 
 
@@ -52,13 +55,19 @@ def dead_letter_headers(record, reason: str, detail: str) -> list[tuple[str, byt
 
 
 class Intake:
-    def __init__(self, settings: IntakeSettings, consumer, producer, vans: dict[str, str], view: FleetView | None = None) -> None:
+    def __init__(self, settings: IntakeSettings, consumer, producer, vans: dict[str, str], view: FleetView | None = None,
+                 output_topics: list[str] | None = None, new_producer=None) -> None:
+        """``output_topics``: where accepted records can go, read back at start for the ids already
+        written (intake_memory.py); default every outcome topic of the register's forces."""
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
+        self.new_producer = new_producer  # a fresh core producer after a fatal error (e.g. a core broker that lost its state)
         self.vans = vans
         self.view = view or FleetView()
-        self.seen = SeenIds(settings.intake_seen_ids)
+        self.seen = intake_memory.memory(settings.intake_seen_ids)
+        self.output_topics = intake_memory.output_topics(vans) if output_topics is None else output_topics
+        self._remember_written()
         consumer.subscribe([settings.intake_topic])
 
     def step(self, timeout_s: float) -> int:
@@ -73,36 +82,55 @@ class Intake:
             if error is not None:
                 failures.append(error.str())
 
-        for record in records:
-            verdict = check_forwarded(record.value(), record.headers(), self.vans,
-                                      lambda rid: rid in self.seen or rid in pending)
-            if verdict.reason == "duplicate":
-                DUPLICATES.inc()
-            elif verdict.reason == "held":
-                HELD.labels(dict(record.headers() or ()).get("lfr_topic", b"").decode("utf-8", "replace")).inc()
-            elif verdict.accepted:
-                pending.add(verdict.record_id)
-                self.producer.produce(verdict.topic, key=record.key(), value=record.value(), headers=list(verdict.headers),
-                                      on_delivery=report)
-                if verdict.schema == "lfr.heartbeats.v1":
-                    beats.append(verdict.data)
-            else:
-                logger.warning("forwarded record refused", extra={"reason": verdict.reason, "van": verdict.van_id or "",
-                                                                  "offset": record.offset(), "detail": verdict.detail[:200]})
-                self.producer.produce(self.settings.dlq_topic, key=None, value=None,
-                                      headers=dead_letter_headers(record, verdict.reason, verdict.detail), on_delivery=report)
-                REFUSED.labels(verdict.reason).inc()
-        if self.producer.flush(30) != 0 or failures:
+        try:
+            for record in records:
+                verdict = check_forwarded(record.value(), record.headers(), self.vans,
+                                          lambda rid: rid in self.seen or rid in pending)
+                if verdict.reason == "duplicate":
+                    DUPLICATES.inc()
+                elif verdict.reason == "held":
+                    HELD.labels(dict(record.headers() or ()).get("lfr_topic", b"").decode("utf-8", "replace")).inc()
+                elif verdict.accepted:
+                    pending.add(verdict.record_id)
+                    self.producer.produce(verdict.topic, key=record.key(), value=record.value(), headers=list(verdict.headers),
+                                          on_delivery=report)
+                    if verdict.schema == "lfr.heartbeats.v1":
+                        beats.append(verdict.data)
+                else:
+                    logger.warning("forwarded record refused", extra={"reason": verdict.reason, "van": verdict.van_id or "",
+                                                                      "offset": record.offset(), "detail": verdict.detail[:200]})
+                    self.producer.produce(self.settings.dlq_topic, key=None, value=None,
+                                          headers=dead_letter_headers(record, verdict.reason, verdict.detail), on_delivery=report)
+                    REFUSED.labels(verdict.reason).inc()
+            flushed = self.producer.flush(30)
+        except KafkaException as exc:  # a fatal producer error: the batch is read again by a new producer
+            self._replace_producer(exc)
+            self._rewind(records)
+            return 0
+        if flushed != 0 or failures:
             logger.warning("core writes failed; the batch is read again", extra={"error": (failures or ["flush timeout"])[0]})
             self._rewind(records)
             return 0
         for record_id in pending:
             self.seen.first_time(record_id)
+        intake_memory.SIZE.set(len(self.seen))
         now_ms = int(time.time() * 1000)
         for body in beats:
             self.view.update(body, now_ms)
         self.consumer.commit(offsets=self._next_offsets(records), asynchronous=False)
         return len(records)
+
+    def _remember_written(self) -> None:
+        intake_memory.rebuild(self.seen, client_config(self.settings), self.output_topics,
+                              per_partition=self.settings.intake_rebuild_records, window_s=self.settings.intake_dedup_window_s)
+
+    def _replace_producer(self, exc) -> None:
+        PRODUCER_REBUILT.inc()
+        logger.warning("core producer failed; a new one takes the batch again", extra={"error": str(exc)[:300]})
+        if self.new_producer is None:
+            raise exc
+        self.producer = self.new_producer()
+        self._remember_written()  # part of the batch may have been written before the failure: not again
 
     @staticmethod
     def _next_offsets(records: Iterable) -> list:
@@ -127,14 +155,17 @@ class Intake:
         self.consumer.close()
 
 
-def build(settings: IntakeSettings, vans: dict[str, str]) -> Intake:
+def build(settings: IntakeSettings, vans: dict[str, str], output_topics: list[str] | None = None) -> Intake:
     from confluent_kafka import Consumer, Producer  # noqa: PLC0415
 
     consumer = Consumer({
         **client_config(settings), "group.id": settings.intake_group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms, "heartbeat.interval.ms": settings.heartbeat_interval_ms,
     })
-    return Intake(settings, consumer, Producer({**producer_config(settings), "client.id": "lfr-intake"}), vans)
+    def new_producer():
+        return Producer({**producer_config(settings), "client.id": "lfr-intake"})
+
+    return Intake(settings, consumer, new_producer(), vans, output_topics=output_topics, new_producer=new_producer)
 
 
 def main() -> int:

@@ -30,6 +30,8 @@ class BundleBuildSettings(DeploymentSettings):
     force: str = Field("default", pattern=FORCE_PATTERN, description="the force building bundles; its signing key's owner is force:<id>")
     bundle_grace_s: int = Field(3600, ge=0, le=7 * 86_400,
                                 description="a van erases a bundle this long after the deployment's window ends, even with no link")
+    bundle_van_keys_dir: Path = Field(Path("var/core/van-keys"), description="the fleet's van public keys (<van id>.pub.json from `lfr van keygen`) for `lfr bundle build-due`")
+    bundle_store_dir: Path = Field(Path("var/core/bundles"), description="where `lfr bundle build-due` writes each named van's bundle (ciphertext only)")
 
 
 class HeartbeatSettings(VanSettings, KafkaSettings):
@@ -52,6 +54,10 @@ class IntakeSettings(KafkaSettings):
     intake_group_id: str = Field("lfr-intake", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     dlq_topic: str = Field("lfr.dlq.v1", pattern=r"^[A-Za-z0-9._-]{1,249}$", description="where refused forwarded records go (metadata only)")
     intake_seen_ids: int = Field(1_000_000, ge=1000, le=100_000_000, description="forwarded ids remembered to drop a record the link sent twice")
+    intake_dedup_window_s: float = Field(7 * 86_400, ge=60, le=90 * 86_400,
+                                         description="at start, ids of records the intake wrote within this long are read back from the core's output topics (policy forget_oldest: a copy re-sent later passes again)")
+    intake_rebuild_records: int = Field(200_000, ge=100, le=10_000_000,
+                                        description="at start, at most this many of the latest records per partition of each output topic are read back for their ids")
     intake_batch_max: int = Field(500, ge=1, le=10_000)
     intake_poll_timeout_ms: int = Field(200, ge=1, le=10_000)
     session_timeout_ms: int = Field(45_000, ge=3_000, le=300_000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 LINK_ID_HEADER = "lfr_link_id"
 VAN_HEADER = "lfr_van"
@@ -42,9 +42,13 @@ def link_id_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None
 class SeenIds:
     """The last ``capacity`` ids seen (a re-sent record arrives within minutes of the first)."""
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 1_000_000, on_evict: Callable[[], object] | None = None) -> None:
         self.capacity = capacity
+        self.on_evict = on_evict  # an id forgotten to stay within capacity (policy forget_oldest)
         self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def __contains__(self, record_id: object) -> bool:
         return record_id in self._seen
@@ -56,4 +60,6 @@ class SeenIds:
         self._seen[record_id] = None
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
+            if self.on_evict is not None:
+                self.on_evict()
         return True

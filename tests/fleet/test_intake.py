@@ -124,7 +124,7 @@ def test_the_intake_writes_checked_records_on_dead_letters_the_rest_and_is_never
     # test's own (renamed, so runs never share a topic), mapped back for the check.
     settings = IntakeSettings(kafka_bootstrap_servers=broker.bootstrap_servers, intake_topic=landing, intake_group_id=unique("intake"),
                               dlq_topic=dlq, session_timeout_ms=6000, heartbeat_interval_ms=1000)
-    intake = build(settings, VANS)
+    intake = build(settings, VANS, output_topics=[counts_topic, beats])
     rename = {"lfr.counts.v2": counts_topic, "lfr.audit.v2": audit_topic, "lfr.heartbeats.v1": beats}
     producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
     sent = [
@@ -195,3 +195,85 @@ def test_a_force_s_van_link_forwards_the_force_s_topics_to_the_force_s_landing_t
         assert "lfr.gmp.heartbeats.v1" in forwarder.topics
     finally:
         forwarder.close(0)
+
+
+def test_a_record_sent_again_after_an_intake_restart_reaches_the_core_once(broker):
+    """The de-dup memory survives a restart: it is read back from the core's output topics."""
+    import uuid
+
+    from services.common.topic_reader import read_to_end
+    from services.fleet.intake_service import build
+    from services.fleet.settings import IntakeSettings
+
+    force = "f" + uuid.uuid4().hex[:10]  # this test's own force: its topics are no other test's
+    vans = {"van-r": force}
+    landing, dlq, counts_topic = unique("inbound"), unique("dlq"), f"lfr.{force}.counts.v2"
+    for topic in (landing, dlq, counts_topic):
+        create_topics(broker.bootstrap_servers, topic, partitions=1)
+    settings = IntakeSettings(kafka_bootstrap_servers=broker.bootstrap_servers, intake_topic=landing, intake_group_id=unique("intake"),
+                              dlq_topic=dlq, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+
+    def send_and_take_in(expected: int) -> None:
+        producer.produce(landing, key=b"k", value=count(1)[0], headers=count(1)[1] + headers(van="van-r", topic=counts_topic, link_id="r1"))
+        assert producer.flush(10) == 0
+        intake = build(settings, vans)  # a fresh process's intake: same group, nothing in memory
+        try:
+            wait_until(lambda: taken_in(intake) >= 0 and committed(intake) >= expected, 30, f"the intake to commit {expected}")
+        finally:
+            intake.close()
+
+    send_and_take_in(1)
+    send_and_take_in(2)  # the link sent it again (acknowledged, not marked sent before a van power cut)
+    # the intake commits only after the core acknowledged its writes: the topic is complete now
+    written = read_to_end({"bootstrap.servers": broker.bootstrap_servers}, counts_topic, group_id=unique("reader"))
+    assert [dict(r.headers())["lfr_link_id"] for r in written] == [b"r1"]  # once at the core
+    assert _metric("lfr_intake_seen_ids_rebuilt_total") >= 1
+
+
+class FailsFatallyOnce:
+    """The intake's first core producer: its first flush fails as librdkafka's does after a fatal
+    idempotence error (a core broker that restarted without its producer state)."""
+
+    def __init__(self, producer) -> None:
+        self.producer, self.failed = producer, False
+
+    def produce(self, topic, **kwargs):
+        return self.producer.produce(topic, **kwargs)
+
+    def flush(self, timeout):
+        from confluent_kafka import KafkaError, KafkaException
+
+        if not self.failed:
+            self.failed = True
+            raise KafkaException(KafkaError(KafkaError._FATAL, "sequence desynchronization", fatal=True))
+        return self.producer.flush(timeout)
+
+
+def test_a_fatal_core_producer_error_does_not_stop_the_intake_and_writes_nothing_twice(broker):
+    import uuid
+
+    from services.common.topic_reader import read_to_end
+    from services.fleet.intake_service import build
+    from services.fleet.settings import IntakeSettings
+
+    force = "f" + uuid.uuid4().hex[:10]
+    vans = {"van-f": force}
+    landing, dlq, counts_topic = unique("inbound"), unique("dlq"), f"lfr.{force}.counts.v2"
+    for topic in (landing, dlq, counts_topic):
+        create_topics(broker.bootstrap_servers, topic, partitions=1)
+    settings = IntakeSettings(kafka_bootstrap_servers=broker.bootstrap_servers, intake_topic=landing, intake_group_id=unique("intake"),
+                              dlq_topic=dlq, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for seq in (1, 2):
+        producer.produce(landing, key=b"k", value=count(seq)[0], headers=count(seq)[1] + headers(van="van-f", topic=counts_topic, link_id=f"f{seq}"))
+    assert producer.flush(10) == 0
+    intake = build(settings, vans)
+    intake.producer = FailsFatallyOnce(intake.producer)  # its writes go out; the flush then fails
+    try:
+        wait_until(lambda: taken_in(intake) >= 0 and committed(intake) >= 2, 30, "the intake to carry on with a new producer")
+    finally:
+        intake.close()
+    written = read_to_end({"bootstrap.servers": broker.bootstrap_servers}, counts_topic, group_id=unique("reader"))
+    assert sorted(dict(r.headers())["lfr_link_id"] for r in written) == [b"f1", b"f2"]  # each once, though the batch ran twice
+    assert _metric("lfr_intake_producer_rebuilt_total") >= 1
