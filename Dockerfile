@@ -36,7 +36,7 @@ RUN pip install --no-deps . \
 # so no pod ever writes one: the root filesystem is read-only at run time. Run outside /src so
 # the installed package is what gets imported.
 ENV LFR_MODEL_CACHE_DIR=/opt/openlfr/models
-RUN cd / && python -c "from services.face import FaceDetector, FaceEmbedder; FaceDetector(); FaceEmbedder()" \
+RUN cd / && python -c "from services.engine.face import FaceDetector, FaceEmbedder; FaceDetector(); FaceEmbedder()" \
     && ls -l /opt/openlfr/models \
     && test "$(ls /opt/openlfr/models/*.onnx | wc -l)" -eq 2 \
     && chmod -R a+rX,go-w /opt/openlfr

@@ -4,7 +4,7 @@ The README's "Other accuracy ideas" protocol: the enrolled identities of `lfr ev
 protocol are split in half by seed 11; an idea is chosen on one half's mated probes and reported
 on the other's; the thresholds are set by all the non-mated searches at FPIR 1e-2 and 1e-3;
 cells are end-to-end TPIR (a refused enrolment is a miss). Each alignment option
-(services/evaluation/faces.py ALIGNMENTS) gets its own records, from its own SQLite cache
+(services/tools/evaluation/faces.py ALIGNMENTS) gets its own records, from its own SQLite cache
 (``--cache-dir/<alignment>.sqlite``; keep it outside the repository), so an option costs one
 detection, refinement and embedding pass over the images and re-runs take seconds.
 
@@ -26,15 +26,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.evaluation.faces import ALIGNMENTS, FaceRecords  # noqa: E402
-from services.evaluation.gallery import Gallery  # noqa: E402
-from services.evaluation.metrics import threshold_for_fpir, tpir  # noqa: E402
-from services.evaluation.protocol import plan  # noqa: E402
-from services.evaluation.run import _mated_results, _nonmated_scores, _search, enrolment_vector, probe_vector  # noqa: E402
-from services.face import EMBEDDING_DIM, FaceDetector, FaceEmbedder, align_face, decode_image  # noqa: E402
-from services.face.evaluate import list_identities, nearest_to_centre  # noqa: E402
-from services.face.refine import refine_landmarks  # noqa: E402
-from services.watchlist.enrol import EnrolmentRefused  # noqa: E402
+from services.tools.evaluation.faces import ALIGNMENTS, FaceRecords  # noqa: E402
+from services.tools.evaluation.gallery import Gallery  # noqa: E402
+from services.tools.evaluation.metrics import threshold_for_fpir, tpir  # noqa: E402
+from services.tools.evaluation.protocol import plan  # noqa: E402
+from services.tools.evaluation.run import _mated_results, _nonmated_scores, _search, enrolment_vector, probe_vector  # noqa: E402
+from services.engine.face import EMBEDDING_DIM, FaceDetector, FaceEmbedder, align_face, decode_image  # noqa: E402
+from services.engine.face.evaluate import list_identities, nearest_to_centre  # noqa: E402
+from services.engine.face.refine import refine_landmarks  # noqa: E402
+from services.governance.watchlist.enrol import EnrolmentRefused  # noqa: E402
 
 SPLIT_SEED = 11
 FPIR_TARGETS = (1e-2, 1e-3)

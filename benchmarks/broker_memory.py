@@ -40,7 +40,7 @@ def frames(fps: float):
     """(jpeg bytes, faces visible) per frame, endlessly: the crowd scene or a textured stand-in."""
     data_dir = ROOT.parent / "shared" / "datasets" / "lfw-dev"
     try:
-        from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
+        from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 
         names = sorted(p.name for p in data_dir.iterdir() if p.is_dir())[:12]
         scene = CrowdScene(cast_from_folder(data_dir, names, 1), CrowdConfig(fps=fps))

@@ -3,7 +3,7 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
 
     python benchmarks/cameras.py [--frames 10] [--stream-seconds 15] [--out FILE] [--smoke]
 
-1. ``face_width_recall``: the synthetic crowd (services/ingest/crowd.py) rendered at 1920x1080
+1. ``face_width_recall``: the synthetic crowd (services/pipeline/ingest/crowd.py) rendered at 1920x1080
    and 3840x2160 with every walker's face at one width (16 to 160 px), through a JPEG round trip
    at ingest's quality (85), given whole to the detector as detect gets it (YuNet letterboxes
    the frame into 640x640, so a face shrinks by 1920/640 = 3 in 1080p and 6 in 4K). A face
@@ -12,7 +12,7 @@ one H.264 1080p 25 fps RTSP camera costs ingest per frame.
    default) and ``tiles-N`` (the frame also detected in N tiles across, as detect does for a
    camera in LFR_TILE_CAMERAS; policy tiles-plus-whole/v1), with its cost in
    ``detector_runs_per_frame`` (a count, independent of the machine's load).
-2. ``stream_costs_1080p``: GStreamer's RTSP server (services/ingest/testcamera.py) serves the
+2. ``stream_costs_1080p``: GStreamer's RTSP server (services/pipeline/ingest/testcamera.py) serves the
    crowd as H.264 1920x1080 at 25 fps; ingest's StreamSource reads it for a few seconds. CPU
    per frame (thread time) of decoding (every frame), of the BGR conversion of one frame, and of
    its JPEG encoding at quality 85 (what ingest pays per analysed frame), and the cores four such
@@ -48,18 +48,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from services.demo.dataset import resolve_data_dir  # noqa: E402
-from services.face import FaceDetector  # noqa: E402
-from services.face.boxes import box_iou  # noqa: E402
-from services.face.tiling import WHOLE_FRAME, ViewPlan, detect_views, runs_per_frame  # noqa: E402
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder  # noqa: E402
+from services.tools.demo.dataset import resolve_data_dir  # noqa: E402
+from services.engine.face import FaceDetector  # noqa: E402
+from services.engine.face.boxes import box_iou  # noqa: E402
+from services.engine.face.tiling import WHOLE_FRAME, ViewPlan, detect_views, runs_per_frame  # noqa: E402
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAMES = {"1080p": (1920, 1080), "4k": (3840, 2160)}
 WIDTHS = (16, 24, 32, 48, 64, 96, 128, 160)
 FOUND_IOU = 0.3
 #: Per frame size, the detection settings measured: the whole frame (as before) and the tiles
-#: detect uses for a camera in LFR_TILE_CAMERAS (services/face/tiling.py) with LFR_TILE_COLUMNS.
+#: detect uses for a camera in LFR_TILE_CAMERAS (services/engine/face/tiling.py) with LFR_TILE_COLUMNS.
 SETTINGS = {"1080p": {"whole-frame": WHOLE_FRAME, "tiles-2": ViewPlan(columns=2)},
             "4k": {"whole-frame": WHOLE_FRAME, "tiles-2": ViewPlan(columns=2), "tiles-3": ViewPlan(columns=3)}}
 FPS = 10.0
@@ -92,8 +92,8 @@ def width_recall(detector: FaceDetector, data_dir: Path, identities: list[str], 
 
 
 def stream_costs(data_dir: Path, identities: list[str], seconds: float, workdir: Path) -> dict:
-    from services.ingest.sources import StreamSource
-    from services.ingest.testcamera import RtspTestServer, render_clip, server_unavailable
+    from services.pipeline.ingest.sources import StreamSource
+    from services.pipeline.ingest.testcamera import RtspTestServer, render_clip, server_unavailable
 
     reason = server_unavailable()
     if reason is not None:
@@ -146,8 +146,8 @@ def four_cameras_ingest(data_dir: Path, identities: list[str], seconds: float, w
     every frame decoded, 10 fps converted and JPEG-encoded. No broker. Process CPU over wall time."""
     import threading
 
-    from services.ingest.sources import StreamSource
-    from services.ingest.testcamera import RtspTestServer, render_clip, server_unavailable
+    from services.pipeline.ingest.sources import StreamSource
+    from services.pipeline.ingest.testcamera import RtspTestServer, render_clip, server_unavailable
 
     reason = server_unavailable()
     if reason is not None:

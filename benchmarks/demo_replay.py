@@ -1,6 +1,6 @@
 """Offline replay of the demo's crowd: which shot policy finds which watchlisted walker (issue #13).
 
-For each seed it builds the demo's cast and crowd camera (services/demo), renders the frames
+For each seed it builds the demo's cast and crowd camera (services/tools/demo), renders the frames
 through a JPEG round trip as ingest does, detects, tracks and quality-gates them with the
 product's functions, embeds every accepted face once, and then replays shot policies over the
 same faces: the product's best shots (``best-shots/v1``), a "spread" variant (a shot at least
@@ -13,7 +13,7 @@ the load-dependent drops of the live demo are not modelled. Embeddings stay in m
     .venv/bin/python benchmarks/demo_replay.py --seeds 4 5 11 12 13 14 15 16 --out /tmp/replay.json
 
 ``--alignments plain redetect antialias`` replays the same frames with each alignment option of
-`lfr eval --alignment` (services/evaluation/faces.py): the detections, tracks and quality
+`lfr eval --alignment` (services/tools/evaluation/faces.py): the detections, tracks and quality
 decisions are shared (the gate judges the plain chip, as live), only the embedded chips (of the
 walkers and of the enrolment photos) change. The first alignment fills ``seeds``/``totals``;
 every one is under ``alignments``.
@@ -33,18 +33,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.demo.cast import choose_cast, enrolment_request  # noqa: E402
-from services.demo.dataset import resolve_data_dir  # noqa: E402
-from services.demo.run import DemoOptions, crowd_camera  # noqa: E402
-from services.demo.score import MIN_RECOGNISABLE_WIDTH  # noqa: E402
-from services.face.boxes import box_iou  # noqa: E402
-from services.evaluation.faces import ALIGNMENTS  # noqa: E402
-from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image  # noqa: E402
-from services.face.refine import refine_landmarks  # noqa: E402
-from services.ingest.sources import CrowdSource  # noqa: E402
-from services.tracking import ShotDecision, ShotPolicy, shot_quality  # noqa: E402
-from services.tracking.tracker import CameraTracker  # noqa: E402
-from services.watchlist.enrol import Enroller  # noqa: E402
+from services.tools.demo.cast import choose_cast, enrolment_request  # noqa: E402
+from services.tools.demo.dataset import resolve_data_dir  # noqa: E402
+from services.tools.demo.run import DemoOptions, crowd_camera  # noqa: E402
+from services.tools.demo.score import MIN_RECOGNISABLE_WIDTH  # noqa: E402
+from services.engine.face.boxes import box_iou  # noqa: E402
+from services.tools.evaluation.faces import ALIGNMENTS  # noqa: E402
+from services.engine.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image  # noqa: E402
+from services.engine.face.refine import refine_landmarks  # noqa: E402
+from services.pipeline.ingest.sources import CrowdSource  # noqa: E402
+from services.engine.tracking import ShotDecision, ShotPolicy, shot_quality  # noqa: E402
+from services.engine.tracking.tracker import CameraTracker  # noqa: E402
+from services.governance.watchlist.enrol import Enroller  # noqa: E402
 
 THRESHOLD = 0.52  # the deployments floor the demo runs at
 

@@ -1,6 +1,6 @@
 """Fleet simulation (issue #26 point 6): replayed-outcome vans across forces, each with its own
-embedded broker, its link (services/link, durable outbox) and the core's intake per force
-(services/fleet/intake_service.py) on one core broker, through a set of faults.
+embedded broker, its link (services/van/link, durable outbox) and the core's intake per force
+(services/van/fleet/intake_service.py) on one core broker, through a set of faults.
 
 A van here replays outcomes (alerts, as the dispatcher writes them, at --rate per second); none
 runs the models. Scenarios (``scenario`` in the result), each after a fresh start:
@@ -54,17 +54,17 @@ from confluent_kafka.admin import AdminClient  # noqa: E402
 from services.common import jsonevents  # noqa: E402
 from services.common.broker import EmbeddedBroker  # noqa: E402
 from services.common.topics import apply_topics, load_topic_specs  # noqa: E402
-from services.forces.naming import force_topic  # noqa: E402
-from services.forces.topics import specs_for_force  # noqa: E402
+from services.governance.forces.naming import force_topic  # noqa: E402
+from services.governance.forces.topics import specs_for_force  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "fleet.json"
 BIOMETRIC_SCHEMAS = ("frames", "faces", "embeddings", "matches", "evidence", "evidence_keys", "watchlist")
 
 
 def alert_record(van: str, seq: int, now_ms: int) -> tuple[bytes, bytes, list]:
-    """One alert as a van's dispatcher raises it (services/dispatch/policy.decide on a match)."""
-    from services.dispatch.policy import decide
-    from services.face.models import SFACE
+    """One alert as a van's dispatcher raises it (services/pipeline/dispatch/policy.decide on a match)."""
+    from services.pipeline.dispatch.policy import decide
+    from services.engine.face.models import SFACE
 
     match = {
         "subject_id": f"subj-{van}-{seq % 7}", "reference": f"W-{van}-{seq}", "category": "wanted_by_courts", "priority": "red",
@@ -85,9 +85,9 @@ class ReplayVan:
     """A van that replays alerts into its own broker and forwards them with the real link."""
 
     def __init__(self, van_id: str, force: str, core: str, workdir: Path, *, skew_ms: int = 0, process: bool = False) -> None:
-        from services.link.outbox import Outbox
-        from services.link.service import build
-        from services.link.settings import LinkSettings
+        from services.van.link.outbox import Outbox
+        from services.van.link.service import build
+        from services.van.link.settings import LinkSettings
 
         self.van_id, self.force, self.skew_ms, self.workdir = van_id, force, skew_ms, workdir
         self.broker = EmbeddedBroker(log_path=workdir / f"{van_id}.log")
@@ -184,9 +184,9 @@ class ReplayVan:
 
 
 def run_intakes(forces: list[str], core: str, vans: dict[str, str], stop: threading.Event) -> list[threading.Thread]:
-    from services.fleet.intake_memory import output_topics
-    from services.fleet.intake_service import build
-    from services.fleet.settings import IntakeSettings
+    from services.van.fleet.intake_memory import output_topics
+    from services.van.fleet.intake_service import build
+    from services.van.fleet.settings import IntakeSettings
 
     threads = []
     for force in forces:
@@ -212,7 +212,7 @@ def read_core(core: str, forces: list[str], found: dict | None = None) -> dict:
     topics = [t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__")]
     ids: dict[str, int] = found["ids"] if found else {}
     biometric = found["biometric"] if found else 0
-    from services.link.egress import _has_attachments, logical_name, record_schema
+    from services.van.link.egress import _has_attachments, logical_name, record_schema
 
     for topic in topics:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -8,7 +8,7 @@ the stream's own timestamps on a steady grid, so tracking sees a constant interv
 back-pressure (aimd-detect-lag/v1) lowers it while detect is behind, never below 1 fps. The same
 run with every frame analysed (25 fps) gives ``walker_recall_all_frames`` for comparison.
 
-Truth: every clip frame carries its clip index as a stamp (services/ingest/testcamera.py); the
+Truth: every clip frame carries its clip index as a stamp (services/pipeline/ingest/testcamera.py); the
 frames read back from lfr.frames.v1 are matched to the clip's truth through it. A walker counts
 once per pass of the looping clip per camera (a new walk), when all of its frames fell in the
 measured window, it is watchlisted and at least 64 px wide; a false alert names someone who is not
@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline as bench  # noqa: E402  (benchmarks/pipeline.py: scraping, CPU, truth scoring)
 from services.common.envelope import decode  # noqa: E402
 from services.common.jsonevents import decode_record  # noqa: E402
-from services.demo.cast import choose_cast  # noqa: E402
-from services.demo.deployment import open_deployment  # noqa: E402
-from services.demo.hops import percentiles  # noqa: E402
-from services.demo.pipeline import Pipeline  # noqa: E402
-from services.demo.run import DEPLOYMENT, TopicTail, enrol  # noqa: E402
-from services.face import FaceDetector, FaceEmbedder  # noqa: E402
-from services.ingest.cameras import CameraConfig, save_cameras  # noqa: E402
-from services.ingest.testcamera import RtspTestServer, read_stamp, render_clip, server_unavailable  # noqa: E402
+from services.tools.demo.cast import choose_cast  # noqa: E402
+from services.tools.demo.deployment import open_deployment  # noqa: E402
+from services.tools.demo.hops import percentiles  # noqa: E402
+from services.tools.demo.pipeline import Pipeline  # noqa: E402
+from services.tools.demo.run import DEPLOYMENT, TopicTail, enrol  # noqa: E402
+from services.engine.face import FaceDetector, FaceEmbedder  # noqa: E402
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras  # noqa: E402
+from services.pipeline.ingest.testcamera import RtspTestServer, read_stamp, render_clip, server_unavailable  # noqa: E402
 
 ANALYSED_POLICY = "steady-analysed/v1"
 ANALYSED_FPS = 10.0

@@ -3,7 +3,7 @@ frame, CPU per frame and the faces detect can still embed, for each way of sendi
 
     python benchmarks/frame_formats.py [--frames 20] [--out FILE] [--smoke]
 
-The synthetic crowd at 1920x1080 (faces 48-160 px, services/ingest/crowd.py), one frame a second.
+The synthetic crowd at 1920x1080 (faces 48-160 px, services/pipeline/ingest/crowd.py), one frame a second.
 For each candidate format: bytes per frame (what the broker stores and moves, about 10 ms of
 broker CPU per 1280x720 JPEG frame on the 2-core machine, issue #27), ingest's encode and
 detect's decode CPU per frame (thread time, as ratios against JPEG quality 85 at full size in
@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.demo.dataset import resolve_data_dir  # noqa: E402
-from services.face import LIVE_BOUNDS, FaceDetector, align_face, assess_quality  # noqa: E402
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder  # noqa: E402
+from services.tools.demo.dataset import resolve_data_dir  # noqa: E402
+from services.engine.face import LIVE_BOUNDS, FaceDetector, align_face, assess_quality  # noqa: E402
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = (1920, 1080)

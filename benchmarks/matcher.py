@@ -40,10 +40,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from services.deployments.snapshot import entry_version  # noqa: E402
-from services.face.models import SFACE, ModelIdentity  # noqa: E402
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry  # noqa: E402
-from services.watchlist.index import WatchlistIndex, connect  # noqa: E402
+from services.governance.deployments.snapshot import entry_version  # noqa: E402
+from services.engine.face.models import SFACE, ModelIdentity  # noqa: E402
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry  # noqa: E402
+from services.governance.watchlist.index import WatchlistIndex, connect  # noqa: E402
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
 DIM = 128
@@ -143,7 +143,7 @@ def bench_size(size: int, queries: int, seed: int) -> dict:
     row["embedded"] = {**stats(*search_batches(index, probes, batches, now), exact_top_arr), "build_s": round(build_s, 2)}
     snapshot = frozenset(entry_version(e) for e in entries)
     # The first batch of a snapshot reads what the index holds and derives the filter
-    # (services/watchlist/snapshot_scope.py): once per snapshot and watchlist change, timed apart.
+    # (services/governance/watchlist/snapshot_scope.py): once per snapshot and watchlist change, timed apart.
     started = time.perf_counter()
     search_batches(index, probes, 1, now, versions=snapshot)
     first_snapshot_ms = round((time.perf_counter() - started) * 1000, 2)

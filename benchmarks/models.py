@@ -36,13 +36,13 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from services.common.progress import Progress  # noqa: E402
-from services.face.align import align_face  # noqa: E402
-from services.face.convert import convert_model  # noqa: E402
-from services.face.detector import FaceDetector  # noqa: E402
-from services.face.embedder import FaceEmbedder  # noqa: E402
-from services.face.evaluate import nearest_to_centre  # noqa: E402
-from services.face.models import SFACE, YUNET, locate_model, prepare_model  # noqa: E402
-from services.face.session import create_session  # noqa: E402
+from services.engine.face.align import align_face  # noqa: E402
+from services.engine.face.convert import convert_model  # noqa: E402
+from services.engine.face.detector import FaceDetector  # noqa: E402
+from services.engine.face.embedder import FaceEmbedder  # noqa: E402
+from services.engine.face.evaluate import nearest_to_centre  # noqa: E402
+from services.engine.face.models import SFACE, YUNET, locate_model, prepare_model  # noqa: E402
+from services.engine.face.session import create_session  # noqa: E402
 
 logger = logging.getLogger("benchmarks.models")
 

@@ -55,23 +55,23 @@ from confluent_kafka import Producer
 from services.common.envelope import decode, encode
 from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, LatencyBudgetSettings, MatchThresholdSettings, load_settings
-from services.demo.cast import choose_cast, enrolment_request
-from services.demo.dataset import resolve_data_dir
-from services.demo.deployment import open_deployment
-from services.demo.hops import by_hop, percentiles
-from services.demo.misses import never_embedded
-from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, TopicTail, enrol
-from services.demo.score import MIN_RECOGNISABLE_WIDTH
-from services.deployments.admin import load_calibration
-from services.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
-from services.face.boxes import box_iou
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
-from services.tracking import ShotPolicy, Tracks, shot_quality
-from services.watchlist.enrol import Enroller
-from services.watchlist.index import Candidate, WatchlistIndex, connect
-from services.watchlist.thresholds import Thresholds
+from services.tools.demo.cast import choose_cast, enrolment_request
+from services.tools.demo.dataset import resolve_data_dir
+from services.tools.demo.deployment import open_deployment
+from services.tools.demo.hops import by_hop, percentiles
+from services.tools.demo.misses import never_embedded
+from services.tools.demo.pipeline import Pipeline
+from services.tools.demo.run import DEPLOYMENT, TopicTail, enrol
+from services.tools.demo.score import MIN_RECOGNISABLE_WIDTH
+from services.governance.deployments.admin import load_calibration
+from services.engine.face import LIVE_BOUNDS, FaceDetector, FaceEmbedder, align_face, assess_quality, decode_image
+from services.engine.face.boxes import box_iou
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
+from services.engine.tracking import ShotPolicy, Tracks, shot_quality
+from services.governance.watchlist.enrol import Enroller
+from services.governance.watchlist.index import Candidate, WatchlistIndex, connect
+from services.governance.watchlist.thresholds import Thresholds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENE_STEP = 3  # every third frame of a 10 fps scene: people move visibly between frames
@@ -168,7 +168,7 @@ def operating_threshold() -> Callable[[Candidate], float]:
 
 
 def best_match(candidates: list[Candidate], threshold: Callable[[Candidate], float]) -> Candidate | None:
-    """The matcher's rule (services/matcher/stage.py): the best candidate at or above its threshold."""
+    """The matcher's rule (services/pipeline/matcher/stage.py): the best candidate at or above its threshold."""
     return next((c for c in candidates if c.score >= threshold(c)), None)
 
 

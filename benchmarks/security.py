@@ -27,14 +27,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.audit.writer import AuditWriter  # noqa: E402
+from services.governance.audit.writer import AuditWriter  # noqa: E402
 from services.common.broker import EmbeddedBroker  # noqa: E402
 from services.common import jsonevents  # noqa: E402
 from services.common.envelope import decode, encode  # noqa: E402
 from services.common.settings import KafkaSettings  # noqa: E402
 from services.common.signing import Keyring, ReplayGuard, Signer, verify_record  # noqa: E402
-from services.face.models import SFACE, ModelIdentity  # noqa: E402
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry  # noqa: E402
+from services.engine.face.models import SFACE, ModelIdentity  # noqa: E402
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOPIC = "lfr.watchlist.v1"

@@ -40,12 +40,12 @@ from services.common.settings import (  # noqa: E402
     ReviewSettings,
     WatchlistSettings,
 )
-from services.watchlist.entry import CATEGORIES  # noqa: E402
-from services.fleet.settings import IntakeSettings  # noqa: E402
-from services.link.settings import LinkSettings  # noqa: E402
+from services.governance.watchlist.entry import CATEGORIES  # noqa: E402
+from services.van.fleet.settings import IntakeSettings  # noqa: E402
+from services.van.link.settings import LinkSettings  # noqa: E402
 from services.common.access import load_access  # noqa: E402
 from services.common.topics import load_topic_specs  # noqa: E402
-from services.forces.naming import FORCE_ID_PATTERN  # noqa: E402
+from services.governance.forces.naming import FORCE_ID_PATTERN  # noqa: E402
 
 CHART = ROOT / "helm" / "openlfr"
 SCHEMA_PATH = CHART / "values.schema.json"
@@ -62,7 +62,7 @@ SERVICES = {
     "matcher": MatcherSettings,
     "dispatch": DispatchSettings,
     "review": ReviewSettings,
-    "deployment-events": DeploymentEventsSettings,  # public deployment events (services/deployments/projector.py)
+    "deployment-events": DeploymentEventsSettings,  # public deployment events (services/governance/deployments/projector.py)
     "link": LinkSettings,  # role van
     "intake": IntakeSettings,  # role core
 }
@@ -106,7 +106,7 @@ MANAGED = {
     "http_host": "review: 0.0.0.0 in the pod",
     "keyring_file": "the keyring from signing.existingSecret (mounted at /etc/openlfr/signing/keyring.json; every service verifies)",
     "signing_key_file": "the service's signing key from signing.existingSecret (mounted at /etc/openlfr/signing/signing-key.json)",
-    "calibration_dir": "the image: model calibrations ship in the package (services/face/calibration)",
+    "calibration_dir": "the image: model calibrations ship in the package (services/engine/face/calibration)",
     "link_outbox_path": "link: /var/lib/openlfr-link/outbox.sqlite on the link.persistence volume",
     "link_core_ssl_ca_location": "link: ca.crt of link.coreTls.existingSecret (mounted at /etc/openlfr/core-tls)",
     "link_core_ssl_certificate_location": "link: tls.crt of link.coreTls.existingSecret, the van's identity at the core",
@@ -300,7 +300,7 @@ def service_schema(name: str, cls) -> dict:
 
 CAMERA = obj(
     {
-        # services/ingest/cameras.py: CameraConfig
+        # services/pipeline/ingest/cameras.py: CameraConfig
         "id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
         "deployment_id": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
         "source": {"type": "string", "minLength": 1},
@@ -460,7 +460,7 @@ def build_schema() -> dict:
             "resources": RESOURCES,
         }),
         "tests": obj({"resources": RESOURCES, "timeoutSeconds": {"type": "integer", "minimum": 10, "maximum": 3600}}),
-        # Forces (services/forces): per-force Strimzi KafkaUsers from access.toml (files/access.json).
+        # Forces (services/governance/forces): per-force Strimzi KafkaUsers from access.toml (files/access.json).
         "forces": {"type": "array", "uniqueItems": True, "items": obj({
             "id": {"type": "string", "maxLength": 32, "pattern": FORCE_ID_PATTERN, "description": "a force of `lfr forces list`"},
             "quotas": QUOTAS,

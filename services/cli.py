@@ -10,16 +10,16 @@ from pathlib import Path
 
 # Service name -> "module:function" returning an exit code. Later services register here.
 SERVICES = {
-    "passthrough": "services.passthrough.service:main",
-    "ingest": "services.ingest.service:main",
-    "detect": "services.detect.service:main",
-    "embed": "services.embed.service:main",
-    "matcher": "services.matcher.service:main",
-    "dispatch": "services.dispatch.service:main",
-    "review": "services.review.service:main",
-    "link": "services.link.service:main",  # the van's outcome forwarder to the core (issue #26)
-    "intake": "services.fleet.intake_service:main",  # the core's check of what the vans forward (issue #26)
-    "deployment-events": "services.deployments.projector:main",  # public deployment events (issue #25)
+    "passthrough": "services.pipeline.passthrough.service:main",
+    "ingest": "services.pipeline.ingest.service:main",
+    "detect": "services.pipeline.detect.service:main",
+    "embed": "services.pipeline.embed.service:main",
+    "matcher": "services.pipeline.matcher.service:main",
+    "dispatch": "services.pipeline.dispatch.service:main",
+    "review": "services.operations.review.service:main",
+    "link": "services.van.link.service:main",  # the van's outcome forwarder to the core (issue #26)
+    "intake": "services.van.fleet.intake_service:main",  # the core's check of what the vans forward (issue #26)
+    "deployment-events": "services.governance.deployments.projector:main",  # public deployment events (issue #25)
 }
 
 
@@ -76,17 +76,17 @@ def _cmd_topics_apply(args: argparse.Namespace) -> int:
 
 
 def _needs_registry(specs) -> bool:
-    from services.forces.topics import needs_registry
+    from services.governance.forces.topics import needs_registry
 
     return needs_registry(specs)
 
 
 def _force_specs(args: argparse.Namespace, specs):
     from services.common.settings import ForceRegistrySettings, load_settings
-    from services.forces.store import read_registry
-    from services.forces.topics import check_specs, specs_for_force
+    from services.governance.forces.store import read_registry
+    from services.governance.forces.topics import check_specs, specs_for_force
 
-    from services.forces.naming import check_force_id
+    from services.governance.forces.naming import check_force_id
 
     platform = [spec.name for spec in specs]
     check_force_id(args.force, platform)  # a bad id is a usage error before anything is read
@@ -126,7 +126,7 @@ def _cmd_asyncapi(args: argparse.Namespace) -> int:
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
-    from services.docsite import render
+    from services.tools.docsite import render
 
     if args.docs_command == "publish":
         print(render.publish(args.file, args.machine, args.command_line, args.date, args.note))
@@ -135,7 +135,7 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_verify(args: argparse.Namespace) -> int:
-    from services.privacy.cli import cmd_topics_verify
+    from services.governance.privacy.cli import cmd_topics_verify
 
     return cmd_topics_verify(args)
 
@@ -146,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from services.demo.run import main as demo_main
+    from services.tools.demo.run import main as demo_main
 
     return demo_main(args.data, args.seconds, args.json, args.auto_adjudicate, args.seed)
 
@@ -159,8 +159,8 @@ def _overlaps(a: Path, b: Path) -> bool:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from services.evaluation.plot import plot_det
-    from services.evaluation.run import one_line, run_eval
+    from services.tools.evaluation.plot import plot_det
+    from services.tools.evaluation.run import one_line, run_eval
 
     if not args.data.is_dir():
         print(f"lfr eval: data folder {args.data} not found", file=sys.stderr)
@@ -183,7 +183,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_det(result, args.out.with_suffix(".png"))
     if "equity" in result:
-        from services.evaluation.plot import plot_equity
+        from services.tools.evaluation.plot import plot_equity
 
         plot_equity(result["equity"], args.out.with_name(args.out.stem + "-equity.png"))
     print(one_line(result))
@@ -245,35 +245,35 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_option(run)
     run.set_defaults(func=_cmd_run)
 
-    from services.ingest.cli import register as register_cameras
-    from services.watchlist.cli import register as register_watchlist
+    from services.pipeline.ingest.cli import register as register_cameras
+    from services.governance.watchlist.cli import register as register_watchlist
 
-    from services.privacy.cli import register as register_privacy
+    from services.governance.privacy.cli import register as register_privacy
 
     register_watchlist(commands)
     register_cameras(commands)
     register_privacy(commands)
-    from services.deployments.cli import register as register_deployments
+    from services.governance.deployments.cli import register as register_deployments
 
     register_deployments(commands)
-    from services.dlq.cli import register as register_dlq
+    from services.operations.dlq.cli import register as register_dlq
 
     register_dlq(commands)
 
-    from services.report.cli import register as register_report
-    from services.review.cli import register as register_users
+    from services.operations.report.cli import register as register_report
+    from services.operations.review.cli import register as register_users
 
     register_users(commands)
     register_report(commands)
 
-    from services.audit.cli import register as register_security  # lfr keys, lfr audit
+    from services.governance.audit.cli import register as register_security  # lfr keys, lfr audit
 
     register_security(commands)
-    from services.forces.cli import register as register_forces  # lfr forces
+    from services.governance.forces.cli import register as register_forces  # lfr forces
 
     register_forces(commands)
 
-    from services.fleet.cli import register as register_fleet  # lfr van, lfr bundle
+    from services.van.fleet.cli import register as register_fleet  # lfr van, lfr bundle
 
     register_fleet(commands)
 
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--embedding-cache", type=Path, default=None, help="SQLite file (outside the repository) reusing embeddings")
     evaluate.add_argument("--operating-threshold", type=float, default=None, help="default: the model calibration's floor")
     evaluate.add_argument("--alignment", default="plain", choices=("plain", "antialias", "redetect", "redetect+antialias"),
-                          help="chip alignment experiment (services/evaluation/faces.py ALIGNMENTS); plain is the product's")
+                          help="chip alignment experiment (services/tools/evaluation/faces.py ALIGNMENTS); plain is the product's")
     evaluate.set_defaults(func=_cmd_eval)
 
     demo = commands.add_parser("demo", help="run the local demo on embedded defaults")

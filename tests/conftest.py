@@ -81,7 +81,7 @@ def reader(broker):
 @pytest.fixture(scope="session")
 def face_engine():
     """One detector and one embedder for the session (models converted once into the cache)."""
-    from services.face import FaceDetector, FaceEmbedder
+    from services.engine.face import FaceDetector, FaceEmbedder
 
     return FaceDetector(intra_op_threads=1), FaceEmbedder(intra_op_threads=1)
 
@@ -89,7 +89,7 @@ def face_engine():
 @pytest.fixture(scope="session")
 def signing_identity(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One operator key trusted by one keyring for the whole run (LFR_* variables)."""
-    from services.audit.identity import ephemeral_identity
+    from services.governance.audit.identity import ephemeral_identity
 
     return ephemeral_identity(tmp_path_factory.mktemp("keys"), "test:operator")
 
@@ -97,7 +97,7 @@ def signing_identity(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
 @pytest.fixture(scope="session")
 def authoriser(signing_identity):
     """A second trusted key, the authorising officer's: a deployment's creator cannot authorise it."""
-    from services.audit.identity import add_ephemeral_key
+    from services.governance.audit.identity import add_ephemeral_key
 
     return add_ephemeral_key(signing_identity, "test:authoriser")
 

@@ -2,7 +2,7 @@
 
 ``active_deployment`` builds a record that went draft -> authorised -> active (two different
 people), and ``publish_deployment`` writes it to a deployments topic of the test broker.
-Tests of the admin path itself use services.deployments.admin (the `lfr deployment` code).
+Tests of the admin path itself use services.governance.deployments.admin (the `lfr deployment` code).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from collections.abc import Iterable
 
 from confluent_kafka import Producer
 
-from services.audit.writer import AuditWriter, change_digest
+from services.governance.audit.writer import AuditWriter, change_digest
 from services.common.envelope import encode
 from services.common.settings import KafkaSettings
 from services.common.signing import Keyring, Signer
-from services.deployments.signing import countersign
-from services.deployments.record import SCHEMA, Authorisation, Criteria, Deployment, Snapshot, Transition, Window
-from services.deployments.snapshot import entry_version, freeze
-from services.watchlist.entry import CATEGORIES, PRIORITIES, WatchlistEntry
+from services.governance.deployments.signing import countersign
+from services.governance.deployments.record import SCHEMA, Authorisation, Criteria, Deployment, Snapshot, Transition, Window
+from services.governance.deployments.snapshot import entry_version, freeze
+from services.governance.watchlist.entry import CATEGORIES, PRIORITIES, WatchlistEntry
 
 
 def active_deployment(

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.face import LIVE_BOUNDS, align_face, assess_quality, decode_image
-from services.face.evaluate import nearest_to_centre
-from services.watchlist.entry import vector_to_bytes
+from services.engine.face import LIVE_BOUNDS, align_face, assess_quality, decode_image
+from services.engine.face.evaluate import nearest_to_centre
+from services.governance.watchlist.entry import vector_to_bytes
 
 
 def embedding_message(path: Path, detector, embedder, camera_id: str = "cam-1", deployment_id: str = "van-1", seq: int = 0) -> dict:

@@ -121,18 +121,18 @@ def test_what_the_services_write_satisfies_the_document(schema):
     """The headers and payload a producer writes validate against the document's own schemas."""
     import jsonschema
 
-    from services.dispatch.policy import decide
+    from services.pipeline.dispatch.policy import decide
     from tests.dispatch.helpers import NOW, match
     from tests.test_jsonevents import ADJUDICATION, COUNT
 
     document = yaml.safe_load(asyncapi.DOCUMENT.read_text(encoding="utf-8"))
     message = document["components"]["messages"][schema]
-    from services.audit.chain import seal
+    from services.governance.audit.chain import seal
     from services.common.signing import Signer
 
     audit = seal({"action": "watchlist.add", "at_ms": NOW, "service": "watchlist", "subject_id": "s1", "details": {"n": 1}},
                  Signer.generate("Sgt 1 Tester"), 0, "0" * 64)
-    from services.deployments.public import public_event
+    from services.governance.deployments.public import public_event
     from tests.deployments.test_deployment_events import lifecycle_revisions
 
     data = {"lfr.alerts.v3": decide(None, match(), 60_000, NOW + 200)[1].data, "lfr.adjudications.v3": ADJUDICATION,

@@ -13,8 +13,8 @@ from services.cli import main as lfr
 from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
-from services.dlq.records import DeadLetter, Filter, parse_when
-from services.passthrough.stage import process as passthrough
+from services.operations.dlq.records import DeadLetter, Filter, parse_when
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import audit_record, create_topics, produce, running_in_thread, unique
 
 
@@ -121,7 +121,7 @@ def test_replay_republishes_originals_audited_and_refuses_withheld_payloads(dead
     assert reader(d["faces"]).poll() == []  # nothing withheld or truncated was sent anywhere
 
     audits = [decode_record(r.value(), r.headers()).data for r in reader(d["audit"]).read_until(2)]
-    # The actor is the signing key's owner; --actor is kept as the claim requested_by (services/audit).
+    # The actor is the signing key's owner; --actor is kept as the claim requested_by (services/governance/audit).
     assert {a["action"] for a in audits} == {"dlq.replay"} and {a["actor"] for a in audits} == {"test:operator"}
     assert {a["details"]["requested_by"] for a in audits} == {"ops-test"}
     assert {a["details"]["dlq_id"] for a in audits} == set(originals)

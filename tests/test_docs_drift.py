@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services.docsite import drift, inventory, render
+from services.tools.docsite import drift, inventory, render
 
 
 @pytest.fixture(scope="module")

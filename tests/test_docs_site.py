@@ -34,14 +34,14 @@ def test_links_to_code_become_paths(tmp_path):
     path, so the strict build does not fail on them, and leaves links between pages alone."""
     from types import SimpleNamespace
 
-    from services.docsite.hooks import on_page_markdown
+    from services.tools.docsite.hooks import on_page_markdown
 
     page = SimpleNamespace(file=SimpleNamespace(src_uri="integrators/index.md"))
-    text = ("[schemas](../../schemas/README.md) and [`services/dispatch/README.md`](../../services/dispatch/README.md#x) "
+    text = ("[schemas](../../schemas/README.md) and [`services/pipeline/dispatch/README.md`](../../services/pipeline/dispatch/README.md#x) "
             "and [topics](../topics.md#lfralertsv3) and ![shot](../review-console.png) and [site](https://example.org)")
     out = on_page_markdown(text, page, {"docs_dir": str(ROOT / "docs")}, None)
     assert "schemas (`schemas/README.md`)" in out
-    assert "`services/dispatch/README.md` and" in out
+    assert "`services/pipeline/dispatch/README.md` and" in out
     assert "[topics](../topics.md#lfralertsv3)" in out and "![shot](../review-console.png)" in out
     assert "[site](https://example.org)" in out
 

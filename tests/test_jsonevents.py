@@ -13,7 +13,7 @@ from services.common.envelope import encode
 from services.common.errors import DecodeError, SchemaValidationError, UnknownSchemaError
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
-from services.passthrough.stage import process as passthrough
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import create_topics, produce, produce_events, running_in_thread, unique
 
 COUNT = {"count_id": "lfr.frames.v1:0:1-4:4", "deployment_id": "van-1", "faces": 4, "counted_at_ms": 1_700_000_000_123}

@@ -36,7 +36,7 @@ def test_a_terminal_gets_a_tqdm_bar_with_time_left():
 def test_report_shows_progress_over_every_record_it_reads(broker):
     """`lfr report` reads five topics to their ends: the bar's total is their record count."""
     from services.common.settings import ReportSettings, load_settings
-    from services.report.topics import read_inputs
+    from services.operations.report.topics import read_inputs
     from tests.kafka_helpers import create_topics, produce, unique
 
     counts = unique("counts")

@@ -13,7 +13,7 @@ from services.common.errors import TransientError
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
 from services.common.stage import Output
-from services.passthrough.stage import process as passthrough
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import (
     audit_record,
     committed_total,

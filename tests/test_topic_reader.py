@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 
 from services.common.settings import KafkaSettings, load_settings
 from services.common.topic_reader import TopicMissing, read_to_end
-from services.report.topics import read_topic
+from services.operations.report.topics import read_topic
 from tests.kafka_helpers import create_topics, produce, unique
 
 

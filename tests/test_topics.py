@@ -48,7 +48,7 @@ def test_topic_config_covers_every_topic_with_biometric_retention():
 
 def test_dispatcher_changelog_is_declared_with_the_settings_the_dispatcher_asks_faust_for():
     from services.common.settings import DispatchSettings
-    from services.dispatch.service import changelog_config
+    from services.pipeline.dispatch.service import changelog_config
 
     spec = {s.name: s for s in load_topic_specs()}["lfr-dispatch-open-alerts-changelog"]
     settings = DispatchSettings()

@@ -1,8 +1,8 @@
 """The least-privilege table (services/common/access.toml): principals, their topics, groups and operations.
 
 Force ``default``'s principals are the rows as written; every other force's are derived from the
-same rows (services/forces/naming.py). The one source of the Strimzi KafkaUsers (k8s/, the
-chart) and of each service's start-up check (services/forces/grants.py)."""
+same rows (services/governance/forces/naming.py). The one source of the Strimzi KafkaUsers (k8s/, the
+chart) and of each service's start-up check (services/governance/forces/grants.py)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Principal:
         ``lfr.<force>.`` (all versions of that topic, nothing of another force), groups and
         internal-topic prefixes moved likewise; platform-wide topics read-only. ``template``:
         ``force`` is the chart's ``{force}`` placeholder, not an id."""
-        from services.forces.naming import DEFAULT_FORCE, check_force_id, family_prefix, rename  # noqa: PLC0415
+        from services.governance.forces.naming import DEFAULT_FORCE, check_force_id, family_prefix, rename  # noqa: PLC0415
 
         if self.scope != "force":
             raise ValueError(f"principal {self.name} is platform-wide, not per force")

@@ -1,5 +1,5 @@
 """An unchained audit record body. Do not write it to lfr.audit.v2: every admin path appends
-through the chained, signed writer (services/audit/writer.py: AuditWriter, or
+through the chained, signed writer (services/governance/audit/writer.py: AuditWriter, or
 WatchlistStore.audit), and `lfr audit verify` reports any record outside the chain."""
 
 from __future__ import annotations

@@ -75,13 +75,13 @@ AUDIT_RECORDED = "org.openlfr.audit.recorded"
 AUDIT_SCHEMA = "lfr.audit.v2"
 DEPLOYMENT_EVENTS_SCHEMA = "lfr.deployment_events.v1"
 DEPLOYMENT_EVENT_PREFIX = "org.openlfr.deployment."
-DEPLOYMENT_EVENTS = ("drafted", "authorised", "reauthorised", "started", "ended", "cancelled", "erased")  # services/deployments/public.py
+DEPLOYMENT_EVENTS = ("drafted", "authorised", "reauthorised", "started", "ended", "cancelled", "erased")  # services/governance/deployments/public.py
 
 
 def _audit_hash(record: Mapping[str, Any]) -> str:
-    # The chain's own record hash (services/audit/chain.py), so a ce_id is what `lfr audit verify`
+    # The chain's own record hash (services/governance/audit/chain.py), so a ce_id is what `lfr audit verify`
     # and the lfr_audit_hash header name. Imported here: the chain module needs the signing stack.
-    from services.audit.chain import record_hash  # noqa: PLC0415
+    from services.governance.audit.chain import record_hash  # noqa: PLC0415
 
     return record_hash(record)
 
@@ -120,7 +120,7 @@ KINDS: dict[str, EventKind] = {
         ),
         EventKind(
             AUDIT_SCHEMA, (AUDIT_RECORDED,),
-            "the record's chain hash: sha256 of its canonical JSON and signature (services/audit/chain.py)",
+            "the record's chain hash: sha256 of its canonical JSON and signature (services/governance/audit/chain.py)",
             "subject_id, else the actor (the record's key)",
             "{prefix}/services/{service}",
             type_of=lambda d: AUDIT_RECORDED,

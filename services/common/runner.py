@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from services.forces import place
-from services.privacy.payload import PAYLOAD_HEADER, WITHHELD, dead_letter_value
+from services.governance.forces import place
+from services.governance.privacy.payload import PAYLOAD_HEADER, WITHHELD, dead_letter_value
 
 from . import delivery, metrics
 from . import health as health_module
@@ -286,7 +286,7 @@ class StageRunner:
         envelope = jsonevents.decode_record(record.value(), record.headers(), self.registry)
         if self.accepted_schemas is not None and envelope.schema not in self.accepted_schemas:
             raise UnknownSchemaError(f"{envelope.schema} is not accepted by {self.service}")
-        # A governed record naming another force than its topic's: refused (services/forces/place.py).
+        # A governed record naming another force than its topic's: refused (services/governance/forces/place.py).
         place.check_topic(record.topic(), envelope.schema, envelope.data, self.service)
         timestamp_type, timestamp = record.timestamp()
         return Message(
@@ -361,7 +361,7 @@ class StageRunner:
 
     def _dead_letter(self, record, exc: BaseException) -> _Record:
         """Headers saying where the record came from and why, plus its original bytes unless it is
-        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/privacy/payload.py).
+        biometric (then ``lfr_dlq_payload=withheld`` and no value: services/governance/privacy/payload.py).
 
         A record too big to carry the added headers goes as headers only, marked truncated.
         """

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from services.privacy.retention import verify_at_start
+from services.governance.privacy.retention import verify_at_start
 
 from .errors import SettingsError
 from .kafka_config import client_config
@@ -27,7 +27,7 @@ EXIT_BAD_SETTINGS = 2
 def start_service(service: str, settings_class: type[S]) -> S | None:
     """Every service's start: settings read once (a bad one is named, and the caller exits 2),
     JSON logs, then /metrics. None means the settings were refused."""
-    from services.forces.grants import check_service_grants  # noqa: PLC0415
+    from services.governance.forces.grants import check_service_grants  # noqa: PLC0415
 
     try:
         settings = load_settings(settings_class)
@@ -59,7 +59,7 @@ def run_service(
         stage, topics = build(settings)
         return StageRunner(service, settings, stage, topics, **runner_options).run()
     # Pipeline stages enforce deployments: nothing is consumed before the view is loaded.
-    from services.deployments.enforcement import record_gate, start_enforcement  # noqa: PLC0415
+    from services.governance.deployments.enforcement import record_gate, start_enforcement  # noqa: PLC0415
 
     try:
         view, policy = start_enforcement(settings, service)

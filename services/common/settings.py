@@ -53,18 +53,18 @@ class KafkaSettings(LfrSettings):
     kafka_ssl_key_password: SecretStr | None = None
     kafka_client_id: str = Field("openlfr", pattern=r"^[A-Za-z0-9._-]{1,128}$")
     force: str = Field("default", max_length=32, pattern=r"^[a-z](?:-?[a-z0-9]){1,31}$",
-                       description="the force (tenant) this process serves; its topics and principal follow (services/forces)")
+                       description="the force (tenant) this process serves; its topics and principal follow (services/governance/forces)")
 
     @model_validator(mode="before")
     @classmethod
     def _force_names(cls, data: object) -> object:
         """LFR_FORCE=F alone moves every topic and the group this process uses under lfr.F.
-        (services/forces/naming.py); a name set explicitly is kept, and the start-up check
-        (services/forces/grants.py) holds it to the force's principal. Platform topics stay."""
+        (services/governance/forces/naming.py); a name set explicitly is kept, and the start-up check
+        (services/governance/forces/grants.py) holds it to the force's principal. Platform topics stay."""
         force = data.get("force") if isinstance(data, dict) else None
         if not isinstance(force, str) or force == "default":
             return data
-        from services.forces.naming import NamingError, force_topic  # noqa: PLC0415
+        from services.governance.forces.naming import NamingError, force_topic  # noqa: PLC0415
 
         platform = _platform_topics()
         for name, info in cls.model_fields.items():
@@ -196,7 +196,7 @@ class MatchThresholdSettings(LfrSettings):
     @field_validator("match_thresholds")
     @classmethod
     def _thresholds_json(cls, value: str) -> str:
-        from services.watchlist.thresholds import Thresholds  # noqa: PLC0415 - avoid a cycle at import
+        from services.governance.watchlist.thresholds import Thresholds  # noqa: PLC0415 - avoid a cycle at import
 
         Thresholds.parse(0.5, value)
         return value
@@ -247,18 +247,18 @@ class DlqSettings(KafkaSettings, SigningSettings):
     dlq_read_timeout_s: float = Field(60.0, gt=0, le=3600, description="how long reading the dead-letter topic to its end may take")
 
 
-# -- deployments (services/deployments) ----------------------------------------------------------
+# -- deployments (services/governance/deployments) ----------------------------------------------------------
 
 
 class AuditLinkSettings(LfrSettings):
-    """A live reader of governed topics: a change applies only when its audit record is found (services/audit/index.py)."""
+    """A live reader of governed topics: a change applies only when its audit record is found (services/governance/audit/index.py)."""
 
     audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each applied change's audit record must be found in")
     audit_link_wait_s: float = Field(10.0, ge=0, le=600, description="how long a signed change whose audit record is not readable yet is held before it is refused (policy hold-then-refuse)")
 
 
 class DeploymentEnforcementSettings(KeyringSettings, AuditLinkSettings):
-    """How a pipeline service reads and enforces deployments (services/deployments/policy.py).
+    """How a pipeline service reads and enforces deployments (services/governance/deployments/policy.py).
     Only deployment records signed by a key of the keyring are applied."""
 
     deployments_topic: TopicName = "lfr.deployments.v1"
@@ -267,7 +267,7 @@ class DeploymentEnforcementSettings(KeyringSettings, AuditLinkSettings):
 
 
 class ForceRegistrySettings(KafkaSettings, KeyringSettings):
-    """Who reads the force registry (services/forces): its topic, the keyring and audit topic its
+    """Who reads the force registry (services/governance/forces): its topic, the keyring and audit topic its
     records are verified against, and how long reading it may take."""
 
     forces_topic: TopicName = "lfr.forces.v1"
@@ -289,12 +289,12 @@ class DeploymentSettings(WatchlistSettings):
     deployment_threshold_floor_override_reason: str | None = Field(None, max_length=1024, description="recorded with every authorisation under a lowered floor")
     deployment_false_alerts_limit_per_hour: float = Field(1.0, ge=0, le=10_000, description="above this the authoriser must record a justification")
     deployment_erase_after_h: float = Field(24.0, ge=0, le=720, description="a snapshot is erased this long after its deployment ends")
-    calibration_dir: Path | None = Field(None, description="unset = services/face/calibration")
+    calibration_dir: Path | None = Field(None, description="unset = services/engine/face/calibration")
 
     @field_validator("deployment_min_rank")
     @classmethod
     def _known_rank(cls, value: str) -> str:
-        from services.deployments.record import rank_level  # noqa: PLC0415 - avoid a cycle at import
+        from services.governance.deployments.record import rank_level  # noqa: PLC0415 - avoid a cycle at import
 
         if rank_level(value) is None:
             raise ValueError(f"unknown rank {value}")
@@ -303,7 +303,7 @@ class DeploymentSettings(WatchlistSettings):
 
 class DeploymentEventsSettings(KafkaSettings, KeyringSettings):
     """`lfr run deployment-events`: verified deployment revisions projected onto the public topic
-    (services/deployments/projector.py); only records signed, audited and countersigned count."""
+    (services/governance/deployments/projector.py); only records signed, audited and countersigned count."""
 
     deployments_topic: TopicName = "lfr.deployments.v1"
     audit_topic: TopicName = Field("lfr.audit.v2", description="the audit trail each deployment change must name (read only)")
@@ -379,7 +379,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     max_abs_roll_deg: float = Field(30.0, ge=0, le=90)
     max_abs_yaw: float = Field(0.45, ge=0, le=2)
     min_blur: float = Field(15.0, ge=0, le=10_000)
-    # Small faces at distance (services/detect/views.py; issue #27): per camera
+    # Small faces at distance (services/pipeline/detect/views.py; issue #27): per camera
     tile_cameras: str = Field(
         "", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,63}(,[A-Za-z0-9][A-Za-z0-9._:-]{0,63})*)?$", max_length=4096,
         description="comma-separated camera ids detected in overlapping tiles on top of the whole frame (policy tiles-plus-whole/v1), * = every camera; each costs 1 + tiles detector runs per frame")
@@ -388,7 +388,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     detect_regions: str = Field(
         "", max_length=4096,
         description='per camera, the only part of the frame detect looks at, as fractions: {"camera-id": [x1, y1, x2, y2]}; empty = whole frames')
-    # Tracking and shot selection (services/tracking/; issue #17)
+    # Tracking and shot selection (services/engine/tracking/; issue #17)
     tracking_enabled: bool = Field(True, description="track faces per camera and embed only the best shots; off = embed every accepted face")
     track_max_shots: int = Field(3, ge=1, le=100, description="K: most shots a track sends to embed per refresh window")
     track_shot_margin: float = Field(0.25, ge=0, le=10, description="a later shot is sent only if its quality beats the best so far by this fraction")
@@ -398,7 +398,7 @@ class DetectSettings(RunnerSettings, FaceEngineSettings, DeploymentEnforcementSe
     @field_validator("detect_regions")
     @classmethod
     def _regions_json(cls, value: str) -> str:
-        from services.detect.views import parse_regions  # noqa: PLC0415 - the stage's parser, one rule
+        from services.pipeline.detect.views import parse_regions  # noqa: PLC0415 - the stage's parser, one rule
 
         parse_regions(value)
         return value
@@ -458,7 +458,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     @field_validator("webhook_url")
     @classmethod
     def _webhook_https(cls, value: str | None) -> str | None:
-        from services.dispatch.webhook_security import check_webhook_url  # noqa: PLC0415
+        from services.pipeline.dispatch.webhook_security import check_webhook_url  # noqa: PLC0415
 
         if value:
             check_webhook_url(value)
@@ -467,7 +467,7 @@ class DispatchSettings(KafkaSettings, DeploymentEnforcementSettings):
     @model_validator(mode="after")
     def _webhook_signed(self) -> DispatchSettings:
         if self.webhook_url:
-            from services.dispatch.webhook_security import check_webhook_secret  # noqa: PLC0415
+            from services.pipeline.dispatch.webhook_security import check_webhook_secret  # noqa: PLC0415
 
             if self.webhook_signing_secret is None:
                 raise ValueError("LFR_WEBHOOK_SIGNING_SECRET is required with LFR_WEBHOOK_URL: every delivery is signed")
@@ -528,7 +528,7 @@ class ReviewSettings(KafkaSettings, SigningSettings, AuditLinkSettings):
     def _review_bounds(self) -> ReviewSettings:
         if self.transit_key_validity_s + self.transit_key_grace_s > 300:
             raise ValueError("LFR_TRANSIT_KEY_VALIDITY_S + LFR_TRANSIT_KEY_GRACE_S must be at most 300 (the 5-minute erasure promise)")
-        from services.review.addresses import parse_proxies  # noqa: PLC0415 - stdlib only
+        from services.operations.review.addresses import parse_proxies  # noqa: PLC0415 - stdlib only
 
         parse_proxies(self.trusted_proxies)  # ValueError naming the bad entry
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):

@@ -38,7 +38,7 @@ RECORD_CONTEXT = b"lfr.record-signature.v1"
 # Why a record was refused; bounded (metric label, DLQ header, audit detail).
 REFUSAL_REASONS = ("unsigned", "unknown_key", "revoked_key", "bad_signature", "replayed", "unaudited", "not_countersigned", "self_authorised",
                    "creator_changed", "rank_not_registered",
-                   "force_mismatch", "key_force")  # forces (services/forces): another force's record, or key
+                   "force_mismatch", "key_force")  # forces (services/governance/forces): another force's record, or key
 
 
 class KeyFileError(Exception):
@@ -299,7 +299,7 @@ class VerifiedRecord:
     key_id: str
     signed_at_ms: int
     audit_hash: str
-    # where the change's audit record sits (services/audit/index.py AuditLink: partition, offset,
+    # where the change's audit record sits (services/governance/audit/index.py AuditLink: partition, offset,
     # key_id), when the reader has an audit index; None otherwise
     audit_link: object = None
 
@@ -351,7 +351,7 @@ class SignatureGate:
     """What a reader of a signed topic calls per record: the verified signer, or None when the
     record must change nothing (then ``on_refused(record, refusal, live)`` reports it). Verified
     means: signed by a key of the keyring, carrying the hash of its audit record, and not older
-    than the last change admitted for the same key (by audit position where known, ReplayGuard). With an audit index (services/audit/index.py)
+    than the last change admitted for the same key (by audit position where known, ReplayGuard). With an audit index (services/governance/audit/index.py)
     the audit record must exist and describe this very change (a missing one is waited for, the
     index's hold-then-refuse policy), and the key must be valid at that audit record's position
     in the chain: a key revoked at position N still vouches for what was audited before N, never
@@ -361,7 +361,7 @@ class SignatureGate:
         self.keyring = keyring
         self.topic = topic
         self.on_refused = on_refused
-        # ``audit_index.confirms(hash, topic, key, value)`` (services/audit/index.py): the audit
+        # ``audit_index.confirms(hash, topic, key, value)`` (services/governance/audit/index.py): the audit
         # record the change names exists, verifies and describes this very change.
         self.audit_index = audit_index
         self._replays = ReplayGuard()

@@ -24,7 +24,7 @@ class TopicSpec:
     biometric: bool
     config: dict[str, str] = field(default_factory=dict)
     promise_ms: int | None = None  # biometric data unreadable this long after append (privacy/retention.py)
-    platform: bool = False  # one for the whole platform (the force registry), never per force (services/forces/naming.py)
+    platform: bool = False  # one for the whole platform (the force registry), never per force (services/governance/forces/naming.py)
     governed: bool = False  # its records steer the platform (who is sought, where, by whose key): docs/assurance/security.md says who writes and who verifies it
 
 
@@ -35,7 +35,7 @@ def default_config_path() -> Path:
 def load_topic_specs(path: Path | None = None, replication_factor: int | None = None) -> list[TopicSpec]:
     document = tomllib.loads((path or default_config_path()).read_text(encoding="utf-8"))
     default_rf = replication_factor or int(document.get("defaults", {}).get("replication_factor", 1))
-    from services.forces.naming import check_topic_name  # noqa: PLC0415 - the one naming scheme
+    from services.governance.forces.naming import check_topic_name  # noqa: PLC0415 - the one naming scheme
 
     specs = []
     for name, entry in document["topics"].items():

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import Producer
 
 from services.common.schemas import default_registry
-from services.dispatch.cloudevents import encode_alert
-from services.dispatch.policy import decide
+from services.pipeline.dispatch.cloudevents import encode_alert
+from services.pipeline.dispatch.policy import decide
 from tests.dispatch.helpers import NOW, match
 from tests.kafka_helpers import create_topics, unique
 
@@ -153,7 +153,7 @@ def test_the_downstream_guide_shows_these_consumers_as_they_are():
 def test_deployment_events_read_by_kcat_and_the_cloudevents_sdk_validate_against_the_schema(broker, tmp_path):
     """Public deployment events, written as `lfr run deployment-events` writes them (a replayed one
     twice): kcat and jq read them, the SDK consumer de-duplicates them on ce_id, the schema holds."""
-    from services.deployments.public import projected
+    from services.governance.deployments.public import projected
     from tests.consumers.python_consumer import consume
     from tests.deployments.test_deployment_events import SECRET_SUBJECTS, lifecycle_revisions
 

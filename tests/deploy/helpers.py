@@ -141,7 +141,7 @@ def rule_queries() -> list[str]:
 #: Metrics the rules use that other work exports (issue numbers of the OpenLFR tracker). Until
 #: their exporter lands, the checks below accept their absence; after that they are checked too.
 EXTERNAL_METRICS: dict[str, str] = {
-    # The fleet view is the core intake's (services/fleet/fleetview.py), not the pipeline's: the
+    # The fleet view is the core intake's (services/van/fleet/fleetview.py), not the pipeline's: the
     # live scrape of the pipeline cannot see it; tests/fleet/test_fleet_view.py checks it instead.
     name: "the core intake (lfr run intake)" for name in (
         "lfr_fleet_heartbeat_received_timestamp_seconds", "lfr_fleet_heartbeat_timestamp_seconds", "lfr_fleet_backlog_records",

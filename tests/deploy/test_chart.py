@@ -10,8 +10,8 @@ import yaml
 
 from services.common import settings as lfr_settings
 from services.common.settings import load_settings
-from services.ingest.cameras import load_cameras
-from services.watchlist.thresholds import Thresholds
+from services.pipeline.ingest.cameras import load_cameras
+from services.governance.watchlist.thresholds import Thresholds
 from tests.deploy.helpers import (
     CHART,
     CONSUMERS,

@@ -1,7 +1,7 @@
 """Every metric the Grafana dashboard and the Prometheus rules use is served by the running
 services, and the chart's `helm test` scripts pass against them.
 
-The five services run as processes (services/demo/pipeline.py) on their own embedded broker,
+The five services run as processes (services/tools/demo/pipeline.py) on their own embedded broker,
 each with its own /metrics port. A labelled metric appears in the exposition only once it has a
 sample, so the test makes each one happen, with generated images only (never the face data set):
   - a folder camera of drawn cartoon faces: frames flow (captured, produced, consumed, lag, stage
@@ -37,16 +37,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.broker import free_port
 from services.common.envelope import encode
-from services.demo.pipeline import Pipeline
-from services.face.models import SFACE
-from services.ingest.cameras import CameraConfig, save_cameras
+from services.tools.demo.pipeline import Pipeline
+from services.engine.face.models import SFACE
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
 from tests.deploy.helpers import CHART, EXTERNAL_METRICS, SERVICES, referenced_metrics
 from tests.deployment_helpers import active_deployment, publish_deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 DEADLINE_S = 120
-#: metrics only the dispatcher serves (services/dispatch/metrics.py)
+#: metrics only the dispatcher serves (services/pipeline/dispatch/metrics.py)
 DISPATCH_ONLY = {"lfr_alerts_total", "lfr_capture_to_alert_seconds_bucket", "lfr_webhook_deliveries_total"}
 DEPLOYMENT = "van-test"
 

@@ -135,12 +135,12 @@ def test_chart_embeds_the_one_copy_of_rules_and_dashboard():
 def test_referenced_metrics_are_defined_in_the_code():
     """Cheap guard before the live scrape: each name is declared by a prometheus_client metric."""
     import services.common.metrics  # noqa: F401
-    import services.detect.stage  # noqa: F401
-    import services.dispatch.metrics  # noqa: F401
-    import services.ingest.service  # noqa: F401
-    import services.deployments.view  # noqa: F401
-    import services.fleet.fleetview  # noqa: F401
-    import services.watchlist.materialiser  # noqa: F401
+    import services.pipeline.detect.stage  # noqa: F401
+    import services.pipeline.dispatch.metrics  # noqa: F401
+    import services.pipeline.ingest.service  # noqa: F401
+    import services.governance.deployments.view  # noqa: F401
+    import services.van.fleet.fleetview  # noqa: F401
+    import services.governance.watchlist.materialiser  # noqa: F401
     from prometheus_client import REGISTRY
 
     exposed = {family.name for family in REGISTRY.collect()}

@@ -13,16 +13,16 @@ import pytest
 from confluent_kafka import Producer
 from qdrant_client import QdrantClient
 
-from services.audit.identity import load_keyring
+from services.governance.audit.identity import load_keyring
 from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, KafkaSettings, load_settings
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import SCHEMA, Refused, Window
-from services.deployments.store import DeploymentStore
-from services.deployments.view import DeploymentView
-from services.watchlist.index import WatchlistIndex
-from services.watchlist.materialiser import WatchlistMaterialiser
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.record import SCHEMA, Refused, Window
+from services.governance.deployments.store import DeploymentStore
+from services.governance.deployments.view import DeploymentView
+from services.governance.watchlist.index import WatchlistIndex
+from services.governance.watchlist.materialiser import WatchlistMaterialiser
 from tests.deployment_helpers import active_deployment, publish_deployment, session_signers
 from tests.deployments.test_rules import HOUR, MODEL, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
@@ -149,7 +149,7 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
         assert [s["subject_id"] for s in document["manifest"]["subjects"]] == ["listed"]
         admin.start("dep-1", "PS creator")
         admin.end("dep-1", "PS creator")
-        from services.deployments.expiry import erase_due
+        from services.governance.deployments.expiry import erase_due
 
         clock.now_ms += 23 * HOUR
         assert erase_due(store, clock()) == []
@@ -164,7 +164,7 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
     assert record.snapshot.subjects == () and record.snapshot.erased_at_ms == clock.now_ms
     reader = TopicReader(broker.bootstrap_servers, topics["audit"])
     # Besides these, the audit holds each record's own audit-first entry (deployment.record) and
-    # the watchlist changes (services/audit/writer.py).
+    # the watchlist changes (services/governance/audit/writer.py).
     transitions = lambda: [a for a in (decode_record(r.value(), r.headers()).data for r in reader.poll())  # noqa: E731
                            if a["action"].startswith("deployment.") and a["action"] != "deployment.record"]
     try:
@@ -181,7 +181,7 @@ def test_snapshot_erased_24h_after_the_end_manifest_stays_in_the_audit(broker, t
 
 def test_enforcement_is_ready_only_once_the_view_is_loaded(broker, topics):
     from services.common.settings import DetectSettings
-    from services.deployments import enforcement
+    from services.governance.deployments import enforcement
 
     publish_deployment(broker.bootstrap_servers, topics["deployments"], active_deployment("dep-r", ["cam-1"]))
     view, policy = enforcement.start_enforcement(load_settings(DetectSettings), "test-ready")

@@ -15,14 +15,14 @@ from services.common.envelope import encode
 from services.common.schemas import default_registry
 from services.common.settings import DeploymentEventsSettings, DeploymentSettings, load_settings
 from services.common.signing import Signer
-from services.deployments import lifecycle
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.projector import DeploymentEventsProjector
-from services.deployments.public import event_of, projected, public_event
-from services.deployments.record import SCHEMA, Window
-from services.deployments.store import DeploymentStore
-from services.audit.identity import load_keyring
-from services.audit.index import AuditIndex
+from services.governance.deployments import lifecycle
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.projector import DeploymentEventsProjector
+from services.governance.deployments.public import event_of, projected, public_event
+from services.governance.deployments.record import SCHEMA, Window
+from services.governance.deployments.store import DeploymentStore
+from services.governance.audit.identity import load_keyring
+from services.governance.audit.index import AuditIndex
 from tests.deployment_helpers import active_deployment, session_signers
 from tests.deployments.test_rules import HOUR, NOW, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
@@ -33,7 +33,7 @@ SECRET_SUBJECTS = [f"wl-person-{i}" for i in range(5)]
 def lifecycle_revisions():
     """Every kind of revision one deployment goes through, with five listed people on its watchlist."""
     entries = [entry(s, seed=i) for i, s in enumerate(SECRET_SUBJECTS)]
-    from services.deployments import snapshot
+    from services.governance.deployments import snapshot
 
     frozen = snapshot.freeze(entries, 1, NOW)
     d0 = draft(rationale="seeking wl-person-0 after the burglary", public_notice={"signage": False, "no_notice_reason": "covert: wl-person-1"})

@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY
 
 from services.common.envelope import decode
 from services.common.settings import IngestSettings, load_settings
-from services.deployments.record import Transition
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.ingest.service import IngestService
+from services.governance.deployments.record import Transition
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.pipeline.ingest.service import IngestService
 from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
 

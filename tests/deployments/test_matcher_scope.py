@@ -14,14 +14,14 @@ from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import DeploymentSettings, MatcherSettings, load_settings
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.enforcement import record_gate, start_enforcement
-from services.deployments.record import Window
-from services.deployments.store import DeploymentStore
-from services.matcher.service import build
-from services.matcher.stage import process
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_from_bytes
-from services.watchlist.store import WatchlistStore
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.enforcement import record_gate, start_enforcement
+from services.governance.deployments.record import Window
+from services.governance.deployments.store import DeploymentStore
+from services.pipeline.matcher.service import build
+from services.pipeline.matcher.stage import process
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_from_bytes
+from services.governance.watchlist.store import WatchlistStore
 from tests.deployments.test_rules import HOUR, MODEL, draft
 from tests.deployments.test_admin import Clock
 from tests.face_helpers import embedding_message

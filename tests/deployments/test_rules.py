@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from services.common.envelope import decode, encode
-from services.deployments import expiry, lifecycle, policy, snapshot
-from services.deployments.calibration import Calibration, CalibrationPoint
-from services.deployments.record import SCHEMA, Deployment, Refused, Window
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.deployments import expiry, lifecycle, policy, snapshot
+from services.governance.deployments.calibration import Calibration, CalibrationPoint
+from services.governance.deployments.record import SCHEMA, Deployment, Refused, Window
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
 from tests.deployment_helpers import active_deployment
 
 HOUR = 3_600_000
@@ -159,9 +159,9 @@ def test_entry_expiry_is_capped_by_the_maximum_lifetime(monkeypatch):
     import time
 
     from services.common.settings import WatchlistSettings, load_settings
-    from services.watchlist.admin import WatchlistAdmin
-    from services.watchlist.store import WatchlistStore
-    from services.watchlist.thresholds import Thresholds
+    from services.governance.watchlist.admin import WatchlistAdmin
+    from services.governance.watchlist.store import WatchlistStore
+    from services.governance.watchlist.thresholds import Thresholds
     from tests.watchlist.test_enrolment import request
 
     store = WatchlistStore(load_settings(WatchlistSettings, watchlist_max_entry_lifetime_days=30))

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from services.common.envelope import decode, encode
-from services.face.models import SFACE
+from services.engine.face.models import SFACE
 
 CHIP = b"\xff\xd8\xff\xe0fake-jpeg-chip\xff\xd9"
 NOW = int(time.time() * 1000)

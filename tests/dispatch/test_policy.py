@@ -6,8 +6,8 @@ import json
 
 from services.common.envelope import decode, encode
 from services.common.jsonevents import CONTENT_TYPE
-from services.dispatch import cloudevents
-from services.dispatch.policy import RECENT_SIGHTINGS, OpenAlert, alert_id_for, ce_id_for, decide, expired
+from services.pipeline.dispatch import cloudevents
+from services.pipeline.dispatch.policy import RECENT_SIGHTINGS, OpenAlert, alert_id_for, ce_id_for, decide, expired
 from tests.dispatch.helpers import CHIP, NOW, match
 
 COOLDOWN = 60_000

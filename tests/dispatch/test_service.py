@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.common.broker import free_port
 from services.common.envelope import encode
 from services.common.jsonevents import CONTENT_TYPE, decode_record
-from services.dispatch.policy import alert_id_for
+from services.pipeline.dispatch.policy import alert_id_for
 from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import CHIP, record
 from tests.kafka_helpers import NoValidation, audit_record, create_topics, produce, unique, wait_until

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 
 from services.common.settings import DispatchSettings, load_settings
-from services.dispatch.policy import OpenAlert
-from services.dispatch.service import Dispatcher
+from services.pipeline.dispatch.policy import OpenAlert
+from services.pipeline.dispatch.service import Dispatcher
 from tests.dispatch.helpers import NOW
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from services.common.broker import free_port
-from services.dispatch.webhook import WebhookConfig, deliver
+from services.pipeline.dispatch.webhook import WebhookConfig, deliver
 
 
 class _Endpoint(BaseHTTPRequestHandler):

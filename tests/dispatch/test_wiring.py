@@ -6,8 +6,8 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 
 from services.common.settings import DispatchSettings, load_settings
-from services.dispatch.faust_fixes import OrderedTableManager
-from services.dispatch.service import Dispatcher, broker_credentials, broker_urls
+from services.pipeline.dispatch.faust_fixes import OrderedTableManager
+from services.pipeline.dispatch.service import Dispatcher, broker_credentials, broker_urls
 
 
 def test_broker_urls_and_credentials():
@@ -40,7 +40,7 @@ def test_consumer_fetch_waits_are_short(tmp_path):
     (faust hard-codes 1500 ms; librdkafka's default is 500 ms)."""
     from services.common.kafka_config import consumer_config
     from services.common.settings import DetectSettings
-    from services.dispatch.faust_fixes import FETCH_MAX_WAIT_MS
+    from services.pipeline.dispatch.faust_fixes import FETCH_MAX_WAIT_MS
 
     import asyncio
 

@@ -11,12 +11,12 @@ import pytest
 
 from services.common.envelope import decode, encode
 from services.common.jsonevents import decode_record
-from services.demo.cast import choose_cast
-from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
-from services.demo.score import summarise
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.demo.deployment import open_deployment
+from services.tools.demo.cast import choose_cast
+from services.tools.demo.pipeline import Pipeline
+from services.tools.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol
+from services.tools.demo.score import summarise
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.tools.demo.deployment import open_deployment
 from tests.deployment_helpers import active_deployment, publish_deployment
 from tests.kafka_helpers import produce, wait_until
 

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.detector import Detection, FaceDetector
-from services.face.embedder import FaceEmbedder
-from services.face.evaluate import list_identities, nearest_to_centre
+from services.engine.face.detector import Detection, FaceDetector
+from services.engine.face.embedder import FaceEmbedder
+from services.engine.face.evaluate import list_identities, nearest_to_centre
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.face.boxes import box_iou
+from services.engine.face.boxes import box_iou
 
 
 def test_identical_boxes_overlap_fully_and_disjoint_ones_not_at_all():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.face.quality import pose_from_landmarks
-from services.face.align import ARCFACE_TEMPLATE, CHIP_SIZE, align_face, align_faces, similarity_transform, transform_points
+from services.engine.face.quality import pose_from_landmarks
+from services.engine.face.align import ARCFACE_TEMPLATE, CHIP_SIZE, align_face, align_faces, similarity_transform, transform_points
 
 
 def test_exact_similarity_is_recovered() -> None:

@@ -14,11 +14,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from services.face.align import align_face
-from services.face.convert import CONVERTER_VERSION, convert_model, rewrite_prelu_for_nchwc
-from services.face.detector import Detection
-from services.face.models import SFACE, YUNET, cache_path, locate_model, prepare_model
-from services.face.session import create_session
+from services.engine.face.align import align_face
+from services.engine.face.convert import CONVERTER_VERSION, convert_model, rewrite_prelu_for_nchwc
+from services.engine.face.detector import Detection
+from services.engine.face.models import SFACE, YUNET, cache_path, locate_model, prepare_model
+from services.engine.face.session import create_session
 
 
 def _blob(chips: np.ndarray) -> np.ndarray:

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.detector import Detection, FaceDetector
-from services.face.errors import EmptyImageError, ImageError
-from services.face.evaluate import nearest_to_centre
+from services.engine.face.detector import Detection, FaceDetector
+from services.engine.face.errors import EmptyImageError, ImageError
+from services.engine.face.evaluate import nearest_to_centre
 
 
 def _contains(det: Detection, x: float, y: float) -> bool:

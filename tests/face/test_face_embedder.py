@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.align import align_face
-from services.face.detector import FaceDetector
-from services.face.embedder import FaceEmbedder, FaceEmbedding, cosine_similarity
-from services.face.errors import ImageError, ModelMismatchError
-from services.face.evaluate import nearest_to_centre, sample_pairs, verification_metrics
-from services.face.models import ModelIdentity
+from services.engine.face.align import align_face
+from services.engine.face.detector import FaceDetector
+from services.engine.face.embedder import FaceEmbedder, FaceEmbedding, cosine_similarity
+from services.engine.face.errors import ImageError, ModelMismatchError
+from services.engine.face.evaluate import nearest_to_centre, sample_pairs, verification_metrics
+from services.engine.face.models import ModelIdentity
 
 
 def _chip(detector: FaceDetector, path: Path) -> np.ndarray:
@@ -66,7 +66,7 @@ def test_batch_matches_single_and_is_deterministic(model_cache_dir, chips: np.nd
 
 
 def test_flip_augmentation_averages_with_the_mirror(model_cache_dir, embedder, chips) -> None:
-    assert not embedder.flip_augment  # the measured default, see services/face/README.md
+    assert not embedder.flip_augment  # the measured default, see services/engine/face/README.md
     plain = embedder
     flipping = FaceEmbedder(cache_dir=model_cache_dir, flip_augment=True)
     mirrored = np.ascontiguousarray(chips[:, :, ::-1, :])

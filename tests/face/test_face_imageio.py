@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.errors import CorruptImageError, EmptyImageError, FaceEngineError, ImageTooLargeError
-from services.face.imageio import ImageLimits, decode_image, encode_jpeg, image_size
+from services.engine.face.errors import CorruptImageError, EmptyImageError, FaceEngineError, ImageTooLargeError
+from services.engine.face.imageio import ImageLimits, decode_image, encode_jpeg, image_size
 
 
 def test_decodes_jpeg_like_opencv(lfw_paths) -> None:

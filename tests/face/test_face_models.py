@@ -12,17 +12,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from services.face import models as face_models
-from services.face.convert import convert_model, dequantize
-from services.face.detector import FaceDetector, letterbox
-from services.face.errors import (
+from services.engine.face import models as face_models
+from services.engine.face.convert import convert_model, dequantize
+from services.engine.face.detector import FaceDetector, letterbox
+from services.engine.face.errors import (
     FaceEngineError,
     ModelConversionError,
     ModelHashMismatchError,
     ModelMismatchError,
     ModelNotFoundError,
 )
-from services.face.models import (
+from services.engine.face.models import (
     SFACE,
     YUNET,
     ModelIdentity,
@@ -33,7 +33,7 @@ from services.face.models import (
     locate_model,
     prepare_model,
 )
-from services.face.session import create_session
+from services.engine.face.session import create_session
 
 
 def test_error_classes_share_one_base() -> None:

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.align import ARCFACE_TEMPLATE, align_face
-from services.face.detector import Detection, FaceDetector
-from services.face.evaluate import nearest_to_centre
-from services.face.quality import (
+from services.engine.face.align import ARCFACE_TEMPLATE, align_face
+from services.engine.face.detector import Detection, FaceDetector
+from services.engine.face.evaluate import nearest_to_centre
+from services.engine.face.quality import (
     ENROLMENT_BOUNDS,
     LIVE_BOUNDS,
     REJECT_REASONS,

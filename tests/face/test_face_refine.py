@@ -1,4 +1,4 @@
-"""Landmark refinement by re-detection on a crop (services/face/refine.py, an alignment option)."""
+"""Landmark refinement by re-detection on a crop (services/engine/face/refine.py, an alignment option)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from services.face.detector import Detection
-from services.face.evaluate import nearest_to_centre
-from services.face.refine import face_crop, refine_landmarks
+from services.engine.face.detector import Detection
+from services.engine.face.evaluate import nearest_to_centre
+from services.engine.face.refine import face_crop, refine_landmarks
 
 SCALE = 0.5
 CORNER = np.array([500.0, 300.0])
@@ -60,7 +60,7 @@ def test_eval_records_with_refinement_change_only_the_embedded_chip(lfw_paths, d
     """`lfr eval --alignment redetect`: the quality gate still judges the detector's landmarks
     and the plain chip (the same reports), the embeddings come from the refined chips, and a
     cache shared with a plain run never hands one option's embeddings to the other."""
-    from services.evaluation.faces import OK, FaceRecords
+    from services.tools.evaluation.faces import OK, FaceRecords
 
     paths = lfw_paths[:6]
     cache = tmp_path / "faces.sqlite"

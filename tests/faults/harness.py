@@ -1,13 +1,13 @@
 """The real pipeline under fault injection, scored against the synthetic crowd's ground truth.
 
-One :class:`CrowdRun` is the demo's pipeline (services/demo): the embedded broker under `lfr
+One :class:`CrowdRun` is the demo's pipeline (services/tools/demo): the embedded broker under `lfr
 broker`'s supervisor (it restarts a broker that dies and re-applies the topics), a watchlist
 enrolled from the data set, an active deployment, and ingest (the synthetic crowd camera),
 detect, embed, the matcher and the dispatcher as separate processes with the real models. A
 process supervisor restarts any service that exits, as Kubernetes would, and counts the exits
 nobody asked for (``crash_restarts``). Scenarios share the run one after another.
 
-Ground truth: ingest writes, per frame, who is where (services/ingest/crowd.py). A *walk* is
+Ground truth: ingest writes, per frame, who is where (services/pipeline/ingest/crowd.py). A *walk* is
 one pass of one walker across the scene; the crowd repeats its cast, so one person walks many
 times. The dispatcher's cooldown is set below the shortest gap between two walks of one person,
 so every walk of a watchlisted person opens an alert of its own. A walk is *alerted* when an
@@ -47,12 +47,12 @@ from services.common.jsonevents import decode_record
 from services.common.errors import MessageError
 from services.common.settings import DispatchSettings
 from services.common.topics import load_topic_specs
-from services.demo.cast import Cast, choose_cast
-from services.demo.deployment import open_deployment
-from services.demo.pipeline import Pipeline
-from services.demo.run import CAMERA, DEPLOYMENT, DemoOptions, crowd_camera, enrol
-from services.face.boxes import box_iou
-from services.ingest.cameras import save_cameras
+from services.tools.demo.cast import Cast, choose_cast
+from services.tools.demo.deployment import open_deployment
+from services.tools.demo.pipeline import Pipeline
+from services.tools.demo.run import CAMERA, DEPLOYMENT, DemoOptions, crowd_camera, enrol
+from services.engine.face.boxes import box_iou
+from services.pipeline.ingest.cameras import save_cameras
 from tests.kafka_helpers import unique, wait_until
 
 logger = logging.getLogger(__name__)

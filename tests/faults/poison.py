@@ -18,11 +18,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from services.common.delivery import MAX_RECORD_BYTES
 from services.common.envelope import encode
 from services.common.settings import WatchlistSettings, load_settings
-from services.audit.writer import change_digest
-from services.demo.run import DEPLOYMENT
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.store import WatchlistStore
+from services.governance.audit.writer import change_digest
+from services.tools.demo.run import DEPLOYMENT
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.store import WatchlistStore
 from tests.kafka_helpers import unique
 
 from .harness import CrowdRun, Injected

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from services.common.settings import WatchlistSettings, load_settings
-from services.watchlist.store import WatchlistStore
+from services.governance.watchlist.store import WatchlistStore
 from tests.kafka_helpers import wait_until
 
 from .harness import RECOVERY_BOUND_S, SERVICES, CrowdRun, Injected, kill_broker

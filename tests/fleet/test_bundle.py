@@ -15,15 +15,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.common.jsonevents import decode_record
 from services.common.signing import Keyring, Signer
-from services.deployments.record import Window
-from services.face.models import SFACE, ModelIdentity
-from services.fleet.bundle import BundleContents, BundleError, BundleRefused, SealedBundle, build_bundle, force_owner, unwrap_data_key
-from services.fleet.vankey import VanKey
-from services.fleet.vanstore import VanBundleStore
-from services.link.outbox import Outbox
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.reference import ReferenceImage
-from services.watchlist.thresholds import Thresholds
+from services.governance.deployments.record import Window
+from services.engine.face.models import SFACE, ModelIdentity
+from services.van.fleet.bundle import BundleContents, BundleError, BundleRefused, SealedBundle, build_bundle, force_owner, unwrap_data_key
+from services.van.fleet.vankey import VanKey
+from services.van.fleet.vanstore import VanBundleStore
+from services.van.link.outbox import Outbox
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.reference import ReferenceImage
+from services.governance.watchlist.thresholds import Thresholds
 from tests.deployment_helpers import active_deployment
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)

@@ -8,9 +8,9 @@ import time
 
 from services.common.cli_support import EXIT_REFUSED
 from services.common.signing import Keyring, Signer
-from services.fleet.bundle import BundleContents, build_bundle, force_owner
-from services.fleet.vankey import VanPublicKey
-from services.watchlist.thresholds import Thresholds
+from services.van.fleet.bundle import BundleContents, build_bundle, force_owner
+from services.van.fleet.vankey import VanPublicKey
+from services.governance.watchlist.thresholds import Thresholds
 from tests.deployment_helpers import active_deployment
 from tests.fleet.test_bundle import entry
 from tests.test_cli_conventions import lfr
@@ -60,13 +60,13 @@ def test_keygen_build_inspect_open_and_refuse(tmp_path):
 def test_build_reads_the_deployment_and_its_snapshot_from_kafka(broker, kafka_env, monkeypatch, tmp_path):
     from pathlib import Path
 
-    from services.audit.identity import add_ephemeral_key, ephemeral_identity
+    from services.governance.audit.identity import add_ephemeral_key, ephemeral_identity
     from services.common.settings import WatchlistSettings, load_settings
-    from services.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
-    from services.fleet.vankey import VanKey
-    from services.watchlist.store import WatchlistStore
+    from services.van.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
+    from services.van.fleet.vankey import VanKey
+    from services.governance.watchlist.store import WatchlistStore
     from services.common.settings import DeploymentSettings
-    from services.deployments.store import DeploymentStore
+    from services.governance.deployments.store import DeploymentStore
     from tests.deployment_helpers import countersign
     from tests.kafka_helpers import create_topics, unique
 

@@ -7,19 +7,19 @@ import dataclasses
 import json
 from pathlib import Path
 
-from services.fleet.bundle import force_owner
+from services.van.fleet.bundle import force_owner
 from tests.deployment_helpers import active_deployment
 from tests.fleet.test_bundle import entry
 from tests.test_cli_conventions import lfr
 
 
 def test_an_authorised_deployment_naming_vans_gets_one_sealed_bundle_per_van(broker, kafka_env, monkeypatch, tmp_path):
-    from services.audit.identity import add_ephemeral_key, ephemeral_identity
+    from services.governance.audit.identity import add_ephemeral_key, ephemeral_identity
     from services.common.settings import DeploymentSettings, WatchlistSettings, load_settings
-    from services.deployments.store import DeploymentStore
-    from services.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
-    from services.fleet.vankey import VanKey
-    from services.watchlist.store import WatchlistStore
+    from services.governance.deployments.store import DeploymentStore
+    from services.van.fleet.bundle import SealedBundle, decrypt_contents, unwrap_data_key
+    from services.van.fleet.vankey import VanKey
+    from services.governance.watchlist.store import WatchlistStore
     from tests.deployment_helpers import countersign
     from tests.kafka_helpers import create_topics, unique
 

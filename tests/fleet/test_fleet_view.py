@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, generate_latest
 
-from services.fleet.fleetview import FleetView
-from services.fleet.heartbeat import build_heartbeat
-from services.link.outbox import Outbox, OutboxRow
+from services.van.fleet.fleetview import FleetView
+from services.van.fleet.heartbeat import build_heartbeat
+from services.van.link.outbox import Outbox, OutboxRow
 
 NOW = 1_800_000_000_000
 

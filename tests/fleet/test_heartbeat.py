@@ -7,9 +7,9 @@ import pytest
 from services.common.envelope import decode
 from services.common.jsonevents import decode_record
 from services.common.errors import SchemaValidationError
-from services.fleet.heartbeat import build_heartbeat, heartbeat_record, link_state
-from services.link.egress import withhold_reason
-from services.link.outbox import Outbox, OutboxRow
+from services.van.fleet.heartbeat import build_heartbeat, heartbeat_record, link_state
+from services.van.link.egress import withhold_reason
+from services.van.link.outbox import Outbox, OutboxRow
 from tests.fleet.test_bundle import build, world  # noqa: F401 - the fixture
 
 NOW = 1_800_000_000_000

@@ -12,9 +12,9 @@ from prometheus_client import REGISTRY
 
 from services.common import jsonevents
 from services.common.envelope import decode, encode
-from services.fleet.heartbeat import build_heartbeat, heartbeat_record
-from services.fleet.intake import check_forwarded
-from services.fleet.register import RegisterError, parse_register
+from services.van.fleet.heartbeat import build_heartbeat, heartbeat_record
+from services.van.fleet.intake import check_forwarded
+from services.van.fleet.register import RegisterError, parse_register
 from tests.kafka_helpers import create_topics, unique, wait_until
 
 VANS = {"van-1": "default", "van-2": "gmp"}
@@ -112,8 +112,8 @@ def _metric(name, **labels):
 
 
 def test_the_intake_writes_checked_records_on_dead_letters_the_rest_and_is_never_blocked(broker, tmp_path):
-    from services.fleet.intake_service import build
-    from services.fleet.settings import IntakeSettings
+    from services.van.fleet.intake_service import build
+    from services.van.fleet.settings import IntakeSettings
     from tests.kafka_helpers import TopicReader
 
     landing, counts_topic, audit_topic, beats, dlq = (unique(n) for n in ("inbound", "counts", "audit", "beats", "dlq"))
@@ -183,8 +183,8 @@ def committed(intake) -> int:
 
 
 def test_a_force_s_van_link_forwards_the_force_s_topics_to_the_force_s_landing_topic(tmp_path):
-    from services.link.service import build as build_link
-    from services.link.settings import LinkSettings
+    from services.van.link.service import build as build_link
+    from services.van.link.settings import LinkSettings
 
     settings = LinkSettings(kafka_bootstrap_servers="127.0.0.1:1", link_core_bootstrap_servers="127.0.0.1:1", force="gmp",
                             link_outbox_path=tmp_path / "outbox.sqlite")
@@ -202,8 +202,8 @@ def test_a_record_sent_again_after_an_intake_restart_reaches_the_core_once(broke
     import uuid
 
     from services.common.topic_reader import read_to_end
-    from services.fleet.intake_service import build
-    from services.fleet.settings import IntakeSettings
+    from services.van.fleet.intake_service import build
+    from services.van.fleet.settings import IntakeSettings
 
     force = "f" + uuid.uuid4().hex[:10]  # this test's own force: its topics are no other test's
     vans = {"van-r": force}
@@ -254,8 +254,8 @@ def test_a_fatal_core_producer_error_does_not_stop_the_intake_and_writes_nothing
     import uuid
 
     from services.common.topic_reader import read_to_end
-    from services.fleet.intake_service import build
-    from services.fleet.settings import IntakeSettings
+    from services.van.fleet.intake_service import build
+    from services.van.fleet.settings import IntakeSettings
 
     force = "f" + uuid.uuid4().hex[:10]
     vans = {"van-f": force}

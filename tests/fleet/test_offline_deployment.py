@@ -4,8 +4,8 @@ decisions, erases the bundle at the end, and delivers everything once the link c
 
 Cheap on purpose: the models do not run. Real parts: the bundle (built and sealed by the core,
 verified, held as ciphertext and crypto-erased by the van's store), the capture policy the
-ingest applies (services/deployments/policy.py) on the deployment record the bundle carries,
-the van's embedded broker, the link (services/link: durable outbox, a core that does not
+ingest applies (services/governance/deployments/policy.py) on the deployment record the bundle carries,
+the van's embedded broker, the link (services/van/link: durable outbox, a core that does not
 exist until the end) and the core's embedded broker on the port the link was always given.
 Synthetic: the alerts (as the dispatcher's policy raises them) and the officers' decisions (as
 the review console writes them) are produced straight onto the van's topics; time is passed
@@ -23,14 +23,14 @@ import pytest
 from services.common import jsonevents
 from services.common.settings import load_settings
 from services.common.signing import Keyring, Signer
-from services.deployments.policy import CAMERA_NOT_AUTHORISED, OUTSIDE_WINDOW, DeploymentPolicy
-from services.fleet.bundle import BundleContents, BundleRefused, build_bundle, force_owner
-from services.fleet.vankey import VanKey
-from services.fleet.vanstore import VanBundleStore
-from services.link.outbox import Outbox
-from services.link.service import build
-from services.link.settings import LinkSettings
-from services.watchlist.thresholds import Thresholds
+from services.governance.deployments.policy import CAMERA_NOT_AUTHORISED, OUTSIDE_WINDOW, DeploymentPolicy
+from services.van.fleet.bundle import BundleContents, BundleRefused, build_bundle, force_owner
+from services.van.fleet.vankey import VanKey
+from services.van.fleet.vanstore import VanBundleStore
+from services.van.link.outbox import Outbox
+from services.van.link.service import build
+from services.van.link.settings import LinkSettings
+from services.governance.watchlist.thresholds import Thresholds
 from tests.deployment_helpers import active_deployment
 from tests.fleet.test_bundle import entry
 from tests.kafka_helpers import TopicReader, wait_until

@@ -59,7 +59,7 @@ def test_a_van_starts_healthy_on_embedded_defaults_beats_and_stops_cleanly(tmp_p
         body = decode(beats[-1].value()).data
         assert body["van_id"] == "van-7" and body["force"] == "gmp"
         deadline = time.monotonic() + 30  # the link took the heartbeats into its outbox; the core is unreachable
-        from services.link.outbox import Outbox
+        from services.van.link.outbox import Outbox
 
         while time.monotonic() < deadline:
             outbox = Outbox(tmp_path / "state" / "outbox.sqlite")
@@ -87,7 +87,7 @@ def test_a_van_starts_healthy_on_embedded_defaults_beats_and_stops_cleanly(tmp_p
 
 
 def test_camera_frame_rates_for_the_heartbeat_come_from_ingest_s_counters():
-    from services.fleet.van import captured_frames, frame_rates
+    from services.van.fleet.van import captured_frames, frame_rates
 
     text = ('# HELP lfr_frames_captured_total Frames read from cameras\n# TYPE lfr_frames_captured_total counter\n'
             'lfr_frames_captured_total{camera="mast-1"} 100.0\nlfr_frames_captured_total{camera="mast-2"} 7.0\n')
@@ -98,8 +98,8 @@ def test_camera_frame_rates_for_the_heartbeat_come_from_ingest_s_counters():
 
 
 def test_a_full_van_disk_stops_capture_says_so_and_resumes_when_space_is_back(tmp_path):
-    from services.fleet.settings import VanRunSettings
-    from services.fleet.van import Van, capture_allowed
+    from services.van.fleet.settings import VanRunSettings
+    from services.van.fleet.van import Van, capture_allowed
 
     assert capture_allowed(100, 100, capturing=True) and not capture_allowed(99, 100, capturing=True)
     assert not capture_allowed(150, 100, capturing=False) and capture_allowed(200, 100, capturing=False)  # hysteresis

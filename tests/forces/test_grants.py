@@ -1,4 +1,4 @@
-"""The start-up check every service makes (services/forces/grants.py), LFR_FORCE moving a
+"""The start-up check every service makes (services/governance/forces/grants.py), LFR_FORCE moving a
 service's names under its force's prefix, and what the embedded broker does not enforce."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from services.common.settings import (
     load_settings,
 )
 from services.common.topic_reader import read_to_end
-from services.forces.grants import check_service_grants
+from services.governance.forces.grants import check_service_grants
 from tests.conftest import PROJECT_ROOT
 
 SERVICES = {"ingest": IngestSettings, "detect": DetectSettings, "embed": EmbedSettings, "matcher": MatcherSettings,
@@ -102,7 +102,7 @@ def test_the_embedded_broker_enforces_no_acl(broker):
 
 def test_a_forces_dispatcher_changelog_is_the_one_topics_apply_makes_and_its_principal_holds(monkeypatch):
     from services.common.topics import load_topic_specs
-    from services.forces.naming import force_topic
+    from services.governance.forces.naming import force_topic
 
     monkeypatch.setenv("LFR_FORCE", "gmp")
     settings = load_settings(DispatchSettings)

@@ -9,16 +9,16 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from services.audit.identity import ephemeral_identity
+from services.governance.audit.identity import ephemeral_identity
 from services.cli import main as lfr
 from services.common.settings import DeploymentSettings, load_settings
 from services.common.signing import Keyring, Signer
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import Window
-from services.deployments.store import DeploymentStore
-from services.dispatch.policy import decide
-from services.forces.naming import force_topic
-from services.watchlist.store import WatchlistStore
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.record import Window
+from services.governance.deployments.store import DeploymentStore
+from services.pipeline.dispatch.policy import decide
+from services.governance.forces.naming import force_topic
+from services.governance.watchlist.store import WatchlistStore
 from tests.deployments.test_rules import HOUR, calibration, draft, entry
 from tests.dispatch.helpers import match
 from tests.forces.test_registry import forces_topic  # noqa: F401 - fixture

@@ -1,11 +1,11 @@
-"""Force ids and the per-force topic naming scheme (services/forces/naming.py)."""
+"""Force ids and the per-force topic naming scheme (services/governance/forces/naming.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.common.topics import load_topic_specs
-from services.forces.naming import NamingError, check_force_id, check_topic_name, force_topic, topic_force
+from services.governance.forces.naming import NamingError, check_force_id, check_topic_name, force_topic, topic_force
 
 PLATFORM = [spec.name for spec in load_topic_specs()]
 

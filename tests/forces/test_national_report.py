@@ -12,9 +12,9 @@ import pytest
 from services.cli import main
 from services.common import cli_support
 from services.common.envelope import encode
-from services.deployments.record import SCHEMA as DEPLOYMENT_SCHEMA
-from services.dispatch.policy import decide
-from services.report.national import NATIONAL_KEYS, national_report
+from services.governance.deployments.record import SCHEMA as DEPLOYMENT_SCHEMA
+from services.pipeline.dispatch.policy import decide
+from services.operations.report.national import NATIONAL_KEYS, national_report
 from tests.deployment_helpers import active_deployment
 from tests.dispatch.helpers import match
 from tests.forces.test_registry import forces_topic  # noqa: F401 - fixture
@@ -92,7 +92,7 @@ def test_a_forces_own_report_reads_only_its_topics(two_forces, capsys, tmp_path)
 def test_records_named_for_another_force_on_a_forces_topics_are_not_counted(two_forces, broker, capsys, tmp_path):
     """Attack (#24): records written with force A's name onto force B's topics (and unnamed ones,
     which are force default's) change nothing in B's report, and each is counted as refused."""
-    from services.forces.place import FORCE_MISMATCHES
+    from services.governance.forces.place import FORCE_MISMATCHES
 
     (a, b), _ = two_forces
     now = int(time.time() * 1000)

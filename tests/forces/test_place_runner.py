@@ -12,7 +12,7 @@ from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import PassthroughSettings, load_settings
-from services.passthrough.stage import process as passthrough
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import create_topics, produce, running_in_thread, unique
 
 
@@ -51,7 +51,7 @@ def test_the_report_leaves_out_a_record_naming_another_force_than_its_deployment
     import time
 
     from services.cli import main
-    from services.dispatch.policy import decide
+    from services.pipeline.dispatch.policy import decide
     from tests.deployment_helpers import active_deployment
     from tests.dispatch.helpers import match
     from tests.kafka_helpers import produce_events

@@ -13,7 +13,7 @@ from services.cli import main
 from services.common import cli_support
 from services.common.jsonevents import decode_record
 from services.common.topic_reader import read_to_end
-from services.forces.registry import KNOWN_FORCES
+from services.governance.forces.registry import KNOWN_FORCES
 
 SEVEN = {"gmp": "Greater Manchester Police", "wyp": "West Yorkshire Police", "beds": "Bedfordshire Police",
          "surrey": "Surrey Police", "sussex": "Sussex Police", "tvp": "Thames Valley Police",
@@ -110,7 +110,7 @@ def test_a_registry_record_under_another_forces_key_or_invalid_is_skipped(forces
     """A record keyed gmp whose body names wyp (one force's name written as another's) is not a
     registration of either; nor is a record that does not validate."""
     from services.common.envelope import encode
-    from services.forces.registry import new_force
+    from services.governance.forces.registry import new_force
     from tests.kafka_helpers import produce
 
     wyp = new_force("wyp", None, "dpo@wyp.example", actor="x", now_ms=1)
@@ -122,7 +122,7 @@ def test_an_unsigned_or_unaudited_registration_is_not_a_force(forces_topic, brok
     """Written straight onto the registry topic by anyone with broker access (the embedded broker
     has no authentication): unsigned, or signed by a trusted key with a made-up audit hash."""
     from services.common.envelope import encode
-    from services.forces.registry import new_force
+    from services.governance.forces.registry import new_force
     from tests.deployment_helpers import session_signers
     from tests.kafka_helpers import produce
 

@@ -6,9 +6,9 @@ import pytest
 
 from services.common.envelope import encode
 from services.common.topics import load_topic_specs
-from services.link.bandwidth import TokenBucket
-from services.link.egress import EgressRefused, check_topic, egress_value, outcome_topics, withhold_reason
-from services.link.outbox import Outbox, OutboxRow
+from services.van.link.bandwidth import TokenBucket
+from services.van.link.egress import EgressRefused, check_topic, egress_value, outcome_topics, withhold_reason
+from services.van.link.outbox import Outbox, OutboxRow
 from tests.kafka_helpers import NoValidation, audit_record
 
 

@@ -22,11 +22,11 @@ from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.settings import load_settings
 from services.common.topics import apply_topics, load_topic_specs
-from services.link.dedup import SeenIds, link_id_of
-from services.link.egress import OUTCOMES, _has_attachments, logical_name, record_schema
-from services.link.outbox import Outbox
-from services.link.service import build
-from services.link.settings import LinkSettings
+from services.van.link.dedup import SeenIds, link_id_of
+from services.van.link.egress import OUTCOMES, _has_attachments, logical_name, record_schema
+from services.van.link.outbox import Outbox
+from services.van.link.service import build
+from services.van.link.settings import LinkSettings
 from tests.kafka_helpers import NoValidation, unique, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,8 +164,8 @@ def test_outcomes_only_reach_the_core_in_order_per_key_within_the_bandwidth_cap(
         monkeypatch.setenv(name, value)
     # a bundle erased while the link was down: its audit record waits in the outbox
     from services.common.signing import Keyring
-    from services.fleet.vankey import VanKey
-    from services.fleet.vanstore import Erasure, VanBundleStore
+    from services.van.fleet.vankey import VanKey
+    from services.van.fleet.vanstore import Erasure, VanBundleStore
 
     erased = VanBundleStore(tmp_path / "van", VanKey.generate("van-3"), "gmp", Keyring())
     queued = Outbox(tmp_path / "outbox.sqlite")

@@ -15,9 +15,9 @@ from confluent_kafka import Consumer
 from prometheus_client import REGISTRY
 
 from services.common.settings import IngestSettings, load_settings
-from services.ingest.backpressure import BackpressureConfig, CameraRate, SentLog
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.ingest.service import IngestService
+from services.pipeline.ingest.backpressure import BackpressureConfig, CameraRate, SentLog
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.pipeline.ingest.service import IngestService
 from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from services.demo.misses import walker_report
+from services.tools.demo.misses import walker_report
 
 
 def _unit(*values: float) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_a_shot_above_threshold_without_an_alert_is_reported_as_a_pipeline_fault
 
 
 def test_never_embedded_counts_walks_of_64_px_in_view_a_second_that_no_embedded_face_belongs_to():
-    from services.demo.misses import never_embedded
+    from services.tools.demo.misses import never_embedded
 
     def record(seq: int, *faces: tuple[int, str, int, list[float]]) -> dict:
         return {"camera_id": "c", "seq": seq, "captured_at_ms": seq * 500,

@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY
 
 from services.common.envelope import decode
 from services.common.settings import IngestSettings, load_settings
-from services.ingest.cameras import CameraConfig, load_cameras, redact, save_cameras
-from services.ingest.service import CameraWorker, IngestService, _Frame
-from services.deployments.policy import DeploymentPolicy
+from services.pipeline.ingest.cameras import CameraConfig, load_cameras, redact, save_cameras
+from services.pipeline.ingest.service import CameraWorker, IngestService, _Frame
+from services.governance.deployments.policy import DeploymentPolicy
 from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
 
@@ -119,7 +119,7 @@ def test_removed_camera_leaves_no_staleness_series(monkeypatch, tmp_path):
 
 def test_video_file_source_reads_and_loops(tmp_path):
     """A video file goes through OpenCV's FFmpeg backend, like an RTSP/HTTP stream, and loops."""
-    from services.ingest.sources import SourceError, VideoSource, open_source
+    from services.pipeline.ingest.sources import SourceError, VideoSource, open_source
 
     path = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
@@ -144,7 +144,7 @@ def test_a_jpeg_folder_is_forwarded_without_decoding_and_other_files_are_encoded
     import cv2
     import numpy as np
 
-    from services.ingest.sources import EncodedFrame, FolderSource
+    from services.pipeline.ingest.sources import EncodedFrame, FolderSource
 
     rng = np.random.default_rng(1)
     small = cv2.imencode(".jpg", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))[1].tobytes()

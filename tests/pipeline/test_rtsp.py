@@ -1,7 +1,7 @@
 """Ingest against a real RTSP server (GStreamer's, started by the test) serving the synthetic crowd.
 
 H.264 at 1920x1080 and 25 fps, H.265 and MJPEG at 960x540; each frame carries its clip index
-(services/ingest/testcamera.py), so what ingest received is scored against the crowd's truth.
+(services/pipeline/ingest/testcamera.py), so what ingest received is scored against the crowd's truth.
 The server is killed and restarted, and stalled (SIGSTOP), under a running ingest service.
 """
 
@@ -16,11 +16,11 @@ from prometheus_client import REGISTRY
 
 from services.common.envelope import decode
 from services.common.settings import IngestSettings, load_settings
-from services.face.boxes import box_iou
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.ingest.service import IngestService
-from services.ingest.sources import EncodedFrame, SourceError, StreamSource, expand_credentials, open_source
-from services.ingest.testcamera import RtspTestServer, read_stamp, render_clip, server_unavailable, stamp
+from services.engine.face.boxes import box_iou
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.pipeline.ingest.service import IngestService
+from services.pipeline.ingest.sources import EncodedFrame, SourceError, StreamSource, expand_credentials, open_source
+from services.pipeline.ingest.testcamera import RtspTestServer, read_stamp, render_clip, server_unavailable, stamp
 from tests.deployment_helpers import active_deployment
 from tests.kafka_helpers import create_topics, running_in_thread, unique, wait_until
 

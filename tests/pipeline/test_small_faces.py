@@ -1,4 +1,4 @@
-"""Small faces at distance: tiles and a region of interest (services/face/tiling.py), with the real
+"""Small faces at distance: tiles and a region of interest (services/engine/face/tiling.py), with the real
 YuNet model on synthetic-crowd 1080p frames; boxes mapped back to frame pixels, faces in tile
 overlaps found once, and the min-face-width/v1 rule in the detect stage."""
 
@@ -14,12 +14,12 @@ from prometheus_client import REGISTRY
 from services.common.envelope import decode, encode
 from services.common.settings import DetectSettings
 from services.common.stage import Message
-from services.detect.stage import DetectDeps, process as detect
-from services.detect.views import CameraViews
-from services.face import LIVE_BOUNDS, ImageLimits
-from services.face.boxes import box_iou
-from services.face.tiling import ViewPlan, detect_views, runs_per_frame, windows
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
+from services.pipeline.detect.stage import DetectDeps, process as detect
+from services.pipeline.detect.views import CameraViews
+from services.engine.face import LIVE_BOUNDS, ImageLimits
+from services.engine.face.boxes import box_iou
+from services.engine.face.tiling import ViewPlan, detect_views, runs_per_frame, windows
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 
 CAST = ["Vladimir_Putin", "Hugo_Chavez", "Ariel_Sharon", "Hans_Blix"]
 HD = (1920, 1080)

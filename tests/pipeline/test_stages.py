@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 
 from services.common.envelope import decode, encode
 from services.common.stage import Message
-from services.detect.stage import DetectDeps, FrameRejected, process as detect
-from services.embed.stage import ChipRejected, EmbedDeps, process as embed
-from services.face import LIVE_BOUNDS, ImageLimits
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
+from services.pipeline.detect.stage import DetectDeps, FrameRejected, process as detect
+from services.pipeline.embed.stage import ChipRejected, EmbedDeps, process as embed
+from services.engine.face import LIVE_BOUNDS, ImageLimits
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 
 CAST = ["Vladimir_Putin", "Hugo_Chavez", "Ariel_Sharon", "Hans_Blix"]
 
@@ -111,14 +111,14 @@ def test_embed_rejects_a_chip_that_is_not_an_aligned_face(scene, face_engine):
 
 
 def _truth_identity(box, truth) -> str | None:
-    from services.face.boxes import box_iou
+    from services.engine.face.boxes import box_iou
 
     best = max(truth, key=lambda t: box_iou(t["box"], box), default=None)
     return best["identity"] if best is not None and box_iou(best["box"], box) > 0.3 else None
 
 
 def test_detect_with_tracking_sends_at_most_k_shots_per_track_of_one_person(scene, face_engine):
-    from services.tracking import ShotPolicy, Tracks
+    from services.engine.tracking import ShotPolicy, Tracks
 
     k = 2
     deps = DetectDeps(detector=face_engine[0], bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
@@ -182,7 +182,7 @@ def test_detect_counts_every_face_it_finds_per_deployment_before_the_gate_and_sh
     """lfr.counts.v2 (the report's "faces processed"): every detection in the frames detect ran
     through, per deployment and input partition, with no face in it; stale frames are not counted;
     a redelivered batch carries the same count ids (the report counts each id once)."""
-    from services.tracking import ShotPolicy, Tracks
+    from services.engine.tracking import ShotPolicy, Tracks
 
     detector = face_engine[0]
     deps = DetectDeps(detector=detector, bounds=LIVE_BOUNDS, limits=ImageLimits(), max_frame_age_ms=600_000, superseded_after_ms=600_000,
@@ -240,8 +240,8 @@ def test_detect_sends_a_track_again_when_its_shots_may_have_been_lost(scene, fac
     broker outage stayed unalerted after recovery). A failed call reopens only what it lost: after
     a delivery nothing, and a corrupt frame (rejected before tracking) nothing; a rewind or a
     lost group (broker trouble: delivered records may be gone) reopens every live track."""
-    from services.detect.stage import DetectStage
-    from services.tracking import ShotPolicy, Tracks
+    from services.pipeline.detect.stage import DetectStage
+    from services.engine.tracking import ShotPolicy, Tracks
 
     def reopened(reason: str) -> float:
         return REGISTRY.get_sample_value("lfr_tracks_reopened_total", {"reason": reason}) or 0

@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 
 from services.common.envelope import decode, encode
-from services.demo.cast import choose_cast
-from services.demo.deployment import open_deployment
-from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, DemoOptions, crowd_camera, enrol
-from services.face import LIVE_BOUNDS, align_face, assess_quality, decode_image
-from services.face.evaluate import list_identities, nearest_to_centre
-from services.face.models import default_cache_dir
-from services.ingest.cameras import save_cameras
-from services.privacy.audit import AuditOptions, read_whole_topic, run_audit
-from services.privacy.payload import PAYLOAD_HEADER, WITHHELD
-from services.watchlist.thresholds import DEFAULT_THRESHOLD
+from services.tools.demo.cast import choose_cast
+from services.tools.demo.deployment import open_deployment
+from services.tools.demo.pipeline import Pipeline
+from services.tools.demo.run import DEPLOYMENT, DemoOptions, crowd_camera, enrol
+from services.engine.face import LIVE_BOUNDS, align_face, assess_quality, decode_image
+from services.engine.face.evaluate import list_identities, nearest_to_centre
+from services.engine.face.models import default_cache_dir
+from services.pipeline.ingest.cameras import save_cameras
+from services.governance.privacy.audit import AuditOptions, read_whole_topic, run_audit
+from services.governance.privacy.payload import PAYLOAD_HEADER, WITHHELD
+from services.governance.watchlist.thresholds import DEFAULT_THRESHOLD
 from tests.kafka_helpers import NoValidation, produce, wait_until
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from qdrant_client import QdrantClient, models
 from services.common.errors import FatalError
 from services.common.runner import EXIT_FATAL, StageRunner
 from services.common.settings import PassthroughSettings, load_settings
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding
-from services.watchlist.index import IndexRefused, WatchlistIndex
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding
+from services.governance.watchlist.index import IndexRefused, WatchlistIndex
 from tests.kafka_helpers import audit_record, committed_total, create_topics, produce, unique
 from tests.watchlist.test_matcher_stage import entry, unit
 

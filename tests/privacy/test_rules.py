@@ -11,9 +11,9 @@ import pytest
 
 from services.common.envelope import encode
 from services.common.topics import TopicSpec, load_topic_specs
-from services.privacy.artefacts import from_raw, from_value
-from services.privacy.payload import ORIGINAL, WITHHELD, dead_letter_value
-from services.privacy.retention import check_topic
+from services.governance.privacy.artefacts import from_raw, from_value
+from services.governance.privacy.payload import ORIGINAL, WITHHELD, dead_letter_value
+from services.governance.privacy.retention import check_topic
 
 SPECS = {spec.name: spec for spec in load_topic_specs()}
 

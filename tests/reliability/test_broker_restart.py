@@ -26,9 +26,9 @@ from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import IngestSettings, PassthroughSettings, load_settings
 from services.common.topics import TopicSpec
-from services.ingest.cameras import CameraConfig, save_cameras
-from services.ingest.service import IngestService
-from services.passthrough.stage import process as passthrough
+from services.pipeline.ingest.cameras import CameraConfig, save_cameras
+from services.pipeline.ingest.service import IngestService
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import TopicReader, audit_record, produce, running_in_thread, unique, wait_until
 
 RECOVERY_BOUND_S = 30

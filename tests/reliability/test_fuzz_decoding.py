@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from services.common.envelope import decode, encode
 from services.common.errors import MessageError
 from services.common.stage import Message
-from services.face.errors import ImageError
-from services.face.imageio import decode_image, encode_jpeg
-from services.ingest.cameras import load_cameras
+from services.engine.face.errors import ImageError
+from services.engine.face.imageio import decode_image, encode_jpeg
+from services.pipeline.ingest.cameras import load_cameras
 
 JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=20)
 JSON = st.recursive(JSON_LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
@@ -95,8 +95,8 @@ def _message(schema: str, data) -> Message:
 
 @given(st.binary(max_size=512), st.integers(1, 4000), st.integers(1, 4000))
 def test_detect_stage_decoding_refuses_with_a_message_error(image, width, height):
-    from services.detect.stage import DetectDeps, process
-    from services.face import ImageLimits
+    from services.pipeline.detect.stage import DetectDeps, process
+    from services.engine.face import ImageLimits
 
     frame = {"camera_id": "c", "deployment_id": "d", "seq": 1, "captured_at_ms": int(time.time() * 1000), "width": width,
              "height": height, "media_type": "image/jpeg", "image": image}
@@ -108,7 +108,7 @@ def test_detect_stage_decoding_refuses_with_a_message_error(image, width, height
 
 @given(st.binary(max_size=512))
 def test_embed_stage_decoding_refuses_with_a_message_error(chip):
-    from services.embed.stage import EmbedDeps, process
+    from services.pipeline.embed.stage import EmbedDeps, process
 
     try:
         # A fresh face (inside the latency budget), so the chip is what the stage decodes.
@@ -120,8 +120,8 @@ def test_embed_stage_decoding_refuses_with_a_message_error(chip):
 
 @given(st.binary(max_size=600), st.integers(0, 300))
 def test_matcher_probe_decoding_refuses_with_a_message_error(vector_bytes, dim):
-    from services.face.models import SFACE
-    from services.matcher.stage import probe_vector
+    from services.engine.face.models import SFACE
+    from services.pipeline.matcher.stage import probe_vector
 
     class _Index:  # the two attributes probe_vector reads; the real index is exercised elsewhere
         model = type("M", (), {"name": SFACE.name, "sha256": SFACE.sha256})()
@@ -136,7 +136,7 @@ def test_matcher_probe_decoding_refuses_with_a_message_error(vector_bytes, dim):
 
 @given(JSON)
 def test_watchlist_entry_parsing_refuses_with_known_errors(data):
-    from services.watchlist.entry import WatchlistEntry
+    from services.governance.watchlist.entry import WatchlistEntry
 
     try:
         WatchlistEntry.from_data(decode(encode("lfr.watchlist.v1", data)).data)
@@ -156,7 +156,7 @@ def test_cameras_file_import_refuses_with_a_clear_error(tmp_path_factory, text):
 
 @given(st.text(max_size=300))
 def test_watchlist_csv_import_refuses_row_by_row(tmp_path_factory, text):
-    from services.watchlist.admin import Outcome, requests_from_csv
+    from services.governance.watchlist.admin import Outcome, requests_from_csv
 
     path = tmp_path_factory.mktemp("csv") / "import.csv"
     path.write_text("subject_id,reference,category,priority,image\n" + text, encoding="utf-8")

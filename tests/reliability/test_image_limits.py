@@ -16,8 +16,8 @@ import pytest
 
 from services.common.errors import MessageError
 from services.common.stage import Message
-from services.face import ImageLimits
-from services.face.imageio import encode_jpeg, image_size
+from services.engine.face import ImageLimits
+from services.engine.face.imageio import encode_jpeg, image_size
 
 
 def with_declared_size(jpeg: bytes, width: int, height: int) -> bytes:
@@ -53,7 +53,7 @@ def message(schema: str, data: dict) -> Message:
 
 
 def test_frame_whose_header_lies_about_its_size_is_rejected_before_decoding(decodes):
-    from services.detect.stage import DetectDeps, process
+    from services.pipeline.detect.stage import DetectDeps, process
 
     liar = with_declared_size(encode_jpeg(np.full((48, 64, 3), 128, np.uint8)), 3840, 2160)
     assert len(liar) < 2000
@@ -67,7 +67,7 @@ def test_frame_whose_header_lies_about_its_size_is_rejected_before_decoding(deco
 
 
 def test_oversized_chip_is_rejected_from_its_header(decodes):
-    from services.embed.stage import EmbedDeps, process
+    from services.pipeline.embed.stage import EmbedDeps, process
 
     huge = with_declared_size(encode_jpeg(np.full((112, 112, 3), 90, np.uint8)), 8192, 4880)
     face = {"frame": {"captured_at_ms": int(time.time() * 1000)}, "chip": {"media_type": "image/jpeg", "data": huge}}
@@ -77,7 +77,7 @@ def test_oversized_chip_is_rejected_from_its_header(decodes):
 
 
 def test_folder_source_checks_the_header_before_decoding(tmp_path, decodes):
-    from services.ingest.sources import FolderSource
+    from services.pipeline.ingest.sources import FolderSource
 
     good = encode_jpeg(np.full((48, 64, 3), 200, np.uint8))
     (tmp_path / "a_huge.jpg").write_bytes(with_declared_size(good, 9000, 9000))
@@ -88,7 +88,7 @@ def test_folder_source_checks_the_header_before_decoding(tmp_path, decodes):
 
 
 def test_enrolment_photo_over_the_limit_is_refused_from_its_header(decodes, face_engine):
-    from services.watchlist.enrol import Enroller
+    from services.governance.watchlist.enrol import Enroller
 
     huge = with_declared_size(encode_jpeg(np.full((64, 64, 3), 90, np.uint8)), 9000, 9000)
     enroller = Enroller(*face_engine)
@@ -98,9 +98,9 @@ def test_enrolment_photo_over_the_limit_is_refused_from_its_header(decodes, face
 
 
 def test_privacy_audit_reports_an_image_declaring_a_huge_canvas_without_decoding_it(decodes):
-    """Regression: the privacy audit's raw-bytes scan (services/privacy/artefacts.py, added after
+    """Regression: the privacy audit's raw-bytes scan (services/governance/privacy/artefacts.py, added after
     #14's fix) handed every JPEG/PNG it found to cv2.imdecode unchecked."""
-    from services.privacy.artefacts import from_raw
+    from services.governance.privacy.artefacts import from_raw
 
     good = encode_jpeg(np.full((48, 64, 3), 200, np.uint8))
     huge = with_declared_size(good, 9000, 9000)

@@ -12,7 +12,7 @@ from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.schemas import SchemaRegistry, schemas_dir
 from services.common.settings import PassthroughSettings, load_settings
-from services.passthrough.stage import process as passthrough
+from services.pipeline.passthrough.stage import process as passthrough
 from tests.kafka_helpers import audit_record, create_topics, produce, running_in_thread, unique
 
 BIG = 8 * 1024 * 1024

@@ -18,10 +18,10 @@ from prometheus_client import REGISTRY
 from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
-from services.face.models import SFACE, ModelIdentity
-from services.matcher.service import build
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.store import WatchlistStore
+from services.engine.face.models import SFACE, ModelIdentity
+from services.pipeline.matcher.service import build
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.store import WatchlistStore
 from tests.kafka_helpers import create_topics, produce, unique, wait_until
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
@@ -132,7 +132,7 @@ def test_bad_watchlist_records_are_skipped_reported_and_later_changes_applied(br
 
 def test_loader_that_stops_makes_the_matcher_not_ready_and_refuse_to_match(broker, topics):
     from services.common.errors import TransientError
-    from services.matcher.stage import process
+    from services.pipeline.matcher.stage import process
 
     produce(broker.bootstrap_servers, topics["watchlist"], [record(entry("alice", unit(1)))], keys=[b"alice"])
     materialiser, deps = build(load_settings(MatcherSettings))
@@ -149,7 +149,7 @@ def test_loader_that_stops_makes_the_matcher_not_ready_and_refuse_to_match(broke
 
 
 def test_matcher_service_exits_nonzero_when_the_loader_stops(broker, topics):
-    from services.matcher.service import serve
+    from services.pipeline.matcher.service import serve
 
     produce(broker.bootstrap_servers, topics["watchlist"], [record(entry("alice", unit(1)))], keys=[b"alice"])
     settings = load_settings(MatcherSettings)
@@ -164,11 +164,11 @@ def test_matcher_service_exits_nonzero_when_the_loader_stops(broker, topics):
 
 
 def test_admin_tools_skip_unreadable_records_with_a_warning(broker, topics, caplog, face_engine):
-    from services.watchlist.admin import WatchlistAdmin
-    from services.watchlist.enrol import Enroller
-    from services.watchlist.thresholds import Thresholds
+    from services.governance.watchlist.admin import WatchlistAdmin
+    from services.governance.watchlist.enrol import Enroller
+    from services.governance.watchlist.thresholds import Thresholds
 
-    from services.audit.writer import change_digest
+    from services.governance.audit.writer import change_digest
 
     store = WatchlistStore(load_settings(WatchlistSettings))
     topic = topics["watchlist"]

@@ -11,8 +11,8 @@ import uvicorn
 
 from services.common.broker import free_port
 from services.common.settings import ReviewSettings, load_settings
-from services.review.app import build_app
-from services.review.service import build_console
+from services.operations.review.app import build_app
+from services.operations.review.service import build_console
 from tests.kafka_helpers import create_topics, unique
 
 TOPIC_FIELDS = ("alerts_topic", "evidence_topic", "evidence_keys_topic", "adjudications_topic", "audit_topic",
@@ -36,7 +36,7 @@ def running_console(settings: ReviewSettings, clock=None):
     reader.start()
     console.sweeper.start()
     server = uvicorn.Server(uvicorn.Config(build_app(console), host=settings.http_host, port=settings.http_port,
-                                           log_config=None, access_log=False, proxy_headers=False))  # as services/review/service.py
+                                           log_config=None, access_log=False, proxy_headers=False))  # as services/operations/review/service.py
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -74,8 +74,8 @@ def emit_alert(bootstrap: str, settings: ReviewSettings, *, subject: str, deploy
                force: str | None = None) -> dict:
     """What the dispatcher does for one new alert: the alert (no chip) and its sealed chip
     (``force``: the force the dispatcher stamps on both; None = default's, unnamed)."""
-    from services.dispatch.evidence import EvidenceSealer
-    from services.dispatch.policy import decide
+    from services.pipeline.dispatch.evidence import EvidenceSealer
+    from services.pipeline.dispatch.policy import decide
     from tests.dispatch.helpers import match
     from tests.kafka_helpers import produce, produce_events
 
@@ -104,10 +104,10 @@ def enrol_reference(bootstrap: str, settings: ReviewSettings, subject: str, depl
     import numpy as np
 
     from services.common.settings import WatchlistSettings
-    from services.face.models import SFACE, ModelIdentity
-    from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-    from services.watchlist.reference import ReferenceImage
-    from services.watchlist.store import WatchlistStore
+    from services.engine.face.models import SFACE, ModelIdentity
+    from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+    from services.governance.watchlist.reference import ReferenceImage
+    from services.governance.watchlist.store import WatchlistStore
 
     vector = np.random.default_rng(seed).normal(size=128).astype(np.float32)
     entry = WatchlistEntry(subject, "W-" + subject, "wanted_by_courts", "red", Provenance("custody", 1, "PACE", "PC1", 1),
@@ -189,7 +189,7 @@ class AlertFeed:
 
     def _emit(self, subject: str, state, score: float, priority: str) -> None:
         from services.common import jsonevents
-        from services.dispatch.policy import decide
+        from services.pipeline.dispatch.policy import decide
         from tests.dispatch.helpers import match
 
         self._seq += 1

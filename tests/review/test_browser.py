@@ -17,15 +17,15 @@ import time
 import pytest
 
 from services.common.jsonevents import decode_record
-from services.demo.adjudicate import ConsoleClient, adjudicate
-from services.demo.cast import choose_cast
-from services.demo.deployment import open_deployment
-from services.demo.pipeline import Pipeline
-from services.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol, transparency_report
-from services.evidence.sealing import SealError, associated_data, open_sealed
-from services.ingest.cameras import save_cameras
-from services.review.custody import TransitKeyStore
-from services.review.users import UsersFile
+from services.tools.demo.adjudicate import ConsoleClient, adjudicate
+from services.tools.demo.cast import choose_cast
+from services.tools.demo.deployment import open_deployment
+from services.tools.demo.pipeline import Pipeline
+from services.tools.demo.run import DEPLOYMENT, DemoOptions, TopicTail, crowd_camera, enrol, transparency_report
+from services.governance.evidence.sealing import SealError, associated_data, open_sealed
+from services.pipeline.ingest.cameras import save_cameras
+from services.operations.review.custody import TransitKeyStore
+from services.operations.review.users import UsersFile
 from tests.kafka_helpers import wait_until
 
 from .browser_helpers import chromium, placeholder_screenshot, screenshots_dir

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from services.common.jsonevents import decode_record
-from services.evidence.sealing import SealError, associated_data, open_sealed
-from services.review.users import UsersFile
+from services.governance.evidence.sealing import SealError, associated_data, open_sealed
+from services.operations.review.users import UsersFile
 from tests.kafka_helpers import TopicReader, wait_until
 
 from .helpers import emit_alert, enrol_reference, review_settings, running_console

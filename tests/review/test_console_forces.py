@@ -11,8 +11,8 @@ from pathlib import Path
 
 from services.common.settings import ReviewSettings
 from services.common.signing import Keyring, Signer
-from services.forces.naming import force_topic
-from services.review.users import UsersFile
+from services.governance.forces.naming import force_topic
+from services.operations.review.users import UsersFile
 from tests.forces.test_national_report import two_forces  # noqa: F401 - fixture
 from tests.forces.test_registry import forces_topic  # noqa: F401 - fixture
 from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
@@ -109,7 +109,7 @@ def test_each_force_sees_only_its_own_and_the_national_role_only_counts(broker, 
 
 
 def test_the_oidc_force_claim_names_the_users_force():
-    from services.review.oidc import user_from_claims
+    from services.operations.review.oidc import user_from_claims
 
     def user(**claims):
         return user_from_claims({"preferred_username": "pc1", **claims}, "lfr_roles", "lfr_deployments", "lfr_force")

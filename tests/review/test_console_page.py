@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.review.users import UsersFile
+from services.operations.review.users import UsersFile
 from tests.kafka_helpers import wait_until
 
 from .browser_helpers import FACES_HIDDEN, HIDE_FACES, chromium, data_url, sign_in

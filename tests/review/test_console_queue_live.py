@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from services.review.users import UsersFile
+from services.operations.review.users import UsersFile
 from tests.kafka_helpers import wait_until
 
 from .browser_helpers import chromium, sign_in

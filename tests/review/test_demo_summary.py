@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from services.common.broker import free_port
-from services.demo.run import DemoOptions, run_demo
-from services.report.build import SUMMARY_KEYS
+from services.tools.demo.run import DemoOptions, run_demo
+from services.operations.report.build import SUMMARY_KEYS
 
 pytestmark = [pytest.mark.slow]  # about 100 s; part of `make test` (#12: every point runs there)
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from services.fleet.heartbeat import build_heartbeat, heartbeat_record
-from services.review.users import UsersFile
+from services.van.fleet.heartbeat import build_heartbeat, heartbeat_record
+from services.operations.review.users import UsersFile
 from tests.kafka_helpers import wait_until
 
 from .helpers import review_settings, running_console

@@ -9,9 +9,9 @@ import re
 import httpx
 import pytest
 
-from services.review.addresses import client_address, parse_proxies
-from services.review.sessions import LoginLimiter
-from services.review.users import UsersFile
+from services.operations.review.addresses import client_address, parse_proxies
+from services.operations.review.sessions import LoginLimiter
+from services.operations.review.users import UsersFile
 
 from .helpers import review_settings, running_console
 

@@ -7,11 +7,11 @@ import pytest
 
 from services.common.errors import SettingsError
 from services.common.settings import ReviewSettings, load_settings
-from services.evidence.sealing import SealError, associated_data, open_sealed, public_bytes, seal
-from services.review.custody import Evidence, EvidenceCustody, TransitKeyStore
-from services.review.oidc import user_from_claims
-from services.review.sessions import LoginLimiter, SessionStore
-from services.review.users import User, UsersFile
+from services.governance.evidence.sealing import SealError, associated_data, open_sealed, public_bytes, seal
+from services.operations.review.custody import Evidence, EvidenceCustody, TransitKeyStore
+from services.operations.review.oidc import user_from_claims
+from services.operations.review.sessions import LoginLimiter, SessionStore
+from services.operations.review.users import User, UsersFile
 
 
 def test_users_cli_add_list_remove_with_argon2id(tmp_path, capsys, monkeypatch):
@@ -106,7 +106,7 @@ def test_custody_erases_after_retention_and_keys_after_grace(tmp_path):
 
 def test_the_access_policy_for_every_role():
     """operator: own deployments only; supervisor and admin: every deployment and reports; auditor: reports only."""
-    from services.review.access import may_adjudicate, may_read_reports, may_see_deployment
+    from services.operations.review.access import may_adjudicate, may_read_reports, may_see_deployment
 
     users = {"operator": User("o", "operator", ("van-1",)), "supervisor": User("s", "supervisor"),
              "auditor": User("a", "auditor"), "admin": User("d", "admin")}

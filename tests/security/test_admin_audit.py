@@ -40,9 +40,9 @@ def test_reconcile_names_unaudited_and_unapplied_changes(broker, kafka_env, monk
     from confluent_kafka import Producer
 
     from services.common.settings import WatchlistSettings, load_settings
-    from services.face.models import SFACE, ModelIdentity
-    from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-    from services.watchlist.store import WatchlistStore
+    from services.engine.face.models import SFACE, ModelIdentity
+    from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+    from services.governance.watchlist.store import WatchlistStore
 
     topics = {name: unique(name) for name in ("watchlist", "audit")}
     create_topics(broker.bootstrap_servers, *topics.values(), partitions=1)

@@ -8,8 +8,8 @@ import json
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from services.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
-from services.audit.writer import AuditWriter
+from services.governance.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
+from services.governance.audit.writer import AuditWriter
 from services.cli import main as lfr
 from services.common.jsonevents import encode
 from services.common.settings import AuditSettings, load_settings
@@ -151,7 +151,7 @@ def read_values(bootstrap: str, topic: str) -> list[tuple[bytes, list]]:
 
 
 def test_embedded_broker_transactions_do_not_hide_aborted_records(broker):
-    """Measured fact behind the audit-first design (services/audit/writer.py): Tansu 0.6 with
+    """Measured fact behind the audit-first design (services/governance/audit/writer.py): Tansu 0.6 with
     memory storage accepts transactional producers, but a read_committed consumer still reads
     records of an aborted transaction, so "change + audit in one transaction" would not be atomic
     here. If this test starts failing, the broker hides aborted records and transactions can be used."""
@@ -239,8 +239,8 @@ def test_lfr_audit_migrate_copies_a_v1_trail_with_its_hashes(broker, kafka_env, 
     """The v1 trail (binary envelopes) copied into lfr.audit.v2 (plain JSON) keeps every hash:
     the chain verifies with the same head, the audit index confirms a change audited in v1, and
     the writer goes on from the copied head. A second copy, or a broken old chain, is refused."""
-    from services.audit.index import AuditIndex
-    from services.audit.writer import change_digest
+    from services.governance.audit.index import AuditIndex
+    from services.governance.audit.writer import change_digest
     from services.common import envelope
 
     writer_key, ring = keys

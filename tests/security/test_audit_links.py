@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from services.audit.chain import GENESIS, record_hash, seal
-from services.audit.writer import AUDIT_SCHEMA, change_digest
+from services.governance.audit.chain import GENESIS, record_hash, seal
+from services.governance.audit.writer import AUDIT_SCHEMA, change_digest
 from services.common.envelope import encode
 from services.common.jsonevents import encode as encode_json
 from services.common.settings import (
@@ -27,11 +27,11 @@ from services.common.settings import (
     load_settings,
 )
 from services.common.signing import Signer
-from services.deployments import enforcement
-from services.deployments.enforcement import start_enforcement
-from services.deployments.record import SCHEMA
-from services.deployments.signing import countersign
-from services.report.topics import read_inputs
+from services.governance.deployments import enforcement
+from services.governance.deployments.enforcement import start_enforcement
+from services.governance.deployments.record import SCHEMA
+from services.governance.deployments.signing import countersign
+from services.operations.report.topics import read_inputs
 from tests.deployment_helpers import active_deployment, publish_deployment, session_signers
 from tests.kafka_helpers import create_topics, unique, wait_until
 

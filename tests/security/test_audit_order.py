@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from services.audit.writer import AuditWriter
+from services.governance.audit.writer import AuditWriter
 from services.cli import main as lfr
 from services.common.settings import AuditSettings, load_settings
 from services.common.signing import Keyring, Signer
@@ -45,7 +45,7 @@ def test_a_record_signed_after_the_revocation_fails_whatever_its_time(broker, ka
 def test_audit_show_shows_only_what_verifies(broker, kafka_env, monkeypatch, capsys, tmp_path):
     """`lfr audit show` reads the audit through the chain check: a record a stranger appended is not shown."""
     from services.common.envelope import encode
-    from services.audit.chain import seal
+    from services.governance.audit.chain import seal
     from tests.kafka_helpers import produce
 
     writer_key, stranger = Signer.generate("Sgt 7 Writer"), Signer.generate("Sgt 7 Writer")

@@ -12,8 +12,8 @@ import yaml
 
 from services.common.access import load_access, principals_for
 from services.common.topics import load_topic_specs
-from services.forces.naming import force_group, force_topic
-from services.forces.registry import KNOWN_FORCES
+from services.governance.forces.naming import force_group, force_topic
+from services.governance.forces.registry import KNOWN_FORCES
 from tests.conftest import PROJECT_ROOT
 from tests.security.kafka_acl import Authorizer
 

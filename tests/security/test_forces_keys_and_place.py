@@ -11,23 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from services.audit.identity import ephemeral_identity
+from services.governance.audit.identity import ephemeral_identity
 from services.cli import main as lfr
 from services.common.envelope import encode
 from services.common.settings import DeploymentSettings, WatchlistSettings, load_settings
 from services.common.signing import Keyring, Signer
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import Window
-from services.deployments.store import DeploymentStore
-from services.watchlist.store import WatchlistStore
-from services.watchlist.verified import VerifiedWatchlist, fold
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.record import Window
+from services.governance.deployments.store import DeploymentStore
+from services.governance.watchlist.store import WatchlistStore
+from services.governance.watchlist.verified import VerifiedWatchlist, fold
 from tests.deployments.test_rules import HOUR, calibration, draft, entry
 from tests.kafka_helpers import TopicReader, create_topics, produce, unique
 
 
 
 def test_a_record_is_refused_off_its_place():
-    from services.forces import place
+    from services.governance.forces import place
 
     assert place.mismatch("lfr.gmp.alerts.v3", {"force": "gmp"}) is None
     assert place.mismatch("lfr.alerts.v3", {}) is None  # force default, as before forces
@@ -159,7 +159,7 @@ def test_audit_records_carry_their_force(forces, broker):
 def test_audit_verify_force_checks_one_forces_chain(forces, monkeypatch, capsys):
     """`lfr audit verify --force F` verifies F's chain; a record of force A's key appended to force
     B's chain (written past every command's check) fails it as foreign."""
-    from services.audit.writer import AuditWriter
+    from services.governance.audit.writer import AuditWriter
     from services.common.settings import AuditSettings
 
     a, b, topics, files, identity = forces
@@ -183,7 +183,7 @@ def test_audit_verify_force_checks_one_forces_chain(forces, monkeypatch, capsys)
 
 
 def test_a_record_naming_force_a_in_force_bs_chain_is_foreign():
-    from services.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
+    from services.governance.audit.chain import GENESIS, Position, record_hash, seal, verify_chain
 
     signer = Signer.generate("Someone")
     ring = Keyring()

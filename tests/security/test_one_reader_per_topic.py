@@ -13,24 +13,24 @@ GOVERNED = re.compile(r"\b(watchlist_topic|deployments_topic|audit_topic|forces_
 
 # module -> what it must use to verify (None: reads without applying anything, with the reason)
 READERS = {
-    "services/watchlist/materialiser.py": "VerifiedWatchlist",  # the matcher's index
-    "services/watchlist/store.py": "VerifiedWatchlist",  # lfr watchlist list, the authorised snapshot
-    "services/review/feeds.py": "VerifiedWatchlist",  # the console's reference images
-    "services/report/topics.py": "VerifiedDeployments",  # the transparency report (and VerifiedWatchlist)
-    "services/deployments/view.py": "VerifiedDeployments",  # every service's deployment view
-    "services/deployments/store.py": "VerifiedDeployments",  # lfr deployment
-    "services/deployments/projector.py": "VerifiedDeployments",  # lfr run deployment-events (public events)
-    "services/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
-    "services/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
-    "services/forces/store.py": "SignatureGate",  # the force registry (issue #24)
-    "services/forces/migrate.py": None,  # counts records only (F's topics empty, the audit copied); entries and deployments through the stores
-    "services/privacy/audit.py": None,  # scans every record of every topic for biometric data, refused ones included
+    "services/governance/watchlist/materialiser.py": "VerifiedWatchlist",  # the matcher's index
+    "services/governance/watchlist/store.py": "VerifiedWatchlist",  # lfr watchlist list, the authorised snapshot
+    "services/operations/review/feeds.py": "VerifiedWatchlist",  # the console's reference images
+    "services/operations/report/topics.py": "VerifiedDeployments",  # the transparency report (and VerifiedWatchlist)
+    "services/governance/deployments/view.py": "VerifiedDeployments",  # every service's deployment view
+    "services/governance/deployments/store.py": "VerifiedDeployments",  # lfr deployment
+    "services/governance/deployments/projector.py": "VerifiedDeployments",  # lfr run deployment-events (public events)
+    "services/governance/audit/cli.py": "verify_chain",  # lfr audit verify / show; reconcile lists unverified changes on purpose
+    "services/governance/audit/writer.py": None,  # reads its own partition's tail only, to chain onto it
+    "services/governance/forces/store.py": "SignatureGate",  # the force registry (issue #24)
+    "services/governance/forces/migrate.py": None,  # counts records only (F's topics empty, the audit copied); entries and deployments through the stores
+    "services/governance/privacy/audit.py": None,  # scans every record of every topic for biometric data, refused ones included
 }
 DECODERS = {
     # the van's bundle decodes entries only after the force's signature over the whole bundle verified
-    "WatchlistEntry.from_data(": {"services/watchlist/verified.py", "services/fleet/bundle.py"},
-    "Deployment.from_data(": {"services/deployments/view.py",  # view.parse, called only by deployments/verified.py
-                              "services/fleet/bundle.py"},  # after the force's signature over the whole bundle verified
+    "WatchlistEntry.from_data(": {"services/governance/watchlist/verified.py", "services/van/fleet/bundle.py"},
+    "Deployment.from_data(": {"services/governance/deployments/view.py",  # view.parse, called only by deployments/verified.py
+                              "services/van/fleet/bundle.py"},  # after the force's signature over the whole bundle verified
 }
 
 
@@ -55,9 +55,9 @@ def test_watchlist_entries_and_deployments_are_decoded_only_by_the_verified_read
         for call, allowed in DECODERS.items():
             if call in text:
                 assert path in allowed, f"{path} decodes {call[:-1]} itself instead of through the verified reader"
-    view = (ROOT / "services/deployments/view.py").read_text(encoding="utf-8")
+    view = (ROOT / "services/governance/deployments/view.py").read_text(encoding="utf-8")
     callers = [p for p, text in sources().items() if re.search(r"\bparse\(record\.value\(\)", text)]
-    assert callers == ["services/deployments/verified.py"], callers
+    assert callers == ["services/governance/deployments/verified.py"], callers
     assert "VerifiedDeployments" in view
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from services.audit.identity import ephemeral_identity
+from services.governance.audit.identity import ephemeral_identity
 from services.cli import main as lfr
 from services.common.jsonevents import decode_record
 from services.common.settings import DeploymentSettings, load_settings
 from services.common.signing import Keyring, Signer
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import Window
-from services.deployments.signing import countersign
-from services.deployments.store import DeploymentStore
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.record import Window
+from services.governance.deployments.signing import countersign
+from services.governance.deployments.store import DeploymentStore
 from tests.deployments.test_rules import HOUR, calibration, draft
 from tests.kafka_helpers import TopicReader, create_topics, unique
 

@@ -9,9 +9,9 @@ import pytest
 
 from services.cli import main as lfr
 from services.common.settings import DeploymentSettings, load_settings
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.record import Window
-from services.deployments.store import DeploymentStore
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.record import Window
+from services.governance.deployments.store import DeploymentStore
 from tests.deployments.test_rules import HOUR, calibration, draft
 from tests.kafka_helpers import create_topics, unique
 

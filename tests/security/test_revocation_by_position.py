@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Producer
 
-from services.audit.identity import add_ephemeral_key, ephemeral_identity
-from services.audit.writer import AuditWriter, change_digest
+from services.governance.audit.identity import add_ephemeral_key, ephemeral_identity
+from services.governance.audit.writer import AuditWriter, change_digest
 from services.common.envelope import encode
 from services.common.settings import AuditSettings, DeploymentSettings, WatchlistSettings, load_settings
 from services.common.signing import Keyring, Signer
-from services.deployments.admin import DeploymentAdmin
-from services.deployments.calibration import Calibration
-from services.deployments.store import DeploymentStore
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.store import WatchlistStore
+from services.governance.deployments.admin import DeploymentAdmin
+from services.governance.deployments.calibration import Calibration
+from services.governance.deployments.store import DeploymentStore
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.store import WatchlistStore
 from tests.deployment_helpers import active_deployment, publish_deployment
 from tests.kafka_helpers import create_topics, unique
 
@@ -79,7 +79,7 @@ def test_a_revoked_key_keeps_what_it_signed_before_and_a_backdated_record_after_
                        signers=(laptop, authoriser), audit_topic=topics["audit"])
     assert producer.flush(10) == 0
 
-    caplog.set_level(logging.WARNING, logger="services.audit.refusals")
+    caplog.set_level(logging.WARNING, logger="services.governance.audit.refusals")
     watchlist = WatchlistStore(load_settings(WatchlistSettings))
     assert set(watchlist.read_all()) == {"alice"}  # kept: audited before the revocation; mallory and the removal refused
     assert watchlist.refusals.reasons == {"revoked_key": 2}
@@ -94,7 +94,7 @@ def test_the_position_rule_same_chain_before_only(broker):
     """Valid before the revocation's offset in its own partition; invalid at or after it, in any
     other partition (offsets of two chains have no order), and everywhere for a key revoked in
     the keyring without a revocation record."""
-    from services.audit.index import AuditIndex, AuditLink
+    from services.governance.audit.index import AuditIndex, AuditLink
     from services.common.settings import KafkaSettings
 
     revoked, bare, fine = Signer.generate("PC 1 Revoked"), Signer.generate("PC 2 Bare"), Signer.generate("PC 3 Fine")
@@ -157,7 +157,7 @@ def test_a_revoked_authorisers_countersignatures_before_stay_valid_and_one_after
     publish_deployment(broker.bootstrap_servers, topics["deployments"], active_deployment("dep-after", ["cam-2"]),
                        signers=(operator, authoriser), audit_topic=topics["audit"])
 
-    caplog.set_level(logging.WARNING, logger="services.audit.refusals")
+    caplog.set_level(logging.WARNING, logger="services.governance.audit.refusals")
     deployments = DeploymentStore(load_settings(DeploymentSettings))
     assert set(deployments.read_all()) == {"dep-before"}  # authorised before the revocation: still authorised
     assert deployments.refusals.reasons == {"revoked_key": 1}
@@ -198,7 +198,7 @@ def test_ranks_a_revoked_key_administrator_granted_before_stay_and_one_granted_a
     publish_deployment(broker.bootstrap_servers, topics["deployments"], active_deployment("dep-after", ["cam-2"]),
                        signers=(operator, granted_after), audit_topic=topics["audit"])
 
-    caplog.set_level(logging.WARNING, logger="services.audit.refusals")
+    caplog.set_level(logging.WARNING, logger="services.governance.audit.refusals")
     deployments = DeploymentStore(load_settings(DeploymentSettings))
     assert set(deployments.read_all()) == {"dep-before"}  # the rank granted before the revocation still holds
     assert deployments.refusals.reasons == {"rank_not_registered": 1}
@@ -229,7 +229,7 @@ def test_replay_is_judged_by_audit_position_not_the_signers_clock(broker, kafka_
     producer.produce(topic, key=key, value=sent[0][0], headers=sent[0][1])  # the first change replayed, byte for byte
     assert producer.flush(10) == 0
 
-    caplog.set_level(logging.WARNING, logger="services.audit.refusals")
+    caplog.set_level(logging.WARNING, logger="services.governance.audit.refusals")
     watchlist = WatchlistStore(load_settings(WatchlistSettings))
     assert watchlist.read_all()["alice"].reference == "REF-alice-corrected"
     assert watchlist.refusals.reasons == {"replayed": 1}

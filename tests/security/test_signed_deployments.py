@@ -9,13 +9,13 @@ import dataclasses
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from services.audit.refusals import deployment_signature_checks
+from services.governance.audit.refusals import deployment_signature_checks
 from services.common.envelope import encode
 from services.common.settings import MatcherSettings, load_settings
 from services.common.signing import Signer
-from services.deployments.record import SCHEMA
-from services.deployments.signing import countersign
-from services.deployments.view import DeploymentView
+from services.governance.deployments.record import SCHEMA
+from services.governance.deployments.signing import countersign
+from services.governance.deployments.view import DeploymentView
 from tests.deployment_helpers import active_deployment, publish_deployment, session_signers
 from tests.kafka_helpers import create_topics, unique, wait_until
 

@@ -10,15 +10,15 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from services.audit.identity import ephemeral_identity
+from services.governance.audit.identity import ephemeral_identity
 from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
 from services.common.signing import Keyring, Signer
-from services.face.models import SFACE, ModelIdentity
-from services.matcher.service import build
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.store import WatchlistStore
+from services.engine.face.models import SFACE, ModelIdentity
+from services.pipeline.matcher.service import build
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.store import WatchlistStore
 from tests.kafka_helpers import create_topics, unique, wait_until
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)

@@ -1,6 +1,6 @@
 """Every reader of the watchlist topic applies only what verifies, as the matcher does (issue #23):
 `lfr watchlist list` and the snapshot `lfr deployment authorise` freezes (WatchlistStore.read_all)
-and the review console's reference images (services/review/feeds.py).
+and the review console's reference images (services/operations/review/feeds.py).
 
 The attacks are those of someone with write access to the broker: an unsigned add, an add signed
 by a key nobody trusts, a genuine record with one byte changed, a replay of a signed add after its
@@ -20,16 +20,16 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from services.audit.identity import ephemeral_identity
+from services.governance.audit.identity import ephemeral_identity
 from services.common.envelope import encode
 from services.common.settings import DeploymentSettings, WatchlistSettings, load_settings
 from services.common.signing import Signer
-from services.deployments import snapshot
-from services.deployments.record import Criteria
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.reference import ReferenceImage
-from services.watchlist.store import WatchlistStore
+from services.governance.deployments import snapshot
+from services.governance.deployments.record import Criteria
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.reference import ReferenceImage
+from services.governance.watchlist.store import WatchlistStore
 from tests.kafka_helpers import TopicReader, create_topics, unique, wait_until
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
@@ -118,7 +118,7 @@ def test_watchlist_list_command_lists_only_what_verifies(attacked):
 
 
 def test_console_reference_images_come_only_from_verified_records(attacked, broker, tmp_path):
-    from services.review.service import build_console
+    from services.operations.review.service import build_console
     from tests.review.helpers import review_settings
 
     store, topics = attacked
@@ -147,8 +147,8 @@ class Clock:
 @pytest.fixture
 def deployment_admin(broker, kafka_env, monkeypatch):
     """`lfr deployment` on fresh topics, signing with the session operator's key (test:operator)."""
-    from services.deployments.admin import DeploymentAdmin
-    from services.deployments.store import DeploymentStore
+    from services.governance.deployments.admin import DeploymentAdmin
+    from services.governance.deployments.store import DeploymentStore
     from tests.deployments.test_rules import calibration
 
     topics = {name: unique(name) for name in ("deployments", "watchlist", "audit", "dlq")}
@@ -164,9 +164,9 @@ def test_a_deployment_creator_is_the_drafts_signer_and_never_changes(deployment_
     from pathlib import Path
 
     from services.cli import main as lfr
-    from services.deployments.admin import DeploymentAdmin
-    from services.deployments.record import SCHEMA, Refused, Window
-    from services.deployments.store import DeploymentStore
+    from services.governance.deployments.admin import DeploymentAdmin
+    from services.governance.deployments.record import SCHEMA, Refused, Window
+    from services.governance.deployments.store import DeploymentStore
     from tests.deployments.test_rules import HOUR, calibration, draft
 
     _operators, topics = deployment_admin

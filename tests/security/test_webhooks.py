@@ -18,8 +18,8 @@ import standardwebhooks
 
 from services.common.errors import SettingsError
 from services.common.settings import DispatchSettings, load_settings
-from services.dispatch.webhook import WebhookConfig, deliver
-from services.dispatch.webhook_security import WebhookSigner
+from services.pipeline.dispatch.webhook import WebhookConfig, deliver
+from services.pipeline.dispatch.webhook_security import WebhookSigner
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 
 from services.common.settings import DetectSettings, load_settings
 from services.common.stage import Message
-from services.detect.service import build
-from services.face.boxes import box_iou
-from services.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
+from services.pipeline.detect.service import build
+from services.engine.face.boxes import box_iou
+from services.pipeline.ingest.crowd import CrowdConfig, CrowdScene, cast_from_folder
 
 FPS = 3.0
 # The fault suite's cast for seed 11 (tests/faults/harness.py), in its walking order.

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from services.tracking import CameraTracker, ShotPolicy, TrackerConfig, Tracks, shot_quality
+from services.engine.tracking import CameraTracker, ShotPolicy, TrackerConfig, Tracks, shot_quality
 
 
 def face(x: float, y: float, width: float = 80.0) -> tuple[list[float], list[list[float]]]:

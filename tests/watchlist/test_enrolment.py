@@ -11,11 +11,11 @@ import pytest
 from services.common.envelope import decode, encode
 from services.common.jsonevents import decode_record
 from services.common.settings import WatchlistSettings, load_settings
-from services.watchlist.admin import WatchlistAdmin
-from services.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
-from services.watchlist.entry import WatchlistEntry
-from services.watchlist.store import WatchlistStore
-from services.watchlist.thresholds import Thresholds
+from services.governance.watchlist.admin import WatchlistAdmin
+from services.governance.watchlist.enrol import EnrolmentRefused, EnrolmentRequest, Enroller
+from services.governance.watchlist.entry import WatchlistEntry
+from services.governance.watchlist.store import WatchlistStore
+from services.governance.watchlist.thresholds import Thresholds
 from tests.face_helpers import side_by_side
 from tests.kafka_helpers import create_topics, unique
 
@@ -176,7 +176,7 @@ def test_marginal_photo_is_enrolled_with_a_flag_and_a_useless_one_refused(enroll
     assert "small_face" in entry.embeddings[0].quality_flags
     assert entry.to_data()["embeddings"][0]["quality_flags"] == list(entry.embeddings[0].quality_flags)
     assert entry.describe()["embeddings"][0]["quality_flags"] == list(entry.embeddings[0].quality_flags)
-    from services.watchlist.entry import WatchlistEntry
+    from services.governance.watchlist.entry import WatchlistEntry
 
     assert WatchlistEntry.from_data(entry.to_data()).embeddings[0].quality_flags == entry.embeddings[0].quality_flags
     from services.common.envelope import encode

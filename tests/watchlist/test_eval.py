@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from services.evaluation.equity import balanced_split, labels_from_name, significant_pairs, wilson
-from services.evaluation.gallery import Gallery
-from services.face.models import ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.index import WatchlistIndex
+from services.tools.evaluation.equity import balanced_split, labels_from_name, significant_pairs, wilson
+from services.tools.evaluation.gallery import Gallery
+from services.engine.face.models import ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.index import WatchlistIndex
 
-from services.evaluation.metrics import MatedResult, fpir, threshold_for_fpir, tpir
-from services.evaluation.protocol import plan
+from services.tools.evaluation.metrics import MatedResult, fpir, threshold_for_fpir, tpir
+from services.tools.evaluation.protocol import plan
 
 
 def test_protocol_is_seeded_and_disjoint():
@@ -35,7 +35,7 @@ def test_protocol_is_seeded_and_disjoint():
 
 
 def test_an_alias_of_an_enrolled_identity_is_never_a_nonmated_probe():
-    from services.evaluation.protocol import ALIASES
+    from services.tools.evaluation.protocol import ALIASES
 
     a, b = ALIASES[0]
     identities = {a: [Path(f"{a}/{j}.jpg") for j in range(3)], b: [Path(f"{b}/{j}.jpg") for j in range(1)]}
@@ -105,7 +105,7 @@ def test_eval_on_a_slice_gives_the_same_json_twice(lfw_dir, tmp_path):
 
 
 def test_end_to_end_counts_a_refused_subjects_probes_as_misses():
-    from services.evaluation.metrics import summarise
+    from services.tools.evaluation.metrics import summarise
 
     hit = MatedResult(True, True, 0.9)
     enrolled_only = [hit] * 9

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
-from services.deployments.snapshot import entry_version
-from services.face.models import SFACE, ModelIdentity
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.index import WatchlistIndex, collection_name, connect
-from services.watchlist.index_backends import ClientBackend, EdgeBackend
+from services.governance.deployments.snapshot import entry_version
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.index import WatchlistIndex, collection_name, connect
+from services.governance.watchlist.index_backends import ClientBackend, EdgeBackend
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
 OTHER = ModelIdentity("arcface-r100", "1" * 64)
@@ -148,7 +148,7 @@ def test_a_killed_process_index_directory_is_swept_by_the_next_backend(tmp_path)
     import subprocess
     import sys
 
-    from services.watchlist.index_backends import TEMP_PREFIX, sweep_orphaned_indexes
+    from services.governance.watchlist.index_backends import TEMP_PREFIX, sweep_orphaned_indexes
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

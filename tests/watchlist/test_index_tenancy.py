@@ -1,6 +1,6 @@
 """The watchlist index's tenant: one collection per model shared by every force, each point
 carrying its ``force`` (a Qdrant tenant keyword index), every query naming one force, and a
-query without one refused by the backend (services/watchlist/index_backends.py)."""
+query without one refused by the backend (services/governance/watchlist/index_backends.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from services.face.models import SFACE, ModelIdentity
-from services.forces.naming import NamingError
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
-from services.watchlist.index import WatchlistIndex, connect
-from services.watchlist.index_backends import TENANT_FIELD, Condition, Filter, IndexRefused
+from services.engine.face.models import SFACE, ModelIdentity
+from services.governance.forces.naming import NamingError
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry
+from services.governance.watchlist.index import WatchlistIndex, connect
+from services.governance.watchlist.index_backends import TENANT_FIELD, Condition, Filter, IndexRefused
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
 NOW = int(time.time() * 1000)
@@ -99,7 +99,7 @@ def test_force_default_keeps_its_point_ids():
     """Points of force default keep the ids they had before forces (an existing index stays valid)."""
     import uuid
 
-    from services.watchlist.index import _POINT_NAMESPACE
+    from services.governance.watchlist.index import _POINT_NAMESPACE
 
     default = WatchlistIndex(connect(None, None, ":memory:", "local"), MODEL)
     (point,) = default._points(entry("S-1", unit(1)))

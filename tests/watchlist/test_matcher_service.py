@@ -11,12 +11,12 @@ from services.common.envelope import encode
 from services.common.jsonevents import decode_record
 from services.common.runner import StageRunner
 from services.common.settings import MatcherSettings, WatchlistSettings, load_settings
-from services.matcher.service import build
-from services.matcher.stage import process
-from services.watchlist.admin import WatchlistAdmin
-from services.watchlist.enrol import Enroller
-from services.watchlist.store import WatchlistStore
-from services.watchlist.thresholds import Thresholds
+from services.pipeline.matcher.service import build
+from services.pipeline.matcher.stage import process
+from services.governance.watchlist.admin import WatchlistAdmin
+from services.governance.watchlist.enrol import Enroller
+from services.governance.watchlist.store import WatchlistStore
+from services.governance.watchlist.thresholds import Thresholds
 from tests.face_helpers import embedding_message
 from tests.kafka_helpers import committed_total, create_topics, produce, unique, wait_until
 from tests.watchlist.test_enrolment import request
@@ -35,7 +35,7 @@ class Clock:
 
 
 class Matcher:
-    """The matcher service's own wiring (services.matcher.service.build), run in threads."""
+    """The matcher service's own wiring (services.pipeline.matcher.service.build), run in threads."""
 
     def __init__(self, settings: MatcherSettings, clock: Clock) -> None:
         self.materialiser, deps = build(settings, clock)

@@ -10,11 +10,11 @@ import pytest
 
 from services.common.envelope import decode, encode
 from services.common.stage import Message
-from services.face.models import SFACE, ModelIdentity
-from services.matcher.stage import MatcherDeps, ModelMismatch, process
-from services.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_to_bytes
-from services.watchlist.index import WatchlistIndex, connect
-from services.watchlist.thresholds import Thresholds
+from services.engine.face.models import SFACE, ModelIdentity
+from services.pipeline.matcher.stage import MatcherDeps, ModelMismatch, process
+from services.governance.watchlist.entry import EnrolledEmbedding, Provenance, WatchlistEntry, vector_to_bytes
+from services.governance.watchlist.index import WatchlistIndex, connect
+from services.governance.watchlist.thresholds import Thresholds
 
 MODEL = ModelIdentity(SFACE.name, SFACE.sha256)
 NOW = int(time.time() * 1000)
@@ -137,7 +137,7 @@ def test_best_candidate_is_the_best_one_at_or_above_its_own_threshold(index):
 
 
 def test_the_matcher_does_not_count_faces(index):
-    """Faces processed are counted where they are found (detect, services/detect/counts.py), not here,
+    """Faces processed are counted where they are found (detect, services/pipeline/detect/counts.py), not here,
     where tracking has already thinned them to a few shots per person."""
     index.upsert(entry("alice", unit(1)))
     outputs = process([probe(unit(1)), probe(unit(50))], deps(index))

@@ -1,4 +1,4 @@
-"""The snapshot filter as the index sends it (services/watchlist/snapshot_scope.py): the smaller
+"""The snapshot filter as the index sends it (services/governance/watchlist/snapshot_scope.py): the smaller
 of "not one of the versions the snapshot lacks" and "one of the versions it has", derived from
 what the index holds; it must keep exactly the snapshot's versions through upserts, removals,
 expiry and a reopened index; and the edge engine's HNSW path finds what exact search finds."""
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.deployments.snapshot import entry_version
-from services.watchlist.index import WatchlistIndex, connect
-from services.watchlist.index_backends import Condition
-from services.watchlist.snapshot_scope import Held, HeldVersions
+from services.governance.deployments.snapshot import entry_version
+from services.governance.watchlist.index import WatchlistIndex, connect
+from services.governance.watchlist.index_backends import Condition
+from services.governance.watchlist.snapshot_scope import Held, HeldVersions
 
 from tests.watchlist.test_index_backends import MODEL, NOW, built, entries, unit_rows
 

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from services.common.kafka_config import client_config, producer_config
 from services.common.settings import KafkaSettings, load_settings
 from services.common.topics import describe_topics, load_topic_specs
-from services.forces.topics import specs_for_force
+from services.governance.forces.topics import specs_for_force
 
 
 def main() -> int:

@@ -1,0 +1,1 @@
+"""The face engine and tracking: pure libraries (no Kafka) the stages call."""

@@ -1,0 +1,1 @@
+"""The pipeline's stages, one Kafka service each: cameras to frames, faces, embeddings, matches and alerts."""
