@@ -81,6 +81,7 @@ def test_demo_replay_smoke(tmp_path, lfw_dir):
     assert plain["scores"]["genuine"] != refined["scores"]["genuine"]
 
 
+@pytest.mark.bench_smoke  # make bench: a benchmark smoke of half a minute, off CI's 35-minute budget
 def test_align_experiment_smoke(tmp_path, lfw_dir):
     """The choose/report comparison of alignment options behind the alignment figures (docs/evaluators/accuracy.md) (issue #13)."""
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "align_experiment.py"), "--data", str(lfw_dir), "--limit", "40",
@@ -136,7 +137,7 @@ def test_frame_formats_benchmark_smoke(tmp_path, lfw_dir):
     assert rows["jpeg85_640"]["faces_accepted"] < rows["jpeg85_full"]["faces_accepted"]  # but the chips are too small
     assert rows["h264"]["bytes_per_frame"] > 0
 
-@pytest.mark.slow
+@pytest.mark.bench_smoke  # make bench (which then runs the full simulation): a minute, off CI's 35-minute budget
 def test_fleet_simulation_smoke(tmp_path):
     """lfr fleet simulate at tiny sizes: every replayed alert reaches its force's core once, through
     the link and the intake, after a link cut; nothing biometric at the core."""

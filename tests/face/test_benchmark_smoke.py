@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.bench_smoke  # make bench: half a minute, off CI's 35-minute budget
 def test_benchmark_smoke_writes_json(tmp_path: Path, model_cache_dir: Path) -> None:
     out = tmp_path / "models.json"
     env = dict(os.environ, LFR_MODEL_CACHE_DIR=str(model_cache_dir))
